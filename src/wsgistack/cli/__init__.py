@@ -1,0 +1,53 @@
+"""The command line: one thin module per command over the library.
+
+Exit codes are decided here and only here: 0 ok, 1 runtime failure, 2 bad config or app,
+3 a missing system dependency; a supervised process's own failure code passes through.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from wsgistack import __version__
+from wsgistack.errors import WsgistackError
+
+
+class _Group(click.Group):
+    """Turns WsgistackError into ``error[id]: message / hint`` and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except WsgistackError as exc:
+            if ctx.meta.get("wsgistack.debug"):
+                traceback.print_exc()
+            click.echo(exc.render(), err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wsgistack")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Run a Python WSGI app (Django, Flask, module:callable) behind Nginx + uWSGI."""
+    ctx.meta["wsgistack.debug"] = debug
+
+
+def _register() -> None:
+    from wsgistack.cli import config_cmd, render_cmd, run_cmd
+
+    main.add_command(run_cmd.command, "run")
+    main.add_command(render_cmd.command, "render")
+    main.add_command(config_cmd.command, "config")
+    try:
+        from wsgistack.cli import bench
+    except ImportError:
+        return
+    main.add_command(bench.command, "bench")
+
+
+_register()

@@ -1,0 +1,38 @@
+"""``wsgistack config [PATH]``: the resolved configuration, and where each value came from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from wsgistack.cli.options import config_options, load
+from wsgistack.config import describe
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--origin", is_flag=True, help="show where each value came from and its env var names")
+@click.option("--json", "as_json", is_flag=True, help="print the resolved config as JSON")
+@config_options
+def command(path: Path, origin: bool, as_json: bool, **params: Any) -> None:
+    """Print the resolved configuration (defaults < file < environment < CLI)."""
+    loaded = load(path, params)
+    if as_json:
+        click.echo(json.dumps(loaded.config.model_dump(mode="json"), indent=2))
+        return
+    table = Table(title=f"wsgistack config ({loaded.config_file or 'no config file'})", show_lines=False)
+    table.add_column("setting")
+    table.add_column("value")
+    if origin:
+        table.add_column("from")
+        table.add_column("environment")
+    for key, value, source, names in describe(loaded):
+        shown = json.dumps(value) if not isinstance(value, str) else value
+        row = [key, shown] + ([source, names] if origin else [])
+        table.add_row(*row, style=None if source == "default" else "bold")
+    Console(width=200 if origin else None).print(table)

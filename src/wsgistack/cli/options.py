@@ -1,0 +1,59 @@
+"""Options shared by the commands that resolve a config, declared once as a table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wsgistack.config import LoadedConfig, load_config
+
+# (flag, dotted config key, help, multiple)
+CONFIG_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
+    ("--app", "app.target", "WSGI target: module:callable, module:factory() or auto", False),
+    ("--host", "server.host", "address nginx listens on", False),
+    ("--port", "server.port", "port nginx listens on", False),
+    ("--server-name", "server.server_names", "a Host name to serve (repeatable; * = any)", True),
+    ("--processes", "uwsgi.processes", "uWSGI worker processes (or auto)", False),
+    ("--threads", "uwsgi.threads", "threads per worker", False),
+    ("--socket", "uwsgi.socket", "unix or tcp between nginx and uWSGI", False),
+    ("--role", "role", "all, app (uWSGI only) or web (nginx only)", False),
+    ("--runtime-dir", "runtime_dir", "directory for sockets, pidfiles and rendered configs", False),
+    ("--timeout", "request_timeout", "seconds a request may run (or auto)", False),
+)
+
+
+def _param_name(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for flag, dotted, help_text, multiple in reversed(CONFIG_OPTIONS):
+        func = click.option(flag, _param_name(flag), multiple=multiple, default=None, help=f"{help_text} [{dotted}]")(func)
+    func = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)",
+    )(func)
+    return func
+
+
+def overrides(params: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    out: dict[str, tuple[Any, str]] = {}
+    for flag, dotted, _help, multiple in CONFIG_OPTIONS:
+        value = params.pop(_param_name(flag), None)
+        if multiple:
+            value = list(value) if value else None
+        if value is not None:
+            out[dotted] = (value, flag)
+    return out
+
+
+def load(path: Path, params: dict[str, Any], extra: dict[str, tuple[Any, str]] | None = None) -> LoadedConfig:
+    cli = overrides(params)
+    cli.update(extra or {})
+    return load_config(path, env=dict(os.environ), cli=cli, config_file=params.pop("config_file", None))

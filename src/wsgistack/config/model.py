@@ -1,0 +1,194 @@
+"""The one configuration tree. Every template, check and command reads only from it.
+
+Each field is declared once, with its type, bounds, default and description; the TOML keys,
+the ``WSGISTACK_<SECTION>__<FIELD>`` environment variables and ``wsgistack config`` all come
+from these declarations. Values that depend on the machine ("auto") stay "auto" here and are
+resolved in :mod:`wsgistack.plan`, so ``wsgistack config --origin`` can show both.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)[bB]?\s*$")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """Parse ``"10M"``, ``"512k"``, ``"1g"`` or a plain integer into bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10M, 512k or 1048576")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size; use a number of bytes or a suffix k/M/G, e.g. 10M")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class PathMapping(_Section):
+    """A URL prefix served by Nginx straight from a directory."""
+
+    url: str = Field(description="URL prefix, e.g. /static/")
+    dir: Path = Field(description="directory on disk (relative paths are relative to app.path)")
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, v: str) -> str:
+        if not v.startswith("/") or " " in v or ".." in v:
+            raise ValueError(f"{v!r} must be an absolute URL path such as /static/")
+        if v == "/":
+            raise ValueError("'/' cannot be a static location: it would hide the application")
+        # A trailing slash on both the location and the alias is what keeps alias from
+        # serving /static../secret (the classic alias traversal), so normalise it here.
+        return v if v.endswith("/") else v + "/"
+
+
+class AppSection(_Section):
+    target: str = Field(
+        "auto",
+        description='"auto" (detect Django/Flask), "module:callable" or "module:factory()"',
+    )
+    path: Path = Field(Path("."), description="project directory (uWSGI chdir, added to sys.path)")
+    django_settings: str = Field("", description="Django settings module (default: from manage.py)")
+    collectstatic: bool = Field(True, description="Django: run collectstatic --noinput before start")
+    migrate: bool = Field(False, description="Django: run migrate --noinput before start")
+    prestart: tuple[str, ...] = Field((), description="extra commands run in app.path before start")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment for the app")
+    lazy_apps: bool = Field(False, description="load the app in each worker after fork (per-worker DB connections)")
+
+    @field_validator("target")
+    @classmethod
+    def _target_shape(cls, v: str) -> str:
+        v = v.strip()
+        if v == "auto":
+            return v
+        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*(\(\))?)?", v):
+            raise ValueError(f"{v!r} is not a WSGI target; expected auto, module, module:callable or module:factory()")
+        return v
+
+
+class ServerSection(_Section):
+    """Nginx, the only part of the stack that faces clients."""
+
+    host: str = Field("127.0.0.1", description="address Nginx listens on")
+    port: int = Field(8000, ge=1, le=65535, description="port Nginx listens on (env PORT)")
+    server_names: tuple[str, ...] = Field(
+        ("localhost", "127.0.0.1", "[::1]"),
+        description='Host names served; requests for any other Host are refused ("*" accepts any)',
+    )
+    max_body_size: str = Field("20M", description="largest request body (uploads); 413 beyond it")
+    static: tuple[PathMapping, ...] = Field((), description="extra URL prefix → directory mappings")
+    trusted_proxies: tuple[str, ...] = Field(
+        (), description="addresses/CIDRs whose X-Forwarded-* headers are believed (load balancer, router)"
+    )
+    worker_processes: int | Literal["auto"] = Field("auto", description="Nginx worker processes")
+    worker_connections: int = Field(4096, ge=64, le=65536, description="connections per Nginx worker")
+    access_log: bool = Field(True, description="Nginx access log on stdout")
+    gzip: bool = Field(True, description="gzip text responses")
+    client_header_timeout: int = Field(10, ge=1, le=300, description="seconds to receive request headers")
+    client_body_timeout: int = Field(30, ge=1, le=3600, description="seconds between two body reads")
+    keepalive_timeout: int = Field(15, ge=0, le=300, description="seconds an idle client connection is kept")
+    unknown_host: Literal["close", "421"] = Field(
+        "close", description="how to refuse an unknown Host: close the connection or answer 421"
+    )
+
+    @field_validator("worker_processes")
+    @classmethod
+    def _workers(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError('must be at least 1, or "auto"')
+        return v
+
+    @field_validator("max_body_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if parse_size(v) == 0:
+            raise ValueError("0 would disable the upload limit; give a finite size such as 20M")
+        return v
+
+    @field_validator("server_names")
+    @classmethod
+    def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not re.fullmatch(r"\*|[\w.*\-]+|\[[0-9a-fA-F:]+\]", name):
+                raise ValueError(f"{name!r} is not a host name")
+        if not v:
+            raise ValueError("at least one server name is needed (use \"*\" to accept any Host)")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR such as 10.0.0.0/8") from None
+        return v
+
+
+class UwsgiSection(_Section):
+    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY)")
+    threads: int = Field(1, ge=1, le=256, description="threads per worker")
+    socket: Literal["unix", "tcp"] = Field("unix", description="how Nginx reaches uWSGI")
+    tcp_host: str = Field("127.0.0.1", description="uWSGI TCP address when socket = tcp")
+    tcp_port: int = Field(8001, ge=1, le=65535, description="uWSGI TCP port when socket = tcp")
+    uri: str = Field("", description="upstream for role=web: host:port or unix:/path (env UWSGI_URI)")
+    listen: int | Literal["auto"] = Field("auto", description="listen queue; capped by net.core.somaxconn")
+    buffer_size: int = Field(32768, ge=4096, le=65535, description="largest request header block uWSGI accepts (bytes)")
+    max_requests: int = Field(5000, ge=0, description="recycle a worker after this many requests (0 = never)")
+    reload_on_rss: int = Field(0, ge=0, description="recycle a worker above this RSS in MB (0 = auto from memory)")
+    stats: bool = Field(True, description="uWSGI stats on a unix socket in the runtime dir")
+    request_log: bool = Field(False, description="uWSGI request log (Nginx already logs every request)")
+
+    @field_validator("processes", "listen")
+    @classmethod
+    def _positive_or_auto(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError('must be at least 1, or "auto"')
+        return v
+
+
+class Config(_Section):
+    """The whole, validated configuration. Frozen: derive, never mutate."""
+
+    role: Literal["all", "app", "web"] = Field(
+        "all", description="all = Nginx + uWSGI; app = uWSGI only; web = Nginx only (proxying to uwsgi.uri)"
+    )
+    platform: Literal["none", "heroku"] = Field("none", description="platform router whose timeout we must nest inside")
+    runtime_dir: Path | None = Field(None, description="where sockets, pidfiles and rendered configs live")
+    user: str = Field("", description="when started as root: the unprivileged user Nginx workers and uWSGI run as")
+    request_timeout: int | Literal["auto"] = Field(
+        "auto",
+        description='seconds a request may run (uWSGI harakiri); Nginx waits a little longer; "auto" = 30, or inside the platform router\'s limit',
+    )
+    stop_timeout: int = Field(8, ge=1, le=300, description="seconds in-flight requests get to finish on stop")
+    app: AppSection = Field(default_factory=AppSection)
+    server: ServerSection = Field(default_factory=ServerSection)
+    uwsgi: UwsgiSection = Field(default_factory=UwsgiSection)
+
+    @field_validator("request_timeout")
+    @classmethod
+    def _timeout(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 2 <= v <= 3600:
+            raise ValueError('must be between 2 and 3600 seconds, or "auto"')
+        return v
+
+
+# Platforms whose router closes a request after a fixed time; our timeouts must end first.
+ROUTER_TIMEOUTS: dict[str, int] = {"heroku": 30}
+
+SECTIONS: dict[str, type[_Section]] = {"app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection}

@@ -1,0 +1,336 @@
+"""Precedence, in one tested function: defaults < file < environment < CLI.
+
+Every value remembers where it came from (:class:`Origin`), so errors can say
+``uwsgi.processes (from env WSGISTACK_UWSGI__PROCESSES="x")`` and ``wsgistack config --origin``
+can show the source of each resolved setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from wsgistack.config.envvars import ALIASES, PREFIX, aliases_for, dotted_from_env, env_name
+from wsgistack.config.model import Config, PathMapping
+from wsgistack.errors import ConfigError, WsgistackError
+
+CONFIG_FILE = "wsgistack.toml"
+
+
+@dataclass(frozen=True)
+class Origin:
+    kind: Literal["default", "file", "env", "cli"]
+    where: str = ""  # "wsgistack.toml", "env PORT", "CLI --port"
+    raw: str | None = None  # the text the user wrote, for error messages
+
+    def __str__(self) -> str:
+        if self.kind == "default":
+            return "default"
+        if self.raw is not None and self.kind in ("env", "cli"):
+            return f'{self.where}="{self.raw}"'
+        return self.where
+
+
+DEFAULT = Origin("default")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    origins: Mapping[str, Origin] = field(default_factory=dict)
+    project_dir: Path = Path(".")
+    config_file: Path | None = None
+
+    def origin(self, dotted: str) -> Origin:
+        return self.origins.get(dotted, DEFAULT)
+
+
+# --- the field catalogue, derived from the model -------------------------------------------
+
+
+def _fields(model: type[BaseModel] = Config, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> pydantic FieldInfo for every leaf setting."""
+    out: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.update(_fields(ann, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = info
+    return out
+
+
+FIELDS: dict[str, Any] = _fields()
+
+
+def _closest(key: str) -> str:
+    match = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.6)
+    return f"did you mean {match[0]}?" if match else "see `wsgistack config` for every setting"
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted not in FIELDS:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def find_config_file(project_dir: Path) -> tuple[Path | None, dict[str, Any]]:
+    """Return the config file in use and its settings; refuse two competing files."""
+    toml_path = project_dir / CONFIG_FILE
+    pyproject = project_dir / "pyproject.toml"
+    from_toml = _read_toml(toml_path) if toml_path.is_file() else None
+    from_pyproject = None
+    if pyproject.is_file():
+        from_pyproject = _read_toml(pyproject).get("tool", {}).get("wsgistack")
+    if from_toml is not None and from_pyproject is not None:
+        raise ConfigError(
+            [
+                WsgistackError(
+                    "config.E007",
+                    f"both {toml_path} and [tool.wsgistack] in {pyproject} configure wsgistack",
+                    "keep one of them; wsgistack will not guess which one you meant",
+                )
+            ]
+        )
+    if from_toml is not None:
+        return toml_path, from_toml
+    if from_pyproject is not None:
+        return pyproject, from_pyproject
+    return None, {}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            [WsgistackError("config.E004", f"{path} is not valid TOML: {exc}", "fix the syntax at the position shown")]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([WsgistackError("config.E004", f"cannot read {path}: {exc.strerror}", "check the file's permissions")]) from None
+
+
+def _unwrap(ann: Any) -> Any:
+    """Strip ``X | None`` so type-driven parsing sees the real type."""
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) in (typing.Union, type(int | str)) and len(args) == 1:
+        return args[0]
+    return ann
+
+
+def parse_env_value(dotted: str, raw: str) -> Any:
+    """Turn an environment string into what the field expects (lists, mappings, dicts)."""
+    ann = _unwrap(FIELDS[dotted].annotation)
+    origin = typing.get_origin(ann)
+    text = raw.strip()
+    if origin is tuple:
+        if text.startswith("["):
+            return json.loads(text)
+        items = [item for item in text.replace(",", " ").split() if item]
+        if typing.get_args(ann)[0] is PathMapping:
+            # "/static/=/srv/static /media/=/srv/media"
+            mappings = []
+            for item in items:
+                url, sep, directory = item.partition("=")
+                if not sep:
+                    raise ValueError(f"{item!r} is not URL=DIR, e.g. /static/=/srv/static")
+                mappings.append({"url": url, "dir": directory})
+            return mappings
+        return items
+    if origin is dict:
+        if text.startswith("{"):
+            return json.loads(text)
+        pairs = {}
+        for item in (i for i in text.split(",") if i.strip()):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not KEY=VALUE")
+            pairs[key.strip()] = value
+        return pairs
+    return text
+
+
+def from_env(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, Origin]], list[WsgistackError]]:
+    values: dict[str, tuple[Any, Origin]] = {}
+    problems: list[WsgistackError] = []
+
+    def put(dotted: str, name: str, raw: str) -> None:
+        origin = Origin("env", f"env {name}", raw)
+        try:
+            values[dotted] = (parse_env_value(dotted, raw), origin)
+        except (ValueError, json.JSONDecodeError) as exc:
+            problems.append(_invalid(dotted, origin, str(exc)))
+
+    for name, dotted in ALIASES:
+        raw = env.get(name, "")
+        if raw.strip():  # an empty alias (PORT="") means "not set", as shells treat it
+            put(dotted, name, raw)
+    for name in sorted(env):
+        if not name.startswith(PREFIX):
+            continue
+        dotted = dotted_from_env(name)
+        if dotted not in FIELDS:
+            problems.append(
+                WsgistackError(
+                    "config.E003",
+                    f"unknown setting {name} in the environment",
+                    f"{_closest(dotted)} (variables starting with {PREFIX} are reserved for settings)",
+                )
+            )
+            continue
+        put(dotted, name, env[name])
+    return values, problems
+
+
+def _invalid(dotted: str, origin: Origin, message: str) -> WsgistackError:
+    info = FIELDS.get(dotted)
+    desc = info.description if info is not None and info.description else ""
+    default = info.get_default(call_default_factory=True) if info is not None else None
+    hint_parts = [desc] if desc else []
+    if info is not None and default not in ({}, ()):
+        hint_parts.append(f"default: {default!r}")
+    if origin.kind != "default":
+        hint_parts.append(f"change it in {origin.where}")
+    return WsgistackError("config.E001", f"{dotted} (from {origin}): {message}", "; ".join(hint_parts))
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _error_path(loc: tuple[Any, ...]) -> str:
+    """Map a pydantic error location to our dotted key (dropping union branch names)."""
+    parts: list[str] = []
+    for item in loc:
+        candidate = ".".join([*parts, str(item)])
+        if candidate in FIELDS:
+            return candidate
+        if any(key.startswith(candidate + ".") for key in FIELDS):
+            parts.append(str(item))
+            continue
+        break
+    return ".".join(parts) or "(config)"
+
+
+def _from_validation(exc: ValidationError, origins: Mapping[str, Origin]) -> list[WsgistackError]:
+    problems: list[WsgistackError] = []
+    seen: set[str] = set()
+    for err in exc.errors():
+        path = _error_path(tuple(err["loc"]))
+        if path in seen:  # a union ("auto" | int) reports once per branch; once is enough
+            continue
+        seen.add(path)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            dotted = ".".join(str(p) for p in err["loc"])
+            origin = origins.get(dotted, DEFAULT)
+            problems.append(WsgistackError("config.E002", f"unknown setting {dotted} (in {origin})", _closest(dotted)))
+            continue
+        if err["type"] == "union_tag_invalid" or err["type"].startswith("literal_error"):
+            msg = err["msg"]
+        problems.append(_invalid(path, origins.get(path, DEFAULT), msg))
+    return problems
+
+
+def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[WsgistackError]:
+    """Rules that involve several settings; each error names the setting to change."""
+    problems = []
+    if config.role == "web" and not config.uwsgi.uri:
+        problems.append(
+            WsgistackError(
+                "config.E005",
+                f"uwsgi.uri is required with role = web (role from {origins.get('role', DEFAULT)})",
+                "set UWSGI_URI (or WSGISTACK_UWSGI__URI) to the app container's uWSGI socket, "
+                "e.g. 127.0.0.1:8001 or unix:/shared/uwsgi.sock",
+            )
+        )
+    return problems
+
+
+def load_config(
+    project_dir: Path | str = ".",
+    env: Mapping[str, str] | None = None,
+    cli: Mapping[str, tuple[Any, str]] | None = None,
+    config_file: Path | None = None,
+) -> LoadedConfig:
+    """Resolve the configuration: defaults < file < environment < CLI.
+
+    ``cli`` maps dotted keys to ``(value, flag)``, e.g. ``{"server.port": (8080, "--port")}``.
+    ``env`` is passed in (never read from ``os.environ`` here) so callers and tests control it.
+    Raises :class:`ConfigError` listing every problem at once.
+    """
+    project = Path(project_dir).resolve()
+    env = env or {}
+    flat: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
+    problems: list[WsgistackError] = []
+
+    if config_file is not None:
+        file_path: Path | None = config_file
+        file_data = _read_toml(config_file)
+        if config_file.name == "pyproject.toml":
+            file_data = file_data.get("tool", {}).get("wsgistack", {})
+    else:
+        file_path, file_data = find_config_file(project)
+    if file_path is not None:
+        label = file_path.name + (" [tool.wsgistack]" if file_path.name == "pyproject.toml" else "")
+        for dotted, value in _flatten(file_data).items():
+            flat[dotted] = value
+            origins[dotted] = Origin("file", label)
+
+    env_values, env_problems = from_env(env)
+    problems.extend(env_problems)
+    for dotted, (value, origin) in env_values.items():
+        flat[dotted] = value
+        origins[dotted] = origin
+
+    for dotted, (value, flag) in (cli or {}).items():
+        if value is None:
+            continue
+        flat[dotted] = value
+        origins[dotted] = Origin("cli", f"CLI {flag}", str(value))
+
+    config: Config | None = None
+    try:
+        config = Config.model_validate(_nest(flat))
+    except ValidationError as exc:
+        problems.extend(_from_validation(exc, origins))
+    if config is not None:
+        problems.extend(cross_checks(config, origins))
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return LoadedConfig(config=config, origins=origins, project_dir=project, config_file=file_path)
+
+
+def describe(loaded: LoadedConfig) -> list[tuple[str, Any, str, str]]:
+    """Rows of (key, value, origin, env var names) for ``wsgistack config``."""
+    data = _flatten(loaded.config.model_dump(mode="json"))
+    rows = []
+    for dotted in FIELDS:
+        names = [env_name(dotted), *aliases_for(dotted)]
+        rows.append((dotted, data.get(dotted), str(loaded.origin(dotted)), ", ".join(names)))
+    return rows

@@ -1,0 +1,62 @@
+"""User-facing errors: every one carries a stable id, a message and a hint.
+
+Library code raises these; only the CLI prints them and turns them into exit codes
+(see ``wsgistack.cli``), so the library stays usable from tests and the entrypoint.
+"""
+
+from __future__ import annotations
+
+
+class WsgistackError(Exception):
+    """An error the user can act on: ``error[<id>]: <message>`` / ``hint: <hint>``."""
+
+    exit_code: int = 1
+
+    def __init__(self, id: str, message: str, hint: str = "", details: str = "") -> None:
+        super().__init__(f"{id}: {message}")
+        self.id = id
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def render(self) -> str:
+        lines = [f"error[{self.id}]: {self.message}"]
+        if self.details:
+            lines.extend("  " + line for line in self.details.rstrip().splitlines())
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class ConfigError(WsgistackError):
+    """Bad configuration: exit code 2, like a usage error."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[WsgistackError]) -> None:
+        first = problems[0]
+        super().__init__(first.id, first.message, first.hint)
+        self.problems = problems
+
+    def render(self) -> str:
+        return "\n".join(p.render() for p in self.problems)
+
+
+class AppError(WsgistackError):
+    """The WSGI application could not be found, imported or resolved."""
+
+    exit_code = 2
+
+
+class MissingBinaryError(WsgistackError):
+    """nginx or uwsgi is not installed where we can run it."""
+
+    exit_code = 3
+
+
+class PrestartError(WsgistackError):
+    """A prestart step (collectstatic, migrate, user hook) failed."""
+
+
+class ProcessFailed(WsgistackError):
+    """A supervised process (nginx, uWSGI) exited while it should have been serving."""

@@ -1,0 +1,109 @@
+"""Facts about the machine we run on, read once and passed around as a value.
+
+Planning and rendering take a :class:`Machine` argument instead of reading the system
+themselves, so they stay pure and tests can describe any machine they like.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpus: int
+    memory_limit: int | None  # bytes: the cgroup limit when there is one, else physical memory
+    somaxconn: int
+    euid: int
+    nginx: str | None  # path of the nginx binary
+    uwsgi: str | None  # path of the uwsgi binary
+    python: str
+    nginx_user: str | None = None  # unprivileged user nginx workers switch to when we are root
+
+    @property
+    def is_root(self) -> bool:
+        return self.euid == 0
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_count() -> int:
+    """CPUs we may use: affinity mask, then the cgroup v2 quota (containers with --cpus)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _read("/sys/fs/cgroup/cpu.max")
+    if quota and not quota.startswith("max"):
+        limit, period = (int(x) for x in quota.split()[:2])
+        cpus = min(cpus, max(1, -(-limit // period)))
+    return max(1, cpus)
+
+
+def memory_limit() -> int | None:
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        value = _read(path)
+        if value and value.isdigit() and int(value) < 1 << 60:
+            return int(value)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+
+
+def find_uwsgi() -> str | None:
+    # Prefer the uwsgi installed next to this interpreter (pyuwsgi in the same venv), so the
+    # app runs on the same Python and packages as wsgistack itself.
+    beside = Path(sys.executable).parent / "uwsgi"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("uwsgi")
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx") if os.access(p, os.X_OK)),
+        None,
+    )
+
+
+def _nginx_worker_user() -> str | None:
+    import pwd
+
+    for name in ("www-data", "nginx", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    return None
+
+
+def detect() -> Machine:
+    somaxconn = _read("/proc/sys/net/core/somaxconn")
+    euid = os.geteuid()
+    return Machine(
+        cpus=cpu_count(),
+        memory_limit=memory_limit(),
+        somaxconn=int(somaxconn) if somaxconn and somaxconn.isdigit() else 4096,
+        euid=euid,
+        nginx=find_nginx(),
+        uwsgi=find_uwsgi(),
+        python=sys.executable,
+        nginx_user=_nginx_worker_user() if euid == 0 else None,
+    )
+
+
+def nginx_version(nginx: str) -> str | None:
+    try:
+        out = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    return out.stderr.strip().rpartition("/")[2] or None

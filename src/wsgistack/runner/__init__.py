@@ -1,0 +1,108 @@
+"""The run sequence shared by ``wsgistack run`` and the container entrypoint:
+prepare the runtime dir, write the rendered files, run prestart steps, then supervise."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from wsgistack.errors import MissingBinaryError, PrestartError, WsgistackError
+from wsgistack.plan import Plan
+from wsgistack.render import render, write_files
+from wsgistack.runner.manager import Manager, process_alive_from_pidfile
+
+INSTALL_NGINX_HINT = (
+    "install it: sudo apt-get install nginx-light (Debian/Ubuntu), "
+    "sudo dnf install nginx (Fedora), brew install nginx (macOS)"
+)
+
+
+def check_binaries(plan: Plan) -> None:
+    if plan.runs_nginx and not plan.machine.nginx:
+        raise MissingBinaryError("run.E001", "nginx is not installed (or not on PATH)", INSTALL_NGINX_HINT)
+    if plan.runs_uwsgi and not plan.machine.uwsgi:
+        raise MissingBinaryError(
+            "run.E001",
+            "uwsgi is not installed in this environment",
+            f"install it next to wsgistack: {sys.executable} -m pip install pyuwsgi",
+        )
+
+
+def prepare_runtime_dir(plan: Plan) -> None:
+    """Create the runtime dir; refuse if another instance is live there, clear stale files."""
+    paths = plan.paths
+    for pidfile, what in ((paths.nginx_pid, "nginx"), (paths.uwsgi_pid, "uWSGI")):
+        pid = process_alive_from_pidfile(pidfile)
+        if pid:
+            raise WsgistackError(
+                "run.E002",
+                f"{what} from another wsgistack run is still running there (pid {pid}, {pidfile})",
+                "stop it first (Ctrl-C in its terminal, or kill -TERM the pid), or set a different runtime_dir",
+            )
+    # Traversable by nginx workers when we are root and they are not; listing stays private.
+    paths.runtime.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.runtime, 0o711 if plan.machine.is_root else 0o700)
+    paths.private.mkdir(exist_ok=True)
+    os.chmod(paths.private, 0o700)
+    paths.nginx_temp.mkdir(exist_ok=True)
+    for stale in (paths.socket, paths.nginx_pid, paths.uwsgi_pid, paths.fifo, paths.stats):
+        stale.unlink(missing_ok=True)
+
+
+def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
+    """(label, argv) for each prestart step, in order."""
+    steps: list[tuple[str, list[str]]] = []
+    app = plan.app
+    if app is None:
+        return steps
+    python = plan.machine.python
+    if app.kind == "django":
+        has_static_root = any(loc.role == "static" for loc in plan.locations)
+        if plan.config.app.collectstatic and app.staticfiles and has_static_root:
+            steps.append(("collectstatic", [python, "-m", "django", "collectstatic", "--noinput", "-v", "0"]))
+        if plan.config.app.migrate:
+            steps.append(("migrate", [python, "-m", "django", "migrate", "--noinput", "-v", "1"]))
+    for command in plan.config.app.prestart:
+        steps.append((command, shlex.split(command)))
+    return steps
+
+
+def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None]) -> None:
+    assert plan.app is not None or not plan.config.app.prestart
+    cwd = plan.app.path if plan.app else Path.cwd()
+    child_env = {**env, **plan.app_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH", "")]))}
+    for label, argv in prestart_commands(plan):
+        say(f"prestart: {label}")
+        try:
+            proc = subprocess.run(argv, cwd=cwd, env=child_env, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise PrestartError("prestart.E001", f"prestart command not found: {argv[0]}", "check app.prestart") from None
+        output = (proc.stdout + proc.stderr).strip()
+        if proc.returncode != 0:
+            raise PrestartError(
+                "prestart.E002",
+                f"prestart step {label!r} failed with exit code {proc.returncode}",
+                "fix the problem shown above, or switch the step off (app.collectstatic / app.migrate = false)",
+                details=output[-4000:],
+            )
+        if output:
+            for line in output.splitlines():
+                say(f"  {line}")
+
+
+def write_runtime(plan: Plan) -> Path:
+    prepare_runtime_dir(plan)
+    write_files(render(plan), plan.paths.runtime)
+    return plan.paths.processes
+
+
+def serve(plan: Plan, on_ready: Callable[[Manager], None] | None = None) -> int:
+    """Supervise nginx and uWSGI in this process until they stop; returns the exit code."""
+    import json
+
+    table = json.loads(plan.paths.processes.read_text())
+    return Manager(table, on_ready=on_ready).run()

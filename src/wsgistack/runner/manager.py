@@ -1,0 +1,335 @@
+"""A small process manager for nginx + uWSGI (stdlib only; it is what the container execs).
+
+Why not supervisord: an orchestrator must see a failure, and supervisord exits 0 when a
+child dies (it needs an event listener that kills it, and still reports success); it also
+adds a config dialect and a second Python process. This manager does exactly the job:
+
+* starts the processes in order, waiting for each one's socket before the next;
+* relays their output line by line, prefixed with the process name;
+* on SIGTERM/SIGINT stops them gracefully in reverse order (nginx QUIT first, so it stops
+  accepting and finishes in-flight requests; then uWSGI TERM, which drains its workers);
+* if any process exits on its own, stops the others and exits non-zero with the reason;
+* reaps orphans (it may be PID 1) and removes sockets and pidfiles it knows of.
+
+Usage: ``python -m wsgistack.runner.manager PROCESSES.json``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+START_TIMEOUT = 60.0
+KILL_GRACE = 1.0  # stop_timeout (8 s) + this stays inside Docker's 10 s
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: best effort only
+        pass
+
+
+def _child_setup() -> None:
+    # If the manager is killed outright (SIGKILL), take the children with it.
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def is_ready(ready: Mapping[str, str]) -> bool:
+    """True when the process accepts connections on its socket."""
+    try:
+        if "unix" in ready:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(0.5)
+                s.connect(ready["unix"])
+            return True
+        if "tcp" in ready:
+            host, _, port = ready["tcp"].rpartition(":")
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
+                return True
+    except OSError:
+        return False
+    return True
+
+
+def process_alive_from_pidfile(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` if that process still exists, else None."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def describe_status(status: int) -> str:
+    if status < 0:
+        return f"was killed by signal {signal.Signals(-status).name}"
+    return f"exited with code {status}"
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    stop_signal: signal.Signals
+    ready: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    status: int | None = None
+    buffer: bytes = b""
+    stop_sent_at: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.status is None
+
+
+@dataclass
+class Manager:
+    table: Mapping[str, Any]
+    out: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
+    on_ready: Callable[[Manager], None] | None = None
+    children: list[Child] = field(default_factory=list)
+    exit_code: int = 0
+    stopping: bool = False
+    reason: str = ""
+    _signals: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for spec in self.table["processes"]:
+            self.children.append(
+                Child(
+                    name=spec["name"],
+                    argv=list(spec["argv"]),
+                    env=dict(spec.get("env", {})),
+                    cwd=spec.get("cwd") or os.getcwd(),
+                    stop_signal=signal.Signals["SIG" + spec.get("stop_signal", "TERM")],
+                    ready=dict(spec.get("ready", {})),
+                )
+            )
+        self.stop_timeout = float(self.table.get("stop_timeout", 8))
+        self.width = max((len(c.name) for c in self.children), default=5)
+
+    # --- output -------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self._write(f"{'wsgistack':>{self.width}} | {text}\n".encode())
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.out.write(data)
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def _relay(self, child: Child, chunk: bytes, final: bool = False) -> None:
+        child.buffer += chunk
+        *lines, child.buffer = child.buffer.split(b"\n")
+        if final and child.buffer:
+            lines.append(child.buffer)
+            child.buffer = b""
+        prefix = f"{child.name:>{self.width}} | ".encode()
+        if lines:
+            self._write(b"".join(prefix + line + b"\n" for line in lines))
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def _start(self, child: Child, selector: selectors.BaseSelector) -> None:
+        env = {**os.environ, **child.env}
+        child.proc = subprocess.Popen(
+            child.argv,
+            cwd=child.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Own session: a terminal's Ctrl-C reaches only us, and we stop them in order.
+            start_new_session=True,
+            preexec_fn=_child_setup,
+        )
+        assert child.proc.stdout is not None
+        os.set_blocking(child.proc.stdout.fileno(), False)
+        selector.register(child.proc.stdout, selectors.EVENT_READ, child)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum == signal.SIGHUP:
+                self.say("SIGHUP: reloading nginx and uWSGI gracefully")
+                for child in self.children:
+                    if child.running and child.proc is not None:
+                        os.kill(child.proc.pid, signal.SIGHUP)
+            elif not self.stopping:
+                self.say(f"{signal.Signals(signum).name} received: stopping gracefully (up to {self.stop_timeout:g}s)")
+                self.begin_stop()
+            elif signum == signal.SIGINT:
+                self.say("second interrupt: killing everything now")
+                self._kill_all()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for child in self.children:
+                if child.proc is not None and child.proc.pid == pid and child.status is None:
+                    child.status = os.waitstatus_to_exitcode(status)
+                    child.proc.returncode = child.status
+                    self._on_exit(child)
+
+    def _on_exit(self, child: Child) -> None:
+        if self.stopping:
+            if child.status not in (0, None) and child.status != -child.stop_signal:
+                self.say(f"{child.name} {describe_status(child.status or 0)} while stopping")
+            return
+        assert child.status is not None
+        self.exit_code = child.status if child.status > 0 else 1
+        self.reason = f"{child.name} {describe_status(child.status)} unexpectedly"
+        others = ", ".join(c.name for c in self.children if c.running) or "nothing else"
+        self.say(f"{self.reason}; stopping {others}")
+        self.begin_stop()
+
+    def begin_stop(self) -> None:
+        self.stopping = True
+        self._stop_deadline = time.monotonic() + self.stop_timeout + KILL_GRACE
+        self._stop_next()
+
+    def _stop_next(self) -> None:
+        """Reverse start order, one at a time: nginx drains before uWSGI goes away."""
+        for child in reversed(self.children):
+            if child.running:
+                if child.stop_sent_at is None and child.proc is not None:
+                    child.stop_sent_at = time.monotonic()
+                    try:
+                        os.kill(child.proc.pid, child.stop_signal)
+                    except ProcessLookupError:
+                        pass
+                return
+
+    def _kill_all(self) -> None:
+        for child in self.children:
+            if child.running and child.proc is not None:
+                try:
+                    os.killpg(child.proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def _pump(self, selector: selectors.BaseSelector, timeout: float) -> None:
+        for key, _ in selector.select(timeout):
+            child: Child = key.data
+            try:
+                chunk = os.read(key.fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if chunk:
+                self._relay(child, chunk)
+            else:
+                selector.unregister(key.fileobj)
+                self._relay(child, b"", final=True)
+
+    def run(self) -> int:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        selector = selectors.DefaultSelector()
+        try:
+            self._run(selector)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self._kill_all()
+            self._cleanup()
+            selector.close()
+        if self.reason:
+            self.say(f"exiting with code {self.exit_code}: {self.reason}")
+        else:
+            self.say("stopped")
+        return self.exit_code
+
+    def _run(self, selector: selectors.BaseSelector) -> None:
+        for child in self.children:
+            if self.stopping:
+                break
+            self._start(child, selector)
+            deadline = time.monotonic() + START_TIMEOUT
+            while not self.stopping and child.ready and not is_ready(child.ready):
+                self._pump(selector, 0.02)
+                self._reap()
+                self._handle_signals()
+                if time.monotonic() > deadline:
+                    self.exit_code, self.reason = 1, f"{child.name} did not open {child.ready} within {START_TIMEOUT:g}s"
+                    self.say(self.reason)
+                    self.begin_stop()
+        if not self.stopping:
+            if self.table.get("url"):
+                self.say(f"serving {self.table['url']}  (Ctrl-C to stop)")
+            if self.on_ready is not None:
+                self.on_ready(self)
+        while any(c.running for c in self.children) or selector.get_map():
+            self._pump(selector, 0.2)
+            self._reap()
+            self._handle_signals()
+            if self.stopping:
+                self._stop_next()
+                if time.monotonic() > self._stop_deadline:
+                    late = ", ".join(c.name for c in self.children if c.running)
+                    if late:
+                        self.say(f"{late} did not stop within {self.stop_timeout:g}s: killing")
+                    self._kill_all()
+                    self._stop_deadline = float("inf")
+            if not any(c.running for c in self.children) and not selector.get_map():
+                break
+
+    def _cleanup(self) -> None:
+        # Reap anything left (grandchildren re-parented to us as subreaper).
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        for path in self.table.get("cleanup", []):
+            try:
+                Path(path).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                self.say(f"could not remove {path}: {exc.strerror}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m wsgistack.runner.manager PROCESSES.json", file=sys.stderr)
+        return 2
+    table = json.loads(Path(argv[0]).read_text())
+    return Manager(table).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
