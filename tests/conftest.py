@@ -1,0 +1,144 @@
+"""Shared test helpers: free loopback ports, a running `wsgistack run`, log dumps on failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+WSGISTACK = [sys.executable, "-m", "wsgistack"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without settings that would leak into the config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WSGISTACK_")}
+    for name in ("PORT", "WEB_CONCURRENCY", "UWSGI_PROCESSES", "UWSGI_URI", "NGINX_SERVER_NAME", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def http(url: str, *, host: str | None = None, headers: dict[str, str] | None = None, data: bytes | None = None,
+         method: str | None = None, timeout: float = 10) -> Response:
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if host:
+        req.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+            return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
+    except urllib.error.HTTPError as err:
+        return Response(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
+
+
+@dataclass
+class Stack:
+    proc: subprocess.Popen[bytes]
+    url: str
+    runtime_dir: Path
+    log_path: Path
+    port: int
+    started_at: float = 0.0
+    ready_after: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"wsgistack exited early with code {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()  # noqa: S310
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def shared_dir(tmp_path: Path, name: str) -> Path:
+    """A directory nginx workers can reach when the tests run as root (they switch to an
+    unprivileged user, and pytest's tmp_path sits under a 0700 directory)."""
+    import tempfile
+
+    link = tmp_path / name
+    if link.exists():
+        return link.resolve()
+    path = Path(tempfile.mkdtemp(prefix=f"wst-{name}-", dir="/tmp"))
+    path.chmod(0o755)
+    link.symlink_to(path)
+    return path
+
+
+def start_stack(tmp_path: Path, project: Path, *args: str, env: dict[str, str] | None = None,
+                ready_path: str = "/healthz", wait: bool = True) -> Stack:
+    port = free_port()
+    runtime = shared_dir(tmp_path, "rt")
+    log_path = tmp_path / "wsgistack.log"
+    cmd = [*WSGISTACK, "run", str(project), "--port", str(port), "--runtime-dir", str(runtime), *args]
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env or clean_env(), cwd=tmp_path)
+    stack = Stack(proc=proc, url=f"http://127.0.0.1:{port}", runtime_dir=runtime, log_path=log_path, port=port,
+                  started_at=started)
+    if wait:
+        try:
+            wait_http(stack.url + ready_path, proc)
+        except AssertionError:
+            stack.stop(signal.SIGKILL)
+            raise AssertionError(f"stack did not start:\n{stack.log()}") from None
+        stack.ready_after = time.monotonic() - started
+    return stack
+
+
+@pytest.fixture
+def stacks(request: pytest.FixtureRequest) -> Iterator[list[Stack]]:
+    """Collects stacks a test starts; stops them and prints their logs if the test failed."""
+    started: list[Stack] = []
+    yield started
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for stack in started:
+        stack.stop()
+        if failed:
+            print(f"--- log of {stack.url} ---\n{stack.log()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
