@@ -1,0 +1,91 @@
+"""Golden files: the exact output of each template for representative plans.
+
+Regenerate after an intended template change with ``UPDATE_GOLDEN=1 pytest tests/golden``
+and review the diff like code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from wsgistack.app import AppSpec, StaticDir
+from wsgistack.config import load_config
+from wsgistack.machine import Machine
+from wsgistack.plan import make_plan
+from wsgistack.render import render
+
+DATA = Path(__file__).parent / "data"
+APP_DIR = Path("/srv/app")
+
+MACHINE = Machine(cpus=2, memory_limit=512 * 1024 * 1024, somaxconn=4096, euid=1000,
+                  nginx="/usr/sbin/nginx", uwsgi="/opt/venv/bin/uwsgi", python="/opt/venv/bin/python",
+                  uwsgi_binary_path="/opt/venv/bin/python")
+ROOT_MACHINE = Machine(cpus=4, memory_limit=None, somaxconn=1024, euid=0, nginx="/usr/sbin/nginx",
+                       uwsgi="/opt/venv/bin/uwsgi", python="/opt/venv/bin/python", nginx_user="www-data")
+
+DJANGO = AppSpec(kind="django", module="mysite.wsgi", attr="application", path=APP_DIR,
+                 django_settings="mysite.settings", staticfiles=True,
+                 static=(StaticDir("/static/", APP_DIR / "var/static", "static"),
+                         StaticDir("/media/", APP_DIR / "var/media", "media")))
+FLASK_FACTORY = AppSpec(kind="flask", module="shop", attr="create_app", path=APP_DIR, factory=True,
+                        static=(StaticDir("/static/", APP_DIR / "shop/static", "static"),))
+
+CASES = {
+    "django-default": ({}, MACHINE, DJANGO),
+    "django-root-heroku-proxy": (
+        {"WSGISTACK_PLATFORM": "heroku", "PORT": "5000", "WSGISTACK_SERVER__HOST": "0.0.0.0",
+         "WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8", "NGINX_SERVER_NAME": "*"},
+        ROOT_MACHINE, DJANGO),
+    "flask-factory-tcp": ({"WSGISTACK_UWSGI__SOCKET": "tcp", "WEB_CONCURRENCY": "3", "UWSGI_THREADS": "4",
+                           "WSGISTACK_APP__LAZY_APPS": "true", "WSGISTACK_SERVER__UNKNOWN_HOST": "421"},
+                          MACHINE, FLASK_FACTORY),
+    "web-role": ({"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.2:8001"}, MACHINE, None),
+    "app-role": ({"WSGISTACK_ROLE": "app", "WSGISTACK_UWSGI__SOCKET": "tcp"}, MACHINE, DJANGO),
+}
+
+
+def rendered(case: str) -> dict[str, str]:
+    env, machine, app = CASES[case]
+    loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": "/run/ws", **env})
+    return {f.path: f.content for f in render(make_plan(loaded, machine, app))}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case: str) -> None:
+    files = rendered(case)
+    target = DATA / case
+    if os.environ.get("UPDATE_GOLDEN"):
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for name, content in files.items():
+            (target / name).write_text(content)
+    expected = {p.name: p.read_text() for p in target.iterdir()}
+    assert sorted(files) == sorted(expected)
+    for name, content in files.items():
+        assert content == expected[name], f"{case}/{name} differs from the golden file"
+
+
+def test_render_is_pure() -> None:
+    assert rendered("django-default") == rendered("django-default")
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")
+@pytest.mark.parametrize("case", ["django-default", "django-root-heroku-proxy", "flask-factory-tcp", "web-role"])
+def test_rendered_nginx_config_passes_nginx_t(case: str, tmp_path: Path) -> None:
+    env, machine, app = CASES[case]
+    if machine.is_root and os.geteuid() != 0:
+        pytest.skip("the root case needs root to test its `user` directive")
+    loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": str(tmp_path), **env})
+    for f in render(make_plan(loaded, machine, app)):
+        (tmp_path / f.path).write_text(f.content)
+    (tmp_path / "nginx-temp").mkdir()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    out = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "syntax is ok" in out.stderr

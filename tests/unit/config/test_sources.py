@@ -1,0 +1,212 @@
+"""Precedence (defaults < file < env < CLI), aliases, origins and error reporting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsgistack.config import load_config
+from wsgistack.config.sources import parse_env_value
+from wsgistack.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_when_nothing_is_set(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, env={})
+    assert loaded.config.server.port == 8000
+    assert loaded.config.uwsgi.processes == "auto"
+    assert loaded.config_file is None
+    assert str(loaded.origin("server.port")) == "default"
+
+
+def test_file_beats_default(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", "[server]\nport = 9001\n")
+    loaded = load_config(tmp_path, env={})
+    assert loaded.config.server.port == 9001
+    assert str(loaded.origin("server.port")) == "wsgistack.toml"
+
+
+def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", "[project]\nname='x'\n[tool.wsgistack.uwsgi]\nthreads = 4\n")
+    loaded = load_config(tmp_path, env={})
+    assert loaded.config.uwsgi.threads == 4
+    assert str(loaded.origin("uwsgi.threads")) == "pyproject.toml [tool.wsgistack]"
+
+
+def test_two_config_files_are_refused(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", "[server]\nport = 9001\n")
+    write(tmp_path / "pyproject.toml", "[tool.wsgistack.server]\nport = 9002\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={})
+    assert exc.value.id == "config.E007"
+
+
+def test_env_beats_file(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", "[server]\nport = 9001\n")
+    loaded = load_config(tmp_path, env={"WSGISTACK_SERVER__PORT": "9002"})
+    assert loaded.config.server.port == 9002
+    assert loaded.origin("server.port").where == "env WSGISTACK_SERVER__PORT"
+
+
+def test_cli_beats_env(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, env={"PORT": "9002"}, cli={"server.port": ("9003", "--port")})
+    assert loaded.config.server.port == 9003
+    assert str(loaded.origin("server.port")) == 'CLI --port="9003"'
+
+
+def test_cli_none_means_not_given(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, env={"PORT": "9002"}, cli={"server.port": (None, "--port")})
+    assert loaded.config.server.port == 9002
+
+
+def test_heroku_port_alias(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, env={"PORT": "5000"})
+    assert loaded.config.server.port == 5000
+    assert loaded.origin("server.port").where == "env PORT"
+
+
+def test_port_beats_listen_port(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, env={"PORT": "5000", "LISTEN_PORT": "6000"})
+    assert loaded.config.server.port == 5000
+
+
+def test_wsgistack_variable_beats_alias(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, env={"PORT": "5000", "WSGISTACK_SERVER__PORT": "5001"})
+    assert loaded.config.server.port == 5001
+
+
+def test_specific_alias_beats_generic(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, env={"WEB_CONCURRENCY": "3", "UWSGI_PROCESSES": "5"})
+    assert loaded.config.uwsgi.processes == 5
+    assert loaded.origin("uwsgi.processes").where == "env UWSGI_PROCESSES"
+
+
+def test_web_concurrency_alone(tmp_path: Path) -> None:
+    assert load_config(tmp_path, env={"WEB_CONCURRENCY": "3"}).config.uwsgi.processes == 3
+
+
+def test_empty_alias_is_unset(tmp_path: Path) -> None:
+    assert load_config(tmp_path, env={"PORT": ""}).config.server.port == 8000
+
+
+def test_seed_aliases(tmp_path: Path) -> None:
+    loaded = load_config(
+        tmp_path,
+        env={"NGINX_SERVER_NAME": "example.com www.example.com", "UWSGI_URI": "wdjango:29000", "UWSGI_THREADS": "2"},
+    )
+    assert loaded.config.server.server_names == ("example.com", "www.example.com")
+    assert loaded.config.uwsgi.uri == "wdjango:29000"
+    assert loaded.config.uwsgi.threads == 2
+
+
+def test_env_lists_and_mappings(tmp_path: Path) -> None:
+    loaded = load_config(
+        tmp_path,
+        env={
+            "WSGISTACK_SERVER__STATIC": "/assets/=/srv/assets,/dl/=/srv/dl",
+            "WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8 127.0.0.1",
+            "WSGISTACK_APP__ENV": "A=1,B=two",
+        },
+    )
+    assert [(m.url, str(m.dir)) for m in loaded.config.server.static] == [("/assets/", "/srv/assets"), ("/dl/", "/srv/dl")]
+    assert loaded.config.server.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
+    assert loaded.config.app.env == {"A": "1", "B": "two"}
+
+
+def test_prestart_from_env_splits_on_semicolons() -> None:
+    assert parse_env_value("app.prestart", "python manage.py check; echo done") == ["python manage.py check", "echo done"]
+
+
+def test_bad_env_value_names_field_source_and_hint(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"WSGISTACK_UWSGI__PROCESSES": "many"})
+    err = exc.value
+    assert err.id == "config.E001"
+    assert "uwsgi.processes" in err.message
+    assert 'env WSGISTACK_UWSGI__PROCESSES="many"' in err.message
+    assert err.hint
+    assert err.exit_code == 2
+
+
+def test_bad_file_value_names_the_file(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", "[uwsgi]\nthreads = 0\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={})
+    assert "uwsgi.threads (from wsgistack.toml)" in exc.value.message
+
+
+def test_bad_cli_value_names_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={}, cli={"server.port": ("http", "--port")})
+    assert 'CLI --port="http"' in exc.value.message
+
+
+def test_unknown_file_key_suggests_the_right_one(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", "[uwsgi]\nprocesess = 2\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={})
+    assert exc.value.id == "config.E002"
+    assert "uwsgi.processes" in exc.value.hint
+
+
+def test_unknown_env_variable_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"WSGISTACK_UWSGI__PROCESESS": "2"})
+    assert exc.value.id == "config.E003"
+    assert "did you mean uwsgi.processes" in exc.value.hint
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"PORT": "0", "WSGISTACK_UWSGI__THREADS": "x"})
+    assert {p.message.split(" ")[0] for p in exc.value.problems} == {"server.port", "uwsgi.threads"}
+
+
+def test_invalid_toml_is_reported(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", "[server\nport = 1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={})
+    assert exc.value.id == "config.E004"
+
+
+def test_web_role_requires_upstream(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"WSGISTACK_ROLE": "web"})
+    assert exc.value.id == "config.E005"
+    assert "UWSGI_URI" in exc.value.hint
+
+
+def test_zero_upload_limit_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"NGINX_MAX_UPLOAD": "0"})
+    assert "finite" in exc.value.message
+
+
+@pytest.mark.parametrize("target", ["mysite.wsgi", "mysite.wsgi:application", "app:create_app()", "auto"])
+def test_valid_targets(tmp_path: Path, target: str) -> None:
+    assert load_config(tmp_path, env={}, cli={"app.target": (target, "--app")}).config.app.target == target
+
+
+@pytest.mark.parametrize("target", ["my site", "app:", ":app", "app:create_app(1)"])
+def test_invalid_targets(tmp_path: Path, target: str) -> None:
+    with pytest.raises(ConfigError):
+        load_config(tmp_path, env={}, cli={"app.target": (target, "--app")})
+
+
+def test_static_url_is_normalised_and_root_refused(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", '[[server.static]]\nurl = "/assets"\ndir = "public"\n')
+    assert load_config(tmp_path, env={}).config.server.static[0].url == "/assets/"
+    write(tmp_path / "wsgistack.toml", '[[server.static]]\nurl = "/"\ndir = "public"\n')
+    with pytest.raises(ConfigError):
+        load_config(tmp_path, env={})
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    config = load_config(tmp_path, env={}).config
+    with pytest.raises(Exception):
+        config.server.port = 1  # type: ignore[misc]

@@ -1,0 +1,112 @@
+"""The process manager with small real processes (no nginx/uWSGI needed)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from wsgistack.runner.manager import Manager, describe_status, process_alive_from_pidfile
+
+PY = sys.executable
+
+
+def proc(name: str, code: str, stop: str = "TERM", ready: dict[str, str] | None = None) -> dict[str, object]:
+    return {"name": name, "argv": [PY, "-u", "-c", code], "env": {}, "cwd": "/", "stop_signal": stop, "ready": ready or {}}
+
+
+def sleeper(log: Path, name: str) -> str:
+    # Records the order in which processes receive their stop signal.
+    return (
+        "import signal, sys, time\n"
+        f"def stop(*_):\n    open({str(log)!r}, 'a').write({name!r} + '\\n'); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\nsignal.signal(signal.SIGQUIT, stop)\n"
+        f"print({name!r} + ' up', flush=True)\n"
+        "while True: time.sleep(0.05)\n"
+    )
+
+
+def test_child_exit_stops_the_others_and_exits_non_zero(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    table = {"stop_timeout": 3, "processes": [
+        proc("app", sleeper(tmp_path / "order", "app")),
+        proc("web", "import time, sys; time.sleep(0.3); print('bye'); sys.exit(7)"),
+    ]}
+    manager = Manager(table, out=out)
+    assert manager.run() == 7
+    text = out.getvalue().decode()
+    assert "web exited with code 7 unexpectedly; stopping app" in text
+    assert "web | bye" in text
+    assert (tmp_path / "order").read_text() == "app\n"
+
+
+def test_killed_child_is_reported_with_the_signal(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    table = {"stop_timeout": 3, "processes": [proc("app", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")]}
+    assert Manager(table, out=out).run() == 1
+    assert "app was killed by signal SIGKILL unexpectedly" in out.getvalue().decode()
+
+
+def test_stop_is_graceful_and_in_reverse_order(tmp_path: Path) -> None:
+    log = tmp_path / "order"
+    out = io.BytesIO()
+    table = {"stop_timeout": 5, "processes": [
+        proc("first", sleeper(log, "first")),
+        proc("second", sleeper(log, "second"), stop="QUIT"),
+    ]}
+    # Give the children time to install their handlers before the stop begins.
+    manager = Manager(table, out=out, on_ready=lambda m: threading.Timer(0.5, lambda: m._signals.append(signal.SIGTERM)).start())
+    assert manager.run() == 0
+    assert log.read_text() == "second\nfirst\n"
+    assert "stopped" in out.getvalue().decode()
+
+
+def test_a_process_that_ignores_stop_is_killed_after_the_timeout(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
+    table = {"stop_timeout": 1, "processes": [proc("stubborn", code)]}
+    manager = Manager(table, out=out, on_ready=lambda m: m._signals.append(signal.SIGTERM))
+    started = time.monotonic()
+    manager.run()
+    assert time.monotonic() - started < 10
+    assert "did not stop within 1s: killing" in out.getvalue().decode()
+
+
+def test_waits_for_readiness_before_starting_the_next(tmp_path: Path) -> None:
+    sock = tmp_path / "s.sock"
+    server = (
+        "import socket, time\ntime.sleep(0.5)\n"
+        f"s = socket.socket(socket.AF_UNIX); s.bind({str(sock)!r}); s.listen()\n"
+        "print('listening', flush=True)\ntime.sleep(30)\n"
+    )
+    client = f"import os; print('socket there' if os.path.exists({str(sock)!r}) else 'too early', flush=True)\nimport time; time.sleep(30)\n"
+    out = io.BytesIO()
+    table = {"stop_timeout": 2, "cleanup": [str(sock)], "processes": [
+        proc("server", server, ready={"unix": str(sock)}), proc("client", client)]}
+    manager = Manager(table, out=out, on_ready=lambda m: threading.Timer(0.5, lambda: m._signals.append(signal.SIGTERM)).start())
+    manager.run()
+    text = out.getvalue().decode()
+    assert "client | socket there" in text
+    assert not sock.exists(), "cleanup did not remove the socket"
+
+
+def test_output_lines_are_prefixed_even_when_split_across_reads(tmp_path: Path) -> None:
+    code = "import sys, time\nsys.stdout.write('par'); sys.stdout.flush(); time.sleep(0.2); print('tial line')\n"
+    out = io.BytesIO()
+    Manager({"stop_timeout": 1, "processes": [proc("p", code)]}, out=out).run()
+    assert "p | partial line\n" in out.getvalue().decode()
+
+
+def test_pidfile_helpers(tmp_path: Path) -> None:
+    pidfile = tmp_path / "x.pid"
+    assert process_alive_from_pidfile(pidfile) is None
+    pidfile.write_text(str(os.getpid()))
+    assert process_alive_from_pidfile(pidfile) == os.getpid()
+    pidfile.write_text("999999999")
+    assert process_alive_from_pidfile(pidfile) is None
+    assert describe_status(3) == "exited with code 3"
+    assert describe_status(-9) == "was killed by signal SIGKILL"

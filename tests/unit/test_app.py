@@ -1,0 +1,132 @@
+"""App detection: each kind, and a distinct error for each way it can go wrong."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wsgistack.app import detect_app
+from wsgistack.errors import AppError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ENV = {"PATH": "/usr/bin:/bin"}
+
+
+def project(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def test_django_demo_is_detected_with_static_and_media(tmp_path: Path) -> None:
+    spec = detect_app(EXAMPLES / "django_demo", env={**ENV, "DEMO_DATA_DIR": str(tmp_path)})
+    assert spec.kind == "django"
+    assert spec.target == "demo.wsgi:application"
+    assert spec.django_settings == "demo.settings"
+    roles = {s.role: (s.url, s.dir) for s in spec.static}
+    assert roles["static"] == ("/static/", tmp_path / "static")
+    assert roles["media"] == ("/media/", tmp_path / "media")
+
+
+def test_flask_demo_is_detected_with_its_static_folder() -> None:
+    spec = detect_app(EXAMPLES / "flask_demo", env=ENV)
+    assert spec.kind == "flask"
+    assert spec.target == "app:app"
+    assert [(s.url, s.dir.name) for s in spec.static] == [("/static/", "static")]
+
+
+def test_bare_module_callable_is_found_by_scan() -> None:
+    spec = detect_app(EXAMPLES / "hello", env=ENV)
+    assert (spec.kind, spec.target) == ("wsgi", "hello:application")
+
+
+def test_flask_factory_in_app_py(tmp_path: Path) -> None:
+    project(tmp_path, {"app.py": "def create_app():\n    def wsgi(e, s):\n        return []\n    return wsgi\n"})
+    spec = detect_app(tmp_path, env=ENV)
+    assert spec.target == "app:create_app()"
+    assert spec.factory
+
+
+def test_package_with_create_app(tmp_path: Path) -> None:
+    project(tmp_path, {"shop/__init__.py": "def create_app():\n    return lambda e, s: []\n"})
+    assert detect_app(tmp_path, env=ENV).target == "shop:create_app()"
+
+
+def test_explicit_target(tmp_path: Path) -> None:
+    project(tmp_path, {"svc/api.py": "def handler(environ, start_response):\n    return []\n", "svc/__init__.py": ""})
+    assert detect_app(tmp_path, target="svc.api:handler", env=ENV).target == "svc.api:handler"
+
+
+def test_nothing_found(tmp_path: Path) -> None:
+    project(tmp_path, {"README.md": "hi"})
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, env=ENV)
+    assert exc.value.id == "app.E001"
+    assert "--app module:callable" in exc.value.hint
+
+
+def test_module_not_found(tmp_path: Path) -> None:
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, target="nosuch.module:app", env=ENV)
+    assert exc.value.id == "app.E002"
+    assert "nosuch.module" in exc.value.message
+
+
+def test_import_error_inside_the_module_is_shown_untouched(tmp_path: Path) -> None:
+    project(tmp_path, {"app.py": "import not_installed_dependency\napp = None\n"})
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, env=ENV)
+    assert exc.value.id == "app.E003"
+    assert "No module named 'not_installed_dependency'" in exc.value.details
+    assert "Traceback" in exc.value.details
+
+
+def test_exception_at_import_is_shown(tmp_path: Path) -> None:
+    project(tmp_path, {"wsgi.py": "raise RuntimeError('config missing: DATABASE_URL')\n"})
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, env=ENV)
+    assert exc.value.id == "app.E003"
+    assert "DATABASE_URL" in exc.value.details
+
+
+def test_attribute_missing(tmp_path: Path) -> None:
+    project(tmp_path, {"svc.py": "def make():\n    pass\n"})
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, target="svc:application", env=ENV)
+    assert exc.value.id == "app.E004"
+    assert "make" in exc.value.hint
+
+
+def test_not_callable(tmp_path: Path) -> None:
+    project(tmp_path, {"svc.py": "application = 42\n"})
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, target="svc:application", env=ENV)
+    assert exc.value.id == "app.E005"
+    assert "int" in exc.value.message
+
+
+def test_factory_that_raises(tmp_path: Path) -> None:
+    project(tmp_path, {"svc.py": "def create_app():\n    raise ValueError('boom')\n"})
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, target="svc:create_app()", env=ENV)
+    assert exc.value.id == "app.E006"
+
+
+def test_django_settings_that_fail_to_import(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES / "django_demo", tmp_path / "p", ignore=shutil.ignore_patterns("var"))
+    (tmp_path / "p" / "demo" / "settings.py").write_text("raise ImportError('broken settings')\n")
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path / "p", env=ENV)
+    assert exc.value.id == "app.E003"
+    assert "broken settings" in exc.value.details
+
+
+def test_manage_py_without_settings(tmp_path: Path) -> None:
+    project(tmp_path, {"manage.py": "print('hi')\n"})
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, env=ENV)
+    assert exc.value.id == "app.E010"
