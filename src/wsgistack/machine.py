@@ -24,6 +24,10 @@ class Machine:
     uwsgi: str | None  # path of the uwsgi binary
     python: str
     nginx_user: str | None = None  # unprivileged user nginx workers switch to when we are root
+    # What uWSGI re-executes on a master reload: pyuwsgi's `uwsgi` is a Python script, and
+    # uWSGI would otherwise re-exec the interpreter behind the venv's symlink, which cannot
+    # import pyuwsgi, and the server would be gone after the first reload.
+    uwsgi_binary_path: str | None = None
 
     @property
     def is_root(self) -> bool:
@@ -67,6 +71,17 @@ def find_uwsgi() -> str | None:
     return shutil.which("uwsgi")
 
 
+def uwsgi_binary_path(uwsgi: str | None) -> str | None:
+    if uwsgi is None:
+        return None
+    try:
+        with open(uwsgi, "rb") as fh:
+            is_script = fh.read(2) == b"#!"
+    except OSError:
+        return None
+    return sys.executable if is_script else uwsgi
+
+
 def find_nginx() -> str | None:
     return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx") if os.access(p, os.X_OK)),
@@ -89,15 +104,17 @@ def _nginx_worker_user() -> str | None:
 def detect() -> Machine:
     somaxconn = _read("/proc/sys/net/core/somaxconn")
     euid = os.geteuid()
+    uwsgi = find_uwsgi()
     return Machine(
         cpus=cpu_count(),
         memory_limit=memory_limit(),
         somaxconn=int(somaxconn) if somaxconn and somaxconn.isdigit() else 4096,
         euid=euid,
         nginx=find_nginx(),
-        uwsgi=find_uwsgi(),
+        uwsgi=uwsgi,
         python=sys.executable,
         nginx_user=_nginx_worker_user() if euid == 0 else None,
+        uwsgi_binary_path=uwsgi_binary_path(uwsgi),
     )
 
 

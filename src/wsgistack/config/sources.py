@@ -142,6 +142,8 @@ def parse_env_value(dotted: str, raw: str) -> Any:
     if origin is tuple:
         if text.startswith("["):
             return json.loads(text)
+        if dotted == "app.prestart":  # commands contain spaces: separate them with ";"
+            return [part.strip() for part in text.split(";") if part.strip()]
         items = [item for item in text.replace(",", " ").split() if item]
         if typing.get_args(ann)[0] is PathMapping:
             # "/static/=/srv/static /media/=/srv/media"

@@ -32,6 +32,53 @@ def check_binaries(plan: Plan) -> None:
         )
 
 
+def unreachable_ancestor(path: Path, user: str) -> Path | None:
+    """The first directory above ``path`` that ``user`` cannot traverse, or None.
+
+    nginx workers run as an unprivileged user when we are root; a socket or static file
+    under a 0700 directory (say /root or pytest's tmp) is then a 502 or 403 at request time.
+    """
+    import grp
+    import pwd
+    import stat
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    for parent in [*reversed(path.parents)]:
+        try:
+            st = parent.stat()
+        except OSError:
+            return None
+        if st.st_uid == entry.pw_uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in groups:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            return parent
+    return None
+
+
+def check_reachable(plan: Plan) -> None:
+    """Refuse to start a stack whose nginx workers could not reach the uWSGI socket."""
+    user = plan.nginx_user
+    if not (plan.runs_nginx and user and plan.upstream.kind == "unix"):
+        return
+    blocked = unreachable_ancestor(Path(plan.upstream.address), user)
+    if blocked is not None:
+        raise WsgistackError(
+            "run.E003",
+            f"nginx workers run as {user!r} and cannot reach {plan.upstream.address}: "
+            f"{blocked} is not searchable by them (mode {blocked.stat().st_mode & 0o777:o})",
+            "put the runtime dir somewhere they can traverse, e.g. --runtime-dir /tmp/myapp, "
+            "or run wsgistack as a normal user",
+        )
+
+
 def prepare_runtime_dir(plan: Plan) -> None:
     """Create the runtime dir; refuse if another instance is live there, clear stale files."""
     paths = plan.paths
@@ -49,6 +96,7 @@ def prepare_runtime_dir(plan: Plan) -> None:
     paths.private.mkdir(exist_ok=True)
     os.chmod(paths.private, 0o700)
     paths.nginx_temp.mkdir(exist_ok=True)
+    check_reachable(plan)
     for stale in (paths.socket, paths.nginx_pid, paths.uwsgi_pid, paths.fifo, paths.stats):
         stale.unlink(missing_ok=True)
 

@@ -1,0 +1,52 @@
+# wsgistack — developer entry points. `make demo` and `make test` work on a fresh
+# Debian/Ubuntu machine: they create the venv and install what is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo demo-flask test test-fast system-deps lint clean help
+
+help:
+	@echo "make demo        serve the Django demo through nginx + uWSGI on http://127.0.0.1:8000"
+	@echo "make demo-flask  the same for the Flask demo"
+	@echo "make test        run the whole test suite (real nginx, uWSGI, Docker when available)"
+	@echo "make test-fast   unit and golden tests only"
+
+# System packages: nginx (the web server we put in front) and python3-venv. Installed with
+# apt-get when we are root; otherwise the exact command is printed and make stops.
+system-deps:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "install them with: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: system-deps $(STAMP)
+	$(BIN)/wsgistack run examples/django_demo
+
+demo-flask: system-deps $(STAMP)
+	$(BIN)/wsgistack run examples/flask_demo
+
+test: system-deps $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit tests/golden $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
