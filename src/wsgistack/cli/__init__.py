@@ -38,11 +38,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from wsgistack.cli import config_cmd, render_cmd, run_cmd
+    from wsgistack.cli import config_cmd, reload_cmd, render_cmd, run_cmd, status_cmd
 
     main.add_command(run_cmd.command, "run")
     main.add_command(render_cmd.command, "render")
     main.add_command(config_cmd.command, "config")
+    main.add_command(status_cmd.command, "status")
+    main.add_command(reload_cmd.command, "reload")
     try:
         from wsgistack.cli import bench
     except ImportError:

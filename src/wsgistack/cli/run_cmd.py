@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from wsgistack import machine as machine_mod
-from wsgistack.cli.options import config_options, load
+from wsgistack.cli.options import config_options, load, overrides, save_invocation
 from wsgistack.plan import build_plan
 from wsgistack.runner import check_binaries, run_prestart, serve, write_runtime
 
@@ -27,6 +27,7 @@ def command(path: Path, migrate: bool | None, collectstatic: bool | None, **para
         extra["app.migrate"] = (migrate, "--migrate" if migrate else "--no-migrate")
     if collectstatic is not None:
         extra["app.collectstatic"] = (collectstatic, "--collectstatic" if collectstatic else "--no-collectstatic")
+    cli = {**overrides(dict(params)), **extra}
     loaded = load(path, params, extra)
     machine = machine_mod.detect()
     plan = build_plan(loaded, machine, os.environ)
@@ -37,6 +38,7 @@ def command(path: Path, migrate: bool | None, collectstatic: bool | None, **para
     for note in plan.notes:
         say(note)
     write_runtime(plan)
+    save_invocation(plan.paths.private, cli)
     say(f"runtime dir: {plan.paths.runtime}")
     run_prestart(plan, os.environ, say)
     sys.exit(serve(plan))

@@ -1,0 +1,58 @@
+"""``wsgistack status [PATH]``: is the stack up, and what are uWSGI's workers doing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from wsgistack import machine as machine_mod
+from wsgistack import ops
+from wsgistack.cli.options import config_options, load
+from wsgistack.plan import make_plan
+
+
+def plan_without_app(path: Path, params: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Status and reload only need paths, not the app: skip detection (it imports the app)."""
+    loaded = load(path, params, reuse_run_options=True)
+    return make_plan(loaded, machine_mod.detect(), None)
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--json", "as_json", is_flag=True, help="print uWSGI's raw stats as JSON")
+@config_options
+def command(path: Path, as_json: bool, **params: Any) -> None:
+    """Show whether nginx and uWSGI are running, and per-worker uWSGI stats."""
+    plan = plan_without_app(path, params)
+    st = ops.status(plan)
+    if as_json:
+        click.echo(json.dumps({"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "stats": st.stats}, indent=2))
+        sys.exit(0 if st.running else 1)
+    console = Console()
+    console.print(f"runtime dir: {st.runtime_dir}")
+    console.print(f"nginx: {'running, pid %d' % st.nginx_pid if st.nginx_pid else 'not running'}")
+    console.print(f"uWSGI: {'running, pid %d' % st.uwsgi_pid if st.uwsgi_pid else 'not running'}")
+    if st.stats:
+        sock = (st.stats.get("sockets") or [{}])[0]
+        console.print(
+            f"listen queue: {st.stats.get('listen_queue', 0)} waiting (max {sock.get('max_queue', '?')}), "
+            f"{st.stats.get('listen_queue_errors', 0)} overflows"
+        )
+        table = Table("worker", "pid", "status", "requests", "exceptions", "avg ms", "RSS MB")
+        for w in st.stats.get("workers", []):
+            table.add_row(
+                str(w["id"]), str(w["pid"]), str(w["status"]), str(w["requests"]), str(w["exceptions"]),
+                f"{w.get('avg_rt', 0) / 1000:.1f}", f"{w.get('rss', 0) / 1048576:.1f}",
+            )
+        console.print(table)
+    if not st.running:
+        click.echo(f"hint: {ops.NOT_RUNNING_HINT}", err=True)
+        sys.exit(1)
+
+
