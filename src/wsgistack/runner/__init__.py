@@ -109,11 +109,14 @@ def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
         return steps
     python = plan.machine.python
     if app.kind == "django":
+        django_steps = []
         has_static_root = any(loc.role == "static" for loc in plan.locations)
         if plan.config.app.collectstatic and app.staticfiles and has_static_root:
-            steps.append(("collectstatic", [python, "-m", "django", "collectstatic", "--noinput", "-v", "0"]))
+            django_steps.append("collectstatic")
         if plan.config.app.migrate:
-            steps.append(("migrate", [python, "-m", "django", "migrate", "--noinput", "-v", "1"]))
+            django_steps.append("migrate")
+        if django_steps:
+            steps.append((" + ".join(django_steps), [python, "-m", "wsgistack.djangoprestart", *django_steps]))
     for command in plan.config.app.prestart:
         steps.append((command, shlex.split(command)))
     return steps
