@@ -1,0 +1,35 @@
+"""``wsgistack doctor``: system checks in the spirit of Django's.
+
+Each check is a plain function ``(ctx) -> list[Finding]`` registered with
+:func:`register`; each message it can emit is declared once with a stable id, a level, a
+meaning and a fix (:func:`declare`), and ``docs/doctor.md`` is generated from those
+declarations. :func:`run_checks` runs them into a :class:`Report`; :func:`preflight` is the
+subset ``run``, ``render`` and the container entrypoint run before starting anything.
+"""
+
+from wsgistack.checks.context import CheckContext, build_context
+from wsgistack.checks.messages import MESSAGES, CheckMessage, Finding, Level, declare
+from wsgistack.checks.preflight import PreflightError, preflight
+from wsgistack.checks.registry import Report, register, registry, run_checks
+
+# Importing the areas registers their checks (order = the order they run and are documented in).
+from wsgistack.checks import config, app, security, nginx, machine, dockerfile  # noqa: F401, I001
+
+AREAS = ("config", "app", "perms", "nginx", "machine", "docker", "doctor")
+
+__all__ = [
+    "AREAS",
+    "MESSAGES",
+    "CheckContext",
+    "CheckMessage",
+    "Finding",
+    "Level",
+    "PreflightError",
+    "Report",
+    "build_context",
+    "declare",
+    "preflight",
+    "register",
+    "registry",
+    "run_checks",
+]

@@ -1,0 +1,189 @@
+"""app: the application itself: that it loads, and for Django its own system checks
+(``check --deploy``) plus the settings that must agree with the wsgistack config.
+
+Django's messages keep Django's id (security.W004) in the message and as ``origin_id``,
+so ``--silence security.W004`` and Django's SILENCED_SYSTEM_CHECKS both work. Three of them
+are errors in deploy mode, where Django only warns: DEBUG, a weak SECRET_KEY and an empty
+ALLOWED_HOSTS each make a production site unsafe or unusable. Numbered from 100:
+app.E001-E0xx are the errors app detection raises (``wsgistack run`` stops on them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from wsgistack.checks.context import CheckContext
+from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, Level, declare
+from wsgistack.checks.registry import register
+
+E100 = declare(
+    "app.E100",
+    ERROR,
+    "the application could not be loaded",
+    "fix the error shown (its own id says which: app.E001-app.E010); `wsgistack run` stops on it too",
+)
+E101 = declare(
+    "app.E101",
+    ERROR,
+    "Django runs with DEBUG = True: tracebacks, settings and SQL are shown to anyone",
+    "set DEBUG = False in production (e.g. read it from an environment variable that defaults to off)",
+    mode="deploy",
+)
+E102 = declare(
+    "app.E102",
+    ERROR,
+    "Django's SECRET_KEY is weak: sessions, password reset links and signed data can be forged",
+    "set a long random SECRET_KEY from the environment or a secret file: "
+    "python -c 'import secrets; print(secrets.token_urlsafe(50))'",
+    mode="deploy",
+)
+E103 = declare(
+    "app.E103",
+    ERROR,
+    "Django's ALLOWED_HOSTS is empty: with DEBUG off every request is answered 400",
+    "set ALLOWED_HOSTS to the host names in server.server_names",
+    mode="deploy",
+)
+W104 = declare(
+    "app.W104",
+    WARNING,
+    "SECURE_PROXY_SSL_HEADER is set but server.trusted_proxies is empty",
+    "wsgistack already passes the real scheme to Django as wsgi.url_scheme: list your TLS-terminating "
+    "proxy in server.trusted_proxies and remove SECURE_PROXY_SSL_HEADER",
+)
+W105 = declare(
+    "app.W105",
+    WARNING,
+    "nginx accepts host names that Django's ALLOWED_HOSTS rejects: those requests get 400",
+    "make ALLOWED_HOSTS and server.server_names list the same names",
+)
+W106 = declare(
+    "app.W106",
+    WARNING,
+    "no layer checks the Host header: server.server_names is \"*\" and ALLOWED_HOSTS contains \"*\"",
+    "list your domain names in server.server_names (nginx then refuses others) or in ALLOWED_HOSTS",
+    mode="deploy",
+)
+E107 = declare(
+    "app.E107",
+    ERROR,
+    "Django's system checks could not run",
+    "run `python manage.py check` in the project to see the problem, and fix it",
+)
+E110 = declare(
+    "app.E110",
+    ERROR,
+    "Django's system checks report an error (Django's id is in the message)",
+    "follow Django's hint, or see https://docs.djangoproject.com/en/stable/ref/checks/ for the id",
+)
+W110 = declare(
+    "app.W110",
+    WARNING,
+    "Django's system checks report a warning (Django's id is in the message)",
+    "follow Django's hint, or see https://docs.djangoproject.com/en/stable/ref/checks/ for the id; "
+    "silence it with --silence <Django id> or SILENCED_SYSTEM_CHECKS if it does not apply",
+)
+I110 = declare(
+    "app.I110",
+    INFO,
+    "Django's system checks report an informational message (Django's id is in the message)",
+    "see https://docs.djangoproject.com/en/stable/ref/checks/ for the id",
+)
+
+# Django's deploy warnings that are errors for us (DEBUG, SECRET_KEY, ALLOWED_HOSTS).
+ESCALATED = {"security.W018": E101, "security.W009": E102, "security.W020": E103}
+
+# Django gives no hint for its deploy checks; these say what to do behind wsgistack.
+DJANGO_HINTS = {
+    "security.W004": "once the site is served only over HTTPS, set SECURE_HSTS_SECONDS (start with 3600, then raise it)",
+    "security.W008": "redirect http to https at your TLS terminator; or set SECURE_SSL_REDIRECT = True with that "
+    "proxy in server.trusted_proxies, so Django sees the real scheme and does not loop",
+    "security.W012": "set SESSION_COOKIE_SECURE = True when the site is served over HTTPS",
+    "security.W016": "set CSRF_COOKIE_SECURE = True when the site is served over HTTPS",
+}
+
+
+@register()
+def app_loads(ctx: CheckContext) -> list[Finding]:
+    err = ctx.app_error
+    if err is None:
+        return []
+    return [E100(f"{err.id}: {err.message}", hint=err.hint or None, origin_id=err.id, details=err.details)]
+
+
+def run_django_probe(ctx: CheckContext) -> dict[str, Any]:
+    """Django's checks for the planned app, in the app's interpreter (about 0.5-1 s)."""
+    plan = ctx.plan
+    assert plan is not None and plan.app is not None
+    app = plan.app
+    request = {
+        "path": str(app.path),
+        "settings": app.django_settings,
+        "deploy": ctx.deploy,
+        "server_names": list(ctx.config.server.server_names),
+    }
+    env = {**ctx.env, **plan.app_env}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(app.path), ctx.env.get("PYTHONPATH", "")]))
+    with tempfile.TemporaryDirectory(prefix="wsgistack-checks-") as tmp:
+        req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
+        req.write_text(json.dumps(request))
+        proc = subprocess.run(
+            [ctx.machine.python, "-m", "wsgistack.checks.app_probe", str(req), str(res)],
+            cwd=app.path, env=env, capture_output=True, text=True, timeout=300,
+        )
+        if proc.returncode != 0 or not res.exists():
+            return {"error": "probe-crashed", "detail": (proc.stderr or proc.stdout)[-4000:]}
+        result: dict[str, Any] = json.loads(res.read_text())
+        return result
+
+
+def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:
+    """Turn the probe's answer into findings (pure, so tests can feed it answers)."""
+    if "error" in result:
+        return [E107(details=result.get("detail", ""))]
+    if result.get("django"):
+        ctx.facts["Django"] = result["django"]
+    found: list[Finding] = []
+    for msg in result["messages"]:
+        django_id, level = msg["id"], Level(max(10, min(50, round(msg["level"] / 10) * 10)))
+        text = f"({django_id}) {msg['msg']}" if django_id else msg["msg"]
+        obj = "" if msg["obj"] in ("", "None", "?") else msg["obj"]
+        escalated = ESCALATED.get(django_id) if ctx.deploy else None
+        if escalated is not None:
+            found.append(escalated(text, obj=obj, origin_id=django_id))
+            continue
+        declared = E110 if level >= Level.ERROR else W110 if level == Level.WARNING else I110
+        hint = msg["hint"] or DJANGO_HINTS.get(django_id) or None
+        found.append(declared(text, obj=obj, origin_id=django_id, hint=hint, level=level))
+
+    server = ctx.config.server
+    if result.get("secure_proxy_ssl_header") and not server.trusted_proxies and ctx.plan and ctx.plan.runs_nginx:
+        header = result["secure_proxy_ssl_header"]
+        found.append(W104(
+            f"SECURE_PROXY_SSL_HEADER = {tuple(header)!r} but server.trusted_proxies is empty: nginx replaces "
+            f"X-Forwarded-Proto with the scheme it saw itself, so Django never sees your load balancer's https "
+            f"(with SECURE_SSL_REDIRECT that is a redirect loop); wsgistack already passes the real scheme as wsgi.url_scheme",
+            obj="SECURE_PROXY_SSL_HEADER",
+        ))
+    rejected = result.get("rejected_hosts") or []
+    if rejected:
+        found.append(W105(
+            f"server.server_names lists {', '.join(rejected)}, which ALLOWED_HOSTS = {result.get('allowed_hosts')!r} rejects",
+            obj="ALLOWED_HOSTS",
+        ))
+    if ctx.deploy and "*" in server.server_names and "*" in (result.get("allowed_hosts") or []):
+        found.append(W106(obj="ALLOWED_HOSTS"))
+    return found
+
+
+@register(slow=True)
+def django_checks(ctx: CheckContext) -> list[Finding]:
+    app = ctx.plan.app if ctx.plan else None
+    if app is None or app.kind != "django" or not app.django_settings:
+        return []
+    return django_findings(ctx, run_django_probe(ctx))

@@ -1,0 +1,129 @@
+"""app.*: the app loads; Django's own checks, mapped; its settings against the wsgistack config."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.checks.conftest import MakeCtx, ids
+from wsgistack.checks import Level, app
+from wsgistack.errors import AppError
+
+
+def answer(*messages: tuple[str, int], **settings: Any) -> dict[str, Any]:
+    """What app_probe reports, with Django messages as (id, level)."""
+    return {
+        "django": "5.2",
+        "messages": [{"id": i, "level": lv, "msg": f"message of {i}", "hint": "", "obj": "?"} for i, lv in messages],
+        "silenced": 0,
+        "debug": False,
+        "secure_proxy_ssl_header": None,
+        "allowed_hosts": ["localhost"],
+        "rejected_hosts": [],
+        **settings,
+    }
+
+
+def test_an_app_that_does_not_load_is_a_finding_with_its_own_id(make_ctx: MakeCtx) -> None:
+    ctx = make_ctx()
+    assert app.app_loads(ctx) == []
+    ctx.app_error = AppError("app.E003", 'importing "shop" raised an exception', "fix it", details="Traceback ...")
+    found = app.app_loads(ctx)
+    assert ids(found) == ["app.E100"]
+    assert found[0].origin_id == "app.E003"
+    assert found[0].message.startswith("app.E003: importing")
+    assert found[0].details == "Traceback ..."
+
+
+def test_django_messages_keep_their_id_and_level(make_ctx: MakeCtx) -> None:
+    ctx = make_ctx(app="django")
+    found = app.django_findings(ctx, answer(("security.W004", 30), ("models.E001", 40), ("x.C001", 50), ("x.I001", 20)))
+    by_origin = {f.origin_id: f for f in found}
+    assert by_origin["security.W004"].id == "app.W110"
+    assert by_origin["security.W004"].message == "(security.W004) message of security.W004"
+    assert "SECURE_HSTS_SECONDS" in by_origin["security.W004"].hint  # our hint where Django gives none
+    assert (by_origin["models.E001"].id, by_origin["models.E001"].level) == ("app.E110", Level.ERROR)
+    assert (by_origin["x.C001"].id, by_origin["x.C001"].level) == ("app.E110", Level.CRITICAL)
+    assert by_origin["x.I001"].id == "app.I110"
+    assert ctx.facts["Django"] == "5.2"
+
+
+@pytest.mark.parametrize(("django_id", "ours"), [("security.W018", "app.E101"), ("security.W009", "app.E102"),
+                                                  ("security.W020", "app.E103")])
+def test_debug_secret_key_and_allowed_hosts_are_errors_in_deploy_mode(make_ctx: MakeCtx, django_id: str, ours: str) -> None:
+    deploy = app.django_findings(make_ctx(app="django", deploy=True), answer((django_id, 30)))
+    assert ids(deploy) == [ours]
+    assert deploy[0].level == Level.ERROR and deploy[0].origin_id == django_id
+    assert django_id in deploy[0].message
+    dev = app.django_findings(make_ctx(app="django"), answer((django_id, 30)))
+    assert ids(dev) == ["app.W110"]
+
+
+def test_secure_proxy_ssl_header_without_trusted_proxies(make_ctx: MakeCtx) -> None:
+    header = {"secure_proxy_ssl_header": ["HTTP_X_FORWARDED_PROTO", "https"]}
+    found = app.django_findings(make_ctx(app="django"), answer(**header))
+    assert ids(found) == ["app.W104"]
+    assert "wsgi.url_scheme" in found[0].message and "trusted_proxies" in found[0].hint
+    trusted = make_ctx({"WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8"}, app="django")
+    assert app.django_findings(trusted, answer(**header)) == []
+    assert app.django_findings(make_ctx(app="django"), answer()) == []
+
+
+def test_server_names_that_allowed_hosts_rejects(make_ctx: MakeCtx) -> None:
+    found = app.django_findings(make_ctx(app="django"), answer(rejected_hosts=["[::1]"]))
+    assert ids(found) == ["app.W105"]
+    assert "[::1]" in found[0].message
+
+
+def test_nobody_checks_the_host(make_ctx: MakeCtx) -> None:
+    any_host = make_ctx({"NGINX_SERVER_NAME": "*"}, app="django", deploy=True)
+    assert ids(app.django_findings(any_host, answer(allowed_hosts=["*"]))) == ["app.W106"]
+    assert app.django_findings(any_host, answer(allowed_hosts=["example.com"])) == []
+    named = make_ctx(app="django", deploy=True)
+    assert app.django_findings(named, answer(allowed_hosts=["*"])) == []
+
+
+def test_checks_that_cannot_run(make_ctx: MakeCtx) -> None:
+    found = app.django_findings(make_ctx(app="django"), {"error": "checks-failed", "detail": "Traceback: boom"})
+    assert ids(found) == ["app.E107"]
+    assert found[0].details == "Traceback: boom"
+
+
+def test_no_django_no_django_checks(make_ctx: MakeCtx) -> None:
+    assert app.django_checks(make_ctx()) == []
+
+
+SETTINGS = """
+DEBUG = True
+SECRET_KEY = "short"
+ALLOWED_HOSTS = ["localhost"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+MIDDLEWARE = ["django.middleware.security.SecurityMiddleware"]
+ROOT_URLCONF = "mysite.urls"
+WSGI_APPLICATION = "mysite.wsgi.application"
+DATABASES = {}
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SILENCED_SYSTEM_CHECKS = ["security.W004"]
+"""
+
+
+def test_a_real_django_project_in_a_subprocess(make_ctx: MakeCtx, project: Path) -> None:
+    pytest.importorskip("django")
+    (project / "mysite").mkdir()
+    (project / "mysite" / "__init__.py").write_text("")
+    (project / "mysite" / "settings.py").write_text(SETTINGS)
+    (project / "mysite" / "urls.py").write_text("urlpatterns = []\n")
+    ctx = make_ctx(app="django", deploy=True)
+    ctx.env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)}
+    found = app.django_checks(ctx)
+    origins = {f.origin_id: f.id for f in found}
+    assert origins["security.W018"] == "app.E101"  # DEBUG
+    assert origins["security.W009"] == "app.E102"  # SECRET_KEY
+    assert "security.W004" not in origins  # SILENCED_SYSTEM_CHECKS is Django's own silencing
+    assert "app.W104" in ids(found)  # SECURE_PROXY_SSL_HEADER, no trusted proxies
+    assert "app.W105" in ids(found)  # 127.0.0.1 and [::1] are served by nginx but not allowed
+    assert "short" not in repr(found)  # the secret never leaves the subprocess

