@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +24,70 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 WSGISTACK = [sys.executable, "-m", "wsgistack"]
+
+
+def worker_user() -> str | None:
+    """The unprivileged user wsgistack, started as root, runs uWSGI and nginx's workers as."""
+    import pwd
+
+    for name in ("www-data", "nginx", "nobody"):
+        try:
+            return pwd.getpwnam(name).pw_name
+        except KeyError:
+            continue
+    return None
+
+
+@functools.cache
+def deployed_python() -> str:
+    """The interpreter `wsgistack run` runs on in these tests.
+
+    Started as root, wsgistack runs uWSGI as an unprivileged user, which must be able to read
+    the interpreter, as in any real deployment (run.E004 refuses otherwise). A Python under
+    /root (pyenv installed as root, as on this project's dev and CI machines) is not readable
+    by anyone else; stacks then run on the system Python of the same minor version, which
+    sees this venv's packages (and the editable wsgistack) through a .pth file: the same
+    code and packages, readable by the unprivileged user. Nothing is chmodded."""
+    from wsgistack.runner import unreachable_ancestor
+
+    user = worker_user()
+    paths = sysconfig.get_paths()
+    if os.geteuid() != 0 or user is None or not any(
+        unreachable_ancestor(Path(paths[key]) / "__init__.py", user) for key in ("stdlib", "purelib")
+    ):
+        return sys.executable
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = Path(f"/usr/bin/python{version}")
+    if not system.exists():
+        return sys.executable  # the stacks will fail with run.E004, which says why
+    digest = hashlib.sha1(f"{sys.prefix}:{system}".encode()).hexdigest()[:8]
+    target = Path(tempfile.gettempdir()) / f"wst-python-{digest}"
+    if not (target / "bin" / "uwsgi").exists():
+        build = Path(tempfile.mkdtemp(prefix="wst-python-build-"))
+        subprocess.run([str(system), "-m", "venv", "--without-pip", str(build)], check=True)
+        site = build / "lib" / f"python{version}" / "site-packages"
+        (site / "wsgistack_tests.pth").write_text(f"import site; site.addsitedir({paths['purelib']!r})\n")
+        script = (Path(sys.executable).parent / "uwsgi").read_text().split("\n", 1)[1]
+        (build / "bin" / "uwsgi").write_text(f"#!{target}/bin/python\n{script}")
+        build.chmod(0o755)  # mkdtemp made it 0700; the rest follows the umask
+        (build / "bin" / "uwsgi").chmod(0o755)
+        try:
+            build.rename(target)  # the venv's own symlinks are relative to its bin/, so it can move
+        except OSError:  # another test session built it meanwhile
+            shutil.rmtree(build, ignore_errors=True)
+    return str(target / "bin" / "python")
+
+
+def app_writable(path: Path) -> Path:
+    """Give a data directory to the user the app runs as (when the tests run as root, uWSGI
+    and the prestart steps run as the nginx worker user), as a deployment would."""
+    user = worker_user()
+    if os.geteuid() == 0 and user is not None:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -109,7 +178,7 @@ def start_stack(tmp_path: Path, project: Path, *args: str, env: dict[str, str] |
     port = free_port()
     runtime = shared_dir(tmp_path, "rt")
     log_path = tmp_path / "wsgistack.log"
-    cmd = [*WSGISTACK, "run", str(project), "--port", str(port), "--runtime-dir", str(runtime), *args]
+    cmd = [deployed_python(), "-m", "wsgistack", "run", str(project), "--port", str(port), "--runtime-dir", str(runtime), *args]
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env or clean_env(), cwd=tmp_path)

@@ -31,6 +31,41 @@ NGINX_GRACE = 3
 # And the platform router must still be waiting when Nginx gives up.
 ROUTER_MARGIN = 2
 MAX_UNIX_SOCKET_PATH = 107
+DEFAULT_LISTEN = 4096
+
+# Request headers. nginx hands uWSGI every header as a CGI variable inside one uwsgi packet,
+# which must fit uWSGI's buffer-size (at most 65535: the packet's length is 16 bits). If
+# nginx accepts a header block that does not fit, the client gets a 502 (uWSGI drops the
+# packet) or a 500 (nginx cannot build it). So nginx's limits are derived from uWSGI's
+# buffer: a header line "a:\n" (3 bytes) becomes "HTTP_A" plus two 2-byte lengths (10
+# bytes), the worst expansion there is, and nginx reads at most its first 1 KB buffer plus
+# ONE large buffer. Anything bigger is refused by nginx itself with a 400.
+CLIENT_HEADER_BUFFER = 1024
+WORST_HEADER_EXPANSION = 10 / 3
+PARAMS_OVERHEAD = 1024  # our uwsgi_params: names, lengths and values not taken from the request
+# uWSGI also caps the NUMBER of variables (max-vars, 64 by default: about 108 headers, and
+# the 109th is a 502). nginx has no limit on the count, only on the bytes, and "a:\n" is a
+# header: room for as many as fit nginx's buffers, plus our own params.
+MIN_HEADER_LINE = 3
+PARAMS_COUNT = 64
+# Response headers from the app (Set-Cookie): as big as the largest cookies we accept twice over;
+# nginx allocates this per proxied request, so it is not simply "as big as possible".
+RESPONSE_HEADER_BUFFER = 32 * 1024
+
+# uWSGI options wsgistack sets itself, from its own settings: a passthrough may not change
+# them (the socket's mode, the user, the timeouts that must nest, strict mode...).
+MANAGED_UWSGI_OPTIONS = frozenset(
+    {
+        "strict", "master", "need-app", "chdir", "pythonpath", "module", "wsgi-file", "callable", "lazy-apps",
+        "lazy", "single-interpreter", "enable-threads", "socket", "uwsgi-socket", "http-socket", "http",
+        "https", "shared-socket", "chmod-socket", "chown-socket", "listen", "buffer-size", "max-vars", "uid",
+        "gid", "processes", "workers", "threads", "harakiri", "max-requests", "reload-on-rss", "die-on-term",
+        "hook-master-start", "hook-accepting1-once", "worker-reload-mercy", "reload-mercy", "vacuum",
+        "binary-path", "pidfile", "master-fifo", "stats", "stats-server", "stats-http", "disable-logging",
+        "log-4xx", "log-5xx", "ignore-sigpipe", "ignore-write-errors", "disable-write-exception",
+        "auto-procname", "procname-prefix-spaced", "thunder-lock", "memory-report", "umask",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -76,9 +111,12 @@ class Paths:
     nginx_pid = property(lambda self: self.runtime / "nginx.pid")
     nginx_temp = property(lambda self: self.runtime / "nginx-temp")
     shim = property(lambda self: self.runtime / "wsgistack_app.py")
+    guard = property(lambda self: self.runtime / "wsgistack_guard.py")
     stats = property(lambda self: self.private / "stats.sock")
     uwsgi_pid = property(lambda self: self.private / "uwsgi.pid")
     fifo = property(lambda self: self.private / "uwsgi.fifo")
+    # Created by uWSGI once its first worker accepts requests, i.e. once the app is loaded.
+    uwsgi_ready = property(lambda self: self.private / "uwsgi.ready")
 
 
 @dataclass(frozen=True)
@@ -99,8 +137,14 @@ class Plan:
     max_body_bytes: int
     locations: tuple[Location, ...]
     nginx_user: str | None  # `user` directive (only when the master runs as root)
-    uwsgi_user: str | None  # uid/gid uWSGI drops to (only when started as root)
+    uwsgi_user: str | None  # uid uWSGI drops to (only when started as root)
     socket_owner: str | None  # chown-socket value
+    run_group: str | None = None  # primary group of that user: uWSGI's gid, nginx's `user` group
+    uwsgi_buffer_size: int = 65535  # uWSGI buffer-size: the largest request header packet
+    header_buffer_kb: int = 17  # nginx large_client_header_buffers: the longest header line
+    uwsgi_max_vars: int = 6208  # uWSGI max-vars: as many headers as fit nginx's buffers
+    response_header_buffer_kb: int = RESPONSE_HEADER_BUFFER // 1024  # nginx uwsgi_buffer_size
+    uwsgi_options: tuple[tuple[str, str], ...] = ()  # uwsgi.options, one (key, value) per ini line
     app_env: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # how "auto" values were resolved, and anything capped
 
@@ -181,6 +225,39 @@ def _timeouts(config: Config, origin: str) -> tuple[int, int, int | None]:
     return harakiri, nginx, router
 
 
+def _check_tcp_host(loaded: LoadedConfig, notes: list[str]) -> None:
+    """uWSGI's socket speaks a protocol with no authentication, in which the peer sets
+    REMOTE_ADDR, the scheme and the Host: only nginx may reach it. On loopback that holds;
+    on another address only a separate app container (role = app) has a reason to listen."""
+    import ipaddress
+
+    config = loaded.config
+    host = config.uwsgi.tcp_host.strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return
+    if config.role == "app":
+        notes.append(
+            f"warning: uWSGI listens on {config.uwsgi.tcp_host}:{config.uwsgi.tcp_port}; anything that can reach it "
+            "bypasses nginx: allow only the web container there (network policy, firewall)"
+        )
+        return
+    raise ConfigError(
+        [
+            WsgistackError(
+                "config.E011",
+                f"uwsgi.tcp_host = {config.uwsgi.tcp_host!r} (from {loaded.origin('uwsgi.tcp_host')}) is not a loopback "
+                f"address: anyone who can reach it would bypass nginx (its Host check, forwarded headers, limits)",
+                "leave it at 127.0.0.1 (nginx runs beside uWSGI with role = all); only role = app, "
+                "for uWSGI in its own container, may listen on another address",
+            )
+        ]
+    )
+
+
 def _locations(config: Config, app: AppSpec | None, project: Path) -> tuple[Location, ...]:
     found: dict[str, StaticDir] = {}
     for item in app.static if app else ():
@@ -196,6 +273,52 @@ def _locations(config: Config, app: AppSpec | None, project: Path) -> tuple[Loca
     )
 
 
+def header_buffer_kb(uwsgi_buffer_size: int) -> int:
+    """The longest request header line nginx may accept so that no header block it accepts
+    can overflow uWSGI's buffer (see CLIENT_HEADER_BUFFER above)."""
+    raw_budget = (uwsgi_buffer_size - PARAMS_OVERHEAD) / WORST_HEADER_EXPANSION - CLIENT_HEADER_BUFFER
+    return int(raw_budget // 1024)
+
+
+def max_vars(header_kb: int) -> int:
+    """uWSGI's max-vars for the most header lines nginx can accept with that buffer."""
+    return (CLIENT_HEADER_BUFFER + header_kb * 1024) // MIN_HEADER_LINE + PARAMS_COUNT
+
+
+def _primary_group(user: str) -> str:
+    """The user's primary group name; falls back to the user name (nginx's own default)
+    when the user is not known here, e.g. when rendering for another machine."""
+    import grp
+    import pwd
+
+    try:
+        return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+    except (KeyError, OverflowError):
+        return user
+
+
+def _uwsgi_options(loaded: LoadedConfig) -> tuple[tuple[str, str], ...]:
+    lines: list[tuple[str, str]] = []
+    problems = []
+    origin = loaded.origin("uwsgi.options")
+    for key, value in loaded.config.uwsgi.options.items():
+        if key in MANAGED_UWSGI_OPTIONS:
+            problems.append(
+                WsgistackError(
+                    "config.E010",
+                    f"uwsgi.options (from {origin}): {key!r} is set by wsgistack itself",
+                    "use wsgistack's own setting for it (see `wsgistack config`); the passthrough is for options wsgistack does not manage",
+                )
+            )
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            lines.append((key, ("true" if item else "false") if isinstance(item, bool) else str(item)))
+    if problems:
+        raise ConfigError(problems)
+    return tuple(lines)
+
+
 def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Plan:
     """Pure: everything the renderer needs, derived from config, machine and app."""
     config = loaded.config
@@ -208,9 +331,12 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Pl
         runtime = project / runtime
     paths = Paths(runtime)
 
-    if config.role == "web":
+    if config.role == "web" or (config.role == "app" and config.uwsgi.uri):
+        # Split containers: the app binds where the web role connects (UWSGI_URI), e.g. a
+        # unix socket on a volume both mount, so one setting describes the link for both.
         upstream = Upstream.parse(config.uwsgi.uri)
     elif config.uwsgi.socket == "tcp":
+        _check_tcp_host(loaded, notes)
         upstream = Upstream("tcp", f"{config.uwsgi.tcp_host}:{config.uwsgi.tcp_port}")
     else:
         upstream = Upstream("unix", str(paths.socket))
@@ -226,12 +352,14 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Pl
         )
 
     processes = _processes(config, machine, notes)
-    listen_wanted = 4096 if config.uwsgi.listen == "auto" else int(config.uwsgi.listen)
+    # uWSGI refuses to start with a listen queue above net.core.somaxconn, and the kernel
+    # would silently cap nginx's backlog there too: cap it, and say so.
+    listen_wanted = DEFAULT_LISTEN if config.uwsgi.listen == "auto" else int(config.uwsgi.listen)
     listen = min(listen_wanted, machine.somaxconn)
     if listen < listen_wanted:
         notes.append(
-            f"uwsgi.listen capped at net.core.somaxconn = {machine.somaxconn} (asked for {listen_wanted}); "
-            "raise it with sysctl -w net.core.somaxconn=N to queue larger bursts"
+            f"warning: uwsgi.listen capped at net.core.somaxconn = {machine.somaxconn} (asked for {listen_wanted}); "
+            "bursts beyond it get 502s: raise it with sysctl -w net.core.somaxconn=N"
         )
     harakiri, nginx_timeout, router = _timeouts(config, str(loaded.origin("request_timeout")))
 
@@ -240,15 +368,35 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Pl
 
     nginx_workers = machine.cpus if config.server.worker_processes == "auto" else int(config.server.worker_processes)
 
-    nginx_user = uwsgi_user = socket_owner = None
-    if machine.is_root:
-        if config.user:
-            nginx_user = uwsgi_user = config.user
-            socket_owner = f"{config.user}:{config.user}"
-        else:
-            nginx_user = machine.nginx_user
-            if nginx_user:
-                socket_owner = f"root:{nginx_user}"
+    # Started as root, nothing runs as root but the two masters' first moments: uWSGI drops
+    # to `user` or, by default, to the user nginx's workers run as (www-data on Debian),
+    # which is also the user prestart steps run as, so the files they create (SQLite, media,
+    # collected static) belong to whoever serves them. The socket is that user's, mode 660.
+    # user = "root" is the one, explicit, way to keep uWSGI as root (rootless containers,
+    # where root is an unprivileged user of the host); nginx's workers never are.
+    nginx_user = uwsgi_user = socket_owner = run_group = None
+    if machine.is_root and config.user == "root":
+        nginx_user = machine.nginx_user
+        if nginx_user:
+            run_group = _primary_group(nginx_user)
+            socket_owner = f"root:{run_group}"
+        notes.append('warning: uWSGI runs as root because user = "root" (from '
+                     f'{loaded.origin("user")}): the app can do anything root can')
+    elif machine.is_root:
+        run_user = config.user or machine.nginx_user
+        if not run_user:
+            raise ConfigError(
+                [
+                    WsgistackError(
+                        "config.E009",
+                        "started as root, and there is no unprivileged user (www-data, nginx, nobody) to run uWSGI and nginx's workers as",
+                        'set user = "appuser" (an existing unprivileged account), or start wsgistack as that user',
+                    )
+                ]
+            )
+        nginx_user = uwsgi_user = run_user
+        run_group = _primary_group(run_user)
+        socket_owner = f"{run_user}:{run_group}"
 
     app_env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
     if app is not None and app.django_settings:
@@ -274,6 +422,11 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Pl
         nginx_user=nginx_user,
         uwsgi_user=uwsgi_user,
         socket_owner=socket_owner,
+        run_group=run_group,
+        uwsgi_buffer_size=config.uwsgi.buffer_size,
+        header_buffer_kb=header_buffer_kb(config.uwsgi.buffer_size),
+        uwsgi_max_vars=max_vars(header_buffer_kb(config.uwsgi.buffer_size)),
+        uwsgi_options=_uwsgi_options(loaded),
         app_env=app_env,
         notes=tuple(notes),
     )

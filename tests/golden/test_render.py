@@ -44,6 +44,13 @@ CASES = {
     "flask-factory-tcp": ({"WSGISTACK_UWSGI__SOCKET": "tcp", "WEB_CONCURRENCY": "3", "UWSGI_THREADS": "4",
                            "WSGISTACK_APP__LAZY_APPS": "true", "WSGISTACK_SERVER__UNKNOWN_HOST": "421"},
                           MACHINE, FLASK_FACTORY),
+    # Trusted proxies with named hosts (X-Forwarded-Host checked against them), a uWSGI
+    # passthrough option, a smaller uWSGI buffer (nginx's header limits follow it).
+    "django-root-proxy-named-hosts": (
+        {"WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8 127.0.0.2", "WSGISTACK_SERVER__SERVER_NAMES": "example.com *.example.com",
+         "WSGISTACK_UWSGI__OPTIONS": '{"harakiri-verbose": true, "max-worker-lifetime": 3600}',
+         "WSGISTACK_UWSGI__BUFFER_SIZE": "32768"},
+        ROOT_MACHINE, DJANGO),
     "web-role": ({"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.2:8001"}, MACHINE, None),
     "app-role": ({"WSGISTACK_ROLE": "app", "WSGISTACK_UWSGI__SOCKET": "tcp"}, MACHINE, DJANGO),
 }
@@ -75,7 +82,8 @@ def test_render_is_pure() -> None:
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")
-@pytest.mark.parametrize("case", ["django-default", "django-root-heroku-proxy", "flask-factory-tcp", "web-role"])
+@pytest.mark.parametrize("case", ["django-default", "django-root-heroku-proxy", "django-root-proxy-named-hosts",
+                                  "flask-factory-tcp", "web-role"])
 def test_rendered_nginx_config_passes_nginx_t(case: str, tmp_path: Path) -> None:
     env, machine, app = CASES[case]
     if machine.is_root and os.geteuid() != 0:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, Stack, clean_env, http, shared_dir, start_stack
+from tests.conftest import EXAMPLES, Stack, app_writable, clean_env, http, shared_dir, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]])
 
 
 def test_django_demo_register_post_and_media_round_trip(tmp_path: Path, stacks: list[Stack]) -> None:
-    env = clean_env(DEMO_DATA_DIR=str(shared_dir(tmp_path, "data")), DJANGO_SECRET_KEY="x" * 60)
+    env = clean_env(DEMO_DATA_DIR=str(app_writable(shared_dir(tmp_path, "data"))), DJANGO_SECRET_KEY="x" * 60)
     stack = start_stack(tmp_path, EXAMPLES / "django_demo", "--migrate", env=env)
     stacks.append(stack)
     jar = CookieJar()

@@ -23,6 +23,10 @@ ALIASES: tuple[tuple[str, str], ...] = (
 )
 
 
+# WSGISTACK_* variables that are not settings: read before the config can be (it lives there).
+NOT_SETTINGS = frozenset({"WSGISTACK_PROJECT_DIR"})
+
+
 def env_name(dotted: str) -> str:
     """``uwsgi.processes`` -> ``WSGISTACK_UWSGI__PROCESSES``."""
     return PREFIX + dotted.upper().replace(".", NESTED)

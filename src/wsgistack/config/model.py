@@ -102,6 +102,10 @@ class ServerSection(_Section):
     unknown_host: Literal["close", "421"] = Field(
         "close", description="how to refuse an unknown Host: close the connection or answer 421"
     )
+    security_headers: bool = Field(
+        True,
+        description="add X-Content-Type-Options, Referrer-Policy and X-Frame-Options to responses that do not set their own",
+    )
 
     @field_validator("worker_processes")
     @classmethod
@@ -148,17 +152,43 @@ class UwsgiSection(_Section):
     tcp_port: int = Field(8001, ge=1, le=65535, description="uWSGI TCP port when socket = tcp")
     uri: str = Field("", description="upstream for role=web: host:port or unix:/path (env UWSGI_URI)")
     listen: int | Literal["auto"] = Field("auto", description="listen queue; capped by net.core.somaxconn")
-    buffer_size: int = Field(32768, ge=4096, le=65535, description="largest request header block uWSGI accepts (bytes)")
-    max_requests: int = Field(5000, ge=0, description="recycle a worker after this many requests (0 = never)")
+    buffer_size: int = Field(
+        65535,
+        ge=8192,
+        le=65535,
+        description="uWSGI's request buffer in bytes (max 65535); nginx refuses (400) header blocks that could not fit "
+        "it, so 65535 accepts header lines up to 17 KB, never a 502",
+    )
+    max_requests: int = Field(
+        5000,
+        ge=0,
+        description="recycle a worker after this many requests (0 = never); like reload_on_rss, only once it is "
+        "older than uWSGI's min-worker-lifetime (10 s)",
+    )
     reload_on_rss: int = Field(0, ge=0, description="recycle a worker above this RSS in MB (0 = auto from memory)")
     stats: bool = Field(True, description="uWSGI stats on a unix socket in the runtime dir")
     request_log: bool = Field(False, description="uWSGI request log (Nginx already logs every request)")
+    options: dict[str, str | int | bool | tuple[str, ...]] = Field(
+        default_factory=dict,
+        description='extra uWSGI options, e.g. {"max-worker-lifetime" = 3600}; strict mode makes a misspelt one fail the start',
+    )
 
     @field_validator("processes", "listen")
     @classmethod
     def _positive_or_auto(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 1:
             raise ValueError('must be at least 1, or "auto"')
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, object]) -> dict[str, object]:
+        for key, value in v.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", key):
+                raise ValueError(f"{key!r} is not a uWSGI option name (lowercase words joined by -, e.g. harakiri-verbose)")
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, str) and ("\n" in item or "\r" in item):
+                    raise ValueError(f"the value of {key!r} spans lines")
         return v
 
 
@@ -170,12 +200,22 @@ class Config(_Section):
     )
     platform: Literal["none", "heroku"] = Field("none", description="platform router whose timeout we must nest inside")
     runtime_dir: Path | None = Field(None, description="where sockets, pidfiles and rendered configs live")
-    user: str = Field("", description="when started as root: the unprivileged user Nginx workers and uWSGI run as")
+    user: str = Field(
+        "",
+        description="when started as root: the unprivileged user uWSGI, its prestart steps and Nginx workers run as "
+        '(default: Nginx\'s worker user, www-data on Debian); "root" keeps uWSGI as root, for rootless containers only',
+    )
     request_timeout: int | Literal["auto"] = Field(
         "auto",
         description='seconds a request may run (uWSGI harakiri); Nginx waits a little longer; "auto" = 30, or inside the platform router\'s limit',
     )
     stop_timeout: int = Field(8, ge=1, le=300, description="seconds in-flight requests get to finish on stop")
+    upstream_wait: int = Field(
+        30, ge=0, le=600, description="role web: seconds to wait for the uWSGI upstream before failing the start"
+    )
+    silence: tuple[str, ...] = Field(
+        (), description="doctor check ids to silence (ours, or Django's/gixy's/hadolint's), e.g. nginx.W013, security.W004"
+    )
     app: AppSection = Field(default_factory=AppSection)
     server: ServerSection = Field(default_factory=ServerSection)
     uwsgi: UwsgiSection = Field(default_factory=UwsgiSection)

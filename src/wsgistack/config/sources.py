@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from wsgistack.config.envvars import ALIASES, PREFIX, aliases_for, dotted_from_env, env_name
+from wsgistack.config.envvars import ALIASES, NOT_SETTINGS, PREFIX, aliases_for, dotted_from_env, env_name
 from wsgistack.config.model import Config, PathMapping
 from wsgistack.errors import ConfigError, WsgistackError
 
@@ -183,8 +183,11 @@ def from_env(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, Origin]], lis
         raw = env.get(name, "")
         if raw.strip():  # an empty alias (PORT="") means "not set", as shells treat it
             put(dotted, name, raw)
+    # Heroku sets DYNO in every dyno: its router's 30 s limit then shapes our timeouts.
+    if env.get("DYNO", "").strip():
+        values["platform"] = ("heroku", Origin("env", "env DYNO", env["DYNO"]))
     for name in sorted(env):
-        if not name.startswith(PREFIX):
+        if not name.startswith(PREFIX) or name in NOT_SETTINGS:
             continue
         dotted = dotted_from_env(name)
         if dotted not in FIELDS:

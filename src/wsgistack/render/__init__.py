@@ -14,8 +14,10 @@ import jinja2
 from wsgistack import __version__
 from wsgistack.plan import Plan
 
-# Hidden files/dirs (but not /.well-known/), editor and VCS leftovers: never served.
-HIDDEN_RE = r'"/\.(?!well-known/)|~$|\.(?:swp|swo|bak|orig|rej|pyc)$"'
+# Hidden files/dirs (.git, .env, .htpasswd; but not /.well-known/), editor and VCS leftovers
+# (vim .swp, emacs #x# and x~, nano .save, patch .orig/.rej): never served. Matched
+# case-insensitively (~*) against the decoded, normalised URI, so %2e and ..%2f tricks land here too.
+HIDDEN_RE = r'"/\.(?!well-known/)|/#|~$|\.(?:swp|swo|swn|bak|old|orig|rej|save|pyc)$"'
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,14 @@ def process_table(plan: Plan) -> dict[str, object]:
     if plan.runs_uwsgi:
         assert plan.app is not None
         ready = {"unix": plan.upstream.address} if plan.upstream.kind == "unix" else {"tcp": plan.upstream.address}
+        # ...and the app is loaded: nginx never starts in front of an app that cannot load.
+        ready["file"] = str(plan.paths.uwsgi_ready)
         processes.append(
             {
                 "name": "uwsgi",
                 "argv": [machine.uwsgi or "uwsgi", "--ini", str(plan.paths.uwsgi_ini)],
                 "env": dict(plan.app_env),
+                "drop_env_prefix": "UWSGI_",
                 "cwd": str(plan.app.path),
                 "stop_signal": "TERM",
                 "ready": ready,
@@ -73,6 +78,7 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "cwd": str(plan.paths.runtime),
                 # QUIT = graceful: stop accepting, finish in-flight requests, then exit.
                 "stop_signal": "QUIT",
+                "death_signal": "TERM",
                 "ready": {"tcp": f"{probe_host}:{plan.config.server.port}"},
             }
         )
@@ -80,7 +86,8 @@ def process_table(plan: Plan) -> dict[str, object]:
         "runtime_dir": str(plan.paths.runtime),
         "stop_timeout": plan.config.stop_timeout,
         "url": plan.url if plan.runs_nginx else "",
-        "cleanup": [str(p) for p in (plan.paths.socket, plan.paths.nginx_pid, plan.paths.uwsgi_pid, plan.paths.fifo, plan.paths.stats)],
+        "cleanup": [str(p) for p in (plan.paths.socket, plan.paths.nginx_pid, plan.paths.uwsgi_pid, plan.paths.fifo,
+                                     plan.paths.stats, plan.paths.uwsgi_ready)],
         "processes": processes,
     }
 
@@ -111,6 +118,8 @@ def render(plan: Plan) -> list[RenderedFile]:
                 f"application = _factory()\n"
             )
             files.append(RenderedFile("wsgistack_app.py", shim))
+        if plan.uwsgi_user:
+            files.append(RenderedFile("wsgistack_guard.py", env.get_template("wsgistack_guard.py.j2").render(ctx)))
     files.append(RenderedFile("processes.json", json.dumps(process_table(plan), indent=2) + "\n"))
     return files
 

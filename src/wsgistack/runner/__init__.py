@@ -79,6 +79,38 @@ def check_reachable(plan: Plan) -> None:
         )
 
 
+def _python_dirs(python: str) -> list[Path]:
+    """Directories the app's interpreter imports from: its stdlib and site-packages (asked
+    of that interpreter itself, as root, before anything drops privileges)."""
+    code = "import sysconfig; p = sysconfig.get_paths(); print(p['stdlib']); print(p['purelib'])"
+    try:
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return []
+    return [Path(line) for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def check_run_user(plan: Plan) -> None:
+    """Refuse to start when uWSGI, once dropped to its unprivileged user, could not read its
+    own Python or the app: otherwise the start fails later with an obscure ImportError
+    (a pyenv or a venv under /root, which is mode 700, is the usual case)."""
+    user = plan.uwsgi_user
+    if not (plan.runs_uwsgi and user and plan.app is not None):
+        return
+    needed = [*(d / "__init__.py" for d in _python_dirs(plan.machine.python)), plan.app.path / "."]
+    for path in needed:
+        blocked = unreachable_ancestor(path, user)
+        if blocked is not None:
+            raise WsgistackError(
+                "run.E004",
+                f"uWSGI runs as {user!r} (started as root), which cannot read {path.parent}: "
+                f"{blocked} is not searchable by it (mode {blocked.stat().st_mode & 0o777:o})",
+                "install the app and its virtualenv where that user can read them (e.g. "
+                "/usr/bin/python3 -m venv /opt/venv, not a Python under /root), set user to an account "
+                'that can, or start wsgistack as that user; user = "root" keeps uWSGI as root (not recommended)',
+            )
+
+
 def prepare_runtime_dir(plan: Plan) -> None:
     """Create the runtime dir; refuse if another instance is live there, clear stale files."""
     paths = plan.paths
@@ -95,9 +127,18 @@ def prepare_runtime_dir(plan: Plan) -> None:
     os.chmod(paths.runtime, 0o711 if plan.machine.is_root else 0o700)
     paths.private.mkdir(exist_ok=True)
     os.chmod(paths.private, 0o700)
+    if plan.uwsgi_user:
+        # uWSGI writes its pidfile, FIFO and stats socket here after dropping privileges.
+        # Only this directory is its own: the runtime dir, where nginx.conf lives, stays
+        # root's, so the app cannot rewrite the config a root nginx master re-reads.
+        import pwd
+
+        entry = pwd.getpwnam(plan.uwsgi_user)
+        os.chown(paths.private, entry.pw_uid, entry.pw_gid)
     paths.nginx_temp.mkdir(exist_ok=True)
     check_reachable(plan)
-    for stale in (paths.socket, paths.nginx_pid, paths.uwsgi_pid, paths.fifo, paths.stats):
+    check_run_user(plan)
+    for stale in (paths.socket, paths.nginx_pid, paths.uwsgi_pid, paths.fifo, paths.stats, paths.uwsgi_ready):
         stale.unlink(missing_ok=True)
 
 
@@ -126,18 +167,35 @@ def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None])
     assert plan.app is not None or not plan.config.app.prestart
     cwd = plan.app.path if plan.app else Path.cwd()
     child_env = {**env, **plan.app_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH", "")]))}
+    # Prestart steps run as the user uWSGI runs as, not as root: the files they create
+    # (the SQLite database, collected static files, media dirs) must belong to whoever
+    # serves them, and the app's code (migrations, settings) never runs as root. Chowning
+    # instead would need to know every path an app writes, and would hide the problem.
+    as_user: dict[str, object] = {}
+    if plan.uwsgi_user:
+        as_user = {"user": plan.uwsgi_user, "group": plan.run_group, "extra_groups": []}
+    hint = "fix the problem shown above, or switch the step off (app.collectstatic / app.migrate = false)"
+    if plan.uwsgi_user:
+        hint = (
+            f"prestart steps run as {plan.uwsgi_user!r}, like uWSGI: the directories they write (database, "
+            f"STATIC_ROOT, MEDIA_ROOT) must be writable by it (chown -R {plan.uwsgi_user}: DIR); otherwise " + hint
+        )
     for label, argv in prestart_commands(plan):
-        say(f"prestart: {label}")
+        say(f"prestart: {label}" + (f" (as {plan.uwsgi_user})" if plan.uwsgi_user else ""))
         try:
-            proc = subprocess.run(argv, cwd=cwd, env=child_env, capture_output=True, text=True)
+            proc = subprocess.run(argv, cwd=cwd, env=child_env, capture_output=True, text=True, check=False, **as_user)  # type: ignore[call-overload]
         except FileNotFoundError:
             raise PrestartError("prestart.E001", f"prestart command not found: {argv[0]}", "check app.prestart") from None
+        except PermissionError as exc:
+            raise PrestartError(
+                "prestart.E001", f"prestart step {label!r} cannot start as {plan.uwsgi_user!r}: {exc}", hint
+            ) from None
         output = (proc.stdout + proc.stderr).strip()
         if proc.returncode != 0:
             raise PrestartError(
                 "prestart.E002",
                 f"prestart step {label!r} failed with exit code {proc.returncode}",
-                "fix the problem shown above, or switch the step off (app.collectstatic / app.migrate = false)",
+                hint,
                 details=output[-4000:],
             )
         if output:

@@ -17,6 +17,7 @@ Usage: ``python -m wsgistack.runner.manager PROCESSES.json``.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import selectors
@@ -43,23 +44,28 @@ def _prctl(option: int, value: int) -> None:
         pass
 
 
-def _child_setup() -> None:
-    # If the manager is killed outright (SIGKILL), take the children with it.
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _child_setup(death_signal: signal.Signals = signal.SIGKILL) -> None:
+    # If the manager is killed outright (SIGKILL), take the children with it. nginx gets a
+    # TERM, so its master stops its workers too (they are not its children's children to
+    # the kernel: killed outright, the master would leave them serving as orphans).
+    _prctl(PR_SET_PDEATHSIG, death_signal)
 
 
 def is_ready(ready: Mapping[str, str]) -> bool:
-    """True when the process accepts connections on its socket."""
+    """True when every condition holds: the file exists (a process can create it once it is
+    really ready: uWSGI binds its socket before it imports the app), and the process
+    accepts connections on its socket."""
     try:
+        if "file" in ready and not os.path.exists(ready["file"]):
+            return False
         if "unix" in ready:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(0.5)
                 s.connect(ready["unix"])
-            return True
         if "tcp" in ready:
             host, _, port = ready["tcp"].rpartition(":")
             with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
-                return True
+                pass
     except OSError:
         return False
     return True
@@ -94,10 +100,13 @@ class Child:
     cwd: str
     stop_signal: signal.Signals
     ready: dict[str, str]
+    drop_env_prefix: str = ""
+    death_signal: signal.Signals = signal.SIGKILL
     proc: subprocess.Popen[bytes] | None = None
     status: int | None = None
     buffer: bytes = b""
     stop_sent_at: float | None = None
+    became_ready: bool = False
 
     @property
     def running(self) -> bool:
@@ -125,6 +134,8 @@ class Manager:
                     cwd=spec.get("cwd") or os.getcwd(),
                     stop_signal=signal.Signals["SIG" + spec.get("stop_signal", "TERM")],
                     ready=dict(spec.get("ready", {})),
+                    drop_env_prefix=str(spec.get("drop_env_prefix", "")),
+                    death_signal=signal.Signals["SIG" + spec.get("death_signal", "KILL")],
                 )
             )
         self.stop_timeout = float(self.table.get("stop_timeout", 8))
@@ -155,7 +166,14 @@ class Manager:
     # --- lifecycle ----------------------------------------------------------------------
 
     def _start(self, child: Child, selector: selectors.BaseSelector) -> None:
-        env = {**os.environ, **child.env}
+        # uWSGI reads every UWSGI_* variable as one of its options (UWSGI_URI would be a
+        # strict-mode error, UWSGI_PROCESSES would override the rendered ini): the seeds'
+        # UWSGI_* names are wsgistack settings, already rendered, so they are not passed on.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(child.drop_env_prefix)} if child.drop_env_prefix else dict(os.environ)
+        env.update(child.env)
+        # A child that drops privileges loses its parent-death signal (the kernel clears it
+        # when the user changes); it can re-arm it, and check it was not orphaned meanwhile.
+        env["_WSGISTACK_MANAGER_PID"] = str(os.getpid())
         child.proc = subprocess.Popen(
             child.argv,
             cwd=child.cwd,
@@ -165,7 +183,7 @@ class Manager:
             stderr=subprocess.STDOUT,
             # Own session: a terminal's Ctrl-C reaches only us, and we stop them in order.
             start_new_session=True,
-            preexec_fn=_child_setup,
+            preexec_fn=functools.partial(_child_setup, child.death_signal),
         )
         assert child.proc.stdout is not None
         os.set_blocking(child.proc.stdout.fileno(), False)
@@ -224,8 +242,13 @@ class Manager:
         """Reverse start order, one at a time: nginx drains before uWSGI goes away."""
         for child in reversed(self.children):
             if child.running:
-                if child.stop_sent_at is None and child.proc is not None:
-                    child.stop_sent_at = time.monotonic()
+                now = time.monotonic()
+                # A process still starting may lose the signal: nginx's master records a QUIT
+                # that arrives before it waits for signals, then sleeps until the next one.
+                # It has no requests in flight yet, so repeating the signal is harmless.
+                resend = not child.became_ready and child.stop_sent_at is not None and now - child.stop_sent_at > 0.5
+                if (child.stop_sent_at is None or resend) and child.proc is not None:
+                    child.stop_sent_at = now
                     try:
                         os.kill(child.proc.pid, child.stop_signal)
                     except ProcessLookupError:
@@ -287,6 +310,7 @@ class Manager:
                     self.exit_code, self.reason = 1, f"{child.name} did not open {child.ready} within {START_TIMEOUT:g}s"
                     self.say(self.reason)
                     self.begin_stop()
+            child.became_ready = not self.stopping
         if not self.stopping:
             if self.table.get("url"):
                 self.say(f"serving {self.table['url']}  (Ctrl-C to stop)")

@@ -210,3 +210,14 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     config = load_config(tmp_path, env={}).config
     with pytest.raises(Exception):
         config.server.port = 1  # type: ignore[misc]
+
+
+def test_heroku_dyno_sets_the_platform(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, env={"DYNO": "web.1"})
+    assert loaded.config.platform == "heroku"
+    assert loaded.origin("platform").where == "env DYNO"
+    assert load_config(tmp_path, env={"DYNO": "web.1", "WSGISTACK_PLATFORM": "none"}).config.platform == "none"
+
+
+def test_project_dir_variable_is_not_a_setting(tmp_path: Path) -> None:
+    assert load_config(tmp_path, env={"WSGISTACK_PROJECT_DIR": "/app"}).config.role == "all"

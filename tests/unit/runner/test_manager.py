@@ -110,3 +110,13 @@ def test_pidfile_helpers(tmp_path: Path) -> None:
     assert process_alive_from_pidfile(pidfile) is None
     assert describe_status(3) == "exited with code 3"
     assert describe_status(-9) == "was killed by signal SIGKILL"
+
+
+def test_uwsgi_option_variables_are_not_passed_on(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("UWSGI_URI", "app:8001")
+    monkeypatch.setenv("KEEP_ME", "yes")
+    code = "import os; print('uri=%s keep=%s' % (os.environ.get('UWSGI_URI'), os.environ.get('KEEP_ME')))"
+    spec = {**proc("uwsgi", code), "drop_env_prefix": "UWSGI_"}
+    out = io.BytesIO()
+    Manager({"stop_timeout": 1, "processes": [spec]}, out=out).run()
+    assert "uri=None keep=yes" in out.getvalue().decode()
