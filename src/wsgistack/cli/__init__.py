@@ -39,12 +39,23 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from wsgistack.cli import config_cmd, reload_cmd, render_cmd, run_cmd, status_cmd
+    from wsgistack.cli import doctor_cmd
 
     main.add_command(run_cmd.command, "run")
     main.add_command(render_cmd.command, "render")
     main.add_command(config_cmd.command, "config")
     main.add_command(status_cmd.command, "status")
     main.add_command(reload_cmd.command, "reload")
+    from wsgistack.cli import entrypoint_cmd
+
+    main.add_command(entrypoint_cmd.command, "entrypoint")
+    main.add_command(doctor_cmd.command, "doctor")
+    from wsgistack.cli import build_cmd, compose_cmd, dockerfile_cmd, heroku_cmd
+
+    main.add_command(dockerfile_cmd.command, "dockerfile")
+    main.add_command(build_cmd.command, "build")
+    main.add_command(compose_cmd.command, "compose")
+    main.add_command(heroku_cmd.command, "heroku")
     try:
         from wsgistack.cli import bench
     except ImportError:

@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+
+try:
+    from rich.console import Console
+    from rich.table import Table
+except ImportError:  # container images leave rich out (see cli/plain.py)
+    from wsgistack.cli.plain import Console, Table  # type: ignore[assignment]
 
 from wsgistack.cli.options import config_options, load
 from wsgistack.config import describe

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from wsgistack import machine as machine_mod
+from wsgistack.checks import preflight
 from wsgistack.cli.options import config_options, load
 from wsgistack.plan import build_plan
 from wsgistack.render import render, write_files
@@ -27,6 +28,9 @@ def command(path: Path, out: Path, **params: Any) -> None:
         params["runtime_dir"] = str(out.resolve())
     loaded = load(path, params)
     plan = build_plan(loaded, machine_mod.detect(), os.environ)
+    # Refuses to write files that would not start or would be unsafe (doctor.E001).
+    for finding in preflight(plan, loaded, deploy=False, env=os.environ).findings:
+        click.echo(finding.render(), err=True)
     for written in write_files(render(plan), out):
         click.echo(str(written))
     (out / "nginx-temp").mkdir(exist_ok=True)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from wsgistack import machine as machine_mod
+from wsgistack.checks import preflight
 from wsgistack.cli.options import config_options, load, overrides, save_invocation
 from wsgistack.plan import build_plan
 from wsgistack.runner import check_binaries, run_prestart, serve, write_runtime
@@ -37,6 +38,10 @@ def command(path: Path, migrate: bool | None, collectstatic: bool | None, **para
         say(f"app: {plan.app.kind} {plan.app.target} in {plan.app.path}")
     for note in plan.notes:
         say(note)
+    # Refuses to start on ERROR findings (doctor.E001); warnings are shown and the run goes on.
+    for finding in preflight(plan, loaded, deploy=False, env=os.environ).findings:
+        for line in finding.render().splitlines():
+            say(line)
     write_runtime(plan)
     save_invocation(plan.paths.private, cli)
     say(f"runtime dir: {plan.paths.runtime}")

@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
+
+try:
+    from rich.console import Console
+    from rich.table import Table
+except ImportError:  # container images leave rich out (see cli/plain.py)
+    from wsgistack.cli.plain import Console, Table  # type: ignore[assignment]
 
 from wsgistack import machine as machine_mod
 from wsgistack import ops

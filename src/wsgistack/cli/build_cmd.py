@@ -1,0 +1,38 @@
+"""``wsgistack build [PATH] -t NAME``: write the recipe, then ``docker build`` it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wsgistack.cli.dockerfile_cmd import project_argument, recipe_options, write
+
+
+@click.command()
+@project_argument
+@recipe_options
+@click.option("-t", "--tag", default=None, help="image name[:tag] (default: the project directory's name)")
+@click.option("--network", default="host", show_default=True, help="network for the build's RUN steps")
+@click.option("--no-cache", is_flag=True, help="rebuild every layer")
+@click.option("--plain", is_flag=True, help="show docker's full output instead of a progress display")
+@click.option("--keep-dockerfile", is_flag=True, help="build the existing Dockerfile as it is (do not regenerate)")
+def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bool, keep_dockerfile: bool,
+            **params: Any) -> None:
+    """Build the image for the app in PATH (Dockerfile from `wsgistack dockerfile`)."""
+    from wsgistack.container.build import docker_binary, docker_build, progress_callbacks
+    from wsgistack.container.project import image_name
+
+    docker_binary()  # fail first, before writing anything, when there is no docker
+    if not keep_dockerfile:
+        write(path, params)
+    tag = tag or image_name(path)
+    on_line, on_step, close = progress_callbacks(plain)
+    try:
+        result = docker_build(path.resolve(), tag, network=network, no_cache=no_cache, on_line=on_line, on_step=on_step)
+    finally:
+        close()
+    size = f", {result.size / 1e6:.1f} MB" if result.size else ""
+    click.echo(f"built {result.tag} in {result.seconds:.1f}s ({result.cached_steps} of {result.steps} steps cached{size})")
+    click.echo(f"run it: docker run --rm -p 8080:8080 {result.tag}", err=True)

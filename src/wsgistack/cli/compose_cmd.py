@@ -1,0 +1,55 @@
+"""``wsgistack compose [PATH] [--split]``: a compose file for one container or nginx + app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from wsgistack.container.dockerfile import IMAGE_PORT
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--split", is_flag=True, help="two containers: nginx (role web) and uWSGI (role app)")
+@click.option("--socket", type=click.Choice(["unix", "tcp"]), default="unix", show_default=True,
+              help="split: uWSGI on a unix socket in a shared volume, or on TCP")
+@click.option("--tcp-uri", default="127.0.0.1:8001", show_default=True, help="split with --socket tcp: uWSGI's host:port")
+@click.option("-t", "--image", default=None, help="image name (default: the project directory's name)")
+@click.option("--port", type=int, default=IMAGE_PORT, show_default=True, help="port nginx listens on")
+@click.option("--host", default="0.0.0.0", show_default=True, help="address nginx listens on (host networking)")
+@click.option("--env-file", default="", help="env file compose reads at `up` (settings, secrets per environment)")
+@click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the app's environment (repeatable)")
+@click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write to this file instead of stdout")
+def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | None, port: int, host: str,
+            env_file: str, env: tuple[str, ...], no_detect: bool, output: Path | None) -> None:
+    """Print a compose file (docker-compose 1.29 and `docker compose` read it).
+
+    Static and media directories found in the app are shared through named volumes; in
+    split mode the uWSGI socket too (or TCP with --socket tcp).
+    """
+    from wsgistack.container.compose import ComposeOptions, render_compose
+    from wsgistack.container.project import find_facts, image_name
+    from wsgistack.errors import WsgistackError
+
+    pairs = []
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise WsgistackError("docker.E010", f"--env {item!r} is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
+        pairs.append((key, value))
+    facts = find_facts(path, detect=not no_detect)
+    for note in facts.notes:
+        click.echo(f"wsgistack | {note}", err=True)
+    if not (path / "Dockerfile").is_file():
+        click.echo("wsgistack | note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first", err=True)
+    rendered = render_compose(facts, ComposeOptions(
+        image=image or image_name(path), split=split, socket=socket, tcp_uri=tcp_uri, port=port, host=host,
+        env_file=env_file, env=tuple(pairs)))
+    if output is None:
+        click.echo(rendered.content, nl=False)
+    else:
+        output.write_text(rendered.content, encoding="utf-8")
+        click.echo(str(output), err=True)

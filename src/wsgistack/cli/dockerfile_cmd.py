@@ -1,0 +1,79 @@
+"""``wsgistack dockerfile [PATH]``: write Dockerfile + .dockerignore (+ wsgistack's wheel)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wsgistack.container.dockerfile import DEFAULT_BASE, DockerfileOptions
+
+project_argument = click.argument(
+    "path", type=click.Path(exists=True, file_okay=False, path_type=Path), default="."
+)
+
+
+def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by `dockerfile` and `build` (one declaration, one help text)."""
+    for option in reversed(
+        [
+            click.option("--base", default=DEFAULT_BASE, show_default=True,
+                         help="base image for both stages (Debian-based: apt-get, python3, nginx)"),
+            click.option("--requirements", default="requirements.txt", show_default=True,
+                         help="the app's requirements file, relative to PATH"),
+            click.option("--package", "packages", multiple=True, help="extra Debian package at runtime (repeatable), e.g. libpq5"),
+            click.option("--build-package", "build_packages", multiple=True,
+                         help="extra Debian package to build wheels with (repeatable), e.g. gcc"),
+            click.option("--writable", multiple=True,
+                         help="project dir the app writes to (repeatable); STATIC_ROOT/MEDIA_ROOT are found by themselves"),
+            click.option("--keep", multiple=True,
+                         help="path .dockerignore must let through although it looks secret, e.g. app/secret_utils.py"),
+            click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs"),
+            click.option("--force", is_flag=True, help="overwrite a Dockerfile/.dockerignore wsgistack did not write"),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def options_from(params: dict[str, Any]) -> DockerfileOptions:
+    return DockerfileOptions(
+        base=params["base"],
+        requirements=params["requirements"],
+        packages=tuple(params["packages"]),
+        build_packages=tuple(params["build_packages"]),
+        writable=tuple(params["writable"]),
+        keep=tuple(params["keep"]),
+    )
+
+
+def write(path: Path, params: dict[str, Any], stdout: bool = False) -> None:
+    from wsgistack.container.dockerfile import recipe, write_recipe
+
+    files, wheel, notes = recipe(path, options_from(params), detect=not params["no_detect"])
+    for note in notes:
+        click.echo(f"wsgistack | {note}", err=True)
+    if stdout:
+        # Only the wheel (and .dockerignore, which protects secrets) go to the project.
+        write_recipe(path, [f for f in files if f.path != "Dockerfile"], wheel, force=params["force"])
+        click.echo(next(f.content for f in files if f.path == "Dockerfile"), nl=False)
+        return
+    for written in write_recipe(path, files, wheel, force=params["force"]):
+        click.echo(str(written), err=True)
+
+
+@click.command()
+@project_argument
+@recipe_options
+@click.option("--stdout", is_flag=True, help="print the Dockerfile instead of writing it (.dockerignore and the wheel are still written)")
+def command(path: Path, stdout: bool, **params: Any) -> None:
+    """Write a multi-stage Dockerfile and .dockerignore for the app in PATH.
+
+    Dependencies are installed before the code is copied (a code change rebuilds in
+    seconds); the image runs as uid 10001 (group 0), has a HEALTHCHECK and STOPSIGNAL, and
+    starts with `wsgistack entrypoint`. Build it with `wsgistack build` or
+    `docker build --network host -t NAME PATH`.
+    """
+    write(path, params, stdout=stdout)

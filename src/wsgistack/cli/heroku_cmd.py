@@ -1,0 +1,24 @@
+"""``wsgistack heroku [PATH]``: write heroku.yml (and the Dockerfile it builds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wsgistack.cli.dockerfile_cmd import project_argument, recipe_options, write
+
+
+@click.command()
+@project_argument
+@recipe_options
+def command(path: Path, **params: Any) -> None:
+    """Write heroku.yml, Dockerfile and .dockerignore for `git push heroku` (heroku stack:set container)."""
+    from wsgistack.container.compose import render_heroku
+    from wsgistack.render import write_files
+
+    write(path, params)
+    for written in write_files([render_heroku()], path):
+        click.echo(str(written), err=True)
+    click.echo("wsgistack | next: heroku stack:set container && heroku config:set NGINX_SERVER_NAME=<app>.herokuapp.com", err=True)

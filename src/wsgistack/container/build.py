@@ -1,0 +1,165 @@
+"""``docker build`` of the generated Dockerfile with a progress display, and failures
+mapped to errors with ids and hints (``docker.E0xx``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsgistack.errors import MissingBinaryError, WsgistackError
+
+STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    tag: str
+    seconds: float
+    size: int | None  # bytes, from `docker image inspect`
+    cached_steps: int
+    steps: int
+
+
+def docker_binary() -> str:
+    docker = shutil.which("docker")
+    if docker is None:
+        raise MissingBinaryError(
+            "docker.E003",
+            "docker is not installed (or not on PATH)",
+            "install Docker (https://docs.docker.com/engine/install/) or Debian's docker.io; "
+            "`wsgistack dockerfile` writes the Dockerfile without it",
+        )
+    return docker
+
+
+def _failure(tail: list[str], returncode: int) -> WsgistackError:
+    text = "\n".join(tail)
+    step = next((m.group(3) for line in reversed(tail) if (m := STEP_RE.match(line))), "")
+    details = text[-6000:]
+    if "Cannot connect to the Docker daemon" in text or "permission denied while trying to connect" in text:
+        return WsgistackError(
+            "docker.E004", "the Docker engine is not reachable", "start it (systemctl start docker) and check that you "
+            "may use it (member of the docker group), then retry", details=details)
+    if "pull access denied" in text or "manifest unknown" in text or "not found: manifest" in text or (
+        "error pulling image" in text.lower()
+    ):
+        return WsgistackError(
+            "docker.E005", "the base image could not be pulled", "check --base (a Debian-based image with apt-get, "
+            "e.g. debian:trixie-slim) and that the registry is reachable, or `docker pull` it first", details=details)
+    if "requirements.txt" in step or "-r /tmp/requirements" in step:
+        return WsgistackError(
+            "docker.E006", "installing the app's requirements failed in the image", "read pip's message above; a package "
+            "that compiles C code needs build tools and headers: --build-package gcc --build-package libpq-dev "
+            "(and the runtime library with --package libpq5)", details=details)
+    if "apt-get" in step:
+        return WsgistackError(
+            "docker.E007", "installing Debian packages failed in the image", "check the package names (--package, "
+            "--build-package) and that the build can reach the Debian mirror (--network host)", details=details)
+    if step.startswith(("COPY", "ADD")):
+        return WsgistackError(
+            "docker.E008", f"copying files into the image failed ({step})", "a file missing from the build context "
+            "(excluded by .dockerignore?) or unreadable (a 0600 file owned by another user): check the message above",
+            details=details)
+    return WsgistackError(
+        "docker.E009", f"docker build failed (exit code {returncode})" + (f" at: {step}" if step else ""),
+        "read the build output above; rerun with --plain to see all of it", details=details)
+
+
+def _lines(proc: subprocess.Popen[str]) -> Iterator[str]:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        yield line.rstrip("\n")
+
+
+def docker_build(
+    project: Path,
+    tag: str,
+    dockerfile: str = "Dockerfile",
+    network: str = "host",
+    no_cache: bool = False,
+    on_line: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int, str], None] | None = None,
+) -> BuildResult:
+    """Run the build; ``on_step(n, total, instruction)`` for progress, ``on_line`` for every
+    output line. Raises WsgistackError with the last lines of output on failure."""
+    docker = docker_binary()
+    argv = [docker, "build", "-f", str(project / dockerfile), "-t", tag]
+    if network:
+        argv += ["--network", network]
+    if no_cache:
+        argv.append("--no-cache")
+    argv.append(str(project))
+    # The legacy builder prints "Step n/m" lines we can follow; BuildKit would need buildx.
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    started = time.monotonic()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    steps = cached = 0
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
+    try:
+        for line in _lines(proc):
+            tail.append(line)
+            if on_line:
+                on_line(line)
+            match = STEP_RE.match(line)
+            if match:
+                steps = int(match.group(2))
+                if on_step:
+                    on_step(int(match.group(1)), steps, match.group(3))
+            elif line.strip() == "---> Using cache":
+                cached += 1
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        raise
+    if returncode != 0:
+        raise _failure(list(tail), returncode)
+    size = None
+    inspect = subprocess.run([docker, "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True, text=True)
+    if inspect.returncode == 0 and inspect.stdout.strip().isdigit():
+        size = int(inspect.stdout.strip())
+    return BuildResult(tag=tag, seconds=time.monotonic() - started, size=size, cached_steps=cached, steps=steps)
+
+
+def progress_callbacks(plain: bool) -> tuple[Callable[[str], None] | None, Callable[[int, int, str], None] | None, Callable[[], None]]:
+    """(on_line, on_step, close): a rich progress bar on a terminal when rich is installed,
+    plain step lines otherwise (CI logs, or an image without rich)."""
+    rich_ok = False
+    if not plain and sys.stderr.isatty():
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            rich_ok = True
+        except ImportError:
+            pass
+    if rich_ok:
+        console = Console(stderr=True)
+        progress = Progress(TextColumn("[bold]docker build"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TimeElapsedColumn(), TextColumn("{task.description}"), console=console, transient=True)
+        progress.start()
+        task = progress.add_task("", total=None)
+
+        def on_step(n: int, total: int, instruction: str) -> None:
+            progress.update(task, completed=n - 1, total=total, description=instruction[:60])
+
+        return None, on_step, progress.stop
+
+    def on_line(line: str) -> None:
+        if plain:
+            print(line, file=sys.stderr, flush=True)
+
+    def on_step_plain(n: int, total: int, instruction: str) -> None:
+        if not plain:
+            print(f"[{n}/{total}] {instruction[:100]}", file=sys.stderr, flush=True)
+
+    return on_line, on_step_plain, lambda: None

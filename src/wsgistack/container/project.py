@@ -1,0 +1,88 @@
+"""Facts about the user's project that the image and compose files need, found once.
+
+The only side effect is app detection (a subprocess in the project's interpreter, as
+``wsgistack run`` does). It is best effort here: a project whose dependencies are not
+installed on this machine still gets a Dockerfile, without the detected data directories.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from wsgistack.errors import WsgistackError
+
+APP_DIR = PurePosixPath("/app")  # where the project lives in the image
+
+
+@dataclass(frozen=True)
+class DataDir:
+    role: str  # static | media
+    url: str
+    relative: PurePosixPath  # inside the project
+
+    @property
+    def container_path(self) -> PurePosixPath:
+        return APP_DIR / self.relative
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    path: Path
+    name: str  # a Docker-friendly image name
+    app_kind: str | None
+    data_dirs: tuple[DataDir, ...]  # detected STATIC_ROOT / MEDIA_ROOT inside the project
+    notes: tuple[str, ...] = ()
+
+
+def image_name(path: Path) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9._-]+", "-", path.resolve().name.lower()).strip("-._")
+    return name or "app"
+
+
+def find_facts(path: Path, detect: bool = True) -> ProjectFacts:
+    path = path.resolve()
+    notes: list[str] = []
+    kind = None
+    dirs: list[DataDir] = []
+    if detect:
+        from wsgistack.app import detect_app
+        from wsgistack.config import load_config
+
+        try:
+            loaded = load_config(path, env={k: v for k, v in os.environ.items() if k == "DJANGO_SETTINGS_MODULE"})
+            config = loaded.config
+            app_path = config.app.path if config.app.path.is_absolute() else path / config.app.path
+            spec = detect_app(app_path.resolve(), target=config.app.target, django_settings=config.app.django_settings)
+        except WsgistackError as exc:
+            notes.append(f"note: could not detect the app here ({exc.id}: {exc.message}); no data directories prepared")
+        else:
+            kind = spec.kind
+            for item in spec.static:
+                if item.role not in ("static", "media"):
+                    continue
+                try:
+                    rel = item.dir.resolve().relative_to(path)
+                except ValueError:
+                    notes.append(
+                        f"note: {item.role} root {item.dir} is outside the project: the image does not prepare it; "
+                        f"point it inside the project (e.g. env DJANGO_{item.role.upper()}_ROOT) to share it between containers"
+                    )
+                    continue
+                if rel.parts:
+                    dirs.append(DataDir(item.role, item.url, PurePosixPath(rel.as_posix())))
+    return ProjectFacts(path=path, name=image_name(path), app_kind=kind, data_dirs=tuple(dirs), notes=tuple(notes))
+
+
+def requirements_file(path: Path, requirements: str) -> Path:
+    candidate = path / requirements
+    if not candidate.is_file():
+        raise WsgistackError(
+            "docker.E001",
+            f"no {requirements} in {path}: the image needs the app's Python dependencies",
+            "write one (pip freeze > requirements.txt, or list Django/Flask and friends), or name yours with --requirements FILE",
+        )
+    return candidate

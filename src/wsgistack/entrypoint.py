@@ -1,0 +1,84 @@
+"""The container entrypoint: the same library calls as ``wsgistack run``, then ``exec``.
+
+Order matters, so that a bad container fails *before* anything starts:
+config from the environment -> plan (app detection) -> binaries -> deploy-mode preflight
+checks -> (web role) wait for the uWSGI upstream -> render -> prestart -> exec the process
+manager, which becomes the container's main process and receives its signals directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from wsgistack.config import load_config
+from wsgistack.errors import WsgistackError
+from wsgistack.machine import detect
+from wsgistack.plan import Plan, build_plan
+from wsgistack.runner import check_binaries, run_prestart, write_runtime
+from wsgistack.runner.manager import is_ready
+
+DEFAULT_PROJECT = "/app"
+
+
+def wait_for_upstream(plan: Plan, timeout: float, say: Callable[[str], None]) -> None:
+    """Role web: nginx without its uWSGI would answer 502 to everyone; wait, then fail clearly."""
+    upstream = plan.upstream
+    ready = {"unix": upstream.address} if upstream.kind == "unix" else {"tcp": upstream.address}
+    deadline = time.monotonic() + timeout
+    next_note = 0.0
+    while not is_ready(ready):
+        now = time.monotonic()
+        if now > deadline:
+            raise WsgistackError(
+                "entrypoint.E001",
+                f"the uWSGI upstream {upstream.nginx} (UWSGI_URI) is not reachable after {timeout:g}s",
+                "start the app container (WSGISTACK_ROLE=app) first and check that UWSGI_URI names its socket: "
+                "host:port for TCP, or unix:/path on a volume both containers mount",
+            )
+        if now >= next_note:
+            say(f"waiting for uWSGI at {upstream.nginx} ...")
+            next_note = now + 5
+        time.sleep(0.2)
+
+
+def prepare(env: Mapping[str, str], project: Path, say: Callable[[str], None]) -> Plan:
+    loaded = load_config(project, env=env)
+    plan = build_plan(loaded, detect(), env)
+    check_binaries(plan)
+    try:
+        from wsgistack.checks import preflight
+    except ImportError:  # checks are optional in very small images
+        preflight = None
+    if preflight is not None:
+        for finding in preflight(plan, loaded, deploy=True, env=env).findings:
+            for line in finding.render().splitlines():
+                say(line)
+    if plan.role == "web":
+        wait_for_upstream(plan, plan.config.upstream_wait, say)
+    write_runtime(plan)
+    if plan.app is not None:
+        say(f"role {plan.role}: {plan.app.kind} app {plan.app.target}, {plan.processes} processes x {plan.threads} threads")
+    else:
+        say(f"role {plan.role}: nginx -> {plan.upstream.nginx}")
+    for note in plan.notes:
+        say(note)
+    run_prestart(plan, env, say)
+    return plan
+
+
+def main(project: Path | None = None) -> None:
+    """Prepare, then replace this process with the manager (never returns on success)."""
+    def say(text: str) -> None:
+        print(f"wsgistack | {text}", flush=True)
+
+    project = project or Path(os.environ.get("WSGISTACK_PROJECT_DIR", "") or (DEFAULT_PROJECT if Path(DEFAULT_PROJECT).is_dir() else "."))
+    started = time.monotonic()
+    plan = prepare(os.environ, project, say)
+    say(f"ready to start in {time.monotonic() - started:.2f}s; handing over to the process manager")
+    sys.stdout.flush()
+    python = plan.machine.python
+    os.execv(python, [python, "-m", "wsgistack.runner.manager", str(plan.paths.processes)])

@@ -1,0 +1,123 @@
+"""Pure parts of the container recipe: Dockerfile, .dockerignore, compose, wheel, probe."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import zipfile
+from io import BytesIO
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from wsgistack.container import wheel
+from wsgistack.container.compose import ComposeOptions, render_compose
+from wsgistack.container.dockerfile import DockerfileOptions, render_dockerfile, writable_dirs
+from wsgistack.container.project import DataDir, ProjectFacts, requirements_file
+from wsgistack.errors import WsgistackError
+
+FACTS = ProjectFacts(
+    path=Path("/p"), name="p", app_kind="django",
+    data_dirs=(DataDir("static", "/static/", PurePosixPath("var/static")), DataDir("media", "/media/", PurePosixPath("var/media"))),
+)
+SOURCE = wheel.WsgistackSource(wheel="wsgistack-0.1.0-py3-none-any.whl", requirement=None, dependencies=("click>=8.1",))
+
+
+def files(options: DockerfileOptions = DockerfileOptions()) -> dict[str, str]:
+    return {f.path: f.content for f in render_dockerfile(FACTS, SOURCE, options)}
+
+
+def test_dependencies_are_installed_before_the_code_is_copied() -> None:
+    text = files()["Dockerfile"]
+    assert text.index("-r /tmp/requirements.txt") < text.index("COPY . /app")
+    assert text.index('"click>=8.1"') < text.index("COPY requirements.txt")
+    assert "USER 10001:0" in text and "STOPSIGNAL SIGTERM" in text and "HEALTHCHECK" in text
+    assert 'ENTRYPOINT ["wsgistack", "entrypoint"]' in text
+    assert "install -d -o 10001 -g 0 -m 2770 /app/var /app/var/static /app/var/media" in text
+
+
+def test_dockerignore_excludes_nested_secrets_and_host_data() -> None:
+    ignore = files()[".dockerignore"].splitlines()
+    for pattern in ("**/.env", "**/.env.*", "**/*secret*", "**/id_rsa*", ".git", "**/venv", "var/static", "var/media"):
+        assert pattern in ignore
+    assert "!.wsgistack/wheels" in ignore
+    kept = files(DockerfileOptions(keep=("app/secret_utils.py",)))[".dockerignore"].splitlines()
+    assert kept[-1] == "!app/secret_utils.py"  # after the patterns it overrides
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(WsgistackError, match="docker.E002"):
+        files(DockerfileOptions(packages=("libpq5; rm -rf /",)))
+    with pytest.raises(WsgistackError, match="docker.E002"):
+        files(DockerfileOptions(writable=("../etc",)))
+    assert writable_dirs(FACTS, DockerfileOptions(writable=("uploads",))) == ("var", "var/static", "var/media", "uploads")
+
+
+def test_missing_requirements_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(WsgistackError) as info:
+        requirements_file(tmp_path, "requirements.txt")
+    assert info.value.id == "docker.E001" and "--requirements" in info.value.hint
+
+
+def test_vendored_wheel_is_reproducible_and_installable_without_tooling() -> None:
+    tree = wheel.source_tree()
+    if tree is None:
+        pytest.skip("wsgistack is not running from a source tree")
+    name, data, deps = wheel.build_wheel(tree)
+    assert wheel.build_wheel(tree)[1] == data  # same source, same bytes: Docker's cache holds
+    assert not {wheel._name(d) for d in deps} & wheel.NOT_IN_IMAGE and "pyuwsgi" in {wheel._name(d) for d in deps}
+    with zipfile.ZipFile(BytesIO(data)) as zf:
+        names = zf.namelist()
+        assert "wsgistack/healthcheck.py" in names and "wsgistack/render/templates/Dockerfile.j2" in names
+        assert not [n for n in names if "__pycache__" in n]
+        meta = zf.read(name.split("-py3")[0] + ".dist-info/METADATA").decode()
+    assert 'Requires-Dist: rich>=13; extra == "tools"' in meta
+
+
+def test_split_compose_shares_socket_and_static() -> None:
+    text = render_compose(FACTS, ComposeOptions(image="img", split=True)).content
+    assert "WSGISTACK_ROLE: app" in text and "WSGISTACK_ROLE: web" in text
+    assert text.count('UWSGI_URI: "unix:/run/wsgistack/uwsgi.sock"') == 2
+    assert 'WSGISTACK_SERVER__STATIC: "/static/=/app/var/static /media/=/app/var/media"' in text
+    assert "condition: service_healthy" in text and "- static:/app/var/static:ro" in text
+    tcp = render_compose(FACTS, ComposeOptions(image="img", split=True, socket="tcp")).content
+    assert 'UWSGI_URI: "127.0.0.1:8001"' in tcp and "socket:" not in tcp
+    single = render_compose(FACTS, ComposeOptions(image="img")).content
+    assert "WSGISTACK_ROLE" not in single and "- media:/app/var/media" in single and "static:" not in single
+
+
+def test_compose_is_valid_yaml_for_docker_compose(tmp_path: Path) -> None:
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load(render_compose(FACTS, ComposeOptions(image="img", split=True, env=(("A", 'x"y'),))).content)
+    assert doc["services"]["app"]["environment"]["A"] == 'x"y'
+    assert set(doc["volumes"]) == {"socket", "static", "media"}
+
+
+def _serve_once(status: int) -> tuple[socket.socket, int]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def answer() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(1024)
+            conn.sendall(b"HTTP/1.1 %d X\r\n\r\n" % status)
+
+    threading.Thread(target=answer, daemon=True).start()
+    return srv, srv.getsockname()[1]
+
+
+@pytest.mark.parametrize(("status", "code"), [(200, 0), (400, 0), (502, 1)])
+def test_healthcheck_counts_below_500_as_healthy(tmp_path: Path, status: int, code: int) -> None:
+    srv, port = _serve_once(status)
+    (tmp_path / "processes.json").write_text(json.dumps({"processes": [{"name": "nginx", "ready": {"tcp": f"127.0.0.1:{port}"}}]}))
+    import wsgistack.healthcheck as hc
+
+    proc = subprocess.run([sys.executable, "-I", "-S", hc.__file__], env={"WSGISTACK_RUNTIME_DIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=10)
+    srv.close()
+    assert proc.returncode == code, proc.stderr
