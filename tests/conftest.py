@@ -23,7 +23,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-WSGISTACK = [sys.executable, "-m", "wsgistack"]
 
 
 def worker_user() -> str | None:
@@ -76,6 +75,10 @@ def deployed_python() -> str:
         except OSError:  # another test session built it meanwhile
             shutil.rmtree(build, ignore_errors=True)
     return str(target / "bin" / "python")
+
+
+# Every test that runs the CLI uses the interpreter a deployment could use (see above).
+WSGISTACK = [deployed_python(), "-m", "wsgistack"]
 
 
 def app_writable(path: Path) -> Path:

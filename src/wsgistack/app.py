@@ -64,10 +64,18 @@ def django_settings_from_manage(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], user: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wsgistack-probe-") as tmp:
         req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
         req.write_text(json.dumps(request))
+        as_user: dict[str, Any] = {}
+        if user:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            os.chown(tmp, entry.pw_uid, entry.pw_gid)
+            os.chown(req, entry.pw_uid, entry.pw_gid)
+            as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         proc = subprocess.run(
             [python, "-m", "wsgistack.probe", str(req), str(res)],
             cwd=request["path"],
@@ -75,6 +83,7 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str]) -
             capture_output=True,
             text=True,
             timeout=120,
+            **as_user,
         )
         if proc.returncode != 0 or not res.exists():
             raise AppError(
@@ -149,6 +158,7 @@ def detect_app(
     django_settings: str = "",
     python: str | None = None,
     env: Mapping[str, str] | None = None,
+    user: str | None = None,
 ) -> AppSpec:
     """Resolve what uWSGI should load. Raises :class:`AppError` with a distinct id per failure."""
     import sys
@@ -175,7 +185,7 @@ def detect_app(
         request["explicit"] = True
         if django_settings:
             base_env["DJANGO_SETTINGS_MODULE"] = django_settings
-    result = run_probe(python, request, base_env)
+    result = run_probe(python, request, base_env, user)
     if "error" in result:
         _raise_for(result, path, None if target == "auto" else target)
     static = tuple(

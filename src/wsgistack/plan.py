@@ -432,17 +432,36 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Pl
     )
 
 
+def app_user(config: Config, machine: Machine) -> str | None:
+    """The unprivileged user the app's code runs as when we are root (None otherwise, or
+    with the explicit user = "root"); make_plan derives the same value for uWSGI."""
+    if not machine.is_root or config.user == "root":
+        return None
+    return config.user or machine.nginx_user
+
+
 def build_plan(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str]) -> Plan:
-    """Detect the app (unless this is the web role) and make the plan."""
+    """Detect the app (unless this is the web role) and make the plan.
+
+    Detection imports the app's code, so it runs as the same user uWSGI will: as root,
+    importing settings as root would create files (a generated secret key, a data dir)
+    that the app's real user then cannot write.
+    """
+    from wsgistack.access import check_user_can_run
+
     config = loaded.config
     app = None
     if config.role != "web":
-        path = config.app.path if config.app.path.is_absolute() else (loaded.project_dir / config.app.path)
+        path = (config.app.path if config.app.path.is_absolute() else (loaded.project_dir / config.app.path)).resolve()
+        user = app_user(config, machine)
+        if user:
+            check_user_can_run(user, machine.python, path)
         app = detect_app(
-            path.resolve(),
+            path,
             target=config.app.target,
             django_settings=config.app.django_settings,
             python=machine.python,
             env={**env, **config.app.env},
+            user=user,
         )
     return make_plan(loaded, machine, app)

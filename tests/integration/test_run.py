@@ -168,8 +168,7 @@ def test_killing_uwsgi_makes_run_exit_non_zero(tmp_path: Path) -> None:
 
 
 def test_broken_app_fails_at_start(tmp_path: Path) -> None:
-    project = tmp_path / "proj"
-    project.mkdir()
+    project = shared_dir(tmp_path, "proj")  # readable by the user the app is probed as
     (project / "svc.py").write_text("application = 42\n")
     stack = start_stack(tmp_path, project, "--app", "svc:application", wait=False)
     code = stack.proc.wait(timeout=30)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from wsgistack.errors import MissingBinaryError, PrestartError, WsgistackError
+from wsgistack.access import check_user_can_run, python_dirs, unreachable_ancestor
 from wsgistack.plan import Plan
 from wsgistack.render import render, write_files
 from wsgistack.runner.manager import Manager, process_alive_from_pidfile
@@ -32,37 +33,6 @@ def check_binaries(plan: Plan) -> None:
         )
 
 
-def unreachable_ancestor(path: Path, user: str) -> Path | None:
-    """The first directory above ``path`` that ``user`` cannot traverse, or None.
-
-    nginx workers run as an unprivileged user when we are root; a socket or static file
-    under a 0700 directory (say /root or pytest's tmp) is then a 502 or 403 at request time.
-    """
-    import grp
-    import pwd
-    import stat
-
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return None
-    groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
-    for parent in [*reversed(path.parents)]:
-        try:
-            st = parent.stat()
-        except OSError:
-            return None
-        if st.st_uid == entry.pw_uid:
-            ok = st.st_mode & stat.S_IXUSR
-        elif st.st_gid in groups:
-            ok = st.st_mode & stat.S_IXGRP
-        else:
-            ok = st.st_mode & stat.S_IXOTH
-        if not ok:
-            return parent
-    return None
-
-
 def check_reachable(plan: Plan) -> None:
     """Refuse to start a stack whose nginx workers could not reach the uWSGI socket."""
     user = plan.nginx_user
@@ -77,38 +47,6 @@ def check_reachable(plan: Plan) -> None:
             "put the runtime dir somewhere they can traverse, e.g. --runtime-dir /tmp/myapp, "
             "or run wsgistack as a normal user",
         )
-
-
-def _python_dirs(python: str) -> list[Path]:
-    """Directories the app's interpreter imports from: its stdlib and site-packages (asked
-    of that interpreter itself, as root, before anything drops privileges)."""
-    code = "import sysconfig; p = sysconfig.get_paths(); print(p['stdlib']); print(p['purelib'])"
-    try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return []
-    return [Path(line) for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
-
-
-def check_run_user(plan: Plan) -> None:
-    """Refuse to start when uWSGI, once dropped to its unprivileged user, could not read its
-    own Python or the app: otherwise the start fails later with an obscure ImportError
-    (a pyenv or a venv under /root, which is mode 700, is the usual case)."""
-    user = plan.uwsgi_user
-    if not (plan.runs_uwsgi and user and plan.app is not None):
-        return
-    needed = [*(d / "__init__.py" for d in _python_dirs(plan.machine.python)), plan.app.path / "."]
-    for path in needed:
-        blocked = unreachable_ancestor(path, user)
-        if blocked is not None:
-            raise WsgistackError(
-                "run.E004",
-                f"uWSGI runs as {user!r} (started as root), which cannot read {path.parent}: "
-                f"{blocked} is not searchable by it (mode {blocked.stat().st_mode & 0o777:o})",
-                "install the app and its virtualenv where that user can read them (e.g. "
-                "/usr/bin/python3 -m venv /opt/venv, not a Python under /root), set user to an account "
-                'that can, or start wsgistack as that user; user = "root" keeps uWSGI as root (not recommended)',
-            )
 
 
 def prepare_runtime_dir(plan: Plan) -> None:
@@ -137,7 +75,8 @@ def prepare_runtime_dir(plan: Plan) -> None:
         os.chown(paths.private, entry.pw_uid, entry.pw_gid)
     paths.nginx_temp.mkdir(exist_ok=True)
     check_reachable(plan)
-    check_run_user(plan)
+    if plan.runs_uwsgi and plan.uwsgi_user and plan.app is not None:
+        check_user_can_run(plan.uwsgi_user, plan.machine.python, plan.app.path)
     for stale in (paths.socket, paths.nginx_pid, paths.uwsgi_pid, paths.fifo, paths.stats, paths.uwsgi_ready):
         stale.unlink(missing_ok=True)
 
