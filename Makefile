@@ -1,6 +1,8 @@
 # wsgistack — developer entry points. `make demo` and `make test` work on a fresh
 # Debian/Ubuntu machine: they create the venv and install what is missing.
-PYTHON ?= python3
+# Debian's own python3 when there is one: started as root, wsgistack runs the app as an
+# unprivileged user, who can read /usr/bin/python3 but not, say, a pyenv under /root.
+PYTHON ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -31,13 +33,31 @@ system-deps:
 	fi
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $@
 
+# As root, the demo's uWSGI, nginx workers and prestart steps run as the nginx worker user
+# (www-data), so its data (SQLite, uploads) goes to a directory that user owns. In a checkout
+# that user cannot read (e.g. under /root), the demo opts in to user = "root", and says so.
 demo: system-deps $(STAMP)
-	$(BIN)/wsgistack run examples/django_demo
+	@set -e; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  user=www-data; id -u $$user >/dev/null 2>&1 || user=nobody; \
+	  export DEMO_DATA_DIR="$${DEMO_DATA_DIR:-/tmp/wsgistack-demo-data}"; \
+	  install -d -m 755 "$$DEMO_DATA_DIR"; \
+	  if runuser -u $$user -- $(BIN)/python -c "import wsgistack" >/dev/null 2>&1 && \
+	     runuser -u $$user -- test -r "$(CURDIR)/examples/django_demo/manage.py"; then \
+	    chown $$user: "$$DEMO_DATA_DIR"; \
+	    echo "make demo: running as root, so the app runs as $$user; its data is in $$DEMO_DATA_DIR"; \
+	  else \
+	    export WSGISTACK_USER=root; \
+	    echo "make demo: $$user cannot read this checkout or its venv, so the demo keeps uWSGI as root (user = root)."; \
+	    echo "           Run it as a normal user, or from a directory $$user can read, to see the default."; \
+	  fi; \
+	fi; \
+	exec $(BIN)/wsgistack run examples/django_demo
 
 demo-flask: system-deps $(STAMP)
 	$(BIN)/wsgistack run examples/flask_demo
