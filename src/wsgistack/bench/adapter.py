@@ -1,0 +1,89 @@
+"""The "wsgistack" stack: whatever ``wsgistack render`` produces with its defaults.
+
+Kept apart from :mod:`.stacks` because it depends on the core API
+(``load_config``, ``plan.build_plan`` and ``runner.write_runtime``, as ``wsgistack run`` uses them),
+which is still being written: until it imports, the stack is reported as
+unavailable and the ``candidate`` stack stands in for it.
+
+Only what the benchmark needs is overridden: the port, the runtime dir, the
+served app (the bench wrapper, so ``/slow`` and ``/wn/`` exist) and the static
+mapping. Every performance setting stays at wsgistack's default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .stacks import BENCHAPP, Process, StackContext, StackPlan, StackUnavailable, _prepare, app_env
+
+_FLAG = "--bench"
+
+
+def bench_overrides(ctx: StackContext) -> dict[str, tuple[Any, str]]:
+    """CLI-level overrides (dotted key -> (value, flag)) for ``load_config``."""
+    return {
+        "server.host": ("127.0.0.1", _FLAG),
+        "server.port": (ctx.port, _FLAG),
+        "server.access_log": (None, _FLAG),  # None = keep the default
+        "runtime_dir": (str(ctx.workdir / "run"), _FLAG),
+        "app.path": (str(ctx.app.project_dir), _FLAG),
+        "app.target": (BENCHAPP, _FLAG),
+        "app.collectstatic": (False, _FLAG),  # the harness prepares the app itself
+        "app.migrate": (False, _FLAG),
+        "server.static": ([{"url": "/static/", "dir": str(ctx.static_dir)}], _FLAG),
+        "uwsgi.tcp_port": (ctx.aux_port, _FLAG),
+        # Started as root, wsgistack drops uWSGI and Nginx workers to www-data, which often
+        # cannot read a development Python (pyenv under /root). Which user runs the
+        # processes does not change what is measured, so the bench keeps root.
+        "user": ("root" if os.geteuid() == 0 else None, _FLAG),
+    }
+
+
+def wsgistack_default(ctx: StackContext) -> StackPlan:
+    try:
+        from wsgistack.config import load_config
+        from wsgistack.machine import detect
+        from wsgistack.plan import build_plan
+        from wsgistack.runner import write_runtime
+    except ImportError as exc:
+        raise StackUnavailable(f"wsgistack core API not importable yet ({exc}); use the candidate stack") from exc
+    _prepare(ctx)
+    env = app_env(ctx)
+    try:
+        # No environment for config resolution: the bench must measure the defaults,
+        # whatever WSGISTACK_* variables the caller's shell has.
+        loaded = load_config(ctx.app.project_dir, env={}, cli=bench_overrides(ctx))
+        plan = build_plan(loaded, detect(), env)
+        # The same call `wsgistack run` makes: runtime dirs (nginx temp, private) + rendered files.
+        out_dir = Path(write_runtime(plan)).parent
+    except Exception as exc:  # the core is in flux: report a skipped stack, not a crash
+        raise StackUnavailable(f"wsgistack render failed: {type(exc).__name__}: {exc}") from exc
+    return plan_from_rendered(out_dir, ctx, env)
+
+
+def plan_from_rendered(out_dir: Path, ctx: StackContext, env: dict[str, str]) -> StackPlan:
+    """Turn ``processes.json`` from the renderer into a plan (pinning is added by the harness)."""
+    manifest_path = next(out_dir.rglob("processes.json"), None)
+    if manifest_path is None:
+        raise StackUnavailable(f"render wrote no processes.json under {out_dir}")
+    manifest = json.loads(manifest_path.read_text())
+    processes = tuple(
+        Process(
+            name=str(p["name"]),
+            argv=tuple(str(a) for a in p["argv"]),
+            env={**env, **{str(k): str(v) for k, v in (p.get("env") or {}).items()}},
+            cwd=Path(p.get("cwd") or ctx.app.project_dir),
+        )
+        for p in manifest["processes"]
+    )
+    return StackPlan("wsgistack", f"http://127.0.0.1:{ctx.port}", processes)
+
+
+def listen_port(nginx_conf: str) -> int | None:
+    """The first ``listen`` port in an nginx.conf (to cross-check the rendered config)."""
+    match = re.search(r"^\s*listen\s+(?:[\d.]+:)?(\d+)", nginx_conf, re.M)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,429 @@
+"""Interleaved rounds, medians, ratios, the serial bound and the target checks.
+
+The machine is shared and noisy, so one number from one run means little:
+every stack runs each scenario once per round, in the same order every round
+(A B C A B C ...), and only medians over rounds and ratios between stacks
+measured in the same run are reported.
+
+The pure parts (:func:`summarise`, :func:`serial_bound`, :func:`check_targets`,
+:func:`split_cpus`) are separate from :func:`run_bench`, which drives real
+processes through :mod:`.procs`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import procs
+from .benchapp import SLOW_PATH, WHITENOISE_PREFIX
+from .load import BurstResult, LoadError, LoadResult, LoadSpec, run_burst, run_load
+from .stacks import AppTarget, StackBuilder, StackContext, StackPlan, StackUnavailable
+
+CEILING = "ceiling"
+STATIC_FILES = {"1k.css": 1024, "100k.css": 100 * 1024}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    app: str
+    path: str
+    connections: int
+    stacks: tuple[str, ...] | None = None  # None: every stack of the app
+    headers: tuple[str, ...] = ()
+
+    def runs_on(self, stack: str) -> bool:
+        return self.stacks is None or stack in self.stacks
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    rounds: int = 5
+    duration_s: float = 5.0
+    warmup_s: float = 1.0
+    server_cpus: tuple[int, ...] = ()
+    load_cpus: tuple[int, ...] = ()
+    use_wrk: bool = True
+    burst_connections: int = 1000
+    burst_rounds: int = 1
+    burst_timeout_s: float = 60.0
+    burst_stacks: tuple[str, ...] = ()
+    slow_ms: int = 20
+    memory_app: str = "django"
+
+
+@dataclass(frozen=True)
+class Sample:
+    stack: str
+    scenario: str
+    round: int
+    result: LoadResult
+
+
+@dataclass(frozen=True)
+class BurstSample:
+    stack: str
+    app: str
+    round: int
+    result: BurstResult
+
+
+@dataclass(frozen=True)
+class Summary:
+    stack: str
+    scenario: str
+    rounds: int
+    rps: float  # median over rounds
+    p50_ms: float  # median of per-round p50
+    p99_ms: float  # median of per-round p99
+    errors: int  # summed over rounds: any error anywhere is a failure
+    non2xx: int
+    rps_values: tuple[float, ...]
+
+
+@dataclass
+class BenchResults:
+    options: BenchOptions
+    scenarios: list[Scenario]
+    stacks: dict[str, list[str]]  # app -> stack names that ran
+    samples: list[Sample] = field(default_factory=list)
+    bursts: list[BurstSample] = field(default_factory=list)
+    memory: dict[str, list[procs.ProcMemory]] = field(default_factory=dict)  # "app/stack" -> procs
+    skipped: dict[str, str] = field(default_factory=dict)  # stack -> reason
+    machine: dict[str, str] = field(default_factory=dict)
+    command: str = ""
+
+
+# --- pure helpers ----------------------------------------------------------
+
+
+def split_cpus(available: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(server CPUs, load CPUs): half each, load gets the rest; no pinning with one CPU."""
+    cpus = sorted(available)
+    if len(cpus) < 2:
+        return (), ()
+    n_load = len(cpus) // 2
+    return tuple(cpus[: len(cpus) - n_load]), tuple(cpus[len(cpus) - n_load:])
+
+
+def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
+    """Median per (stack, scenario) over rounds."""
+    grouped: dict[tuple[str, str], list[LoadResult]] = {}
+    for s in samples:
+        grouped.setdefault((s.stack, s.scenario), []).append(s.result)
+    out = {}
+    for (stack, scenario), results in grouped.items():
+        out[(stack, scenario)] = Summary(
+            stack=stack, scenario=scenario, rounds=len(results),
+            rps=statistics.median(r.rps for r in results),
+            p50_ms=statistics.median(r.p50_ms for r in results),
+            p99_ms=statistics.median(r.p99_ms for r in results),
+            errors=sum(r.errors for r in results),
+            non2xx=sum(r.non2xx for r in results),
+            rps_values=tuple(r.rps for r in results),
+        )
+    return out
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def serial_bound(ceiling_rps: float, app_alone_rps: float) -> float:
+    """Throughput if Nginx's work and the app's work are serialised on the same CPU.
+
+    Each request costs 1/ceiling of proxy time plus 1/app-alone of app time;
+    a proxied stack cannot beat the sum on shared cores.
+    """
+    return 1.0 / (1.0 / ceiling_rps + 1.0 / app_alone_rps)
+
+
+def rps_of(summaries: Mapping[tuple[str, str], Summary], stack: str, scenario: str) -> float | None:
+    summary = summaries.get((stack, scenario))
+    return summary.rps if summary else None
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    name: str
+    value: float | None
+    target: str
+    passed: bool | None  # None: could not be evaluated (a stack is missing)
+
+
+def _check(name: str, value: float | None, limit: float, higher_is_better: bool = True,
+           fmt: str = "{:.2f}") -> TargetCheck:
+    target = ("≥ " if higher_is_better else "≤ ") + fmt.format(limit)
+    if value is None:
+        return TargetCheck(name, None, target, None)
+    passed = value >= limit if higher_is_better else value <= limit
+    return TargetCheck(name, value, target, passed)
+
+
+def check_targets(results: BenchResults, primary: str) -> list[TargetCheck]:
+    """Issue 5's targets for the ``primary`` stack (wsgistack, or a candidate standing in)."""
+    s = summarise(results.samples)
+    checks: list[TargetCheck] = []
+    django, hello = "django c32", "hello c32"
+    p = rps_of(s, primary, django)
+    alone = [v for name in ("uwsgi-alone", "granian-alone") if (v := rps_of(s, name, django))]
+    ceiling = rps_of(s, CEILING, django)
+    bound = serial_bound(ceiling, max(alone)) if ceiling and alone else None
+    checks.append(_check("Django ÷ serial bound", ratio(p, bound), 0.95))
+    checks.append(_check("Django ÷ seed", ratio(p, rps_of(s, "seed", django)), 1.4))
+    gunicorn = [v for name in ("gunicorn-sync", "gunicorn-gthread") if (v := rps_of(s, name, django))]
+    checks.append(_check("Django ÷ best gunicorn+Nginx", ratio(p, max(gunicorn) if gunicorn else None), 2.0))
+    checks.append(_check("Django ÷ granian+Nginx", ratio(p, rps_of(s, "granian-nginx", django)), 1.0))
+    p99 = s.get((primary, django))
+    checks.append(_check("Django p99 at 32 conns (ms)", p99.p99_ms if p99 else None, 15.0, False, "{:.1f}"))
+    checks.append(_check("hello ÷ seed", ratio(rps_of(s, primary, hello), rps_of(s, "seed", hello)), 1.25))
+    failures = [x.errors + x.non2xx for (stack, _), x in s.items() if stack == primary]
+    checks.append(_check("errors + non-2xx under load", float(sum(failures)) if failures else None,
+                         0, False, "{:.0f}"))
+    bursts = [b.result for b in results.bursts if b.stack == primary]
+    checks.append(_check("burst errors + non-2xx", float(sum(b.errors + b.non2xx for b in bursts))
+                         if bursts else None, 0, False, "{:.0f}"))
+    for size, limit in (("1k", 10.0), ("100k", 8.0)):
+        nginx = rps_of(s, primary, f"static {size} nginx")
+        app = rps_of(s, primary, f"static {size} whitenoise")
+        checks.append(_check(f"static {size}: Nginx ÷ whitenoise", ratio(nginx, app), limit))
+    memory = results.memory.get(f"{results.options.memory_app}/{primary}")
+    total_pss_mb = sum(m.pss_kb for m in memory) / 1024 if memory else None
+    checks.append(_check("stack PSS after load (MB)", total_pss_mb, 512, False, "{:.0f}"))
+    return checks
+
+
+def default_scenarios(apps: Iterable[AppTarget], primary: Sequence[str], connections: Sequence[int],
+                      static: bool = True) -> list[Scenario]:
+    scenarios = []
+    for app in apps:
+        scenarios += [Scenario(f"{app.name} c{c}", app.name, app.page, c) for c in connections]
+        scenarios += [Scenario(f"{app.name}{label} c{c}", app.name, path, c)
+                      for label, path in app.extra_pages for c in connections]
+    if static and primary:
+        # Static files are app-independent: measured once, on the hello app's stacks.
+        first = next(iter(apps), None)
+        if first is not None:
+            for name in STATIC_FILES:
+                size = name.split(".")[0]
+                scenarios.append(Scenario(f"static {size} nginx", first.name, f"/static/{name}", 32, tuple(primary)))
+                scenarios.append(Scenario(f"static {size} whitenoise", first.name,
+                                          f"{WHITENOISE_PREFIX}{name}", 32, tuple(primary)))
+    return scenarios
+
+
+def machine_info(options: BenchOptions) -> dict[str, str]:
+    def version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "n/a"
+
+    cpu_model = "n/a"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    somaxconn = Path("/proc/sys/net/core/somaxconn")
+    return {
+        "cpu": f"{os.cpu_count()} x {cpu_model}",
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "nginx": version(["nginx", "-v"]),
+        "uwsgi": version([str(Path(sys.executable).parent / "uwsgi"), "--version"]),
+        "load generator": version(["wrk", "-v"]) if options.use_wrk else "python (wsgistack.bench.pyload)",
+        "somaxconn": somaxconn.read_text().strip() if somaxconn.exists() else "n/a",
+        "server cpus": ",".join(map(str, options.server_cpus)) or "unpinned",
+        "load cpus": ",".join(map(str, options.load_cpus)) or "unpinned",
+    }
+
+
+# --- preparing the apps ----------------------------------------------------
+
+
+def write_static_files(static_dir: Path) -> None:
+    static_dir.mkdir(parents=True, exist_ok=True)
+    static_dir.chmod(0o755)
+    for name, size in STATIC_FILES.items():
+        line = b"/* wsgistack bench static file: padding to a fixed size. */\n"
+        (static_dir / name).write_bytes((line * (size // len(line) + 1))[:size])
+
+
+def prepare_app(app: AppTarget, python: str) -> None:
+    """Django only: migrate and collectstatic so the demo page renders (manifest storage needs it)."""
+    manage = app.project_dir / "manage.py"
+    if not manage.exists():
+        return
+    data_dir = app.env.get("DEMO_DATA_DIR")
+    if data_dir:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **app.env}
+    for args in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+        proc = subprocess.run([python, str(manage), *args], cwd=app.project_dir, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        if proc.returncode != 0 and "Unknown command" not in proc.stderr:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    if data_dir:
+        _give_to_worker_user(Path(data_dir))
+
+
+def _give_to_worker_user(path: Path, user: str = "www-data") -> None:
+    """Started as root, wsgistack's uWSGI drops to www-data, and SQLite in WAL mode needs
+    write access even to read: hand the bench's private data dir over (others run as root)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+# --- the run ---------------------------------------------------------------
+
+Progress = Callable[[str], None]
+
+
+def _start_stacks(app: AppTarget, builders: Mapping[str, StackBuilder], workroot: Path,
+                  options: BenchOptions, ports: Iterable[int], results: BenchResults,
+                  progress: Progress) -> dict[str, procs.RunningStack]:
+    running: dict[str, procs.RunningStack] = {}
+    try:
+        _start_each(app, builders, workroot, options, iter(ports), results, progress, running)
+    except BaseException:
+        # Whatever is already up must not outlive a failed start.
+        for stack in running.values():
+            procs.stop(stack)
+        raise
+    return running
+
+
+def _start_each(app: AppTarget, builders: Mapping[str, StackBuilder], workroot: Path, options: BenchOptions,
+                port_iter: Iterator[int], results: BenchResults, progress: Progress,
+                running: dict[str, procs.RunningStack]) -> None:
+    src_dir = Path(__file__).resolve().parents[2]
+    for name, builder in builders.items():
+        workdir = workroot / app.name / name
+        ctx = StackContext(
+            workdir=workdir, app=app, port=next(port_iter), aux_port=next(port_iter),
+            static_dir=workroot / "static", bin_dir=Path(sys.executable).parent, src_dir=src_dir,
+            slow_ms=options.slow_ms, server_cpus=max(1, len(options.server_cpus) or (os.cpu_count() or 1)),
+        )
+        try:
+            plan: StackPlan = builder(ctx)
+            plan = StackPlan(name, plan.base_url, plan.processes, plan.client_headers, plan.app_alone, plan.no_app)
+            progress(f"[{app.name}] starting {name}")
+            running[name] = procs.start(plan, workdir, options.server_cpus, app.page if not plan.no_app else "/")
+        except StackUnavailable as exc:
+            results.skipped[name] = str(exc)
+            progress(f"[{app.name}] skipping {name}: {exc}")
+        except procs.StackStartError as exc:
+            results.skipped[f"{app.name}/{name}"] = str(exc).splitlines()[0]
+            progress(f"[{app.name}] {name} failed to start: {exc}")
+
+
+def _load(stack: procs.RunningStack, scenario: Scenario, options: BenchOptions, duration: float,
+          workroot: Path) -> LoadResult:
+    spec = LoadSpec(
+        url=stack.plan.base_url + scenario.path, connections=scenario.connections, duration_s=duration,
+        headers=(*stack.plan.client_headers, *scenario.headers),
+    )
+    return run_load(spec, options.load_cpus, workroot, options.use_wrk)
+
+
+def run_bench(apps: Sequence[AppTarget], builders: Mapping[str, StackBuilder], scenarios: Sequence[Scenario],
+              options: BenchOptions, workroot: Path, ports: Iterable[int],
+              progress: Progress = lambda _msg: None) -> BenchResults:
+    """Start each app's stacks, run interleaved rounds, bursts and memory readings, stop everything."""
+    results = BenchResults(options=options, scenarios=list(scenarios), stacks={})
+    results.machine = machine_info(options)
+    # Nginx workers run unprivileged: they must traverse every directory to the sockets.
+    workroot.chmod(0o755)
+    write_static_files(workroot / "static")
+    for app in apps:
+        (workroot / app.name).mkdir(parents=True, exist_ok=True)
+        (workroot / app.name).chmod(0o755)
+        prepare_app(app, sys.executable)
+        running = _start_stacks(app, builders, workroot, options, ports, results, progress)
+        results.stacks[app.name] = list(running)
+        try:
+            _run_app(app, running, scenarios, options, workroot, results, progress)
+        finally:
+            for stack in running.values():
+                procs.stop(stack)
+    return results
+
+
+def _run_app(app: AppTarget, running: Mapping[str, procs.RunningStack], scenarios: Sequence[Scenario],
+             options: BenchOptions, workroot: Path, results: BenchResults, progress: Progress) -> None:
+    mine = [s for s in scenarios if s.app == app.name]
+    for scenario in mine:  # warm-up: imports, caches, cheaper spawning; results discarded
+        for name, stack in running.items():
+            if scenario.runs_on(name):
+                _load(stack, scenario, options, options.warmup_s, workroot)
+    for rnd in range(1, options.rounds + 1):
+        for scenario in mine:
+            for name, stack in running.items():
+                if not scenario.runs_on(name):
+                    continue
+                try:
+                    result = _load(stack, scenario, options, options.duration_s, workroot)
+                except LoadError as exc:
+                    # A stack that dies mid-run must show up as failing, not vanish.
+                    progress(f"round {rnd} {scenario.name} {name}: load failed: {exc}")
+                    result = LoadResult(0, options.duration_s, 0.0, 0.0, 1, 0, "failed")
+                results.samples.append(Sample(name, scenario.name, rnd, result))
+                progress(f"round {rnd}/{options.rounds} {scenario.name:<22} {name:<18} "
+                         f"{result.rps:9.0f} req/s p99 {result.p99_ms:6.1f} ms err {result.errors} "
+                         f"non2xx {result.non2xx}")
+    if app.name == options.memory_app:
+        for name, stack in running.items():
+            results.memory[f"{app.name}/{name}"] = procs.stack_memory(stack)
+    for rnd in range(1, options.burst_rounds + 1):
+        for name in options.burst_stacks:
+            if name not in running:
+                continue
+            burst = run_burst(running[name].plan.base_url + SLOW_PATH, options.burst_connections,
+                              options.burst_timeout_s, options.load_cpus)
+            results.bursts.append(BurstSample(name, app.name, rnd, burst))
+            progress(f"burst {rnd} {app.name} {name:<18} ok {burst.ok} non2xx {burst.non2xx} "
+                     f"errors {burst.errors} in {burst.elapsed_s:.1f}s {burst.statuses}")
+            time.sleep(1)  # let TIME_WAIT / listen queues settle between stacks
+
+
+def free_ports(count: int = 1000) -> Iterable[int]:
+    """Yield ports the kernel reports free on 127.0.0.1 (bound and released)."""
+    import socket
+
+    seen: set[int] = set()  # the kernel may hand the same free port out twice in a row
+    while len(seen) < count:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in seen:
+            seen.add(port)
+            yield port
+
+
+def wrk_installed() -> bool:
+    return shutil.which("wrk") is not None

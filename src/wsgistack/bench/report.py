@@ -1,0 +1,164 @@
+"""Presenting results: a rich table for the terminal, Markdown and JSON for the record.
+
+Everything here is pure (results in, text/objects out); the CLI prints and writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from .harness import CEILING, BenchResults, Summary, TargetCheck, ratio, serial_bound, summarise
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    scenario: str
+    stack: str
+    rps: float
+    to_ceiling: float | None
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    non2xx: int
+    rounds: int
+    spread: str  # min-max of req/s over rounds, to show the noise
+
+
+def rows(results: BenchResults) -> list[Row]:
+    """One row per (scenario, stack), in scenario order then stack start order."""
+    summaries = summarise(results.samples)
+    stack_order = [s for names in results.stacks.values() for s in names]
+    out = []
+    for scenario in results.scenarios:
+        ceiling = summaries.get((CEILING, scenario.name))
+        for stack in dict.fromkeys(stack_order):
+            summary = summaries.get((stack, scenario.name))
+            if summary is None:
+                continue
+            out.append(_row(summary, ceiling))
+    return out
+
+
+def _row(summary: Summary, ceiling: Summary | None) -> Row:
+    lo, hi = min(summary.rps_values), max(summary.rps_values)
+    return Row(
+        scenario=summary.scenario, stack=summary.stack, rps=summary.rps,
+        to_ceiling=ratio(summary.rps, ceiling.rps if ceiling else None),
+        p50_ms=summary.p50_ms, p99_ms=summary.p99_ms, errors=summary.errors, non2xx=summary.non2xx,
+        rounds=summary.rounds, spread=f"{lo:.0f}–{hi:.0f}",
+    )
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def table(results: BenchResults) -> Table:
+    t = Table(title="wsgistack bench: medians over rounds")
+    for col in ("scenario", "stack", "req/s", "÷ ceiling", "p50 ms", "p99 ms", "errors", "non-2xx", "rounds"):
+        t.add_column(col, justify="left" if col in ("scenario", "stack") else "right")
+    previous = None
+    for r in rows(results):
+        scenario = r.scenario if r.scenario != previous else ""
+        previous = r.scenario
+        bad = r.errors or r.non2xx
+        t.add_row(scenario, r.stack, f"{r.rps:,.0f}", _fmt_ratio(r.to_ceiling), f"{r.p50_ms:.2f}",
+                  f"{r.p99_ms:.2f}", f"[red]{r.errors}[/]" if bad else "0",
+                  f"[red]{r.non2xx}[/]" if r.non2xx else "0", str(r.rounds))
+    return t
+
+
+def targets_table(checks: Sequence[TargetCheck], primary: str) -> Table:
+    t = Table(title=f"issue 5 targets for stack '{primary}'")
+    for col in ("target", "value", "limit", "result"):
+        t.add_column(col)
+    for c in checks:
+        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "n/a"}[c.passed]
+        t.add_row(c.name, "–" if c.value is None else f"{c.value:.3g}", c.target, verdict)
+    return t
+
+
+def serial_bounds(results: BenchResults) -> dict[str, float]:
+    """Per app scenario: 1/(1/ceiling + 1/fastest app alone)."""
+    summaries = summarise(results.samples)
+    out = {}
+    for scenario in results.scenarios:
+        ceiling = summaries.get((CEILING, scenario.name))
+        alone = [s.rps for (stack, name), s in summaries.items()
+                 if name == scenario.name and stack in ("uwsgi-alone", "granian-alone")]
+        if ceiling and alone:
+            out[scenario.name] = serial_bound(ceiling.rps, max(alone))
+    return out
+
+
+def markdown(results: BenchResults, checks: Sequence[TargetCheck], primary: str) -> str:
+    o = results.options
+    lines = [
+        "# wsgistack bench results", "",
+        f"Command: `{results.command}`" if results.command else "", "",
+        "## Machine", "",
+        *(f"- {k}: {v}" for k, v in results.machine.items()), "",
+        f"Method: every stack runs each scenario once per round, interleaved in the same order "
+        f"(A B C A B C …), {o.rounds} rounds of {o.duration_s:g} s after a {o.warmup_s:g} s warm-up; "
+        "medians over rounds. Servers (Nginx included) are pinned to the server CPUs, the load "
+        "generator to the load CPUs. Errors and non-2xx are summed over rounds.", "",
+        "## Throughput and latency", "",
+        "| scenario | stack | req/s | ÷ ceiling | p50 ms | p99 ms | errors | non-2xx | req/s range |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows(results):
+        lines.append(f"| {r.scenario} | {r.stack} | {r.rps:,.0f} | {_fmt_ratio(r.to_ceiling)} | "
+                     f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.non2xx} | {r.spread} |")
+    bounds = serial_bounds(results)
+    if bounds:
+        lines += ["", "Serial bound 1/(1/ceiling + 1/fastest app alone), req/s: "
+                  + ", ".join(f"{k}: {v:,.0f}" for k, v in bounds.items())]
+    if results.bursts:
+        lines += ["", f"## Burst: {o.burst_connections} simultaneous connections to /slow "
+                  f"({o.slow_ms} ms per request)", "",
+                  "| app | stack | round | 2xx | non-2xx | errors | seconds | outcomes |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        for b in results.bursts:
+            burst = b.result
+            outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(burst.statuses.items()))
+            lines.append(f"| {b.app} | {b.stack} | {b.round} | {burst.ok} | {burst.non2xx} | {burst.errors} | "
+                         f"{burst.elapsed_s:.1f} | {outcomes} |")
+    if results.memory:
+        lines += ["", "## Memory after load (per process)", "",
+                  "| app/stack | process | RSS MB | PSS MB |", "|---|---|---:|---:|"]
+        for key, members in results.memory.items():
+            for m in members:
+                lines.append(f"| {key} | {m.name} | {m.rss_kb / 1024:.1f} | {m.pss_kb / 1024:.1f} |")
+            total = sum(m.pss_kb for m in members) / 1024
+            lines.append(f"| {key} | **total** | | **{total:.1f}** |")
+    if checks:
+        lines += ["", f"## Targets (stack `{primary}`)", "", "| target | value | limit | result |",
+                  "|---|---:|---|---|"]
+        for c in checks:
+            verdict = {True: "pass", False: "**FAIL**", None: "n/a"}[c.passed]
+            lines.append(f"| {c.name} | {'–' if c.value is None else f'{c.value:.3g}'} | {c.target} | {verdict} |")
+    if results.skipped:
+        lines += ["", "## Skipped stacks", "", *(f"- {k}: {v}" for k, v in results.skipped.items())]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(results: BenchResults, checks: Sequence[TargetCheck] = ()) -> dict[str, object]:
+    """Raw samples plus summaries, for benchmarks/results/*.json."""
+    return {
+        "command": results.command,
+        "machine": results.machine,
+        "options": dataclasses.asdict(results.options),
+        "stacks": results.stacks,
+        "skipped": results.skipped,
+        "samples": [{"stack": s.stack, "scenario": s.scenario, "round": s.round, **s.result.to_dict()}
+                    for s in results.samples],
+        "summary": [dataclasses.asdict(r) for r in rows(results)],
+        "bursts": [{"stack": b.stack, "app": b.app, "round": b.round, **b.result.to_dict()}
+                   for b in results.bursts],
+        "memory": {k: [dataclasses.asdict(m) for m in v] for k, v in results.memory.items()},
+        "targets": [dataclasses.asdict(c) for c in checks],
+    }
+

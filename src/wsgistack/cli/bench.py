@@ -1,0 +1,164 @@
+"""``wsgistack bench``: measure wsgistack's stack side by side with reference setups.
+
+Thin: parses options, builds the plan, calls :func:`wsgistack.bench.harness.run_bench`,
+prints the table and writes the reports. All load stays on 127.0.0.1 and every
+load test is bounded by ``--duration``.
+
+Until the CLI group registers it, run it as ``python -m wsgistack.cli.bench``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from wsgistack.bench import harness, report, stacks
+from wsgistack.bench.adapter import wsgistack_default
+
+DEFAULT_STACKS = (
+    "ceiling", "wsgistack", "candidate", "seed", "tiangolo", "gunicorn-sync", "gunicorn-gthread",
+    "granian-nginx", "uwsgi-alone", "granian-alone",
+)
+BENCH_SECRET = "wsgistack-bench-not-a-secret-" + "x" * 40
+
+
+def _apps(which: str, hello_dir: Path, django_dir: Path, workroot: Path) -> list[stacks.AppTarget]:
+    apps = []
+    if which in ("hello", "all"):
+        apps.append(stacks.AppTarget("hello", hello_dir.resolve(), "hello:application", "/hello"))
+    if which in ("django", "all"):
+        data = workroot / "django-data"
+        apps.append(stacks.AppTarget("django", django_dir.resolve(), "demo.wsgi:application", "/", {
+            "DJANGO_SETTINGS_MODULE": "demo.settings", "DEMO_DATA_DIR": str(data),
+            "DJANGO_SECRET_KEY": BENCH_SECRET, "DJANGO_DEBUG": "0",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost", "DJANGO_STATIC_ROOT": str(data / "static"),
+            "DJANGO_LOG_LEVEL": "WARNING",
+        }, extra_pages=(("-hello", "/hello"),)))
+    return apps
+
+
+def _builders(names: list[str], candidates: list[str]) -> dict[str, stacks.StackBuilder]:
+    builders: dict[str, stacks.StackBuilder] = {}
+    for name in names:
+        if name == "candidate":
+            for spec in candidates or ["candidate"]:
+                cname, assignments = stacks.parse_candidate_spec(spec)
+                builders[cname] = stacks.candidate_stack(cname, stacks.Candidate().with_assignments(assignments))
+        elif name == "wsgistack":
+            builders[name] = wsgistack_default
+        elif name in stacks.REFERENCE_STACKS:
+            builders[name] = stacks.REFERENCE_STACKS[name]
+        else:
+            known = ", ".join(DEFAULT_STACKS)
+            raise click.BadParameter(f"unknown stack {name!r}; known: {known}", param_hint="--stacks")
+    return builders
+
+
+def _cpus(value: str | None) -> tuple[int, ...]:
+    """"0,1" -> (0, 1); None or "" -> () (the caller's default)."""
+    return tuple(int(c) for c in (value or "").split(",") if c.strip())
+
+
+@click.command("bench")
+@click.option("--app", "which", type=click.Choice(["hello", "django", "all"]), default="all", show_default=True)
+@click.option("--stacks", "stack_list", default=",".join(DEFAULT_STACKS), show_default=True,
+              help="comma-separated stacks, run in this order each round")
+@click.option("--candidate", "candidates", multiple=True, metavar="NAME:KNOB=V,...",
+              help="a candidate Nginx+uWSGI config (repeatable), e.g. p4:processes=4,threads=2")
+@click.option("--rounds", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option("--duration", type=click.IntRange(1, 120), default=5, show_default=True, help="seconds per test")
+@click.option("--warmup", type=click.IntRange(1, 30), default=1, show_default=True)
+@click.option("--connections", default="32,256", show_default=True, help="comma-separated connection counts")
+@click.option("--static/--no-static", default=True, show_default=True, help="1 KB / 100 KB: Nginx vs whitenoise")
+@click.option("--burst/--no-burst", default=True, show_default=True,
+              help="N simultaneous connections to a slow endpoint")
+@click.option("--burst-connections", type=click.IntRange(1, 10000), default=1000, show_default=True)
+@click.option("--burst-rounds", type=click.IntRange(1, 20), default=1, show_default=True)
+@click.option("--burst-stacks", default=None, help="default: the primary stack, seed, tiangolo")
+@click.option("--slow-ms", type=click.IntRange(1, 5000), default=20, show_default=True)
+@click.option("--quick", is_flag=True, help="3 rounds x 3 s, 32 connections only")
+@click.option("--hello-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("examples/hello"),
+              show_default=True)
+@click.option("--django-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("examples/django_demo"), show_default=True)
+@click.option("--server-cpus", default=None, help="CPUs for the servers (default: first half)")
+@click.option("--load-cpus", default=None, help="CPUs for the load generator (default: second half)")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="extra request header for every load test, e.g. 'Accept-Encoding: gzip'")
+@click.option("--no-wrk", is_flag=True, help="use the pure-Python load generator even if wrk is installed")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--keep-workdir", is_flag=True, help="keep the generated configs and logs")
+def command(which: str, stack_list: str, candidates: tuple[str, ...], rounds: int, duration: int, warmup: int,
+            connections: str, static: bool, burst: bool, burst_connections: int, burst_rounds: int,
+            burst_stacks: str | None, slow_ms: int, quick: bool, hello_dir: Path, django_dir: Path,
+            server_cpus: str | None, load_cpus: str | None, headers: tuple[str, ...], no_wrk: bool,
+            markdown_path: Path | None, json_path: Path | None, keep_workdir: bool) -> None:
+    """Benchmark wsgistack against reference stacks, interleaved, medians over rounds."""
+    console = Console(stderr=True, width=160)
+    if quick:
+        rounds, duration, connections = 3, 3, "32"
+    conns = [int(c) for c in connections.split(",") if c.strip()]
+    default_server, default_load = harness.split_cpus(sorted(os.sched_getaffinity(0)))
+    use_wrk = harness.wrk_installed() and not no_wrk
+    if not use_wrk:
+        console.print("[yellow]wrk not found: using the pure-Python load generator; "
+                      "fast stacks will be generator-bound[/]")
+    names = [n.strip() for n in stack_list.split(",") if n.strip()]
+    builders = _builders(names, list(candidates))
+    primary_order = [n for n in builders if n == "wsgistack"] + [
+        n for n in builders if n not in stacks.REFERENCE_STACKS and n != "wsgistack"]
+    bursts = ([s.strip() for s in burst_stacks.split(",")] if burst_stacks else
+              [*primary_order, "seed", "tiangolo"]) if burst else []
+    options = harness.BenchOptions(
+        rounds=rounds, duration_s=duration, warmup_s=warmup,
+        server_cpus=_cpus(server_cpus) or default_server,
+        load_cpus=_cpus(load_cpus) or default_load,
+        use_wrk=use_wrk, burst_connections=burst_connections, burst_rounds=burst_rounds,
+        burst_stacks=tuple(bursts), slow_ms=slow_ms,
+        memory_app="django" if which in ("django", "all") else "hello",
+    )
+    workroot = Path(tempfile.mkdtemp(prefix="wsgistack-bench-"))
+    apps = _apps(which, hello_dir, django_dir, workroot)
+    scenarios = [dataclasses.replace(s, headers=(*s.headers, *headers))
+                 for s in harness.default_scenarios(apps, primary_order, conns, static=static)]
+    try:
+        results = harness.run_bench(apps, builders, scenarios, options, workroot, harness.free_ports(),
+                                    progress=lambda msg: console.print(msg, markup=False, highlight=False))
+    finally:
+        if keep_workdir:
+            console.print(f"configs and logs kept in {workroot}")
+        else:
+            shutil.rmtree(workroot, ignore_errors=True)
+    args = sys.argv[1:]
+    if args[:1] == ["bench"]:  # run as `wsgistack bench ...` rather than `python -m ...`
+        args = args[1:]
+    results.command = "wsgistack bench " + shlex.join(args)
+    ran = {s.stack for s in results.samples}
+    primary = next((n for n in primary_order if n in ran), "")
+    checks = harness.check_targets(results, primary) if primary else []
+    out = Console(width=max(120, Console().width))
+    out.print(report.table(results))
+    if checks:
+        out.print(report.targets_table(checks, primary))
+    for name, reason in results.skipped.items():
+        out.print(f"[yellow]skipped {name}[/]: {reason}")
+    if markdown_path:
+        markdown_path.write_text(report.markdown(results, checks, primary))
+        console.print(f"Markdown report written to {markdown_path}")
+    if json_path:
+        json_path.write_text(json.dumps(report.to_json(results, checks), indent=2))
+        console.print(f"raw results written to {json_path}")
+
+
+if __name__ == "__main__":
+    command()

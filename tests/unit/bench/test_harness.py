@@ -1,0 +1,102 @@
+"""Medians, ratios, the serial bound, CPU split and target checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsgistack.bench.harness import (
+    BenchOptions,
+    BenchResults,
+    BurstSample,
+    Sample,
+    Scenario,
+    check_targets,
+    default_scenarios,
+    serial_bound,
+    split_cpus,
+    summarise,
+)
+from wsgistack.bench.load import BurstResult, LoadResult
+from wsgistack.bench.stacks import AppTarget
+
+
+def result(rps: float, p99: float = 5.0, errors: int = 0, non2xx: int = 0) -> LoadResult:
+    return LoadResult(requests=int(rps * 10), duration_s=10.0, p50_ms=p99 / 2, p99_ms=p99,
+                      errors=errors, non2xx=non2xx, tool="wrk")
+
+
+def test_summarise_takes_medians_and_sums_failures() -> None:
+    samples = [Sample("a", "s", i, result(r, p99, errors=e)) for i, (r, p99, e) in
+               enumerate([(100, 9, 0), (300, 1, 1), (200, 5, 0)])]
+    s = summarise(samples)[("a", "s")]
+    assert s.rps == 200
+    assert s.p99_ms == 5
+    assert s.errors == 1
+    assert s.rounds == 3
+
+
+def test_serial_bound() -> None:
+    assert serial_bound(100_000, 25_000) == pytest.approx(20_000)
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [
+    ([0], ((), ())),
+    ([0, 1], ((0,), (1,))),
+    ([0, 1, 2, 3], ((0, 1), (2, 3))),
+    ([0, 1, 2], ((0, 1), (2,))),
+])
+def test_split_cpus(cpus: list[int], expected: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
+    assert split_cpus(cpus) == expected
+
+
+def test_default_scenarios_static_only_on_primary() -> None:
+    apps = [AppTarget("hello", Path("."), "hello:application", "/hello"),
+            AppTarget("django", Path("."), "demo.wsgi:application", "/")]
+    scenarios = default_scenarios(apps, ["cand"], [32, 256])
+    names = [s.name for s in scenarios]
+    assert names[:4] == ["hello c32", "hello c256", "django c32", "django c256"]
+    static = [s for s in scenarios if s.name.startswith("static")]
+    assert len(static) == 4 and all(s.stacks == ("cand",) and s.app == "hello" for s in static)
+    assert not static[0].runs_on("seed")
+
+
+def _results() -> BenchResults:
+    rps = {  # django c32 / hello c32
+        "ceiling": (40_000, 60_000), "cand": (1_500, 12_000), "seed": (1_000, 9_000),
+        "gunicorn-sync": (700, 3_000), "granian-nginx": (1_400, 11_000),
+        "uwsgi-alone": (1_600, 14_000), "granian-alone": (1_700, 20_000),
+    }
+    samples = []
+    for stack, (django, hello) in rps.items():
+        samples.append(Sample(stack, "django c32", 1, result(django, p99=12)))
+        samples.append(Sample(stack, "hello c32", 1, result(hello)))
+    samples += [Sample("cand", "static 1k nginx", 1, result(30_000)),
+                Sample("cand", "static 1k whitenoise", 1, result(2_000))]
+    scenarios = [Scenario("django c32", "django", "/", 32), Scenario("hello c32", "hello", "/hello", 32)]
+    r = BenchResults(options=BenchOptions(), scenarios=scenarios, stacks={"django": list(rps)}, samples=samples)
+    r.bursts.append(BurstSample("cand", "django", 1, BurstResult(1000, 1000, 0, 0, 10.0, {"200": 1000})))
+    return r
+
+
+def test_check_targets() -> None:
+    checks = {c.name: c for c in check_targets(_results(), "cand")}
+    bound = serial_bound(40_000, 1_700)
+    assert checks["Django ÷ serial bound"].value == pytest.approx(1_500 / bound)
+    assert checks["Django ÷ seed"].value == pytest.approx(1.5) and checks["Django ÷ seed"].passed
+    assert checks["Django ÷ best gunicorn+Nginx"].value == pytest.approx(1_500 / 700)
+    assert checks["Django ÷ granian+Nginx"].passed
+    assert checks["Django p99 at 32 conns (ms)"].passed
+    assert checks["hello ÷ seed"].value == pytest.approx(12_000 / 9_000)
+    assert checks["burst errors + non-2xx"].passed
+    assert checks["static 1k: Nginx ÷ whitenoise"].value == pytest.approx(15)
+    assert checks["static 100k: Nginx ÷ whitenoise"].passed is None  # not measured
+    assert checks["stack PSS after load (MB)"].passed is None
+
+
+def test_check_targets_flags_errors() -> None:
+    r = _results()
+    r.samples.append(Sample("cand", "django c256", 1, result(1_000, errors=3)))
+    checks = {c.name: c for c in check_targets(r, "cand")}
+    assert checks["errors + non-2xx under load"].passed is False

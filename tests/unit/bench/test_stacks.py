@@ -1,0 +1,115 @@
+"""Stack config rendering: files written, argv returned, knobs applied (nothing is started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsgistack.bench import stacks
+from wsgistack.bench.adapter import listen_port, plan_from_rendered
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> stacks.StackContext:
+    app = stacks.AppTarget("hello", tmp_path / "proj", "hello:application", "/hello")
+    return stacks.StackContext(
+        workdir=tmp_path / "stack", app=app, port=18080, aux_port=18081, static_dir=tmp_path / "static",
+        bin_dir=tmp_path / "bin", src_dir=tmp_path / "src", server_cpus=1,
+    )
+
+
+def test_candidate_defaults_render(ctx: stacks.StackContext) -> None:
+    plan = stacks.candidate_stack("cand", stacks.Candidate())(ctx)
+    ini = (ctx.workdir / "uwsgi.ini").read_text()
+    conf = (ctx.workdir / "nginx.conf").read_text()
+    assert "processes = 2" in ini and "listen = 1024" in ini and "disable-logging = true" in ini
+    assert f"socket = {ctx.workdir}/uwsgi.sock" in ini
+    assert f"uwsgi_pass unix:{ctx.workdir}/uwsgi.sock;" in conf
+    assert "listen 127.0.0.1:18080 backlog=4096;" in conf
+    assert "access_log off;" in conf
+    assert listen_port(conf) == 18080
+    assert [p.name for p in plan.processes] == ["uwsgi", "nginx"]
+    assert plan.base_url == "http://127.0.0.1:18080"
+    assert plan.processes[0].env["BENCH_APP"] == "hello:application"
+
+
+def test_candidate_knobs(ctx: stacks.StackContext) -> None:
+    cand = stacks.Candidate().with_assignments({
+        "processes": "4", "threads": "2", "socket": "tcp", "access_log": "buffered", "logging": "on",
+        "keepalive_timeout": "0", "uwsgi_buffering": "off", "buffer-size": "4096",
+        "max_requests": "5000", "harakiri": "30",
+    })
+    stacks.candidate_stack("c", cand)(ctx)
+    ini = (ctx.workdir / "uwsgi.ini").read_text()
+    conf = (ctx.workdir / "nginx.conf").read_text()
+    assert "threads = 2" in ini and "socket = 127.0.0.1:18081" in ini
+    assert "disable-logging" not in ini and "buffer-size" not in ini
+    assert "max-requests = 5000" in ini and "harakiri = 30" in ini
+    assert "uwsgi_pass 127.0.0.1:18081;" in conf
+    assert "buffer=64k flush=1s" in conf and "keepalive_timeout 0;" in conf
+    assert "uwsgi_buffering off;" in conf
+
+
+def test_unknown_knob_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown candidate knob"):
+        stacks.Candidate().with_assignments({"procs": "2"})
+    with pytest.raises(ValueError, match="on/off"):
+        stacks.Candidate().with_assignments({"gzip": "maybe"})
+
+
+def test_parse_candidate_spec() -> None:
+    assert stacks.parse_candidate_spec("p4:processes=4, threads=2") == ("p4", {"processes": "4", "threads": "2"})
+    assert stacks.parse_candidate_spec("plain") == ("plain", {})
+    with pytest.raises(ValueError):
+        stacks.parse_candidate_spec("x:processes")
+
+
+def test_seed_and_tiangolo_keep_their_defaults(ctx: stacks.StackContext, tmp_path: Path) -> None:
+    stacks.seed(ctx)
+    ini = (ctx.workdir / "uwsgi.ini").read_text()
+    assert "processes = 4" in ini and "threads = 8" in ini
+    assert "listen" not in ini.replace("listen queue", "")  # uWSGI's default 100
+    assert "worker_connections 768;" in (ctx.workdir / "nginx.conf").read_text()
+    ctx2 = stacks.StackContext(**{**ctx.__dict__, "workdir": tmp_path / "t"})
+    stacks.tiangolo(ctx2)
+    ini = (ctx2.workdir / "uwsgi.ini").read_text()
+    assert "cheaper = 2" in ini and "processes = 16" in ini
+    conf = (ctx2.workdir / "nginx.conf").read_text()
+    assert "worker_connections 1024;" in conf and "client_max_body_size 0;" in conf
+
+
+def test_ceiling_and_alone_stacks(ctx: stacks.StackContext, tmp_path: Path) -> None:
+    plan = stacks.ceiling(ctx)
+    assert plan.no_app and 'return 200 "ok\\n";' in (ctx.workdir / "nginx.conf").read_text()
+    ctx2 = stacks.StackContext(**{**ctx.__dict__, "workdir": tmp_path / "u"})
+    plan = stacks.uwsgi_alone(ctx2)
+    assert plan.app_alone and plan.client_headers == ("Connection: close",)
+    ini = (ctx2.workdir / "uwsgi.ini").read_text()
+    assert "http-socket = 127.0.0.1:18080" in ini and "add-header = Connection: close" in ini
+
+
+def test_gunicorn_and_granian_need_their_binaries(ctx: stacks.StackContext) -> None:
+    with pytest.raises(stacks.StackUnavailable):
+        stacks.gunicorn_stack("sync")(ctx)
+    ctx.bin_dir.mkdir()
+    for name in ("gunicorn", "granian"):
+        (ctx.bin_dir / name).touch()
+    plan = stacks.gunicorn_stack("gthread")(ctx)
+    argv = plan.processes[0].argv
+    assert argv[argv.index("--workers") + 1] == "3" and "--threads" in argv
+    plan = stacks.granian_nginx(ctx)
+    assert "0666" in plan.processes[0].argv
+    assert "keepalive 32;" in (ctx.workdir / "nginx.conf").read_text()
+
+
+def test_plan_from_rendered(ctx: stacks.StackContext, tmp_path: Path) -> None:
+    out = tmp_path / "rendered"
+    out.mkdir()
+    (out / "processes.json").write_text(
+        '{"processes": [{"name": "uwsgi", "argv": ["uwsgi", "--ini", "u.ini"], "env": {"A": "1"}, "cwd": "/x"},'
+        ' {"name": "nginx", "argv": ["nginx", "-c", "n.conf"]}]}')
+    plan = plan_from_rendered(out, ctx, {"B": "2"})
+    assert [p.name for p in plan.processes] == ["uwsgi", "nginx"]
+    assert plan.processes[0].env == {"B": "2", "A": "1"} and plan.processes[0].cwd == Path("/x")
+    assert plan.processes[1].cwd == ctx.app.project_dir
