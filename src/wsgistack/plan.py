@@ -149,6 +149,11 @@ class Plan:
     notes: tuple[str, ...] = ()  # how "auto" values were resolved, and anything capped
 
     @property
+    def max_requests_delta(self) -> int:
+        """Spread request-count recycling over the workers (see uwsgi.max_requests)."""
+        return max(1, self.config.uwsgi.max_requests // (2 * self.processes))
+
+    @property
     def role(self) -> str:
         return self.config.role
 

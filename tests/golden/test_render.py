@@ -42,7 +42,8 @@ CASES = {
          "WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8", "NGINX_SERVER_NAME": "*"},
         ROOT_MACHINE, DJANGO),
     "flask-factory-tcp": ({"WSGISTACK_UWSGI__SOCKET": "tcp", "WEB_CONCURRENCY": "3", "UWSGI_THREADS": "4",
-                           "WSGISTACK_APP__LAZY_APPS": "true", "WSGISTACK_SERVER__UNKNOWN_HOST": "421"},
+                           "WSGISTACK_APP__LAZY_APPS": "true", "WSGISTACK_SERVER__UNKNOWN_HOST": "421",
+                           "WSGISTACK_UWSGI__MAX_REQUESTS": "1200"},
                           MACHINE, FLASK_FACTORY),
     # Trusted proxies with named hosts (X-Forwarded-Host checked against them), a uWSGI
     # passthrough option, a smaller uWSGI buffer (nginx's header limits follow it).

@@ -159,11 +159,14 @@ class UwsgiSection(_Section):
         description="uWSGI's request buffer in bytes (max 65535); nginx refuses (400) header blocks that could not fit "
         "it, so 65535 accepts header lines up to 17 KB, never a 502",
     )
+    # Off by default: with max-requests = 5000 and 2 workers, both recycled together and hello
+    # world's p99 went from 5.7 ms to 501 ms (docs/benchmarks.md); memory-based recycling
+    # (reload_on_rss, on by default) catches the leaks that matter.
     max_requests: int = Field(
-        5000,
+        0,
         ge=0,
-        description="recycle a worker after this many requests (0 = never); like reload_on_rss, only once it is "
-        "older than uWSGI's min-worker-lifetime (10 s)",
+        description="recycle a worker after this many requests (0 = never; workers are staggered so they never "
+        "restart together); like reload_on_rss, only once it is older than uWSGI's min-worker-lifetime (10 s)",
     )
     reload_on_rss: int = Field(0, ge=0, description="recycle a worker above this RSS in MB (0 = auto from memory)")
     stats: bool = Field(True, description="uWSGI stats on a unix socket in the runtime dir")
