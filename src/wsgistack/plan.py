@@ -149,6 +149,15 @@ class Plan:
     notes: tuple[str, ...] = ()  # how "auto" values were resolved, and anything capped
 
     @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        """Peers whose X-Forwarded-* nginx believes. On Heroku the router is the only peer a
+        dyno ever sees (from addresses nobody publishes), and it sets X-Forwarded-Proto/-For
+        itself, so with no explicit setting every peer is the router; elsewhere, no one."""
+        if self.config.server.trusted_proxies or self.config.platform != "heroku":
+            return self.config.server.trusted_proxies
+        return ("0.0.0.0/0", "::/0")
+
+    @property
     def max_requests_delta(self) -> int:
         """Spread request-count recycling over the workers (see uwsgi.max_requests)."""
         return max(1, self.config.uwsgi.max_requests // (2 * self.processes))

@@ -1,0 +1,32 @@
+"""Derived values that are not visible in one golden file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wsgistack.config import load_config
+from wsgistack.machine import Machine
+from wsgistack.plan import make_plan
+
+MACHINE = Machine(cpus=2, memory_limit=512 * 1024 * 1024, somaxconn=4096, euid=1000,
+                  nginx="/usr/sbin/nginx", uwsgi="/opt/venv/bin/uwsgi", python="/opt/venv/bin/python")
+
+
+def plan_for(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    return make_plan(load_config(Path("/srv/app"), env={"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001", **env}), MACHINE, None)
+
+
+def test_heroku_router_is_trusted_when_nothing_else_is_configured() -> None:
+    plan = plan_for({"DYNO": "web.1"})
+    assert plan.trusted_proxies == ("0.0.0.0/0", "::/0")
+    assert (plan.harakiri, plan.nginx_timeout, plan.router_timeout) == (25, 28, 30)
+
+
+def test_explicit_trusted_proxies_win_on_heroku_and_nothing_is_trusted_elsewhere() -> None:
+    assert plan_for({"DYNO": "web.1", "WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8"}).trusted_proxies == ("10.0.0.0/8",)
+    assert plan_for({}).trusted_proxies == ()
+
+
+def test_max_requests_are_staggered_across_workers() -> None:
+    plan = plan_for({"WSGISTACK_UWSGI__MAX_REQUESTS": "1000", "WEB_CONCURRENCY": "4"})
+    assert plan.max_requests_delta == 125
