@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ class RenderedFile:
     mode: int = 0o644
 
 
+@functools.cache
 def _env() -> jinja2.Environment:
+    # One environment per process: building it and compiling the templates cost ~20 ms,
+    # and preflight renders twice before run renders for real.
     return jinja2.Environment(
         loader=jinja2.PackageLoader("wsgistack.render", "templates"),
         undefined=jinja2.StrictUndefined,
