@@ -2,8 +2,9 @@
 
 Order matters, so that a bad container fails *before* anything starts:
 config from the environment -> plan (app detection) -> binaries -> deploy-mode preflight
-checks -> (web role) wait for the uWSGI upstream -> render -> prestart -> exec the process
-manager, which becomes the container's main process and receives its signals directly.
+checks -> render (all in `runner.prepare`, shared with `run`) -> (web role) wait for the
+uWSGI upstream -> prestart -> exec the process manager, which becomes the container's main
+process and receives its signals directly.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 
 from wsgistack.config import load_config
 from wsgistack.errors import WsgistackError
-from wsgistack.machine import detect
-from wsgistack.plan import Plan, build_plan
-from wsgistack.runner import check_binaries, run_prestart, write_runtime
+from wsgistack import runner
+from wsgistack.plan import Plan
+from wsgistack.runner import run_prestart
 from wsgistack.runner.manager import is_ready
 
 DEFAULT_PROJECT = "/app"
@@ -46,26 +47,9 @@ def wait_for_upstream(plan: Plan, timeout: float, say: Callable[[str], None]) ->
 
 
 def prepare(env: Mapping[str, str], project: Path, say: Callable[[str], None]) -> Plan:
-    loaded = load_config(project, env=env)
-    plan = build_plan(loaded, detect(), env)
-    check_binaries(plan)
-    try:
-        from wsgistack.checks import preflight
-    except ImportError:  # checks are optional in very small images
-        preflight = None
-    if preflight is not None:
-        for finding in preflight(plan, loaded, deploy=True, env=env).findings:
-            for line in finding.render().splitlines():
-                say(line)
+    plan = runner.prepare(load_config(project, env=env), env, say, deploy=True)
     if plan.role == "web":
         wait_for_upstream(plan, plan.config.upstream_wait, say)
-    write_runtime(plan)
-    if plan.app is not None:
-        say(f"role {plan.role}: {plan.app.kind} app {plan.app.target}, {plan.processes} processes x {plan.threads} threads")
-    else:
-        say(f"role {plan.role}: nginx -> {plan.upstream.nginx}")
-    for note in plan.notes:
-        say(note)
     run_prestart(plan, env, say)
     return plan
 

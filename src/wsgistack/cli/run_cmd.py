@@ -9,11 +9,8 @@ from typing import Any
 
 import click
 
-from wsgistack import machine as machine_mod
-from wsgistack.checks import preflight
 from wsgistack.cli.options import config_options, load, overrides, save_invocation
-from wsgistack.plan import build_plan
-from wsgistack.runner import check_binaries, run_prestart, serve, write_runtime
+from wsgistack.runner import prepare, run_prestart, serve
 
 
 @click.command()
@@ -30,22 +27,9 @@ def command(path: Path, migrate: bool | None, collectstatic: bool | None, **para
         extra["app.collectstatic"] = (collectstatic, "--collectstatic" if collectstatic else "--no-collectstatic")
     cli = {**overrides(dict(params)), **extra}
     loaded = load(path, params, extra)
-    machine = machine_mod.detect()
-    plan = build_plan(loaded, machine, os.environ)
-    check_binaries(plan)
-    say = _say
-    if plan.app is not None:
-        say(f"app: {plan.app.kind} {plan.app.target} in {plan.app.path}")
-    for note in plan.notes:
-        say(note)
-    # Refuses to start on ERROR findings (doctor.E001); warnings are shown and the run goes on.
-    for finding in preflight(plan, loaded, deploy=False, env=os.environ).findings:
-        for line in finding.render().splitlines():
-            say(line)
-    write_runtime(plan)
+    plan = prepare(loaded, os.environ, _say, deploy=False)
     save_invocation(plan.paths.private, cli)
-    say(f"runtime dir: {plan.paths.runtime}")
-    run_prestart(plan, os.environ, say)
+    run_prestart(plan, os.environ, _say)
     sys.exit(serve(plan))
 
 

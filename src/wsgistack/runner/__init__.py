@@ -12,6 +12,7 @@ from pathlib import Path
 
 from wsgistack.errors import MissingBinaryError, PrestartError, WsgistackError
 from wsgistack.access import check_user_can_run, python_dirs, unreachable_ancestor
+from wsgistack.config.sources import LoadedConfig
 from wsgistack.plan import Plan
 from wsgistack.render import render, write_files
 from wsgistack.runner.manager import Manager, process_alive_from_pidfile
@@ -146,6 +147,36 @@ def write_runtime(plan: Plan) -> Path:
     prepare_runtime_dir(plan)
     write_files(render(plan), plan.paths.runtime)
     return plan.paths.processes
+
+
+def describe(plan: Plan) -> str:
+    if plan.app is None:
+        return f"role {plan.role}: nginx -> {plan.upstream.nginx}"
+    return (
+        f"role {plan.role}: {plan.app.kind} app {plan.app.target} in {plan.app.path}, "
+        f"{plan.processes} processes x {plan.threads} threads"
+    )
+
+
+def prepare(loaded: LoadedConfig, env: Mapping[str, str], say: Callable[[str], None], *, deploy: bool) -> Plan:
+    """Everything before prestart, for `run` and the entrypoint alike: plan (app detection),
+    binaries, preflight checks (raise doctor.E001 on ERROR findings; the rest is said), then
+    the runtime dir and rendered files."""
+    from wsgistack.checks import preflight  # checks import this module: import late
+    from wsgistack.machine import detect
+    from wsgistack.plan import build_plan
+
+    plan = build_plan(loaded, detect(), env)
+    check_binaries(plan)
+    for finding in preflight(plan, loaded, deploy=deploy, env=env).findings:
+        for line in finding.render().splitlines():
+            say(line)
+    write_runtime(plan)
+    say(describe(plan))
+    for note in plan.notes:
+        say(note)
+    say(f"runtime dir: {plan.paths.runtime}")
+    return plan
 
 
 def serve(plan: Plan, on_ready: Callable[[Manager], None] | None = None) -> int:
