@@ -18,11 +18,11 @@ except ImportError:  # container images leave rich out (see cli/plain.py)
 from wsgistack import machine as machine_mod
 from wsgistack import ops
 from wsgistack.cli.options import config_options, load
-from wsgistack.plan import make_plan
+from wsgistack.plan import Plan, make_plan
 
 
-def plan_without_app(path: Path, params: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """Status and reload only need paths, not the app: skip detection (it imports the app)."""
+def plan_without_app(path: Path, params: dict[str, Any]) -> Plan:
+    """Status only needs paths, not the app: skip detection (it imports the app)."""
     loaded = load(path, params, reuse_run_options=True)
     return make_plan(loaded, machine_mod.detect(), None)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from wsgistack.errors import MissingBinaryError, PrestartError, WsgistackError
-from wsgistack.access import check_user_can_run, python_dirs, unreachable_ancestor
+from wsgistack.access import check_user_can_run, unreachable_ancestor
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.plan import Plan
 from wsgistack.render import render, write_files
