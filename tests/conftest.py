@@ -162,6 +162,37 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> N
     raise AssertionError(f"{url} did not answer within {timeout}s")
 
 
+def termdrain_library() -> Path:
+    """wsgistack's term-drain library (container/termdrain.c), compiled with gcc as the Heroku
+    Dockerfile does, into a directory every user can read. `make system-deps` installs gcc."""
+    source = REPO / "src" / "wsgistack" / "container" / "termdrain.c"
+    out = Path(tempfile.gettempdir()) / f"wsgistack-test-termdrain-{os.getpid()}" / "wsgistack-termdrain.so"
+    if not out.exists():
+        if not shutil.which("gcc"):
+            pytest.fail("gcc is missing (make system-deps installs it): the term-drain library cannot be built")
+        out.parent.mkdir(mode=0o755, exist_ok=True)
+        subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o", str(out), str(source), "-ldl"],
+                       check=True, capture_output=True, text=True)
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """pid's children, grandchildren, ... (from /proc), e.g. nginx's and uWSGI's workers."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parents.items() if pp in frontier]
+        found.extend(kids)
+        frontier = kids
+    return found
+
+
 def shared_dir(tmp_path: Path, name: str) -> Path:
     """A directory nginx workers can reach when the tests run as root (they switch to an
     unprivileged user, and pytest's tmp_path sits under a 0700 directory)."""

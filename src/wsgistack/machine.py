@@ -28,6 +28,9 @@ class Machine:
     # uWSGI would otherwise re-exec the interpreter behind the venv's symlink, which cannot
     # import pyuwsgi, and the server would be gone after the first reload.
     uwsgi_binary_path: str | None = None
+    # wsgistack's term-drain library (container/termdrain.c), built into Heroku images: lets
+    # nginx and uWSGI drain when every process gets SIGTERM at once.
+    termdrain: str | None = None
 
     @property
     def is_root(self) -> bool:
@@ -101,6 +104,17 @@ def _nginx_worker_user() -> str | None:
     return None
 
 
+TERMDRAIN_LIB = "wsgistack-termdrain.so"  # in the venv's lib/, where the Dockerfile builds it
+
+
+def find_termdrain() -> str | None:
+    # _WSGISTACK_TERMDRAIN_LIB: a library built elsewhere (the tests build one with gcc).
+    for candidate in (os.environ.get("_WSGISTACK_TERMDRAIN_LIB"), str(Path(sys.prefix) / "lib" / TERMDRAIN_LIB)):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def detect() -> Machine:
     somaxconn = _read("/proc/sys/net/core/somaxconn")
     euid = os.geteuid()
@@ -115,6 +129,7 @@ def detect() -> Machine:
         python=sys.executable,
         nginx_user=_nginx_worker_user() if euid == 0 else None,
         uwsgi_binary_path=uwsgi_binary_path(uwsgi),
+        termdrain=find_termdrain(),
     )
 
 

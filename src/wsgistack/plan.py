@@ -158,6 +158,20 @@ class Plan:
         return ("0.0.0.0/0", "::/0")
 
     @property
+    def trusted_geo(self) -> tuple[str, ...]:
+        """trusted_proxies as nginx's geo block takes them: there 0.0.0.0/0 and ::/0 are the
+        default entry, and naming them again is a "duplicate network" warning, so each of
+        those is given as its two halves."""
+        halves = {"0.0.0.0/0": ("0.0.0.0/1", "128.0.0.0/1"), "::/0": ("::/1", "8000::/1")}
+        return tuple(n for cidr in self.trusted_proxies for n in halves.get(cidr, (cidr,)))
+
+    @property
+    def termdrain(self) -> str | None:
+        """The term-drain library to preload into nginx and uWSGI: on Heroku, which sends
+        SIGTERM to every process of a dyno at once, when the image has it (container/termdrain.c)."""
+        return self.machine.termdrain if self.config.platform == "heroku" else None
+
+    @property
     def max_requests_delta(self) -> int:
         """Spread request-count recycling over the workers (see uwsgi.max_requests)."""
         return max(1, self.config.uwsgi.max_requests // (2 * self.processes))
@@ -411,6 +425,13 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Pl
         nginx_user = uwsgi_user = run_user
         run_group = _primary_group(run_user)
         socket_owner = f"{run_user}:{run_group}"
+
+    if config.platform == "heroku" and not machine.termdrain:
+        notes.append(
+            "warning: platform heroku without wsgistack's term-drain library: Heroku sends SIGTERM to every "
+            "process at once, and nginx and uWSGI's workers would cut in-flight requests on a dyno restart; "
+            "build the image from the Dockerfile `wsgistack heroku` writes (it builds the library)"
+        )
 
     app_env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
     if app is not None and app.django_settings:

@@ -27,6 +27,30 @@ def test_explicit_trusted_proxies_win_on_heroku_and_nothing_is_trusted_elsewhere
     assert plan_for({}).trusted_proxies == ()
 
 
+def test_trust_everyone_is_written_as_halves_in_nginx_geo() -> None:
+    # In a geo block 0.0.0.0/0 and ::/0 are the default; repeating them makes nginx -t warn.
+    assert plan_for({"DYNO": "web.1"}).trusted_geo == ("0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1")
+    assert plan_for({"WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8"}).trusted_geo == ("10.0.0.0/8",)
+
+
+def test_term_drain_library_is_used_on_heroku_only_and_missing_it_is_a_warning() -> None:
+    from dataclasses import replace
+
+    from wsgistack.render import process_table
+
+    machine = replace(MACHINE, termdrain="/opt/venv/lib/wsgistack-termdrain.so")
+    heroku = make_plan(load_config(Path("/srv/app"), env={"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001",
+                                                          "DYNO": "web.1"}), machine, None)
+    assert heroku.termdrain == machine.termdrain
+    nginx = process_table(heroku)["processes"][0]  # type: ignore[index]
+    assert nginx["preload"] == machine.termdrain and nginx["env"] == {"_WSGISTACK_TERMDRAIN": "nginx"}
+    elsewhere = make_plan(load_config(Path("/srv/app"), env={"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001"}),
+                          machine, None)
+    assert elsewhere.termdrain is None and "preload" not in process_table(elsewhere)["processes"][0]  # type: ignore[index]
+    assert any("term-drain" in n for n in plan_for({"DYNO": "web.1"}).notes)
+    assert not any("term-drain" in n for n in plan_for({}).notes)
+
+
 def test_max_requests_are_staggered_across_workers() -> None:
     plan = plan_for({"WSGISTACK_UWSGI__MAX_REQUESTS": "1000", "WEB_CONCURRENCY": "4"})
     assert plan.max_requests_delta == 125

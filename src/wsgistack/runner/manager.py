@@ -102,6 +102,7 @@ class Child:
     ready: dict[str, str]
     drop_env_prefix: str = ""
     death_signal: signal.Signals = signal.SIGKILL
+    preload: str = ""  # a library for LD_PRELOAD (before any the environment already names)
     proc: subprocess.Popen[bytes] | None = None
     status: int | None = None
     buffer: bytes = b""
@@ -136,6 +137,7 @@ class Manager:
                     ready=dict(spec.get("ready", {})),
                     drop_env_prefix=str(spec.get("drop_env_prefix", "")),
                     death_signal=signal.Signals["SIG" + spec.get("death_signal", "KILL")],
+                    preload=str(spec.get("preload") or ""),
                 )
             )
         self.stop_timeout = float(self.table.get("stop_timeout", 8))
@@ -171,6 +173,8 @@ class Manager:
         # UWSGI_* names are wsgistack settings, already rendered, so they are not passed on.
         env = {k: v for k, v in os.environ.items() if not k.startswith(child.drop_env_prefix)} if child.drop_env_prefix else dict(os.environ)
         env.update(child.env)
+        if child.preload:
+            env["LD_PRELOAD"] = " ".join(filter(None, (child.preload, env.get("LD_PRELOAD"))))
         # A child that drops privileges loses its parent-death signal (the kernel clears it
         # when the user changes); it can re-arm it, and check it was not orphaned meanwhile.
         env["_WSGISTACK_MANAGER_PID"] = str(os.getpid())
