@@ -85,6 +85,25 @@ def demo_image(docker_engine: None, demo_context: Path) -> Iterator[str]:
     docker("image", "rm", "-f", tag, check=False)
 
 
+@pytest.fixture(scope="session")
+def heroku_image(docker_engine: None, demo_context: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo built from the Dockerfile `wsgistack heroku` writes (with the term-drain library)."""
+    ctx = tmp_path_factory.mktemp("heroku") / "demo"
+    shutil.copytree(demo_context, ctx, ignore=shutil.ignore_patterns("Dockerfile", ".dockerignore", "heroku.yml"))
+    out = subprocess.run([*WSGISTACK, "heroku", str(ctx)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (ctx / "heroku.yml").is_file()
+    tag = unique("heroku") + ":test"
+    started = time.monotonic()
+    proc = subprocess.run([*WSGISTACK, "build", str(ctx), "--heroku", "-t", tag, "--plain", "--force"],
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"heroku image build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}", pytrace=False)
+    print(f"\nbuilt {tag} in {time.monotonic() - started:.1f}s")
+    yield tag
+    docker("image", "rm", "-f", tag, check=False)
+
+
 class Container:
     """One `docker run -d` container on host networking; removed on close."""
 

@@ -30,6 +30,10 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
                          help="project dir the app writes to (repeatable); STATIC_ROOT/MEDIA_ROOT are found by themselves"),
             click.option("--keep", multiple=True,
                          help="path .dockerignore must let through although it looks secret, e.g. app/secret_utils.py"),
+            click.option("--heroku", is_flag=True,
+                         help="for Heroku: build the library that lets nginx and uWSGI drain when every process gets SIGTERM"),
+            click.option("--keep-apt", is_flag=True,
+                         help="keep apt, debconf and perl in the image (about 17 MB; removed by default: nothing installs packages at run time)"),
             click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs"),
             click.option("--force", is_flag=True, help="overwrite a Dockerfile/.dockerignore wsgistack did not write"),
         ]
@@ -46,6 +50,8 @@ def options_from(params: dict[str, Any]) -> DockerfileOptions:
         build_packages=tuple(params["build_packages"]),
         writable=tuple(params["writable"]),
         keep=tuple(params["keep"]),
+        heroku=params["heroku"],
+        keep_apt=params["keep_apt"],
     )
 
 

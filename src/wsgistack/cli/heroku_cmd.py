@@ -18,6 +18,7 @@ def command(path: Path, **params: Any) -> None:
     from wsgistack.container.compose import render_heroku
     from wsgistack.render import write_files
 
+    params["heroku"] = True  # the Dockerfile builds the term-drain library
     write(path, params)
     for written in write_files([render_heroku()], path):
         click.echo(str(written), err=True)

@@ -31,6 +31,8 @@ class DockerfileOptions:
     build_packages: tuple[str, ...] = ()  # extra Debian packages to build wheels (e.g. gcc libpq-dev)
     writable: tuple[str, ...] = ()  # extra project dirs the app writes to
     keep: tuple[str, ...] = field(default=())  # paths .dockerignore must let through (e.g. mysite/secret_utils.py)
+    heroku: bool = False  # build the term-drain library (Heroku sends SIGTERM to every process)
+    keep_apt: bool = False  # keep apt/debconf/perl in the image (default: removed, one flattened system layer)
 
 
 def _check(options: DockerfileOptions) -> None:
@@ -80,6 +82,8 @@ def render_dockerfile(facts: ProjectFacts, source: WsgistackSource, options: Doc
         "writable": writable_dirs(facts, options),
         "data_dirs": [d.relative.as_posix() for d in facts.data_dirs],
         "keep": options.keep,
+        "heroku": options.heroku,
+        "keep_apt": options.keep_apt,
     }
     return [
         RenderedFile("Dockerfile", env.get_template("Dockerfile.j2").render(ctx)),

@@ -39,6 +39,25 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
     assert "install -d -o 10001 -g 0 -m 2770 /app/var /app/var/static /app/var/media" in text
 
 
+def test_runtime_image_has_no_package_manager_unless_asked() -> None:
+    slim = files()["Dockerfile"]
+    # One flattened system layer, so what the system stage removed is really gone.
+    assert "FROM scratch\n# hadolint ignore=DL3067\nCOPY --from=system / /" in slim
+    assert "dpkg --purge --force-remove-essential" in slim and "perl-base" in slim
+    assert "Provides: iproute2" in slim and "/usr/lib/python3*/test" in slim
+    # FROM scratch has no environment: PATH is complete on its own.
+    assert "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in slim
+    kept = files(DockerfileOptions(keep_apt=True))["Dockerfile"]
+    assert "FROM system\n" in kept and "FROM scratch" not in kept and "dpkg --purge" not in kept
+
+
+def test_heroku_dockerfile_builds_the_term_drain_library() -> None:
+    assert "termdrain" not in files()["Dockerfile"]
+    text = files(DockerfileOptions(heroku=True))["Dockerfile"]
+    assert "python3-venv gcc libc6-dev" in text
+    assert "-o /opt/venv/lib/wsgistack-termdrain.so /opt/venv/lib/python3*/site-packages/wsgistack/container/termdrain.c" in text
+
+
 def test_dockerignore_excludes_nested_secrets_and_host_data() -> None:
     ignore = files()[".dockerignore"].splitlines()
     for pattern in ("**/.env", "**/.env.*", "**/*secret*", "**/id_rsa*", ".git", "**/venv", "var/static", "var/media"):
@@ -72,6 +91,7 @@ def test_vendored_wheel_is_reproducible_and_installable_without_tooling() -> Non
     with zipfile.ZipFile(BytesIO(data)) as zf:
         names = zf.namelist()
         assert "wsgistack/healthcheck.py" in names and "wsgistack/render/templates/Dockerfile.j2" in names
+        assert "wsgistack/container/termdrain.c" in names  # the Heroku Dockerfile compiles it
         assert not [n for n in names if "__pycache__" in n]
         meta = zf.read(name.split("-py3")[0] + ".dist-info/METADATA").decode()
     assert 'Requires-Dist: rich>=13; extra == "tools"' in meta
