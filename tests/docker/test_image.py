@@ -180,6 +180,31 @@ def test_split_compose_serves_the_same_pages(demo_image: str, demo_context: Path
         subprocess.run([*base, "down", "-v", "--remove-orphans", "-t", "10"], capture_output=True, text=True, timeout=120)
 
 
+def test_single_compose_serves_pages_and_keeps_media_in_a_volume(demo_image: str, demo_context: Path, tmp_path: Path) -> None:
+    """`wsgistack compose` (one container): up, pages and static, media survives a re-create."""
+    port = free_port()
+    out = subprocess.run([*WSGISTACK, "compose", str(demo_context), "-t", demo_image, "--host", "127.0.0.1",
+                          "--port", str(port)], capture_output=True, text=True, check=True)
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(out.stdout)
+    project = unique("single").replace("-", "")
+    base = ["docker-compose", "-p", project, "-f", str(compose), "--project-directory", str(demo_context)]
+    try:
+        up = subprocess.run([*base, "up", "-d", "--no-build"], capture_output=True, text=True, timeout=180)
+        assert up.returncode == 0, up.stderr
+        wait_http(f"http://127.0.0.1:{port}/", timeout=90)
+        assert get(f"http://127.0.0.1:{port}/static/admin/css/base.css")[0] == 200
+        web = subprocess.run([*base, "ps", "-q"], capture_output=True, text=True).stdout.split()
+        assert len(web) == 1
+        docker("exec", web[0], "sh", "-c", "echo kept > /app/var/media/k.txt")
+        recreate = subprocess.run([*base, "up", "-d", "--no-build", "--force-recreate"], capture_output=True, text=True, timeout=180)
+        assert recreate.returncode == 0, recreate.stderr
+        wait_http(f"http://127.0.0.1:{port}/", timeout=90)
+        assert get(f"http://127.0.0.1:{port}/media/k.txt") == (200, b"kept\n")
+    finally:
+        subprocess.run([*base, "down", "-v", "--remove-orphans", "-t", "10"], capture_output=True, text=True, timeout=120)
+
+
 def test_size_and_rebuild_time(demo_image: str, demo_context: Path) -> None:
     """Goal: <= 150 MB and a code-only rebuild <= 15 s with a warm cache (numbers printed)."""
     size = int(docker("image", "inspect", "-f", "{{.Size}}", demo_image).stdout)
