@@ -3,6 +3,7 @@ first: with the term-drain library, nginx and uWSGI still let in-flight requests
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,7 +34,8 @@ def term_everything_during_a_slow_request(stack: Stack) -> tuple[int | str, int]
     pids = [stack.proc.pid, *descendants(stack.proc.pid)]
     assert len(pids) >= 5, pids  # manager, nginx master + worker, uWSGI master + workers
     for pid in pids:
-        os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a short-lived helper may be gone already
+            os.kill(pid, signal.SIGTERM)
     thread.join(20)
     return result.get("status", "no answer"), stack.proc.wait(timeout=20)
 
