@@ -16,14 +16,14 @@ help:
 	@echo "make test        run the whole test suite (real nginx, uWSGI, Docker when available)"
 	@echo "make test-fast   unit and golden tests only"
 
-# System packages: nginx (the web server we put in front), python3-venv, and gcc (the tests build
-# the term-drain library the Heroku image compiles). Installed with
+# System packages: nginx (the web server we put in front) and python3-venv; for `make test` also
+# gcc (the tests build the term-drain library the Heroku image compiles). Installed with
 # apt-get when we are root; otherwise the exact command is printed and make stops.
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	command -v gcc >/dev/null 2>&1 && [ -e /usr/include/signal.h ] || missing="$$missing gcc libc6-dev"; \
+	[ -z "$(NEED_GCC)" ] || { command -v gcc >/dev/null 2>&1 && [ -e /usr/include/signal.h ]; } || missing="$$missing gcc libc6-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -64,6 +64,7 @@ demo: system-deps $(STAMP)
 demo-flask: system-deps $(STAMP)
 	$(BIN)/wsgistack run examples/flask_demo
 
+test: NEED_GCC = 1
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
