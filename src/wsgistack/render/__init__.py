@@ -55,7 +55,6 @@ def process_table(plan: Plan) -> dict[str, object]:
     in the manager's own environment and are inherited, never written to disk."""
     machine = plan.machine
     processes: list[dict[str, object]] = []
-    drain = plan.termdrain  # Heroku: nginx reads SIGTERM as QUIT, uWSGI's workers leave it to their master
     if plan.runs_uwsgi:
         assert plan.app is not None
         ready = {"unix": plan.upstream.address} if plan.upstream.kind == "unix" else {"tcp": plan.upstream.address}
@@ -72,9 +71,6 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "ready": ready,
             }
         )
-        if drain:
-            processes[-1]["preload"] = drain
-            processes[-1]["env"] = {**plan.app_env, "_WSGISTACK_TERMDRAIN": "uwsgi"}
     if plan.runs_nginx:
         host = plan.config.server.host
         probe_host = "127.0.0.1" if host in ("", "*", "0.0.0.0") else host.strip("[]")
@@ -90,9 +86,12 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "ready": {"tcp": f"{probe_host}:{plan.config.server.port}"},
             }
         )
-        if drain:
-            processes[-1]["preload"] = drain
-            processes[-1]["env"] = {"_WSGISTACK_TERMDRAIN": "nginx"}
+    if plan.termdrain:
+        # Heroku: nginx reads SIGTERM as QUIT, uWSGI's workers leave it to their master. The
+        # library's mode is the process's name (container/termdrain.c).
+        for spec in processes:
+            spec["preload"] = plan.termdrain
+            spec["env"] = {**spec["env"], "_WSGISTACK_TERMDRAIN": spec["name"]}  # type: ignore[dict-item]
     return {
         "runtime_dir": str(plan.paths.runtime),
         "stop_timeout": plan.config.stop_timeout,
