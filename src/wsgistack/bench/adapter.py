@@ -58,18 +58,16 @@ def wsgistack_default(ctx: StackContext) -> StackPlan:
         # whatever WSGISTACK_* variables the caller's shell has.
         loaded = load_config(ctx.app.project_dir, env={}, cli=bench_overrides(ctx))
         plan = build_plan(loaded, detect(), env)
-        # The same call `wsgistack run` makes: runtime dirs (nginx temp, private) + rendered files.
-        out_dir = Path(write_runtime(plan)).parent
+        # The same call `wsgistack run` makes: runtime dirs (nginx temp, private) + rendered
+        # files; it returns the path of processes.json.
+        manifest_path = write_runtime(plan)
     except Exception as exc:  # the core is in flux: report a skipped stack, not a crash
         raise StackUnavailable(f"wsgistack render failed: {type(exc).__name__}: {exc}") from exc
-    return plan_from_rendered(out_dir, ctx, env)
+    return plan_from_rendered(manifest_path, ctx, env)
 
 
-def plan_from_rendered(out_dir: Path, ctx: StackContext, env: dict[str, str]) -> StackPlan:
+def plan_from_rendered(manifest_path: Path, ctx: StackContext, env: dict[str, str]) -> StackPlan:
     """Turn ``processes.json`` from the renderer into a plan (pinning is added by the harness)."""
-    manifest_path = next(out_dir.rglob("processes.json"), None)
-    if manifest_path is None:
-        raise StackUnavailable(f"render wrote no processes.json under {out_dir}")
     manifest = json.loads(manifest_path.read_text())
     processes = tuple(
         Process(

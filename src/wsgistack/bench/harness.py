@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import procs
@@ -278,25 +277,6 @@ def prepare_app(app: AppTarget, python: str) -> None:
                               capture_output=True, text=True, timeout=300, check=False)
         if proc.returncode != 0 and "Unknown command" not in proc.stderr:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
-    if data_dir:
-        _give_to_worker_user(Path(data_dir))
-
-
-def _give_to_worker_user(path: Path, user: str = "www-data") -> None:
-    """Started as root, wsgistack's uWSGI drops to www-data, and SQLite in WAL mode needs
-    write access even to read: hand the bench's private data dir over (others run as root)."""
-    if os.geteuid() != 0:
-        return
-    try:
-        import pwd
-
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return
-    for root, dirs, files in os.walk(path):
-        for name in [*dirs, *files]:
-            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 # --- the run ---------------------------------------------------------------
@@ -331,7 +311,7 @@ def _start_each(app: AppTarget, builders: Mapping[str, StackBuilder], workroot: 
         )
         try:
             plan: StackPlan = builder(ctx)
-            plan = StackPlan(name, plan.base_url, plan.processes, plan.client_headers, plan.app_alone, plan.no_app)
+            plan = replace(plan, name=name)
             progress(f"[{app.name}] starting {name}")
             running[name] = procs.start(plan, workdir, options.server_cpus, app.page if not plan.no_app else "/")
         except StackUnavailable as exc:
@@ -424,6 +404,3 @@ def free_ports(count: int = 1000) -> Iterable[int]:
             seen.add(port)
             yield port
 
-
-def wrk_installed() -> bool:
-    return shutil.which("wrk") is not None

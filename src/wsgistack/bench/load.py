@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 JSON_MARKER = "WSGISTACK_JSON "
 
@@ -169,11 +170,16 @@ def run_load(spec: LoadSpec, cpus: tuple[int, ...], workdir: Path, use_wrk: bool
     return parse_pyload(_run(pin(pyload_argv(spec), cpus), spec.duration_s))
 
 
-def parse_pyload(text: str) -> LoadResult:
+def _last_json(text: str, what: str) -> dict[str, Any]:
+    """The JSON object a pyload run prints as its last line."""
     try:
-        data = json.loads(text.strip().splitlines()[-1])
+        return dict(json.loads(text.strip().splitlines()[-1]))
     except (IndexError, json.JSONDecodeError) as exc:
-        raise LoadError(f"could not parse pyload output:\n{text[-2000:]}") from exc
+        raise LoadError(f"could not parse {what} output:\n{text[-2000:]}") from exc
+
+
+def parse_pyload(text: str) -> LoadResult:
+    data = _last_json(text, "pyload")
     return LoadResult(
         requests=data["requests"], duration_s=data["duration_s"], p50_ms=data["p50_ms"],
         p99_ms=data["p99_ms"], errors=data["errors"], non2xx=data["non2xx"], tool="python",
@@ -200,12 +206,7 @@ def run_burst(url: str, connections: int, timeout_s: float, cpus: tuple[int, ...
         sys.executable, "-m", "wsgistack.bench.pyload", "burst", url,
         "--connections", str(connections), "--timeout", f"{timeout_s:g}",
     ]
-    text = _run(pin(argv, cpus), timeout_s)
-    try:
-        data = json.loads(text.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError) as exc:
-        raise LoadError(f"could not parse burst output:\n{text[-2000:]}") from exc
-    return BurstResult(**data)
+    return BurstResult(**_last_json(_run(pin(argv, cpus), timeout_s), "burst"))
 
 
 def _run(argv: list[str], expected_s: float) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from wsgistack.bench import harness, report, stacks
+from wsgistack.bench import harness, load, report, stacks
 from wsgistack.bench.adapter import wsgistack_default
 
 DEFAULT_STACKS = (
@@ -109,7 +109,7 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], rounds: in
         rounds, duration, connections = 3, 3, "32"
     conns = [int(c) for c in connections.split(",") if c.strip()]
     default_server, default_load = harness.split_cpus(sorted(os.sched_getaffinity(0)))
-    use_wrk = harness.wrk_installed() and not no_wrk
+    use_wrk = load.wrk_available() and not no_wrk
     if not use_wrk:
         console.print("[yellow]wrk not found: using the pure-Python load generator; "
                       "fast stacks will be generator-bound[/]")

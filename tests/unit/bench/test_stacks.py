@@ -109,7 +109,7 @@ def test_plan_from_rendered(ctx: stacks.StackContext, tmp_path: Path) -> None:
     (out / "processes.json").write_text(
         '{"processes": [{"name": "uwsgi", "argv": ["uwsgi", "--ini", "u.ini"], "env": {"A": "1"}, "cwd": "/x"},'
         ' {"name": "nginx", "argv": ["nginx", "-c", "n.conf"]}]}')
-    plan = plan_from_rendered(out, ctx, {"B": "2"})
+    plan = plan_from_rendered(out / "processes.json", ctx, {"B": "2"})
     assert [p.name for p in plan.processes] == ["uwsgi", "nginx"]
     assert plan.processes[0].env == {"B": "2", "A": "1"} and plan.processes[0].cwd == Path("/x")
     assert plan.processes[1].cwd == ctx.app.project_dir
