@@ -118,6 +118,12 @@ class Paths:
     # Created by uWSGI once its first worker accepts requests, i.e. once the app is loaded.
     uwsgi_ready = property(lambda self: self.private / "uwsgi.ready")
 
+    @property
+    def transient(self) -> tuple[Path, ...]:
+        """What a run leaves behind and the next one must not find: cleared before a start,
+        removed by the process manager after a stop."""
+        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready)
+
 
 @dataclass(frozen=True)
 class Plan:

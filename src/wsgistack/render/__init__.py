@@ -96,8 +96,7 @@ def process_table(plan: Plan) -> dict[str, object]:
         "runtime_dir": str(plan.paths.runtime),
         "stop_timeout": plan.config.stop_timeout,
         "url": plan.url if plan.runs_nginx else "",
-        "cleanup": [str(p) for p in (plan.paths.socket, plan.paths.nginx_pid, plan.paths.uwsgi_pid, plan.paths.fifo,
-                                     plan.paths.stats, plan.paths.uwsgi_ready)],
+        "cleanup": [str(p) for p in plan.paths.transient],
         "processes": processes,
     }
 

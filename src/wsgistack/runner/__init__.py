@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from wsgistack.errors import MissingBinaryError, PrestartError, WsgistackError
-from wsgistack.access import check_user_can_run, unreachable_ancestor
+from wsgistack.access import unreachable_ancestor
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.plan import Plan
 from wsgistack.render import render, write_files
@@ -75,10 +75,8 @@ def prepare_runtime_dir(plan: Plan) -> None:
         entry = pwd.getpwnam(plan.uwsgi_user)
         os.chown(paths.private, entry.pw_uid, entry.pw_gid)
     paths.nginx_temp.mkdir(exist_ok=True)
-    check_reachable(plan)
-    if plan.runs_uwsgi and plan.uwsgi_user and plan.app is not None:
-        check_user_can_run(plan.uwsgi_user, plan.machine.python, plan.app.path)
-    for stale in (paths.socket, paths.nginx_pid, paths.uwsgi_pid, paths.fifo, paths.stats, paths.uwsgi_ready):
+    check_reachable(plan)  # (build_plan has already checked that the app's user can run it: run.E004)
+    for stale in paths.transient:
         stale.unlink(missing_ok=True)
 
 
