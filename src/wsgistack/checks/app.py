@@ -133,7 +133,7 @@ def run_django_probe(ctx: CheckContext) -> dict[str, Any]:
         req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
         req.write_text(json.dumps(request))
         proc = subprocess.run(
-            [ctx.machine.python, "-m", "wsgistack.checks.app_probe", str(req), str(res)],
+            [ctx.machine.python, "-m", "wsgistack.djangochecks", str(req), str(res)],
             cwd=app.path, env=env, capture_output=True, text=True, timeout=300,
         )
         if proc.returncode != 0 or not res.exists():
