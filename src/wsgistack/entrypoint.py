@@ -28,7 +28,7 @@ DEFAULT_PROJECT = "/app"
 def wait_for_upstream(plan: Plan, timeout: float, say: Callable[[str], None]) -> None:
     """Role web: nginx without its uWSGI would answer 502 to everyone; wait, then fail clearly."""
     upstream = plan.upstream
-    ready = {"unix": upstream.address} if upstream.kind == "unix" else {"tcp": upstream.address}
+    ready = upstream.ready
     deadline = time.monotonic() + timeout
     next_note = 0.0
     while not is_ready(ready):

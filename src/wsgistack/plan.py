@@ -77,6 +77,11 @@ class Upstream:
     def nginx(self) -> str:
         return f"unix:{self.address}" if self.kind == "unix" else self.address
 
+    @property
+    def ready(self) -> dict[str, str]:
+        """How the process manager's readiness probe reaches it (runner/manager.py:is_ready)."""
+        return {self.kind: self.address}
+
     @classmethod
     def parse(cls, uri: str) -> Upstream:
         uri = uri.strip()

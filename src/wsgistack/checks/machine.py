@@ -9,6 +9,7 @@ from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, WARNING, Finding, declare
 from wsgistack.checks.registry import register
 from wsgistack.machine import nginx_version
+from wsgistack.plan import DEFAULT_LISTEN
 from wsgistack.runner import INSTALL_NGINX_HINT
 
 # Oldest versions the rendered files are tested with (Debian 11's nginx; pyuwsgi's floor).
@@ -89,7 +90,7 @@ def somaxconn(ctx: CheckContext) -> list[Finding]:
     plan = ctx.plan
     if plan is None:
         return []
-    wanted = 4096 if ctx.config.uwsgi.listen == "auto" else int(ctx.config.uwsgi.listen)
+    wanted = DEFAULT_LISTEN if ctx.config.uwsgi.listen == "auto" else int(ctx.config.uwsgi.listen)
     if ctx.machine.somaxconn >= wanted:
         return []
     return [W005(

@@ -25,8 +25,8 @@ def command(path: Path, migrate: bool | None, collectstatic: bool | None, **para
         extra["app.migrate"] = (migrate, "--migrate" if migrate else "--no-migrate")
     if collectstatic is not None:
         extra["app.collectstatic"] = (collectstatic, "--collectstatic" if collectstatic else "--no-collectstatic")
-    cli = {**overrides(dict(params)), **extra}
-    loaded = load(path, params, extra)
+    cli = {**overrides(params), **extra}  # pops the flags from params: load() finds none left
+    loaded = load(path, params, cli)
     plan = prepare(loaded, os.environ, _say, deploy=False)
     save_invocation(plan.paths.private, cli)
     run_prestart(plan, os.environ, _say)

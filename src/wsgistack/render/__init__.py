@@ -57,7 +57,7 @@ def process_table(plan: Plan) -> dict[str, object]:
     processes: list[dict[str, object]] = []
     if plan.runs_uwsgi:
         assert plan.app is not None
-        ready = {"unix": plan.upstream.address} if plan.upstream.kind == "unix" else {"tcp": plan.upstream.address}
+        ready = plan.upstream.ready
         # ...and the app is loaded: nginx never starts in front of an app that cannot load.
         ready["file"] = str(plan.paths.uwsgi_ready)
         processes.append(
