@@ -16,14 +16,23 @@ help:
 	@echo "make test        run the whole test suite (real nginx, uWSGI, Docker when available)"
 	@echo "make test-fast   unit and golden tests only"
 
-# System packages: nginx (the web server we put in front) and python3-venv; for `make test` also
-# gcc (the tests build the term-drain library the Heroku image compiles). Installed with
-# apt-get when we are root; otherwise the exact command is printed and make stops.
+# System packages: nginx (the web server we put in front) and python3-venv; for `make test`
+# also what the tests run for real: gcc (the term-drain library the Heroku image compiles),
+# HAProxy (the balancer), MariaDB (the primary/replica pair), pebble (an ACME server),
+# Chromium and its driver (the status page in a browser). Installed with apt-get when we are
+# root; otherwise the exact command is printed and make stops. Each line: a command or file
+# that shows the package is there, then the package(s).
+DEMO_DEPS = nginx:nginx-light
+TEST_DEPS = gcc:gcc /usr/include/signal.h:libc6-dev haproxy:haproxy mariadbd:mariadb-server \
+            pebble:pebble chromium:chromium chromedriver:chromium-driver
 system-deps:
 	@missing=""; \
-	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	for dep in $(DEMO_DEPS) $(if $(NEED_TEST),$(TEST_DEPS)); do \
+	  probe=$${dep%%:*}; pkg=$${dep#*:}; \
+	  case $$probe in /*) [ -e $$probe ] ;; *) command -v $$probe >/dev/null 2>&1 || [ -x /usr/sbin/$$probe ] ;; esac \
+	    || missing="$$missing $$pkg"; \
+	done; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	[ -z "$(NEED_GCC)" ] || { command -v gcc >/dev/null 2>&1 && [ -e /usr/include/signal.h ]; } || missing="$$missing gcc libc6-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -64,7 +73,7 @@ demo: system-deps $(STAMP)
 demo-flask: system-deps $(STAMP)
 	$(BIN)/wsgistack run examples/flask_demo
 
-test: NEED_GCC = 1
+test: NEED_TEST = 1
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
