@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -26,6 +27,15 @@ class _Group(click.Group):
                 traceback.print_exc()
             click.echo(exc.render(), err=True)
             sys.exit(exc.exit_code)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "bench" and name not in self.commands:  # imported only when asked for
+            self.add_command(_bench_command(), "bench")
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        extra = ["bench"] if (BENCH_DIR / "wsgistack_bench").is_dir() else []
+        return sorted({*super().list_commands(ctx), *extra})
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,11 +66,32 @@ def _register() -> None:
     main.add_command(build_cmd.command, "build")
     main.add_command(compose_cmd.command, "compose")
     main.add_command(heroku_cmd.command, "heroku")
-    try:
-        from wsgistack.cli import bench
-    except ImportError:
-        return
-    main.add_command(bench.command, "bench")
+
+
+# The benchmark harness is not part of the package: it lives in the repository's benchmarks/
+# (it needs the examples, wrk, gunicorn and granian). From an editable install of a checkout,
+# `wsgistack bench` loads it from there; anywhere else the command says where it is.
+BENCH_DIR = Path(__file__).resolve().parents[3] / "benchmarks"
+
+
+def _bench_command() -> click.Command:
+    if (BENCH_DIR / "wsgistack_bench" / "cli.py").is_file():
+        if str(BENCH_DIR) not in sys.path:
+            sys.path.insert(0, str(BENCH_DIR))
+        from wsgistack_bench.cli import command  # type: ignore[import-not-found]
+
+        return command
+
+    @click.command("bench", hidden=True, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def unavailable(args: tuple[str, ...]) -> None:
+        """Benchmark wsgistack against reference stacks (from a checkout of the repository)."""
+        raise click.UsageError(
+            "`wsgistack bench` runs from a checkout of the wsgistack repository (benchmarks/), "
+            "installed with pip install -e '.[bench]'"
+        )
+
+    return unavailable
 
 
 _register()

@@ -5,7 +5,7 @@ the app to serve), writes its config files into the work dir and returns a
 :class:`StackPlan`: the argv of each process to start and the URL to load.
 Builders start nothing; :mod:`.procs` does, so builders are unit-testable.
 
-Every server loads :mod:`wsgistack.bench.benchapp` (the target app plus a
+Every server loads :mod:`wsgistack_bench.benchapp` (the target app plus a
 ``/slow`` endpoint and whitenoise on ``/wn/``), so the only variable is the
 server and its configuration.
 
@@ -49,7 +49,7 @@ class StackContext:
     aux_port: int  # for a TCP upstream, when the stack needs one
     static_dir: Path
     bin_dir: Path  # where uwsgi, gunicorn, granian live (the venv's bin)
-    src_dir: Path  # on PYTHONPATH so servers can import wsgistack.bench.benchapp
+    src_dir: Path  # on PYTHONPATH so servers can import wsgistack_bench.benchapp
     slow_ms: int = 20
     server_cpus: int = 1  # CPUs the servers get: sizes worker counts like a user would
 
@@ -210,7 +210,7 @@ def app_env(ctx: StackContext) -> dict[str, str]:
     }
 
 
-BENCHAPP = "wsgistack.bench.benchapp:application"
+BENCHAPP = "wsgistack_bench.benchapp:application"
 
 
 def _location_for(upstream: Upstream, knobs: NginxKnobs) -> str:

@@ -142,7 +142,7 @@ async def run_burst(url: str, connections: int, timeout: float) -> dict[str, obj
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m wsgistack.bench.pyload")
+    parser = argparse.ArgumentParser(prog="pyload.py")
     parser.add_argument("mode", choices=["load", "burst"])
     parser.add_argument("url")
     parser.add_argument("--connections", type=int, default=32)

@@ -1,6 +1,6 @@
 """``wsgistack bench``: measure wsgistack's stack side by side with reference setups.
 
-Thin: parses options, builds the plan, calls :func:`wsgistack.bench.harness.run_bench`,
+Thin: parses options, builds the plan, calls :func:`wsgistack_bench.harness.run_bench`,
 prints the table and writes the reports. All load stays on 127.0.0.1 and every
 load test is bounded by ``--duration``.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from wsgistack.bench import harness, load, report, stacks
-from wsgistack.bench.adapter import wsgistack_default
+from wsgistack_bench import harness, load, report, stacks
+from wsgistack_bench.adapter import wsgistack_default
 
 DEFAULT_STACKS = (
     "ceiling", "wsgistack", "candidate", "seed", "tiangolo", "gunicorn-sync", "gunicorn-gthread",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.bench.harness import (
+from wsgistack_bench.harness import (
     BenchOptions,
     BenchResults,
     BurstSample,
@@ -18,8 +18,8 @@ from wsgistack.bench.harness import (
     split_cpus,
     summarise,
 )
-from wsgistack.bench.load import BurstResult, LoadResult
-from wsgistack.bench.stacks import AppTarget
+from wsgistack_bench.load import BurstResult, LoadResult
+from wsgistack_bench.stacks import AppTarget
 
 
 def result(rps: float, p99: float = 5.0, errors: int = 0, non2xx: int = 0) -> LoadResult:

@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# Run as a script (stdlib only): the benchmarks directory need not be on the path.
+PYLOAD = str(Path(__file__).with_name("pyload.py"))
+
 JSON_MARKER = "WSGISTACK_JSON "
 
 # Printed by wrk's done() callback. wrk counts 3xx as success, the same as the
@@ -142,7 +145,7 @@ def wrk_argv(spec: LoadSpec, threads: int, script: Path) -> list[str]:
 
 def pyload_argv(spec: LoadSpec) -> list[str]:
     argv = [
-        sys.executable, "-m", "wsgistack.bench.pyload", "load", spec.url,
+        sys.executable, PYLOAD, "load", spec.url,
         "--connections", str(spec.connections), "--duration", f"{spec.duration_s:g}",
         "--timeout", f"{spec.timeout_s:g}",
     ]
@@ -203,7 +206,7 @@ class BurstResult:
 
 def run_burst(url: str, connections: int, timeout_s: float, cpus: tuple[int, ...]) -> BurstResult:
     argv = [
-        sys.executable, "-m", "wsgistack.bench.pyload", "burst", url,
+        sys.executable, PYLOAD, "burst", url,
         "--connections", str(connections), "--timeout", f"{timeout_s:g}",
     ]
     return BurstResult(**_last_json(_run(pin(argv, cpus), timeout_s), "burst"))

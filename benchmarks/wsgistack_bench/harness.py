@@ -245,7 +245,7 @@ def machine_info(options: BenchOptions) -> dict[str, str]:
         "python": sys.version.split()[0],
         "nginx": version(["nginx", "-v"]),
         "uwsgi": version([str(Path(sys.executable).parent / "uwsgi"), "--version"]),
-        "load generator": version(["wrk", "-v"]) if options.use_wrk else "python (wsgistack.bench.pyload)",
+        "load generator": version(["wrk", "-v"]) if options.use_wrk else "python (wsgistack_bench.pyload)",
         "somaxconn": somaxconn.read_text().strip() if somaxconn.exists() else "n/a",
         "server cpus": ",".join(map(str, options.server_cpus)) or "unpinned",
         "load cpus": ",".join(map(str, options.load_cpus)) or "unpinned",
@@ -301,7 +301,7 @@ def _start_stacks(app: AppTarget, builders: Mapping[str, StackBuilder], workroot
 def _start_each(app: AppTarget, builders: Mapping[str, StackBuilder], workroot: Path, options: BenchOptions,
                 port_iter: Iterator[int], results: BenchResults, progress: Progress,
                 running: dict[str, procs.RunningStack]) -> None:
-    src_dir = Path(__file__).resolve().parents[2]
+    src_dir = Path(__file__).resolve().parents[1]  # benchmarks/: servers import wsgistack_bench.benchapp
     for name, builder in builders.items():
         workdir = workroot / app.name / name
         ctx = StackContext(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wsgistack.bench.load import LoadError, LoadSpec, parse_pyload, parse_wrk, pin, wrk_argv
-from wsgistack.bench.pyload import build_request, percentile
+from wsgistack_bench.load import LoadError, LoadSpec, parse_pyload, parse_wrk, pin, wrk_argv
+from wsgistack_bench.pyload import build_request, percentile
 
 WRK_TEXT = """\
 Running 5s test @ http://127.0.0.1:8080/hello

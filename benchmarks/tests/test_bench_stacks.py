@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.bench import stacks
-from wsgistack.bench.adapter import listen_port, plan_from_rendered
+from wsgistack_bench import stacks
+from wsgistack_bench.adapter import listen_port, plan_from_rendered
 
 
 @pytest.fixture
