@@ -120,6 +120,10 @@ def test_django_demo_register_post_and_media_round_trip(tmp_path: Path, stacks: 
     css = http(stack.url + css_url)
     assert css.status == 200
     assert "immutable" in css.headers["cache-control"]
+    # Exactly one Cache-Control header (an inherited `expires 1h` used to add a second one).
+    raw = urllib.request.urlopen(stack.url + css_url, timeout=10).headers
+    assert raw.get_all("Cache-Control") == ["public, max-age=31536000, immutable"], raw.get_all("Cache-Control")
+    assert raw.get_all("Expires") is None
 
 
 def test_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:

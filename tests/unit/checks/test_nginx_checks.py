@@ -134,3 +134,17 @@ def test_public_listen_for_any_host(make_ctx: MakeCtx) -> None:
 ])
 def test_loopback_listen_forms(listen: str, loopback: bool) -> None:
     assert nginx._is_loopback(listen) is loopback
+
+
+@pytest.mark.parametrize("pip_present", [True, False])
+def test_missing_gixy_is_mentioned_only_where_pip_can_install_it(make_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch,
+                                                                  pip_present: bool) -> None:
+    """The image has no pip on purpose: an info telling to `pip install gixy-ng` there is noise."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setitem(sys.modules, "gixy", None)  # import gixy -> ImportError
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (real_find_spec(name, *a) if pip_present else None) if name == "pip" else real_find_spec(name, *a))
+    found = nginx.gixy(make_ctx(app="django"))
+    assert ids(found) == (["nginx.I007"] if pip_present else [])
