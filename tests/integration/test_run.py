@@ -189,6 +189,18 @@ def test_bad_config_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in log
 
 
+def test_unknown_table_in_the_config_file_names_the_file(tmp_path: Path) -> None:
+    # It used to say "unknown setting processes (in default)".
+    project = shared_dir(tmp_path, "proj")
+    (project / "hello.py").write_text((EXAMPLES / "hello" / "hello.py").read_text())
+    (project / "wsgistack.toml").write_text('[processes]\nweb = 2\n')
+    stack = start_stack(tmp_path, project, wait=False)
+    assert stack.proc.wait(timeout=30) == 2
+    log = stack.log()
+    assert "error[config.E002]: unknown setting processes (in wsgistack.toml)" in log
+    assert "Traceback" not in log
+
+
 def test_tcp_socket_between_nginx_and_uwsgi(tmp_path: Path, stacks: list[Stack]) -> None:
     from tests.conftest import free_port
 

@@ -240,20 +240,31 @@ def _error_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(config)"
 
 
+def _origin_of(dotted: str, origins: Mapping[str, Origin]) -> Origin:
+    """Where a key came from. An unknown table ([processes] in wsgistack.toml) reaches
+    pydantic as one key while its origin was recorded for each value under it."""
+    if dotted in origins:
+        return origins[dotted]
+    return next((o for key, o in origins.items() if key.startswith(dotted + ".")), DEFAULT)
+
+
 def _from_validation(exc: ValidationError, origins: Mapping[str, Origin]) -> list[WsgistackError]:
     problems: list[WsgistackError] = []
     seen: set[str] = set()
     for err in exc.errors():
+        if err["type"] == "extra_forbidden":
+            dotted = ".".join(str(p) for p in err["loc"])
+            if dotted not in seen:
+                seen.add(dotted)
+                problems.append(
+                    WsgistackError("config.E002", f"unknown setting {dotted} (in {_origin_of(dotted, origins)})", _closest(dotted))
+                )
+            continue
         path = _error_path(tuple(err["loc"]))
         if path in seen:  # a union ("auto" | int) reports once per branch; once is enough
             continue
         seen.add(path)
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            dotted = ".".join(str(p) for p in err["loc"])
-            origin = origins.get(dotted, DEFAULT)
-            problems.append(WsgistackError("config.E002", f"unknown setting {dotted} (in {origin})", _closest(dotted)))
-            continue
         if err["type"] == "union_tag_invalid" or err["type"].startswith("literal_error"):
             msg = err["msg"]
         problems.append(_invalid(path, origins.get(path, DEFAULT), msg))

@@ -154,6 +154,28 @@ def test_unknown_file_key_suggests_the_right_one(tmp_path: Path) -> None:
     assert "uwsgi.processes" in exc.value.hint
 
 
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [("processes = 4\n", "processes"), ("[processes]\nweb = 2\n", "processes"), ("[uwsgi.worker]\nx = 1\n", "uwsgi.worker")],
+)
+def test_unknown_file_key_names_the_file(tmp_path: Path, text: str, key: str) -> None:
+    # An unknown table used to be reported as coming from "default".
+    write(tmp_path / "wsgistack.toml", text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={})
+    assert exc.value.message == f"unknown setting {key} (in wsgistack.toml)"
+
+
+def test_every_unknown_top_level_key_is_reported(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", "processes = 4\n[bogus]\nx = 1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={})
+    assert [p.message for p in exc.value.problems] == [
+        "unknown setting processes (in wsgistack.toml)",
+        "unknown setting bogus (in wsgistack.toml)",
+    ]
+
+
 def test_unknown_env_variable_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path, env={"WSGISTACK_UWSGI__PROCESESS": "2"})
