@@ -102,7 +102,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment without settings that would leak into the config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSGISTACK_")}
-    for name in ("PORT", "WEB_CONCURRENCY", "UWSGI_PROCESSES", "UWSGI_URI", "NGINX_SERVER_NAME", "DJANGO_SETTINGS_MODULE"):
+    # VIRTUAL_ENV too: an activated venv in the caller's shell would choose the app's interpreter.
+    for name in ("PORT", "WEB_CONCURRENCY", "UWSGI_PROCESSES", "UWSGI_URI", "NGINX_SERVER_NAME", "DJANGO_SETTINGS_MODULE",
+                 "VIRTUAL_ENV"):
         env.pop(name, None)
     env.update(extra)
     return env

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from wsgistack.errors import AppError
+from wsgistack.interpreter import helper_argv
 
 # Tried in order when app.target = "auto" and there is no manage.py.
 FLASK_CANDIDATES = (
@@ -31,6 +32,9 @@ FLASK_CANDIDATES = (
 )
 
 _MANAGE_RE = re.compile(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([\w.]+)['"]""")
+# A manage.py is Django's when it sets Django up: names DJANGO_SETTINGS_MODULE or imports
+# django (execute_from_command_line). Flask-Script's and Click's manage.py do neither.
+_DJANGO_MANAGE_RE = re.compile(r"DJANGO_SETTINGS_MODULE|^\s*(?:from|import)\s+django\b", re.M)
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,20 @@ class AppSpec:
         return f"{self.module}:{self.attr}{'()' if self.factory else ''}"
 
 
-def django_settings_from_manage(path: Path) -> str | None:
+def _manage_text(path: Path) -> str | None:
     manage = path / "manage.py"
-    if not manage.is_file():
-        return None
-    match = _MANAGE_RE.search(manage.read_text(encoding="utf-8", errors="replace"))
+    return manage.read_text(encoding="utf-8", errors="replace") if manage.is_file() else None
+
+
+def is_django_manage(path: Path) -> bool:
+    """True when the project's manage.py sets up Django (not Flask-Script's or another's)."""
+    text = _manage_text(path)
+    return text is not None and _DJANGO_MANAGE_RE.search(text) is not None
+
+
+def django_settings_from_manage(path: Path) -> str | None:
+    text = _manage_text(path)
+    match = _MANAGE_RE.search(text) if text is not None else None
     return match.group(1) if match else None
 
 
@@ -77,7 +90,7 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], u
             os.chown(req, entry.pw_uid, entry.pw_gid)
             as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         proc = subprocess.run(
-            [python, "-m", "wsgistack.probe", str(req), str(res)],
+            helper_argv(python, "probe", str(req), str(res)),
             cwd=request["path"],
             env=dict(env),
             capture_output=True,
@@ -95,6 +108,10 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], u
         return json.loads(res.read_text())
 
 
+def _manage_note(path: Path) -> str:
+    return " (there is one, but it does not set up Django)" if (path / "manage.py").is_file() else ""
+
+
 def _raise_for(result: Mapping[str, Any], path: Path, target: str | None) -> None:
     kind = result["error"]
     module = result.get("module", "")
@@ -106,7 +123,7 @@ def _raise_for(result: Mapping[str, Any], path: Path, target: str | None) -> Non
             f"no WSGI application found in {path}",
             "point wsgistack at it: `wsgistack run --app module:callable` or app.target in wsgistack.toml "
             "(a Django project needs manage.py; a Flask app an `app` or `create_app()` in app.py or wsgi.py)",
-            details=f"looked for manage.py and {tried}" if tried else "",
+            details=(f"looked for manage.py{_manage_note(path)} and {tried}") if tried else "",
         )
     if kind == "missing-module":
         raise AppError(
@@ -145,7 +162,8 @@ def _raise_for(result: Mapping[str, Any], path: Path, target: str | None) -> Non
         raise AppError(
             "app.E007",
             "this is a Django project but Django is not installed in this environment",
-            "install the project's requirements into the same environment as wsgistack: pip install -r requirements.txt",
+            "install the project's requirements into the app's environment (the interpreter `wsgistack config --origin` "
+            "names): <that python> -m pip install -r requirements.txt, or point app.python (--python) at the right one",
         )
     if kind == "no-wsgi-application":
         raise AppError("app.E008", f"{module} does not set WSGI_APPLICATION", 'add WSGI_APPLICATION = "<project>.wsgi.application"')
@@ -172,7 +190,7 @@ def detect_app(
         settings = django_settings or django_settings_from_manage(path)
         if settings:
             request["django_settings"] = settings
-        elif (path / "manage.py").is_file():
+        elif is_django_manage(path):
             raise AppError(
                 "app.E010",
                 f"{path / 'manage.py'} does not name a settings module",

@@ -5,7 +5,7 @@ once per process, and settings have side effects). It reports the messages of
 ``manage.py check [--deploy]`` plus the few settings the doctor compares with the
 wsgistack config. It never reports SECRET_KEY itself. Stdlib + Django only, and outside
 the checks package, whose import (pydantic, Jinja2, every check) would cost ~170 ms per run.
-Usage: ``python -m wsgistack.djangochecks REQUEST.json RESULT.json``.
+Usage: ``python -c <this file> REQUEST.json RESULT.json`` (wsgistack.interpreter.helper_argv).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ themselves, so they stay pure and tests can describe any machine they like.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,13 +22,10 @@ class Machine:
     somaxconn: int
     euid: int
     nginx: str | None  # path of the nginx binary
-    uwsgi: str | None  # path of the uwsgi binary
+    # wsgistack's own interpreter (the process manager runs on it); the app's, with its
+    # uWSGI, is wsgistack.interpreter's AppPython, in the plan.
     python: str
     nginx_user: str | None = None  # unprivileged user nginx workers switch to when we are root
-    # What uWSGI re-executes on a master reload: pyuwsgi's `uwsgi` is a Python script, and
-    # uWSGI would otherwise re-exec the interpreter behind the venv's symlink, which cannot
-    # import pyuwsgi, and the server would be gone after the first reload.
-    uwsgi_binary_path: str | None = None
     # wsgistack's term-drain library (container/termdrain.c), built into Heroku images: lets
     # nginx and uWSGI drain when every process gets SIGTERM at once.
     termdrain: str | None = None
@@ -65,26 +63,6 @@ def memory_limit() -> int | None:
         return None
 
 
-def find_uwsgi() -> str | None:
-    # Prefer the uwsgi installed next to this interpreter (pyuwsgi in the same venv), so the
-    # app runs on the same Python and packages as wsgistack itself.
-    beside = Path(sys.executable).parent / "uwsgi"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("uwsgi")
-
-
-def uwsgi_binary_path(uwsgi: str | None) -> str | None:
-    if uwsgi is None:
-        return None
-    try:
-        with open(uwsgi, "rb") as fh:
-            is_script = fh.read(2) == b"#!"
-    except OSError:
-        return None
-    return sys.executable if is_script else uwsgi
-
-
 def find_nginx() -> str | None:
     return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx") if os.access(p, os.X_OK)),
@@ -118,17 +96,14 @@ def find_termdrain() -> str | None:
 def detect() -> Machine:
     somaxconn = _read("/proc/sys/net/core/somaxconn")
     euid = os.geteuid()
-    uwsgi = find_uwsgi()
     return Machine(
         cpus=cpu_count(),
         memory_limit=memory_limit(),
         somaxconn=int(somaxconn) if somaxconn and somaxconn.isdigit() else 4096,
         euid=euid,
         nginx=find_nginx(),
-        uwsgi=uwsgi,
         python=sys.executable,
         nginx_user=_nginx_worker_user() if euid == 0 else None,
-        uwsgi_binary_path=uwsgi_binary_path(uwsgi),
         termdrain=find_termdrain(),
     )
 
@@ -139,3 +114,9 @@ def nginx_version(nginx: str) -> str | None:
     except OSError:
         return None
     return out.stderr.strip().rpartition("/")[2] or None
+
+
+def version_tuple(text: str | None) -> tuple[int, ...] | None:
+    """(1, 22, 1) from "nginx version: nginx/1.22.1", (2, 0, 30) from "2.0.30.post1"."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return tuple(int(x) for x in match.groups() if x is not None) if match else None

@@ -17,6 +17,7 @@ from wsgistack.app import AppSpec, StaticDir, detect_app
 from wsgistack.config.model import ROUTER_TIMEOUTS, Config, parse_size
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
+from wsgistack.interpreter import AppPython
 from wsgistack.machine import Machine
 
 MB = 1024 * 1024
@@ -158,6 +159,7 @@ class Plan:
     uwsgi_options: tuple[tuple[str, str], ...] = ()  # uwsgi.options, one (key, value) per ini line
     app_env: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # how "auto" values were resolved, and anything capped
+    python: AppPython | None = None  # the app's interpreter and its uWSGI (None for role web)
 
     @property
     def trusted_proxies(self) -> tuple[str, ...]:
@@ -358,7 +360,7 @@ def _uwsgi_options(loaded: LoadedConfig) -> tuple[tuple[str, str], ...]:
     return tuple(lines)
 
 
-def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Plan:
+def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, python: AppPython | None = None) -> Plan:
     """Pure: everything the renderer needs, derived from config, machine and app."""
     config = loaded.config
     project = loaded.project_dir
@@ -475,6 +477,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None) -> Pl
         uwsgi_options=_uwsgi_options(loaded),
         app_env=app_env,
         notes=tuple(notes),
+        python=python,
     )
 
 
@@ -486,28 +489,31 @@ def app_user(config: Config, machine: Machine) -> str | None:
     return config.user or machine.nginx_user
 
 
-def build_plan(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str]) -> Plan:
-    """Detect the app (unless this is the web role) and make the plan.
+def build_plan(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], python: AppPython | None = None) -> Plan:
+    """Find the app's interpreter and detect the app (unless this is the web role), then
+    make the plan. ``python``: the app's interpreter when the caller resolved it already.
 
     Detection imports the app's code, so it runs as the same user uWSGI will: as root,
     importing settings as root would create files (a generated secret key, a data dir)
     that the app's real user then cannot write.
     """
     from wsgistack.access import check_user_can_run
+    from wsgistack.interpreter import resolve
 
     config = loaded.config
     app = None
     if config.role != "web":
+        python = python or resolve(loaded, env)
         path = (config.app.path if config.app.path.is_absolute() else (loaded.project_dir / config.app.path)).resolve()
         user = app_user(config, machine)
         if user:
-            check_user_can_run(user, machine.python, path)
+            check_user_can_run(user, python.python, path)
         app = detect_app(
             path,
             target=config.app.target,
             django_settings=config.app.django_settings,
-            python=machine.python,
+            python=python.python,
             env={**env, **config.app.env},
             user=user,
         )
-    return make_plan(loaded, machine, app)
+    return make_plan(loaded, machine, app, python)

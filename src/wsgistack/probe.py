@@ -2,7 +2,8 @@
 
 Importing a user's project has side effects (Django can only be configured once per
 process, modules print, sys.path changes), so detection never imports it into wsgistack's
-own process. Usage: ``python -m wsgistack.probe REQUEST.json RESULT.json``. Stdlib only.
+own process. Usage: ``python -c <this file> REQUEST.json RESULT.json`` (handed over as source by
+wsgistack.interpreter.helper_argv: the app's environment needs no wsgistack). Stdlib only.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ and review the diff like code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from wsgistack.app import AppSpec, StaticDir
 from wsgistack.config import load_config
+from wsgistack.interpreter import AppPython
 from wsgistack.machine import Machine
 from wsgistack.plan import make_plan
 from wsgistack.render import render
@@ -23,10 +25,18 @@ DATA = Path(__file__).parent / "data"
 APP_DIR = Path("/srv/app")
 
 MACHINE = Machine(cpus=2, memory_limit=512 * 1024 * 1024, somaxconn=4096, euid=1000,
-                  nginx="/usr/sbin/nginx", uwsgi="/opt/venv/bin/uwsgi", python="/opt/venv/bin/python",
-                  uwsgi_binary_path="/opt/venv/bin/python")
+                  nginx="/usr/sbin/nginx", python="/opt/wsgistack/bin/python")
 ROOT_MACHINE = Machine(cpus=4, memory_limit=None, somaxconn=1024, euid=0, nginx="/usr/sbin/nginx",
-                       uwsgi="/opt/venv/bin/uwsgi", python="/opt/venv/bin/python", nginx_user="www-data")
+                       python="/opt/wsgistack/bin/python", nginx_user="www-data")
+# The app's interpreter: pyuwsgi's script re-executed by its venv's python (binary-path),
+# or a compiled uwsgi (no binary-path needed).
+APP_PYTHON = AppPython("/opt/venv/bin/python", "VIRTUAL_ENV", "3.13.5", uwsgi="/opt/venv/bin/uwsgi",
+                       uwsgi_dist="pyuwsgi", uwsgi_version="2.0.30", binary_path="/opt/venv/bin/python")
+COMPILED_UWSGI = dataclasses.replace(APP_PYTHON, uwsgi_dist="uWSGI", binary_path=None)
+
+
+def app_python(machine: Machine) -> AppPython:
+    return COMPILED_UWSGI if machine.is_root else APP_PYTHON
 
 DJANGO = AppSpec(kind="django", module="mysite.wsgi", attr="application", path=APP_DIR,
                  django_settings="mysite.settings", staticfiles=True,
@@ -60,7 +70,7 @@ CASES = {
 def rendered(case: str) -> dict[str, str]:
     env, machine, app = CASES[case]
     loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": "/run/ws", **env})
-    return {f.path: f.content for f in render(make_plan(loaded, machine, app))}
+    return {f.path: f.content for f in render(make_plan(loaded, machine, app, app_python(machine)))}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -90,7 +100,7 @@ def test_rendered_nginx_config_passes_nginx_t(case: str, tmp_path: Path) -> None
     if machine.is_root and os.geteuid() != 0:
         pytest.skip("the root case needs root to test its `user` directive")
     loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": str(tmp_path), **env})
-    for f in render(make_plan(loaded, machine, app)):
+    for f in render(make_plan(loaded, machine, app, app_python(machine))):
         (tmp_path / f.path).write_text(f.content)
     (tmp_path / "nginx-temp").mkdir()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"

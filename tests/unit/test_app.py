@@ -126,7 +126,34 @@ def test_django_settings_that_fail_to_import(tmp_path: Path) -> None:
 
 
 def test_manage_py_without_settings(tmp_path: Path) -> None:
-    project(tmp_path, {"manage.py": "print('hi')\n"})
+    project(tmp_path, {"manage.py": "from django.core.management import execute_from_command_line\n"})
     with pytest.raises(AppError) as exc:
         detect_app(tmp_path, env=ENV)
     assert exc.value.id == "app.E010"
+
+
+FLASK_SCRIPT_MANAGE = """from flask_script import Manager
+
+from wsgi import app
+
+manager = Manager(app)
+
+if __name__ == "__main__":
+    manager.run()
+"""
+
+
+def test_a_manage_py_that_is_not_djangos_does_not_stop_detection(tmp_path: Path) -> None:
+    """Flask-Script's manage.py beside a wsgi.py with `app` (issue 17): a Flask app."""
+    project(tmp_path, {"manage.py": FLASK_SCRIPT_MANAGE,
+                       "wsgi.py": "from flask import Flask\napp = Flask(__name__)\n"})
+    spec = detect_app(tmp_path, env=ENV)
+    assert (spec.kind, spec.target) == ("flask", "wsgi:app")
+
+
+def test_a_manage_py_that_is_not_djangos_and_no_app_says_what_was_seen(tmp_path: Path) -> None:
+    project(tmp_path, {"manage.py": "print('hi')\n"})
+    with pytest.raises(AppError) as exc:
+        detect_app(tmp_path, env=ENV)
+    assert exc.value.id == "app.E001"
+    assert "manage.py (there is one, but it does not set up Django)" in exc.value.details

@@ -9,7 +9,7 @@ from wsgistack.machine import Machine
 from wsgistack.plan import make_plan
 
 MACHINE = Machine(cpus=2, memory_limit=512 * 1024 * 1024, somaxconn=4096, euid=1000,
-                  nginx="/usr/sbin/nginx", uwsgi="/opt/venv/bin/uwsgi", python="/opt/venv/bin/python")
+                  nginx="/usr/sbin/nginx", python="/opt/wsgistack/bin/python")
 
 
 def plan_for(env: dict[str, str]):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from typing import Any
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, Level, declare
 from wsgistack.checks.registry import register
+from wsgistack.interpreter import helper_argv
 
 E100 = declare(
     "app.E100",
@@ -133,7 +134,7 @@ def run_django_probe(ctx: CheckContext) -> dict[str, Any]:
         req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
         req.write_text(json.dumps(request))
         proc = subprocess.run(
-            [ctx.machine.python, "-m", "wsgistack.djangochecks", str(req), str(res)],
+            helper_argv(plan.python.python if plan.python else ctx.machine.python, "djangochecks", str(req), str(res)),
             cwd=app.path, env=env, capture_output=True, text=True, timeout=300,
         )
         if proc.returncode != 0 or not res.exists():

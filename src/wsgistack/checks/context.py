@@ -21,6 +21,7 @@ import crossplane
 from wsgistack.config.model import Config
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import AppError
+from wsgistack.interpreter import AppPython, resolve
 from wsgistack.machine import Machine
 from wsgistack.plan import Paths, Plan, build_plan
 from wsgistack.render import render, write_files
@@ -35,6 +36,7 @@ class CheckContext:
     deploy: bool = False
     app_error: AppError | None = None
     dockerfile: Path | None = None
+    python: AppPython | None = None  # the app's interpreter (None for role web)
     # Versions and other facts the checks learn on the way (shown above the report).
     facts: dict[str, str] = field(default_factory=dict)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
@@ -106,12 +108,14 @@ def build_context(
     instead of an exception, so the other checks still run. Bad config still raises."""
     plan: Plan | None = None
     app_error: AppError | None = None
+    python = resolve(loaded, env) if loaded.config.role != "web" else None
     try:
-        plan = build_plan(loaded, machine, env)
+        plan = build_plan(loaded, machine, env, python)
     except AppError as exc:
         app_error = exc
     return CheckContext(
-        loaded=loaded, plan=plan, machine=machine, env=env, deploy=deploy, app_error=app_error, dockerfile=dockerfile
+        loaded=loaded, plan=plan, machine=machine, env=env, deploy=deploy, app_error=app_error, dockerfile=dockerfile,
+        python=python,
     )
 
 

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, WARNING, Finding, declare
 from wsgistack.checks.registry import register
-from wsgistack.machine import nginx_version
+from wsgistack.interpreter import MIN_PYUWSGI_TEXT
+from wsgistack.machine import nginx_version, version_tuple
 from wsgistack.plan import DEFAULT_LISTEN
 from wsgistack.runner import INSTALL_NGINX_HINT
 
-# Oldest versions the rendered files are tested with (Debian 11's nginx; pyuwsgi's floor).
+# Oldest nginx the rendered files are tested with (Debian 11's); pyuwsgi's is
+# wsgistack.interpreter.MIN_PYUWSGI, which `run` enforces.
 MIN_NGINX = (1, 18)
-MIN_UWSGI = (2, 0, 28)
 
 E001 = declare("machine.E001", ERROR, "nginx is not installed (or not on PATH)", INSTALL_NGINX_HINT)
 E002 = declare(
     "machine.E002",
     ERROR,
-    "uWSGI is not installed in this environment",
-    "install it next to wsgistack: pip install pyuwsgi",
+    "uWSGI (pyuwsgi) is not installed in the app's environment",
+    "install it with the app's interpreter: <app python> -m pip install pyuwsgi",
 )
 W003 = declare(
     "machine.W003",
@@ -29,11 +27,11 @@ W003 = declare(
     f"nginx is older than {'.'.join(map(str, MIN_NGINX))}, the oldest version wsgistack's config is tested with",
     "install a current nginx (Debian 12 ships 1.22) or the nginx.org packages",
 )
-W004 = declare(
-    "machine.W004",
-    WARNING,
-    f"uWSGI is older than {'.'.join(map(str, MIN_UWSGI))}, the oldest version wsgistack's config is tested with",
-    "pip install -U pyuwsgi (a distribution's uwsgi may also lack the built-in Python plugin)",
+E004 = declare(
+    "machine.E004",
+    ERROR,
+    f"pyuwsgi in the app's environment is older than {MIN_PYUWSGI_TEXT}, the oldest wsgistack supports (`run` refuses it)",
+    f"upgrade it with the app's interpreter: <app python> -m pip install --upgrade 'pyuwsgi>={MIN_PYUWSGI_TEXT}'",
 )
 W005 = declare(
     "machine.W005",
@@ -42,17 +40,6 @@ W005 = declare(
     "raise it: sysctl -w net.core.somaxconn=4096 (persist in /etc/sysctl.d/; "
     "in a container: docker run --sysctl net.core.somaxconn=4096), or lower uwsgi.listen",
 )
-def version_tuple(text: str | None) -> tuple[int, ...] | None:
-    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
-    return tuple(int(x) for x in match.groups() if x is not None) if match else None
-
-
-def uwsgi_version(uwsgi: str) -> str | None:
-    try:
-        out = subprocess.run([uwsgi, "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
 @register()
@@ -61,8 +48,14 @@ def binaries_present(ctx: CheckContext) -> list[Finding]:
     found = []
     if role in ("all", "web") and not machine.nginx:
         found.append(E001())
-    if role in ("all", "app") and not machine.uwsgi:
-        found.append(E002(hint=f"install it next to wsgistack: {machine.python} -m pip install pyuwsgi"))
+    python = ctx.python
+    if role in ("all", "app") and python is not None:
+        if python.uwsgi is None:
+            found.append(E002(f"uWSGI (pyuwsgi) is not installed in the app's environment: {python.python}, {python.why}",
+                              hint=f"add it there: {python.install_uwsgi}"))
+        elif python.uwsgi_too_old:
+            found.append(E004(f"{python.uwsgi_dist} {python.uwsgi_version} in the app's environment ({python.python}) "
+                              f"is older than {MIN_PYUWSGI_TEXT}", hint=f"upgrade it: {python.upgrade_uwsgi}"))
     return found
 
 
@@ -76,12 +69,11 @@ def versions(ctx: CheckContext) -> list[Finding]:
         version = version_tuple(text)
         if version is not None and version < MIN_NGINX:
             found.append(W003(f"nginx {text} ({machine.nginx}) is older than {'.'.join(map(str, MIN_NGINX))}"))
-    if machine.uwsgi and role in ("all", "app"):
-        text = uwsgi_version(machine.uwsgi)
-        ctx.facts["uWSGI"] = text or "?"
-        version = version_tuple(text)
-        if version is not None and version < MIN_UWSGI:
-            found.append(W004(f"uWSGI {text} ({machine.uwsgi}) is older than {'.'.join(map(str, MIN_UWSGI))}"))
+    python = ctx.python
+    if python is not None and role in ("all", "app"):
+        ctx.facts["app Python"] = f"{python.version} ({python.python})"
+        if python.uwsgi_version:
+            ctx.facts["uWSGI"] = f"{python.uwsgi_dist} {python.uwsgi_version}"
     return found
 
 

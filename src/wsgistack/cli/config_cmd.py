@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ except ImportError:  # container images leave rich out (see cli/plain.py)
 
 from wsgistack.cli.options import config_options, load
 from wsgistack.config import describe
+from wsgistack.interpreter import choose
 
 
 @click.command()
@@ -40,3 +42,7 @@ def command(path: Path, origin: bool, as_json: bool, **params: Any) -> None:
         row = [key, shown] + ([source, names] if origin else [])
         table.add_row(*row, style=None if source == "default" else "bold")
     Console(width=200 if origin else None).print(table)
+    if origin and loaded.config.role != "web":
+        python, why = choose(loaded, os.environ)
+        click.echo(f"app interpreter: {python}\n  chosen: {why}\n  order: app.python (--python, WSGISTACK_APP__PYTHON), "
+                   "VIRTUAL_ENV, .venv/venv in the project, wsgistack's own interpreter")

@@ -15,6 +15,7 @@ from wsgistack.config import LoadedConfig, load_config
 # (flag, dotted config key, help, multiple)
 CONFIG_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
     ("--app", "app.target", "WSGI target: module:callable, module:factory() or auto", False),
+    ("--python", "app.python", "the app's Python interpreter or virtualenv (default: VIRTUAL_ENV, ./.venv, ./venv)", False),
     ("--host", "server.host", "address nginx listens on", False),
     ("--port", "server.port", "port nginx listens on", False),
     ("--server-name", "server.server_names", "a Host name to serve (repeatable; * = any)", True),

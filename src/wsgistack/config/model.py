@@ -60,6 +60,11 @@ class AppSection(_Section):
         description='"auto" (detect Django/Flask), "module:callable" or "module:factory()"',
     )
     path: Path = Field(Path("."), description="project directory (uWSGI chdir, added to sys.path)")
+    python: str = Field(
+        "",
+        description="the app's Python interpreter or virtualenv, where uWSGI (pyuwsgi) runs it (default: VIRTUAL_ENV, "
+        "then a .venv/venv in the project, then wsgistack's own interpreter)",
+    )
     django_settings: str = Field("", description="Django settings module (default: from manage.py)")
     collectstatic: bool = Field(True, description="Django: run collectstatic --noinput before start")
     migrate: bool = Field(False, description="Django: run migrate --noinput before start")

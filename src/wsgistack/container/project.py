@@ -51,12 +51,15 @@ def find_facts(path: Path, detect: bool = True) -> ProjectFacts:
     if detect:
         from wsgistack.app import detect_app
         from wsgistack.config import load_config
+        from wsgistack.interpreter import choose
 
         try:
             loaded = load_config(path, env={k: v for k, v in os.environ.items() if k == "DJANGO_SETTINGS_MODULE"})
             config = loaded.config
             app_path = config.app.path if config.app.path.is_absolute() else path / config.app.path
-            spec = detect_app(app_path.resolve(), target=config.app.target, django_settings=config.app.django_settings)
+            python, _why = choose(loaded, os.environ)  # the app's own environment on this machine
+            spec = detect_app(app_path.resolve(), target=config.app.target, django_settings=config.app.django_settings,
+                              python=python)
         except WsgistackError as exc:
             notes.append(f"note: could not detect the app here ({exc.id}: {exc.message}); no data directories prepared")
         else:

@@ -57,13 +57,14 @@ def process_table(plan: Plan) -> dict[str, object]:
     processes: list[dict[str, object]] = []
     if plan.runs_uwsgi:
         assert plan.app is not None
+        uwsgi = plan.python.uwsgi if plan.python else None
         ready = plan.upstream.ready
         # ...and the app is loaded: nginx never starts in front of an app that cannot load.
         ready["file"] = str(plan.paths.uwsgi_ready)
         processes.append(
             {
                 "name": "uwsgi",
-                "argv": [machine.uwsgi or "uwsgi", "--ini", str(plan.paths.uwsgi_ini)],
+                "argv": [uwsgi or "uwsgi", "--ini", str(plan.paths.uwsgi_ini)],
                 "env": dict(plan.app_env),
                 "drop_env_prefix": "UWSGI_",
                 "cwd": str(plan.app.path),

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from wsgistack.errors import MissingBinaryError, PrestartError, WsgistackError
 from wsgistack.access import unreachable_ancestor
 from wsgistack.config.sources import LoadedConfig
+from wsgistack.interpreter import helper_argv
 from wsgistack.plan import Plan
 from wsgistack.render import render, write_files
 from wsgistack.runner.manager import Manager, process_alive_from_pidfile
@@ -26,12 +26,11 @@ INSTALL_NGINX_HINT = (
 def check_binaries(plan: Plan) -> None:
     if plan.runs_nginx and not plan.machine.nginx:
         raise MissingBinaryError("run.E001", "nginx is not installed (or not on PATH)", INSTALL_NGINX_HINT)
-    if plan.runs_uwsgi and not plan.machine.uwsgi:
-        raise MissingBinaryError(
-            "run.E001",
-            "uwsgi is not installed in this environment",
-            f"install it next to wsgistack: {sys.executable} -m pip install pyuwsgi",
-        )
+    if plan.runs_uwsgi:
+        from wsgistack.interpreter import check_uwsgi
+
+        assert plan.python is not None
+        check_uwsgi(plan.python)  # run.E001 (missing from the app's environment), python.E003 (too old)
 
 
 def check_reachable(plan: Plan) -> None:
@@ -86,7 +85,7 @@ def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
     app = plan.app
     if app is None:
         return steps
-    python = plan.machine.python
+    assert plan.python is not None
     if app.kind == "django":
         django_steps = []
         has_static_root = any(loc.role == "static" for loc in plan.locations)
@@ -95,7 +94,7 @@ def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
         if plan.config.app.migrate:
             django_steps.append("migrate")
         if django_steps:
-            steps.append((" + ".join(django_steps), [python, "-m", "wsgistack.djangoprestart", *django_steps]))
+            steps.append((" + ".join(django_steps), helper_argv(plan.python.python, "djangoprestart", *django_steps)))
     for command in plan.config.app.prestart:
         steps.append((command, shlex.split(command)))
     return steps
@@ -150,9 +149,10 @@ def write_runtime(plan: Plan) -> Path:
 def describe(plan: Plan) -> str:
     if plan.app is None:
         return f"role {plan.role}: nginx -> {plan.upstream.nginx}"
+    python = f"\napp interpreter: {plan.python.python} (Python {plan.python.version}; {plan.python.why})" if plan.python else ""
     return (
         f"role {plan.role}: {plan.app.kind} app {plan.app.target} in {plan.app.path}, "
-        f"{plan.processes} processes x {plan.threads} threads"
+        f"{plan.processes} processes x {plan.threads} threads{python}"
     )
 
 

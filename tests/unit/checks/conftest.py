@@ -16,14 +16,16 @@ import pytest
 from wsgistack.app import AppSpec, StaticDir
 from wsgistack.checks import CheckContext
 from wsgistack.config import load_config
+from wsgistack.interpreter import AppPython
 from wsgistack.machine import Machine
 from wsgistack.plan import make_plan
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MB = 1024 * 1024
 
-MACHINE = Machine(cpus=2, memory_limit=512 * MB, somaxconn=4096, euid=1000, nginx=NGINX,
-                  uwsgi="/opt/venv/bin/uwsgi", python=sys.executable, uwsgi_binary_path="/opt/venv/bin/python")
+MACHINE = Machine(cpus=2, memory_limit=512 * MB, somaxconn=4096, euid=1000, nginx=NGINX, python=sys.executable)
+APP_PYTHON = AppPython(sys.executable, "wsgistack's own interpreter", "3.11.2", uwsgi="/opt/venv/bin/uwsgi",
+                       uwsgi_dist="pyuwsgi", uwsgi_version="2.0.30", binary_path="/opt/venv/bin/python")
 ROOT_MACHINE = dataclasses.replace(MACHINE, euid=0, nginx_user="www-data")
 
 MakeCtx = Callable[..., CheckContext]
@@ -65,16 +67,17 @@ def make_ctx(project: Path, public_dir: Path) -> Iterator[MakeCtx]:
     contexts: list[CheckContext] = []
 
     def make(env: dict[str, str] | None = None, *, machine: Machine = MACHINE, app: AppSpec | None | str = "flask",
-             deploy: bool = False, **plan_changes: Any) -> CheckContext:
+             deploy: bool = False, python: AppPython = APP_PYTHON, **plan_changes: Any) -> CheckContext:
         env = {"WSGISTACK_RUNTIME_DIR": str(public_dir / "rt"), **(env or {})}
         loaded = load_config(project, env=env)
         spec = flask_app(project) if app == "flask" else django_app(project) if app == "django" else app
         if loaded.config.role == "web":
             spec = None
-        plan = make_plan(loaded, machine, spec)  # type: ignore[arg-type]
+        python = None if loaded.config.role == "web" else python
+        plan = make_plan(loaded, machine, spec, python)  # type: ignore[arg-type]
         if plan_changes:
             plan = dataclasses.replace(plan, **plan_changes)
-        ctx = CheckContext(loaded=loaded, plan=plan, machine=machine, env={}, deploy=deploy)
+        ctx = CheckContext(loaded=loaded, plan=plan, machine=machine, env={}, deploy=deploy, python=python)
         contexts.append(ctx)
         return ctx
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from tests.unit.checks.conftest import MACHINE, MakeCtx, ids
+from tests.unit.checks.conftest import APP_PYTHON, MACHINE, MakeCtx, ids
 from wsgistack.checks import machine
 
 
@@ -14,25 +14,27 @@ def test_missing_binaries(make_ctx: MakeCtx) -> None:
     assert machine.binaries_present(make_ctx()) == []
     no_nginx = make_ctx(machine=dataclasses.replace(MACHINE, nginx=None))
     assert ids(machine.binaries_present(no_nginx)) == ["machine.E001"]
-    no_uwsgi = dataclasses.replace(MACHINE, uwsgi=None)
-    found = machine.binaries_present(make_ctx(machine=no_uwsgi))
+    no_uwsgi = dataclasses.replace(APP_PYTHON, uwsgi=None, uwsgi_dist=None, uwsgi_version=None, binary_path=None)
+    found = machine.binaries_present(make_ctx(python=no_uwsgi))
     assert ids(found) == ["machine.E002"]
-    assert "-m pip install pyuwsgi" in found[0].hint
-    web = make_ctx({"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001"}, machine=no_uwsgi)
+    assert found[0].hint == f"add it there: {APP_PYTHON.python} -m pip install pyuwsgi"  # the app's interpreter
+    web = make_ctx({"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001"}, python=no_uwsgi)
     assert machine.binaries_present(web) == []  # the web role runs no uWSGI
 
 
-@pytest.mark.parametrize(("nginx", "uwsgi", "expected"), [
-    ("1.22.1", "2.0.30", []),
-    ("1.14.2", "2.0.30", ["machine.W003"]),
-    ("1.25.0", "2.0.18", ["machine.W004"]),
-])
-def test_versions(make_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch, nginx: str, uwsgi: str, expected: list[str]) -> None:
+def test_pyuwsgi_older_than_supported_is_an_error_with_the_upgrade_command(make_ctx: MakeCtx) -> None:
+    old = dataclasses.replace(APP_PYTHON, uwsgi_version="2.0.18")
+    found = machine.binaries_present(make_ctx(python=old))
+    assert ids(found) == ["machine.E004"]
+    assert f"{APP_PYTHON.python} -m pip install --upgrade 'pyuwsgi>=2.0.28'" in found[0].hint
+
+
+@pytest.mark.parametrize(("nginx", "expected"), [("1.22.1", []), ("1.14.2", ["machine.W003"])])
+def test_versions(make_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch, nginx: str, expected: list[str]) -> None:
     monkeypatch.setattr(machine, "nginx_version", lambda path: nginx)
-    monkeypatch.setattr(machine, "uwsgi_version", lambda path: uwsgi)
     ctx = make_ctx()
     assert ids(machine.versions(ctx)) == expected
-    assert ctx.facts == {"nginx": nginx, "uWSGI": uwsgi}
+    assert ctx.facts == {"nginx": nginx, "app Python": f"3.11.2 ({APP_PYTHON.python})", "uWSGI": "pyuwsgi 2.0.30"}
 
 
 def test_version_numbers() -> None:
