@@ -1,9 +1,11 @@
 """Container health probe: ``python3 -I -S healthcheck.py`` (stdlib only, no site-packages).
 
 It asks what is running from the runtime dir's processes.json, so one HEALTHCHECK serves
-every role: with nginx (roles all, web) it sends one HTTP request through nginx and is
-healthy when the status is below 500 (a Django 400 for an unlisted Host still means the
-app answered); in role app it checks that uWSGI accepts on its socket. No urllib (twice
+every role: with nginx (roles all, web) it sends one HTTP request through nginx, to the
+readiness path (server.ready_path: a uWSGI worker answers it before the app, so neither
+the Host check nor the database matters) unless HEALTHCHECK_PATH names another, and is
+healthy when the status is below 500 (503 while the node drains); in role app it checks
+that uWSGI accepts on its socket. No urllib (twice
 the start time) and no curl in the image. Exit 0 healthy, 1 unhealthy (Docker's contract).
 """
 
@@ -41,9 +43,10 @@ def _connect(ready):
     return socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT)
 
 
-def check(runtime, path):
+def check(runtime, path=None):
     with open(os.path.join(runtime, "processes.json")) as fh:
         table = json.load(fh)
+    path = path or table.get("health", {}).get("ready") or "/"
     procs = {p["name"]: p for p in table["processes"]}
     if "nginx" in procs:
         with _connect(procs["nginx"]["ready"]) as s:
@@ -64,7 +67,7 @@ def check(runtime, path):
 
 def main():
     runtime = os.environ.get("WSGISTACK_RUNTIME_DIR") or "/tmp/wsgistack"
-    path = os.environ.get("HEALTHCHECK_PATH") or "/"
+    path = os.environ.get("HEALTHCHECK_PATH")
     try:
         problem = check(runtime, path)
     except (OSError, ValueError, KeyError) as exc:

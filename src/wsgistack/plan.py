@@ -116,7 +116,11 @@ class Paths:
     socket = property(lambda self: self.runtime / "uwsgi.sock")
     nginx_pid = property(lambda self: self.runtime / "nginx.pid")
     nginx_temp = property(lambda self: self.runtime / "nginx-temp")
+    # What uWSGI loads by path (wsgi-file): see templates/wsgistack_app.py.j2.
     shim = property(lambda self: self.runtime / "wsgistack_app.py")
+    # While this file exists, the readiness path answers 503 "draining" (balancers stop
+    # sending new requests before the node stops or reloads).
+    drain = property(lambda self: self.runtime / "drain")
     guard = property(lambda self: self.runtime / "wsgistack_guard.py")
     stats = property(lambda self: self.private / "stats.sock")
     uwsgi_pid = property(lambda self: self.private / "uwsgi.pid")
@@ -128,7 +132,7 @@ class Paths:
     def transient(self) -> tuple[Path, ...]:
         """What a run leaves behind and the next one must not find: cleared before a start,
         removed by the process manager after a stop."""
-        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready)
+        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain)
 
 
 @dataclass(frozen=True)
@@ -200,14 +204,6 @@ class Plan:
     @property
     def runs_uwsgi(self) -> bool:
         return self.config.role in ("all", "app")
-
-    @property
-    def wsgi_module(self) -> str:
-        """What uWSGI's ``module`` option loads (a shim for factories)."""
-        assert self.app is not None
-        if self.app.factory:
-            return "wsgistack_app:application"
-        return f"{self.app.module}:{self.app.attr}"
 
     @property
     def url(self) -> str:

@@ -74,10 +74,17 @@ def _seconds(text: str | None) -> int | None:
 
 
 def _nginx_read_timeout(ctx: CheckContext) -> int | None:
-    for directive, _parents in walk(ctx.nginx_tree):
+    """nginx's wait for the app: the uwsgi_read_timeout of `location /` (the readiness
+    location has its own, deliberately short one)."""
+    found = None
+    for directive, parents in walk(ctx.nginx_tree):
         if directive["directive"] == "uwsgi_read_timeout" and directive["args"]:
-            return _seconds(directive["args"][0])
-    return None
+            in_app_location = bool(parents) and parents[-1]["directive"] == "location" and parents[-1]["args"] == ["/"]
+            if in_app_location or found is None:
+                found = _seconds(directive["args"][0])
+            if in_app_location:
+                break
+    return found
 
 
 @register()

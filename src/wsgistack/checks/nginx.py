@@ -237,7 +237,13 @@ def public_listen_checks_host(ctx: CheckContext) -> list[Finding]:
         body = directive.get("block", [])
         listens = [d["args"][0] for d in body if d["directive"] == "listen" and d["args"]]
         names = [a for d in body if d["directive"] == "server_name" for a in d["args"]]
-        serves_app = any(d["directive"] in ("uwsgi_pass", "proxy_pass") for d, _p in walk(body))
+        # The readiness location passes to uWSGI from every server, but only to wsgistack's
+        # shim, which answers it before the app: it passes no Host to the app.
+        ready = ["=", ctx.config.server.ready_path]
+        serves_app = any(
+            d["directive"] in ("uwsgi_pass", "proxy_pass") and not any(p.get("args") == ready for p in ps)
+            for d, ps in walk(body)
+        )
         public = [ln for ln in listens if not _is_loopback(ln)]
         if serves_app and public and all(n in ("_", "", "*") for n in names):
             found.append(W013(

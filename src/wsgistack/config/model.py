@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)[bB]?\s*$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -111,6 +111,15 @@ class ServerSection(_Section):
         True,
         description="add X-Content-Type-Options, Referrer-Policy and X-Frame-Options to responses that do not set their own",
     )
+    live_path: str = Field(
+        "/_wsgistack/live",
+        description="liveness: answered 200 by nginx itself (no app, no Host check, not logged), for balancers and probes",
+    )
+    ready_path: str = Field(
+        "/_wsgistack/ready",
+        description="readiness: answered by a uWSGI worker before the app (200 ready, 503 while draining; no Host check, "
+        "no database, not logged)",
+    )
 
     @field_validator("worker_processes")
     @classmethod
@@ -118,6 +127,19 @@ class ServerSection(_Section):
         if isinstance(v, int) and v < 1:
             raise ValueError('must be at least 1, or "auto"')
         return v
+
+    @field_validator("live_path", "ready_path")
+    @classmethod
+    def _health_path(cls, v: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~/-]+", v) or "//" in v or "/." in v:
+            raise ValueError(f"{v!r} is not a plain URL path such as /_wsgistack/ready (letters, digits, . _ ~ - and /)")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_health_paths(self) -> ServerSection:
+        if self.live_path == self.ready_path:
+            raise ValueError(f"live_path and ready_path are both {self.live_path!r}: give them different paths")
+        return self
 
     @field_validator("max_body_size")
     @classmethod

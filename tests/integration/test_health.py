@@ -1,0 +1,77 @@
+"""Liveness and readiness paths (server.live_path, server.ready_path), the drain marker, and
+apps loaded through wsgistack's shim by path (a factory app started as root)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, Stack, http, shared_dir, start_stack
+
+pytestmark = pytest.mark.integration
+
+LIVE, READY = "/_wsgistack/live", "/_wsgistack/ready"
+
+
+def test_health_answers_for_any_host_without_the_app_and_drains(tmp_path: Path, stacks: list[Stack]) -> None:
+    stack = start_stack(tmp_path, EXAMPLES / "hello", ready_path=READY)
+    stacks.append(stack)
+    for host in ("localhost", "unknown.example"):  # an unknown Host is refused (444) for any other path
+        live = http(stack.url + LIVE, host=host)
+        assert (live.status, live.body) == (200, b"live\n")
+        ready = http(stack.url + READY, host=host)
+        assert (ready.status, ready.body) == (200, b"ready\n")
+        assert ready.headers["cache-control"] == "no-store"
+    with pytest.raises(OSError):  # the refusal still holds for the app's own paths
+        http(stack.url + "/hello", host="unknown.example", timeout=3)
+
+    marker = stack.runtime_dir / "drain"
+    marker.touch()
+    draining = http(stack.url + READY)
+    assert (draining.status, draining.body) == (503, b"draining\n")
+    assert http(stack.url + LIVE).status == 200  # nginx is alive while the node drains...
+    assert http(stack.url + "/hello").status == 200  # ...and still serves what reaches it
+    marker.unlink()
+    assert http(stack.url + READY).status == 200
+
+    # Health checks are not written to nginx's access log; the app's requests are. (uWSGI
+    # logs 5xx answers, so a draining node's 503s are in its log: a drain is worth seeing.)
+    time.sleep(0.3)
+    access = [line for line in stack.log().splitlines() if line.startswith("nginx |")]
+    assert any("GET /hello" in line for line in access)
+    assert not any(LIVE in line or READY in line for line in access)
+
+
+def test_health_paths_are_settings(tmp_path: Path, stacks: list[Stack]) -> None:
+    from tests.conftest import clean_env
+
+    env = clean_env(WSGISTACK_SERVER__LIVE_PATH="/livez", WSGISTACK_SERVER__READY_PATH="/readyz")
+    stack = start_stack(tmp_path, EXAMPLES / "hello", env=env, ready_path="/readyz")
+    stacks.append(stack)
+    assert http(stack.url + "/livez").body == b"live\n"
+    assert http(stack.url + "/readyz").body == b"ready\n"
+
+
+def test_factory_app_served_when_started_as_root(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 10, defect 1: a module:factory() target started as root died with
+    ModuleNotFoundError: wsgistack_app (the shim sat in a directory the app user cannot list)."""
+    if os.geteuid() != 0:
+        pytest.skip("the defect needs a start as root (uWSGI then runs as the nginx worker user)")
+    project = shared_dir(tmp_path, "project")
+    pkg = project / "flaskr"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "def create_app():\n"
+        "    def app(environ, start_response):\n"
+        "        start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "        return [b'made by the factory']\n"
+        "    return app\n"
+    )
+    for path in (project, pkg, pkg / "__init__.py"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    stack = start_stack(tmp_path, project, "--app", "flaskr:create_app()", ready_path=READY)
+    stacks.append(stack)
+    assert http(stack.url + "/").body == b"made by the factory"
