@@ -54,14 +54,18 @@ def prepare(env: Mapping[str, str], project: Path, say: Callable[[str], None]) -
     return plan
 
 
-def main(project: Path | None = None) -> None:
-    """Prepare, then replace this process with the manager (never returns on success)."""
+def main(project: Path | None = None, prestart_only: bool = False) -> None:
+    """Prepare, then replace this process with the manager (never returns on success).
+    With ``prestart_only`` (the Kubernetes migration Job), return after the prestart steps."""
     def say(text: str) -> None:
         print(f"wsgistack | {text}", flush=True)
 
     project = project or Path(os.environ.get("WSGISTACK_PROJECT_DIR", "") or (DEFAULT_PROJECT if Path(DEFAULT_PROJECT).is_dir() else "."))
     started = time.monotonic()
     plan = prepare(os.environ, project, say)
+    if prestart_only:
+        say(f"prestart done in {time.monotonic() - started:.2f}s (--prestart-only: nothing else starts)")
+        return
     say(f"ready to start in {time.monotonic() - started:.2f}s; handing over to the process manager")
     sys.stdout.flush()
     python = plan.machine.python

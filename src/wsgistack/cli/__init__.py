@@ -66,6 +66,9 @@ def _register() -> None:
     main.add_command(build_cmd.command, "build")
     main.add_command(compose_cmd.command, "compose")
     main.add_command(heroku_cmd.command, "heroku")
+    from wsgistack.cli import kube_cmd
+
+    main.add_command(kube_cmd.command, "kube")
 
 
 # The benchmark harness is not part of the package: it lives in the repository's benchmarks/

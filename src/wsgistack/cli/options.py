@@ -32,9 +32,17 @@ def _param_name(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
+def table_options(table: tuple[tuple[str, str, str, bool], ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Click options for a table of (flag, dotted key, help, multiple): each sets one setting."""
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for flag, dotted, help_text, multiple in reversed(table):
+            func = click.option(flag, _param_name(flag), multiple=multiple, default=None, help=f"{help_text} [{dotted}]")(func)
+        return func
+    return decorate
+
+
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for flag, dotted, help_text, multiple in reversed(CONFIG_OPTIONS):
-        func = click.option(flag, _param_name(flag), multiple=multiple, default=None, help=f"{help_text} [{dotted}]")(func)
+    func = table_options(CONFIG_OPTIONS)(func)
     func = click.option(
         "--config",
         "config_file",
@@ -44,9 +52,9 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def overrides(params: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+def overrides(params: dict[str, Any], table: tuple[tuple[str, str, str, bool], ...] = CONFIG_OPTIONS) -> dict[str, tuple[Any, str]]:
     out: dict[str, tuple[Any, str]] = {}
-    for flag, dotted, _help, multiple in CONFIG_OPTIONS:
+    for flag, dotted, _help, multiple in table:
         value = params.pop(_param_name(flag), None)
         if multiple:
             value = list(value) if value else None

@@ -222,6 +222,86 @@ class UwsgiSection(_Section):
         return v
 
 
+class KubeSection(_Section):
+    """`wsgistack kube`: the Kubernetes manifests rendered from this same config (docs/kubernetes.md)."""
+
+    image: str = Field("", description="image the manifests run, as `wsgistack build` made it and a registry serves it (--image)")
+    name: str = Field("", description="name of the Deployment, Service and friends (default: the project directory's name)")
+    namespace: str = Field("", description="namespace for every resource (kustomize sets it); empty = the one kubectl uses")
+    replicas: int = Field(2, ge=1, le=1000, description="pods of the web Deployment (when autoscaling is off)")
+    layout: Literal["single", "split"] = Field(
+        "single",
+        description='"single": one container runs nginx + uWSGI; "split": an nginx container and an app container '
+        "in one pod, sharing the uWSGI socket through an emptyDir",
+    )
+    cpu: str = Field("250m", description="CPU request of the app container (no CPU limit: throttling stalls workers)")
+    memory: str = Field("256Mi", description="memory request of the app container")
+    memory_limit: str = Field("512Mi", description='memory limit of the app container; uwsgi.processes = "auto" sizes from it')
+    hosts: tuple[str, ...] = Field((), description="host names for an Ingress (none = no Ingress); each must be served (server.server_names)")
+    ingress_class: str = Field("", description="ingressClassName of the Ingress (empty = the cluster's default class)")
+    tls_secret: str = Field("", description="Secret holding the Ingress's TLS certificate for hosts (empty = no TLS section)")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment for every container, in the ConfigMap (never secrets)")
+    secret: str = Field("", description="Secret whose keys become environment variables (default: NAME-secrets); create it yourself")
+    autoscale_min: int = Field(0, ge=0, le=1000, description="HorizontalPodAutoscaler minimum replicas (0 with autoscale_max 0 = no HPA)")
+    autoscale_max: int = Field(0, ge=0, le=1000, description="HorizontalPodAutoscaler maximum replicas (0 = no HPA)")
+    autoscale_cpu: int = Field(70, ge=10, le=100, description="HPA target: average CPU use in % of the request")
+    max_surge: str = Field("25%", description="rolling update: extra pods started before old ones stop (maxUnavailable is always 0)")
+    prestop_pause: int = Field(
+        5, ge=0, le=120, description="seconds a stopping pod keeps serving so endpoints and load balancers forget it first"
+    )
+    startup_timeout: int = Field(300, ge=10, le=3600, description="seconds a pod may take to start (prestart included) before it is restarted")
+    collectstatic: Literal["pod", "job"] = Field(
+        "pod",
+        description='where Django collectstatic runs: "pod" = each pod into its own emptyDir at start; "job" = once per '
+        "release in the migration Job (STATIC_ROOT on shared storage)",
+    )
+    media_claim: str = Field("", description="PersistentVolumeClaim for uploads (MEDIA_ROOT); empty = an emptyDir, lost with the pod")
+
+    @field_validator("max_surge")
+    @classmethod
+    def _surge(cls, v: str) -> str:
+        if not re.fullmatch(r"[1-9]\d*%?|[1-9]\d?%|100%", v.strip()):
+            raise ValueError(f"{v!r} is not a number of pods or a percentage such as 1 or 25%")
+        return v.strip()
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
+            raise ValueError(f"{v!r} is not a Kubernetes name (lowercase letters, digits and -, at most 63)")
+        return v
+
+    @field_validator("secret", "tls_secret", "media_claim", "ingress_class")
+    @classmethod
+    def _dns_subdomain(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", v):
+            raise ValueError(f"{v!r} is not a Kubernetes object name (lowercase letters, digits, - and .)")
+        return v
+
+    @field_validator("cpu", "memory", "memory_limit")
+    @classmethod
+    def _quantity(cls, v: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?", v.strip()):
+            raise ValueError(f"{v!r} is not a Kubernetes quantity such as 250m, 0.5, 256Mi or 1Gi")
+        return v.strip()
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
+                raise ValueError(f"{name!r} is not a host name an Ingress accepts (lowercase, optionally *.domain)")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment variable name")
+        return v
+
+
 class Config(_Section):
     """The whole, validated configuration. Frozen: derive, never mutate."""
 
@@ -249,6 +329,7 @@ class Config(_Section):
     app: AppSection = Field(default_factory=AppSection)
     server: ServerSection = Field(default_factory=ServerSection)
     uwsgi: UwsgiSection = Field(default_factory=UwsgiSection)
+    kube: KubeSection = Field(default_factory=KubeSection)
 
     @field_validator("request_timeout")
     @classmethod
@@ -261,4 +342,4 @@ class Config(_Section):
 # Platforms whose router closes a request after a fixed time; our timeouts must end first.
 ROUTER_TIMEOUTS: dict[str, int] = {"heroku": 30}
 
-SECTIONS: dict[str, type[_Section]] = {"app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection}
+SECTIONS: dict[str, type[_Section]] = {"app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection, "kube": KubeSection}

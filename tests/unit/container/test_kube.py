@@ -1,0 +1,323 @@
+"""Proofs for `wsgistack kube` without a cluster, over every golden case:
+
+1. schema: each manifest validates strictly (unknown fields fail) against the API schemas
+   of several Kubernetes minor versions, with kubernetes-validate (offline, bundled schemas);
+2. policy: Pod Security "restricted" field by field, and wsgistack's own rules (grace
+   period > pause + stop timeout, PDB shape, rollout, probe paths and Host, migrations).
+
+The pod itself runs under Docker in tests/docker/test_kube_pod.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.golden.test_kube import CASES, rendered
+from wsgistack.config import load_config
+from wsgistack.container.dockerfile import IMAGE_UID
+from wsgistack.container.kube import DEFAULT_LIVE_PATH, DEFAULT_READY_PATH, probe_host, render_kube
+from wsgistack.errors import ConfigError
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+# Three (and more) minor versions, oldest first: the API versions used here (apps/v1,
+# batch/v1, policy/v1, autoscaling/v2, networking.k8s.io/v1) and every field must exist in all.
+KUBERNETES_VERSIONS = ("1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0")
+# Pod Security "restricted": the only volume types it allows.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+
+
+def manifests(case: str) -> dict[str, dict[str, Any]]:
+    """file name -> parsed resource (kustomization.yaml included)."""
+    out = {}
+    for name, text in rendered(case).items():
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        assert len(docs) == 1, f"{name}: one resource per file"
+        out[name] = docs[0]
+    return out
+
+
+def by_kind(case: str) -> dict[str, dict[str, Any]]:
+    return {doc["kind"]: doc for name, doc in manifests(case).items()}
+
+
+def config_of(case: str):  # type: ignore[no-untyped-def]
+    env, _facts = CASES[case]
+    return load_config("/srv/shop", env=env).config
+
+
+# --- 1. schema -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_manifest_validates_strictly(case: str, version: str) -> None:
+    for name, doc in manifests(case).items():
+        if doc["kind"] == "Kustomization":
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{case}/{name} is invalid for Kubernetes {version}: {path}: {exc.message}")
+        # A missing schema would be a silent pass: every kind we write must have one.
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            pytest.fail(f"{case}/{name}: {exc.message}")
+
+
+def test_unknown_field_fails_validation() -> None:
+    """The validator really is strict: a misspelt field anywhere is an error."""
+    deployment = by_kind("single-default")["Deployment"]
+    bad = copy.deepcopy(deployment)
+    bad["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[0], strict=True)
+    bad = copy.deepcopy(deployment)
+    bad["spec"]["strategy"]["rollingUpdate"]["maxUnavailble"] = 0
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kustomization_lists_every_file(case: str) -> None:
+    files = manifests(case)
+    kustomization = files.pop("kustomization.yaml")
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert sorted(kustomization["resources"]) == sorted(files)
+    namespace = config_of(case).kube.namespace
+    assert kustomization.get("namespace", "") == namespace
+
+
+# --- 2. policy -------------------------------------------------------------------------------
+
+
+def pod_specs(case: str) -> list[tuple[str, dict[str, Any]]]:
+    kinds = by_kind(case)
+    return [(kind, kinds[kind]["spec"]["template"]["spec"]) for kind in ("Deployment", "Job")]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pod_security_restricted(case: str) -> None:
+    """Every check of the Pod Security Standards' "restricted" profile (which includes
+    "baseline"), one assertion per control, for the Deployment's and the Job's pods."""
+    for kind, pod in pod_specs(case):
+        where = f"{case} {kind}"
+        psc = pod.get("securityContext", {})
+        # baseline: host namespaces, host ports, hostPath, privileged, capabilities, sysctls...
+        for field in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(field), f"{where}: {field}"
+        assert "sysctls" not in psc, where
+        # restricted: volume types
+        for volume in pod["volumes"]:
+            kinds = set(volume) - {"name"}
+            assert kinds <= RESTRICTED_VOLUMES, f"{where}: volume {volume['name']} is {kinds}"
+        # restricted: running as non-root, non-root user, seccomp (pod level, also per container)
+        assert psc["runAsNonRoot"] is True, where
+        assert psc["runAsUser"] == IMAGE_UID != 0, where
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault", where
+        # the app never talks to the API server: no token to steal
+        assert pod["automountServiceAccountToken"] is False, where
+        assert pod["enableServiceLinks"] is False, where
+        for c in pod["containers"] + pod.get("initContainers", []):
+            sc = c["securityContext"]
+            at = f"{where} container {c['name']}"
+            assert sc.get("privileged", False) is False, at
+            assert sc["allowPrivilegeEscalation"] is False, at
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] == IMAGE_UID, at
+            assert sc["capabilities"]["drop"] == ["ALL"], at
+            assert set(sc["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}, at
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault", at
+            assert sc.get("procMount", "Default") == "Default", at
+            assert "seLinuxOptions" not in sc and "windowsOptions" not in sc, at
+            assert sc["readOnlyRootFilesystem"] is True, at
+            for port in c.get("ports", []):
+                assert "hostPort" not in port, at
+            # read-only root: /tmp (and with it the runtime dir) is an emptyDir of its own
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            assert "/tmp" in mounts, at
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]], at
+            assert set(mounts.values()) <= set(volumes), at
+            env = {e["name"]: e["value"] for e in c["env"]}
+            assert env["WSGISTACK_RUNTIME_DIR"].startswith("/tmp/"), at
+            # memory limit (uWSGI sizes from it), no CPU limit (throttling)
+            assert "memory" in c["resources"]["limits"] and "cpu" not in c["resources"]["limits"], at
+
+
+def _pause(container: dict[str, Any]) -> int:
+    command = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+    match = re.search(r"sleep (\d+)", command)
+    assert match, command
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_graceful_rollout(case: str) -> None:
+    config = config_of(case)
+    kinds = by_kind(case)
+    deployment = kinds["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    assert str(strategy["rollingUpdate"]["maxSurge"]) == config.kube.max_surge
+    # the pod receives the stop timeout the grace period is computed from
+    assert kinds["ConfigMap"]["data"]["WSGISTACK_STOP_TIMEOUT"] == str(config.stop_timeout)
+    for c in pod["containers"]:
+        pause = _pause(c)
+        assert pause >= config.kube.prestop_pause
+        assert pod["terminationGracePeriodSeconds"] > pause + config.stop_timeout, c["name"]
+    # whoever answers readiness marks itself draining first
+    drains = [c for c in pod["containers"] if "drain" in " ".join(c["lifecycle"]["preStop"]["exec"]["command"])]
+    assert len(drains) == 1
+    if config.kube.layout == "split":
+        nginx, app = pod["containers"]
+        assert _pause(app) > _pause(nginx), "uWSGI must outlive nginx's last requests"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_probes_paths_and_host(case: str) -> None:
+    config = config_of(case)
+    live = getattr(config.server, "live_path", DEFAULT_LIVE_PATH)
+    ready = getattr(config.server, "ready_path", DEFAULT_READY_PATH)
+    host = probe_host(config.server.server_names)
+    assert "*" not in host
+    assert host in config.server.server_names or "*" in config.server.server_names
+    kinds = by_kind(case)
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    http = [c for c in pod["containers"] if c.get("ports")]
+    assert len(http) == 1
+    c = http[0]
+    assert c["livenessProbe"]["httpGet"]["path"] == live  # nginx alone
+    assert c["readinessProbe"]["httpGet"]["path"] == ready  # through uWSGI
+    assert c["startupProbe"]["httpGet"]["path"] == live
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= config.kube.startup_timeout
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert c[probe]["httpGet"]["httpHeaders"] == [{"name": "Host", "value": host}], probe
+        assert c[probe]["httpGet"]["port"] == "http"
+    assert c["ports"] == [{"name": "http", "containerPort": int(kinds["ConfigMap"]["data"]["PORT"])}]
+    data = kinds["ConfigMap"]["data"]
+    import json
+
+    assert json.loads(data["WSGISTACK_SERVER__SERVER_NAMES"]) == list(config.server.server_names)
+    if hasattr(config.server, "live_path"):
+        assert data["WSGISTACK_SERVER__LIVE_PATH"] == live and data["WSGISTACK_SERVER__READY_PATH"] == ready
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_availability(case: str) -> None:
+    config = config_of(case)
+    kinds = by_kind(case)
+    deployment = kinds["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    pdb = kinds["PodDisruptionBudget"]["spec"]
+    assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
+    assert pdb["selector"]["matchLabels"] == selector
+    assert kinds["Service"]["spec"]["selector"] == selector
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {s["topologyKey"] for s in spread} >= {"kubernetes.io/hostname"}
+    assert all(s["labelSelector"]["matchLabels"] == selector for s in spread)
+    if config.kube.autoscale_max:
+        hpa = kinds["HorizontalPodAutoscaler"]["spec"]
+        assert hpa["minReplicas"] == config.kube.autoscale_min and hpa["maxReplicas"] == config.kube.autoscale_max
+        assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        assert "replicas" not in deployment["spec"]  # the HPA owns it
+    else:
+        assert "HorizontalPodAutoscaler" not in kinds
+        assert deployment["spec"]["replicas"] == config.kube.replicas
+    if config.kube.hosts:
+        ingress = kinds["Ingress"]["spec"]
+        assert [r["host"] for r in ingress["rules"]] == list(config.kube.hosts)
+        for rule in ingress["rules"]:
+            backend = rule["http"]["paths"][0]["backend"]["service"]
+            assert backend == {"name": kinds["Service"]["metadata"]["name"], "port": {"name": "http"}}
+    else:
+        assert "Ingress" not in kinds
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_migrations_once_per_release(case: str) -> None:
+    config = config_of(case)
+    kinds = by_kind(case)
+    for c in kinds["Deployment"]["spec"]["template"]["spec"]["containers"]:
+        env = {e["name"]: e["value"] for e in c["env"]}
+        if env["WSGISTACK_ROLE"] in ("all", "app"):
+            assert env["WSGISTACK_APP__MIGRATE"] == "false", c["name"]
+            assert env.get("WSGISTACK_APP__COLLECTSTATIC", "true") == ("true" if config.kube.collectstatic == "pod" else "false")
+    job = kinds["Job"]
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["WSGISTACK_APP__MIGRATE"] == "true"
+    assert c["command"] == ["wsgistack", "entrypoint", "--prestart-only"]
+    assert c["image"] == config.kube.image
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    # a new image is a new Job; the same image, the same Job (re-applying does not re-run it)
+    name = job["metadata"]["name"]
+    assert len(name) <= 63
+    env2 = {**CASES[case][0], "WSGISTACK_KUBE__IMAGE": config.kube.image + "-next"}
+    other = render_kube(load_config("/srv/shop", env=env2).config, CASES[case][1])
+    other_job = yaml.safe_load(next(f.content for f in other if f.path == "migrate-job.yaml"))
+    assert other_job["metadata"]["name"] != name
+    assert by_kind(case)["Job"]["metadata"]["name"] == name
+
+
+def test_config_change_rolls_the_pods() -> None:
+    base = by_kind("single-default")["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    env, facts = CASES["single-default"]
+    changed = render_kube(load_config("/srv/shop", env={**env, "WSGISTACK_KUBE__ENV": "A=1"}).config, facts)
+    deployment = yaml.safe_load(next(f.content for f in changed if f.path == "deployment.yaml"))
+    assert deployment["spec"]["template"]["metadata"]["annotations"] != base
+
+
+@pytest.mark.parametrize(("env", "error"), [
+    ({}, "kube.E001"),
+    ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__HOSTS": "shop.example.com"}, "kube.E002"),
+    ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__AUTOSCALE_MIN": "5", "WSGISTACK_KUBE__AUTOSCALE_MAX": "3"}, "kube.E003"),
+    ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__LAYOUT": "split", "WSGISTACK_UWSGI__SOCKET": "tcp"}, "kube.E004"),
+])
+def test_inconsistent_settings_are_refused(env: dict[str, str], error: str) -> None:
+    _env, facts = CASES["single-default"]
+    with pytest.raises(ConfigError) as info:
+        render_kube(load_config("/srv/shop", env=env).config, facts)
+    assert info.value.id == error and info.value.hint
+
+
+def test_wildcard_server_name_covers_an_ingress_host() -> None:
+    _env, facts = CASES["single-default"]
+    env = {"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__HOSTS": "a.example.com",
+           "WSGISTACK_SERVER__SERVER_NAMES": "*.example.com"}
+    files = render_kube(load_config("/srv/shop", env=env).config, facts)
+    assert any(f.path == "ingress.yaml" for f in files)
+
+
+def test_command_writes_the_base_and_refuses_a_missing_image(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from wsgistack.cli import main
+
+    project = tmp_path / "my_shop"
+    project.mkdir()
+    (project / "wsgistack.toml").write_text('[kube]\nreplicas = 3\n')
+    runner = CliRunner()
+    out = tmp_path / "deploy"
+    result = runner.invoke(main, ["kube", str(project), "--no-detect", "--out", str(out)])
+    assert result.exit_code == 2 and "kube.E001" in result.output, result.output
+    result = runner.invoke(main, ["kube", str(project), "--no-detect", "--image", "r.example.com/shop:2", "--out", str(out),
+                                  "--layout", "split", "--max-replicas", "4"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["kustomization.yaml", "configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "migrate-job.yaml", "hpa.yaml"])
+    deployment = yaml.safe_load((out / "deployment.yaml").read_text())
+    assert deployment["metadata"]["name"] == "my-shop"
+    assert [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]] == ["nginx", "app"]
+    hpa = yaml.safe_load((out / "hpa.yaml").read_text())
+    assert hpa["spec"]["minReplicas"] == 3  # kube.replicas from the file, within the CLI's bound
