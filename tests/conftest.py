@@ -129,6 +129,27 @@ def http(url: str, *, host: str | None = None, headers: dict[str, str] | None = 
         return Response(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
 
 
+def load(url: str, count: int, *, clients: int = 16, method: str = "GET", data: bytes | None = None,
+         timeout: float = 30, deadline: float = 120) -> list[int | str]:
+    """Bounded concurrent load: ``count`` requests from ``clients`` threads, each on a fresh
+    connection; the status of each, or the error's text for a request that got no response."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    def one(_: int) -> int | str:
+        try:
+            return http(url, method=method, data=data, timeout=timeout).status
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(one, i) for i in range(count)]
+        done, pending = wait(futures, timeout=deadline)
+        for f in pending:
+            f.cancel()
+    assert not pending, f"{len(pending)} of {count} requests still running after {deadline}s"
+    return [f.result() for f in futures]
+
+
 @dataclass
 class Stack:
     proc: subprocess.Popen[bytes]
@@ -210,14 +231,19 @@ def shared_dir(tmp_path: Path, name: str) -> Path:
 
 
 def start_stack(tmp_path: Path, project: Path, *args: str, env: dict[str, str] | None = None,
-                ready_path: str = "/healthz", wait: bool = True) -> Stack:
+                ready_path: str = "/healthz", wait: bool = True, port_from_env: bool = False) -> Stack:
+    """Start `wsgistack run` on a free port: given as --port, or as PORT in its environment."""
     port = free_port()
     runtime = shared_dir(tmp_path, "rt")
     log_path = tmp_path / "wsgistack.log"
-    cmd = [deployed_python(), "-m", "wsgistack", "run", str(project), "--port", str(port), "--runtime-dir", str(runtime), *args]
+    env = dict(env or clean_env())
+    if port_from_env:
+        env["PORT"] = str(port)
+    port_args = [] if port_from_env else ["--port", str(port)]
+    cmd = [deployed_python(), "-m", "wsgistack", "run", str(project), *port_args, "--runtime-dir", str(runtime), *args]
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env or clean_env(), cwd=tmp_path)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     stack = Stack(proc=proc, url=f"http://127.0.0.1:{port}", runtime_dir=runtime, log_path=log_path, port=port,
                   started_at=started)
     if wait:

@@ -42,6 +42,12 @@ class ConfigError(WsgistackError):
         return "\n".join(p.render() for p in self.problems)
 
 
+class UsageError(WsgistackError):
+    """A command refused as invoked (e.g. a change that needs --yes): exit code 2, like a usage error."""
+
+    exit_code = 2
+
+
 class AppError(WsgistackError):
     """The WSGI application could not be found, imported or resolved."""
 

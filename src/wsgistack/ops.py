@@ -8,14 +8,27 @@ import json
 import os
 import signal
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from wsgistack.errors import WsgistackError
-from wsgistack.plan import Plan
+from wsgistack.config import record
+from wsgistack.config.envvars import env_name
+from wsgistack.config.sources import DEFAULT, SECRET, LoadedConfig, from_env, load_config
+from wsgistack.errors import UsageError, WsgistackError
+from wsgistack.machine import Machine
+from wsgistack.plan import Plan, build_plan, make_plan
+from wsgistack.render import RenderedFile, render, write_files
 from wsgistack.runner.manager import process_alive_from_pidfile
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
+# A change to these takes the site off the address its users reach it on.
+SITE_SETTINGS = ("server.host", "server.port")
+# Settings a reload cannot apply: the process manager's table (the app's environment, stop
+# timeout, which processes run and as whom) is fixed at start, and the runtime dir is where
+# the reload found the stack.
+NEXT_START = frozenset({"role", "runtime_dir", "user", "platform", "stop_timeout", "upstream_wait"})
 
 
 @dataclass(frozen=True)
@@ -81,3 +94,119 @@ def reload(plan: Plan, chain: bool = False) -> list[str]:
         os.kill(current.nginx_pid, signal.SIGHUP)
         done.append(f"nginx (pid {current.nginx_pid}): configuration reloaded (SIGHUP)")
     return done
+
+
+def locate(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
+           env: Mapping[str, str], machine: Machine) -> Plan:
+    """The running stack's paths (a plan without the app). Found from the flags, the config
+    file and, of the shell's environment, only the runtime dir: nothing else in this shell
+    is the stack's."""
+    name = env_name("runtime_dir")
+    located = load_config(project, env={name: env[name]} if name in env else {}, cli=cli, config_file=config_file)
+    return make_plan(located, machine, None)
+
+
+@dataclass(frozen=True)
+class Reload:
+    """A reload, resolved and rendered, not yet applied."""
+
+    loaded: LoadedConfig
+    plan: Plan
+    changes: tuple[record.Change, ...]
+    files: tuple[RenderedFile, ...]  # the rendered files that differ from the running ones
+    notes: tuple[str, ...]  # what the reload leaves alone, and why
+
+    def confirm(self, yes: bool) -> None:
+        """A reload that moves the site needs ``yes`` (ops.E003): it takes the site off the
+        address its users reach it on."""
+        moves = tuple(c for c in self.changes if c.setting in SITE_SETTINGS)
+        if not moves or yes:
+            return
+        server = self.loaded.config.server
+        before = {c.setting: c.old for c in moves}
+        old = f"{before.get('server.host', server.host)}:{before.get('server.port', server.port)}"
+        new = f"{server.host}:{server.port}"
+        raise UsageError(
+            "ops.E003",
+            f"this reload moves the site from {old} to {new}: nothing would answer on {old} any more",
+            "pass --yes to move it; to keep it, undo the change where the new value comes from: "
+            + "; ".join(f"{c.setting} from {c.source}" for c in moves),
+        )
+
+    def lines(self) -> list[str]:
+        """What changes, one line each: setting, old -> new, source."""
+        return [str(c) + (" [not applied: needs a restart]" if c.setting in NEXT_START else "")
+                for c in self.changes]
+
+
+def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
+                   env: Mapping[str, str], machine: Machine) -> Reload:
+    """Resolve what a running stack would run after a reload: the settings it was started
+    with (config.record), the config file as it is now, and the reload's own flags. The
+    shell's environment is not a source (see :func:`locate`); the app is detected with it,
+    as the start did with its own."""
+    located = locate(project, cli, config_file, env, machine)
+    if not status(located).running:
+        raise WsgistackError("ops.E001", f"nothing is running in {located.paths.runtime}", NOT_RUNNING_HINT)
+    rec = record.read(located.paths.private)
+    if rec is None:
+        raise WsgistackError(
+            "ops.E004",
+            f"no record of the settings the stack in {located.paths.runtime} was started with "
+            f"({located.paths.private / record.RECORD})",
+            "restart the stack with this version of wsgistack (it records them), or reload without re-rendering: "
+            "wsgistack reload --no-render",
+        )
+    config_file = config_file or rec.config_file
+    wanted = load_config(project, env={}, cli=cli, config_file=config_file, started=rec.started())
+    changes = tuple(record.changes(rec, wanted))
+    # What the manager was given at start stays as it runs: keep the running values.
+    kept = {c.setting: (c.old, rec.origins.get(c.setting, DEFAULT)) for c in changes if c.setting in NEXT_START}
+    loaded = wanted
+    if kept:
+        loaded = load_config(project, env={}, cli={k: v for k, v in cli.items() if k not in kept},
+                             config_file=config_file, started={**rec.started(), **kept})
+    plan = build_plan(loaded, machine, env)
+    result = Reload(
+        loaded=loaded,
+        plan=plan,
+        changes=changes,
+        # processes.json is left alone: the running manager already has its table.
+        files=tuple(f for f in render(plan) if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
+        notes=tuple(_ignored_env(env, loaded)),
+    )
+    return result
+
+
+def apply_reload(pending: Reload, chain: bool = False) -> list[str]:
+    """Write the changed files, reload nginx and uWSGI, and record what now runs."""
+    plan = pending.plan
+    write_files(list(pending.files), plan.paths.runtime)
+    done = reload(plan, chain=chain)
+    record.save(plan.paths.private, pending.loaded)
+    return done
+
+
+def _same(path: Path, content: str) -> bool:
+    try:
+        return path.read_text() == content
+    except OSError:
+        return False
+
+
+def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
+    """Settings in the reloading shell's environment that differ from what will run."""
+    notes = []
+    runtime_name = env_name("runtime_dir")
+    shell, _problems = from_env({k: v for k, v in env.items() if k != runtime_name})
+    for dotted, (_value, origin) in shell.items():
+        if dotted in SECRET:
+            continue
+        now = record.values(loaded).get(dotted)
+        if origin.raw is not None and origin.raw.strip() == ("" if now is None else str(now)):
+            continue
+        notes.append(
+            f"not applied: {origin} from this shell's environment; the stack keeps {dotted} = {record.show(now)} "
+            f"({loaded.origin(dotted)}): change it with a reload flag or in the config file"
+        )
+    return notes

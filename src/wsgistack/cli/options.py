@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -63,29 +62,9 @@ def overrides(params: dict[str, Any], table: tuple[tuple[str, str, str, bool], .
     return out
 
 
-INVOCATION = "invocation.json"
-
-
-def load(path: Path, params: dict[str, Any], extra: dict[str, tuple[Any, str]] | None = None,
-         reuse_run_options: bool = False) -> LoadedConfig:
-    """Resolve the config for a command. With ``reuse_run_options`` (status, reload), the
-    command-line options the running `wsgistack run` was started with are applied first, so
-    `wsgistack reload` does not silently move a stack started with --port 9000 to 8000."""
+def load(path: Path, params: dict[str, Any], extra: dict[str, tuple[Any, str]] | None = None) -> LoadedConfig:
+    """Resolve the config for a command from its flags, the environment and the config file."""
     cli = overrides(params)
     cli.update(extra or {})
     config_file = params.pop("config_file", None)
-    loaded = load_config(path, env=dict(os.environ), cli=cli, config_file=config_file)
-    if reuse_run_options:
-        from wsgistack.machine import detect
-        from wsgistack.plan import make_plan
-
-        saved = make_plan(loaded, detect(), None).paths.private / INVOCATION
-        if saved.is_file():
-            previous = {k: (v[0], v[1]) for k, v in json.loads(saved.read_text()).items()}
-            loaded = load_config(path, env=dict(os.environ), cli={**previous, **cli}, config_file=config_file)
-    return loaded
-
-
-def save_invocation(private_dir: Path, cli: dict[str, tuple[Any, str]]) -> None:
-    """Remember `run`'s command-line options (never the environment: it may hold secrets)."""
-    (private_dir / INVOCATION).write_text(json.dumps({k: list(v) for k, v in cli.items()}))
+    return load_config(path, env=dict(os.environ), cli=cli, config_file=config_file)

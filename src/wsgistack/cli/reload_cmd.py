@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,29 +10,36 @@ import click
 
 from wsgistack import machine as machine_mod
 from wsgistack import ops
-from wsgistack.cli.options import config_options, load
-from wsgistack.plan import build_plan
-from wsgistack.render import render, write_files
+from wsgistack.cli.options import config_options, overrides
 
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
 @click.option("--chain", is_flag=True, help="reload uWSGI workers one at a time (zero downtime; needs app.lazy_apps)")
 @click.option("--no-render", is_flag=True, help="reload without re-rendering the configuration")
+@click.option("--yes", is_flag=True, help="allow a change of the listening address or port (the old one stops answering)")
 @config_options
-def command(path: Path, chain: bool, no_render: bool, **params: Any) -> None:
-    """Apply configuration and code changes to a running `wsgistack run` without dropping requests."""
-    import os
+def command(path: Path, chain: bool, no_render: bool, yes: bool, config_file: Path | None, **params: Any) -> None:
+    """Apply configuration and code changes to a running `wsgistack run` without dropping requests.
 
-    loaded = load(path, params, reuse_run_options=True)
-    plan = build_plan(loaded, machine_mod.detect(), os.environ)
-    if not no_render:
-        # processes.json is left alone: the running manager already has its table.
-        files = [f for f in render(plan) if f.path != "processes.json"]
-        for f in files:
-            current = plan.paths.runtime / f.path
-            if not current.is_file() or current.read_text() != f.content:
-                click.echo(f"updated {f.path}")
-        write_files(files, plan.paths.runtime)
-    for line in ops.reload(plan, chain=chain):
+    Keeps the settings the stack was started with (from its environment and flags); applies
+    the config file as it is now and this command's own flags. This shell's environment is
+    not read, except WSGISTACK_RUNTIME_DIR to find the stack."""
+    cli = overrides(params)
+    machine = machine_mod.detect()
+    if no_render:
+        done = ops.reload(ops.locate(path, cli, config_file, os.environ, machine), chain=chain)
+    else:
+        pending = ops.prepare_reload(path, cli, config_file, os.environ, machine)
+        for note in pending.notes:
+            click.echo(f"note: {note}")
+        lines = pending.lines()
+        click.echo("changes (setting: old -> new, source):" if lines else "no setting changes")
+        for line in lines:
+            click.echo(f"  {line}")
+        pending.confirm(yes)
+        for f in pending.files:
+            click.echo(f"updated {f.path}")
+        done = ops.apply_reload(pending, chain=chain)
+    for line in done:
         click.echo(line)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from wsgistack.cli.options import config_options, load, overrides, save_invocation
+from wsgistack.cli.options import config_options, load, overrides
 from wsgistack.runner import prepare, run_prestart, serve
 
 
@@ -28,7 +28,6 @@ def command(path: Path, migrate: bool | None, collectstatic: bool | None, **para
     cli = {**overrides(params), **extra}  # pops the flags from params: load() finds none left
     loaded = load(path, params, cli)
     plan = prepare(loaded, os.environ, _say, deploy=False)
-    save_invocation(plan.paths.private, cli)
     run_prestart(plan, os.environ, _say)
     sys.exit(serve(plan))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,14 @@ except ImportError:  # container images leave rich out (see cli/plain.py)
 
 from wsgistack import machine as machine_mod
 from wsgistack import ops
-from wsgistack.cli.options import config_options, load
-from wsgistack.plan import Plan, make_plan
+from wsgistack.cli.options import config_options, overrides
+from wsgistack.plan import Plan
 
 
 def plan_without_app(path: Path, params: dict[str, Any]) -> Plan:
     """Status only needs paths, not the app: skip detection (it imports the app)."""
-    loaded = load(path, params, reuse_run_options=True)
-    return make_plan(loaded, machine_mod.detect(), None)
+    config_file = params.pop("config_file", None)
+    return ops.locate(path, overrides(params), config_file, os.environ, machine_mod.detect())
 
 
 @click.command()

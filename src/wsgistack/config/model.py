@@ -69,7 +69,10 @@ class AppSection(_Section):
     collectstatic: bool = Field(True, description="Django: run collectstatic --noinput before start")
     migrate: bool = Field(False, description="Django: run migrate --noinput before start")
     prestart: tuple[str, ...] = Field((), description="extra commands run in app.path before start")
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment for the app")
+    # Secret: often credentials (DATABASE_URL); never written to disk by wsgistack.
+    env: dict[str, str] = Field(
+        default_factory=dict, description="extra environment for the app", json_schema_extra={"secret": True}
+    )
     lazy_apps: bool = Field(False, description="load the app in each worker after fork (per-worker DB connections)")
 
     @field_validator("target")

@@ -69,6 +69,10 @@ def _fields(model: type[BaseModel] = Config, prefix: str = "") -> dict[str, Any]
 
 
 FIELDS: dict[str, Any] = _fields()
+# Settings whose values are never written anywhere (json_schema_extra={"secret": True}).
+SECRET: frozenset[str] = frozenset(
+    k for k, info in FIELDS.items() if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")
+)
 
 
 def _closest(key: str) -> str:
@@ -291,11 +295,15 @@ def load_config(
     env: Mapping[str, str] | None = None,
     cli: Mapping[str, tuple[Any, str]] | None = None,
     config_file: Path | None = None,
+    started: Mapping[str, tuple[Any, Origin]] | None = None,
 ) -> LoadedConfig:
     """Resolve the configuration: defaults < file < environment < CLI.
 
     ``cli`` maps dotted keys to ``(value, flag)``, e.g. ``{"server.port": (8080, "--port")}``.
     ``env`` is passed in (never read from ``os.environ`` here) so callers and tests control it.
+    ``started`` (``wsgistack reload``): the values a running stack took from its environment
+    and command line (config.record), with their origins; they rank where they ranked at
+    start, above the file and below the CLI.
     Raises :class:`ConfigError` listing every problem at once.
     """
     project = Path(project_dir).resolve()
@@ -319,7 +327,7 @@ def load_config(
 
     env_values, env_problems = from_env(env)
     problems.extend(env_problems)
-    for dotted, (value, origin) in env_values.items():
+    for dotted, (value, origin) in [*(started or {}).items(), *env_values.items()]:
         flat[dotted] = value
         origins[dotted] = origin
 

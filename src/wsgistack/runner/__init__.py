@@ -161,6 +161,7 @@ def prepare(loaded: LoadedConfig, env: Mapping[str, str], say: Callable[[str], N
     binaries, preflight checks (raise doctor.E001 on ERROR findings; the rest is said), then
     the runtime dir and rendered files."""
     from wsgistack.checks import preflight  # checks import this module: import late
+    from wsgistack.config import record
     from wsgistack.machine import detect
     from wsgistack.plan import build_plan
 
@@ -170,6 +171,8 @@ def prepare(loaded: LoadedConfig, env: Mapping[str, str], say: Callable[[str], N
         for line in finding.render().splitlines():
             say(line)
     write_runtime(plan)
+    # What `wsgistack reload` keeps: the settings this start resolved, not its environment.
+    record.save(plan.paths.private, loaded)
     say(describe(plan))
     for note in plan.notes:
         say(note)

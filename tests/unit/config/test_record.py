@@ -1,0 +1,79 @@
+"""The record of the settings a stack was started with (what `wsgistack reload` keeps)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wsgistack.config import load_config, record
+from wsgistack.errors import WsgistackError
+
+
+def started(tmp_path: Path) -> Path:
+    (tmp_path / "wsgistack.toml").write_text("[uwsgi]\nthreads = 2\n")
+    loaded = load_config(
+        tmp_path,
+        env={"PORT": "8311", "WEB_CONCURRENCY": "3", "WSGISTACK_APP__ENV": "SECRET_KEY=hunter2"},
+        cli={"server.host": ("127.0.0.2", "--host")},
+    )
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    record.save(private, loaded)
+    return private
+
+
+def test_the_record_holds_values_and_origins_but_no_secret(tmp_path: Path) -> None:
+    private = started(tmp_path)
+    path = private / record.RECORD
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "hunter2" not in path.read_text() and "SECRET_KEY" not in path.read_text()
+    rec = record.read(private)
+    assert rec is not None
+    assert rec.values["server.port"] == 8311 and rec.values["uwsgi.threads"] == 2
+    # Only what came from the start's environment and flags is replayed; the file is read again.
+    assert {k: str(o) for k, (_v, o) in rec.started().items()} == {
+        "server.port": 'env PORT="8311"',
+        "uwsgi.processes": 'env WEB_CONCURRENCY="3"',
+        "server.host": 'CLI --host="127.0.0.2"',
+    }
+
+
+def test_a_reload_resolves_against_the_record_not_its_own_environment(tmp_path: Path) -> None:
+    private = started(tmp_path)
+    rec = record.read(private)
+    assert rec is not None
+    (tmp_path / "wsgistack.toml").write_text("[uwsgi]\nthreads = 4\n[server]\nport = 9000\n")
+    loaded = load_config(tmp_path, env={}, cli={"uwsgi.processes": (5, "--processes")}, started=rec.started())
+    assert loaded.config.server.port == 8311  # the start's PORT still beats the file
+    assert loaded.config.uwsgi.threads == 4  # the file as it is now
+    assert loaded.config.uwsgi.processes == 5  # the reload's own flag beats what the start had
+    assert [str(c) for c in record.changes(rec, loaded)] == [
+        'uwsgi.processes: 3 -> 5 (CLI --processes="5")',
+        "uwsgi.threads: 2 -> 4 (wsgistack.toml)",
+    ]
+
+
+def test_no_record_is_none(tmp_path: Path) -> None:
+    assert record.read(tmp_path) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the file to another user")
+def test_a_record_planted_by_another_user_is_refused(tmp_path: Path) -> None:
+    # Started as root, the private dir belongs to the app's user, who can put a file there.
+    private = started(tmp_path)
+    os.chown(private / record.RECORD, 65534, 65534)
+    with pytest.raises(WsgistackError) as exc:
+        record.read(private)
+    assert exc.value.id == "ops.E004"
+
+
+def test_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    private = started(tmp_path)
+    target = private / record.RECORD
+    target.rename(tmp_path / "elsewhere.json")
+    target.symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(WsgistackError) as exc:
+        record.read(private)
+    assert exc.value.id == "ops.E004"
