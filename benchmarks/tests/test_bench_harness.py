@@ -100,3 +100,31 @@ def test_check_targets_flags_errors() -> None:
     r.samples.append(Sample("cand", "django c256", 1, result(1_000, errors=3)))
     checks = {c.name: c for c in check_targets(r, "cand")}
     assert checks["errors + non-2xx under load"].passed is False
+
+
+def test_cpu_per_request_median_and_twin_agreement() -> None:
+    from wsgistack_bench.harness import Sample, summarise, twin_agreement
+
+    samples = [Sample("w", "hello c32", n, result(1000), cpu) for n, cpu in enumerate((0.30, 0.32, 0.31))]
+    samples += [Sample("w-twin", "hello c32", n, result(1000), cpu) for n, cpu in enumerate((0.31, 0.31, 0.33))]
+    samples.append(Sample("old", "hello c32", 1, result(1000)))  # no CPU reading: no CPU figures
+    s = summarise(samples)
+    # 10 s at 1000 req/s = 10,000 requests; 0.31 s / 10,000 = 31 µs.
+    assert s[("w", "hello c32")].cpu_us == pytest.approx(31.0)
+    assert s[("w", "hello c32")].cpu_us_values == pytest.approx((30.0, 32.0, 31.0))
+    assert s[("old", "hello c32")].cpu_us is None
+    (agreement,) = twin_agreement(s)
+    assert (agreement.stack, agreement.scenario) == ("w", "hello c32")
+    assert agreement.difference == pytest.approx(0.0)
+
+
+def test_cpu_seconds_of_this_process_group_grows_with_work() -> None:
+    import os
+
+    from wsgistack_bench.procs import cpu_seconds
+
+    before = cpu_seconds([os.getpgid(0)])
+    deadline = __import__("time").process_time() + 0.2
+    while __import__("time").process_time() < deadline:
+        pass
+    assert cpu_seconds([os.getpgid(0)]) - before >= 0.15

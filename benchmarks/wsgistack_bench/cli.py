@@ -98,11 +98,14 @@ def _cpus(value: str | None) -> tuple[int, ...]:
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--keep-workdir", is_flag=True, help="keep the generated configs and logs")
+@click.option("--twin", "twins", multiple=True, metavar="STACK",
+              help="run STACK twice (the second as STACK-twin) to show how far two identical stacks' CPU per "
+                   "request differ in one run: the method's resolution")
 def command(which: str, stack_list: str, candidates: tuple[str, ...], rounds: int, duration: int, warmup: int,
             connections: str, static: bool, burst: bool, burst_connections: int, burst_rounds: int,
             burst_stacks: str | None, slow_ms: int, quick: bool, hello_dir: Path, django_dir: Path,
             server_cpus: str | None, load_cpus: str | None, headers: tuple[str, ...], no_wrk: bool,
-            markdown_path: Path | None, json_path: Path | None, keep_workdir: bool) -> None:
+            markdown_path: Path | None, json_path: Path | None, keep_workdir: bool, twins: tuple[str, ...]) -> None:
     """Benchmark wsgistack against reference stacks, interleaved, medians over rounds."""
     console = Console(stderr=True, width=160)
     if quick:
@@ -115,8 +118,13 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], rounds: in
                       "fast stacks will be generator-bound[/]")
     names = [n.strip() for n in stack_list.split(",") if n.strip()]
     builders = _builders(names, list(candidates))
+    for twin in twins:
+        if twin not in builders:
+            raise click.BadParameter(f"{twin!r} is not among --stacks", param_hint="--twin")
+        builders[twin + harness.TWIN_SUFFIX] = builders[twin]
     primary_order = [n for n in builders if n == "wsgistack"] + [
-        n for n in builders if n not in stacks.REFERENCE_STACKS and n != "wsgistack"]
+        n for n in builders
+        if n not in stacks.REFERENCE_STACKS and n != "wsgistack" and not n.endswith(harness.TWIN_SUFFIX)]
     bursts = ([s.strip() for s in burst_stacks.split(",")] if burst_stacks else
               [*primary_order, "seed", "tiangolo"]) if burst else []
     options = harness.BenchOptions(

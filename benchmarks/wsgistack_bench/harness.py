@@ -66,6 +66,13 @@ class Sample:
     scenario: str
     round: int
     result: LoadResult
+    cpu_s: float | None = None  # CPU time (user + system) the stack's processes spent in this run
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        if self.cpu_s is None or not self.result.requests:
+            return None
+        return self.cpu_s * 1e6 / self.result.requests
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,10 @@ class Summary:
     errors: int  # summed over rounds: any error anywhere is a failure
     non2xx: int
     rps_values: tuple[float, ...]
+    # CPU time per request (µs): the cost measure that other load on the machine barely
+    # moves, unlike req/s. Median over rounds, and every round's value for the spread.
+    cpu_us: float | None = None
+    cpu_us_values: tuple[float, ...] = ()
 
 
 @dataclass
@@ -117,10 +128,14 @@ def split_cpus(available: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ..
 def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
     """Median per (stack, scenario) over rounds."""
     grouped: dict[tuple[str, str], list[LoadResult]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     for s in samples:
         grouped.setdefault((s.stack, s.scenario), []).append(s.result)
+        if (us := s.cpu_us_per_request) is not None:
+            cpu.setdefault((s.stack, s.scenario), []).append(us)
     out = {}
     for (stack, scenario), results in grouped.items():
+        cpu_values = tuple(cpu.get((stack, scenario), ()))
         out[(stack, scenario)] = Summary(
             stack=stack, scenario=scenario, rounds=len(results),
             rps=statistics.median(r.rps for r in results),
@@ -129,7 +144,38 @@ def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
             errors=sum(r.errors for r in results),
             non2xx=sum(r.non2xx for r in results),
             rps_values=tuple(r.rps for r in results),
+            cpu_us=statistics.median(cpu_values) if cpu_values else None,
+            cpu_us_values=cpu_values,
         )
+    return out
+
+
+TWIN_SUFFIX = "-twin"
+
+
+@dataclass(frozen=True)
+class TwinAgreement:
+    """Method validation: the same stack started twice and measured in the same run."""
+    stack: str
+    scenario: str
+    cpu_us: float
+    twin_cpu_us: float
+
+    @property
+    def difference(self) -> float:
+        """Relative difference of the two medians, |a - b| / mean(a, b)."""
+        return abs(self.cpu_us - self.twin_cpu_us) / ((self.cpu_us + self.twin_cpu_us) / 2)
+
+
+def twin_agreement(summaries: Mapping[tuple[str, str], Summary]) -> list[TwinAgreement]:
+    """For every stack that ran beside its twin (``--twin``), how far their CPU per request differ."""
+    out = []
+    for (stack, scenario), twin in summaries.items():
+        if not stack.endswith(TWIN_SUFFIX):
+            continue
+        original = summaries.get((stack[: -len(TWIN_SUFFIX)], scenario))
+        if original and original.cpu_us and twin.cpu_us:
+            out.append(TwinAgreement(original.stack, scenario, original.cpu_us, twin.cpu_us))
     return out
 
 
@@ -193,6 +239,12 @@ def check_targets(results: BenchResults, primary: str) -> list[TargetCheck]:
     bursts = [b.result for b in results.bursts if b.stack == primary]
     checks.append(_check("burst errors + non-2xx", float(sum(b.errors + b.non2xx for b in bursts))
                          if bursts else None, 0, False, "{:.0f}"))
+    # Issue 15: protections cost at most 5 % of CPU per request against the stripped candidate.
+    for scenario in ("hello c32", "django-hello c32"):
+        mine, candidate = s.get((primary, scenario)), s.get(("candidate", scenario))
+        checks.append(_check(f"{scenario}: CPU/req ÷ candidate",
+                             ratio(mine.cpu_us if mine else None, candidate.cpu_us if candidate else None),
+                             1.05, False))
     for size, limit in (("1k", 10.0), ("100k", 8.0)):
         nginx = rps_of(s, primary, f"static {size} nginx")
         app = rps_of(s, primary, f"static {size} whitenoise")
@@ -366,15 +418,19 @@ def _run_app(app: AppTarget, running: Mapping[str, procs.RunningStack], scenario
             for name, stack in running.items():
                 if not scenario.runs_on(name):
                     continue
+                cpu_before = procs.cpu_seconds(stack.pids)
                 try:
                     result = _load(stack, scenario, options, options.duration_s, workroot)
                 except LoadError as exc:
                     # A stack that dies mid-run must show up as failing, not vanish.
                     progress(f"round {rnd} {scenario.name} {name}: load failed: {exc}")
                     result = LoadResult(0, options.duration_s, 0.0, 0.0, 1, 0, "failed")
-                results.samples.append(Sample(name, scenario.name, rnd, result))
+                sample = Sample(name, scenario.name, rnd, result, procs.cpu_seconds(stack.pids) - cpu_before)
+                results.samples.append(sample)
+                cpu = sample.cpu_us_per_request
                 progress(f"round {rnd}/{options.rounds} {scenario.name:<22} {name:<18} "
-                         f"{result.rps:9.0f} req/s p99 {result.p99_ms:6.1f} ms err {result.errors} "
+                         f"{result.rps:9.0f} req/s p99 {result.p99_ms:6.1f} ms "
+                         f"cpu {'-' if cpu is None else f'{cpu:6.1f}'} us/req err {result.errors} "
                          f"non2xx {result.non2xx}")
     if app.name == options.memory_app:
         for name, stack in running.items():

@@ -113,6 +113,28 @@ def _signal_group(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         pass
 
 
+# --- CPU time --------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pgids: list[int]) -> float:
+    """User + system CPU time used so far by every process of these groups (the stack's
+    masters and workers), including the children they have reaped (a respawned worker's
+    time is in its master's cutime/cstime), so the difference of two readings is what the
+    stack spent between them, whatever else the machine was doing."""
+    ticks = 0
+    for pid in group_members(pgids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile: its time is in its parent's cutime once reaped
+        # After the ")" that ends comm, field N of proc(5) is at index N - 3:
+        # utime (14), stime (15), cutime (16), cstime (17).
+        ticks += sum(int(v) for v in fields[11:15])
+    return ticks / CLOCK_TICKS
+
+
 # --- memory ----------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from .harness import CEILING, BenchResults, Summary, TargetCheck, ratio, serial_bound, summarise
+from .harness import CEILING, BenchResults, Summary, TargetCheck, ratio, serial_bound, summarise, twin_agreement
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Row:
     non2xx: int
     rounds: int
     spread: str  # min-max of req/s over rounds, to show the noise
+    cpu_us: float | None = None  # CPU µs per request, median over rounds
+    cpu_spread: str = ""  # min-max of CPU µs per request over rounds
 
 
 def rows(results: BenchResults) -> list[Row]:
@@ -48,7 +50,9 @@ def _row(summary: Summary, ceiling: Summary | None) -> Row:
         scenario=summary.scenario, stack=summary.stack, rps=summary.rps,
         to_ceiling=ratio(summary.rps, ceiling.rps if ceiling else None),
         p50_ms=summary.p50_ms, p99_ms=summary.p99_ms, errors=summary.errors, non2xx=summary.non2xx,
-        rounds=summary.rounds, spread=f"{lo:.0f}–{hi:.0f}",
+        rounds=summary.rounds, spread=f"{lo:.0f}–{hi:.0f}", cpu_us=summary.cpu_us,
+        cpu_spread=(f"{min(summary.cpu_us_values):.1f}–{max(summary.cpu_us_values):.1f}"
+                    if summary.cpu_us_values else ""),
     )
 
 
@@ -56,16 +60,21 @@ def _fmt_ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _fmt_cpu(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
 def table(results: BenchResults) -> Table:
     t = Table(title="wsgistack bench: medians over rounds")
-    for col in ("scenario", "stack", "req/s", "÷ ceiling", "p50 ms", "p99 ms", "errors", "non-2xx", "rounds"):
+    for col in ("scenario", "stack", "req/s", "÷ ceiling", "CPU µs/req", "p50 ms", "p99 ms", "errors", "non-2xx",
+                "rounds"):
         t.add_column(col, justify="left" if col in ("scenario", "stack") else "right")
     previous = None
     for r in rows(results):
         scenario = r.scenario if r.scenario != previous else ""
         previous = r.scenario
         bad = r.errors or r.non2xx
-        t.add_row(scenario, r.stack, f"{r.rps:,.0f}", _fmt_ratio(r.to_ceiling), f"{r.p50_ms:.2f}",
+        t.add_row(scenario, r.stack, f"{r.rps:,.0f}", _fmt_ratio(r.to_ceiling), _fmt_cpu(r.cpu_us), f"{r.p50_ms:.2f}",
                   f"{r.p99_ms:.2f}", f"[red]{r.errors}[/]" if bad else "0",
                   f"[red]{r.non2xx}[/]" if r.non2xx else "0", str(r.rounds))
     return t
@@ -104,14 +113,23 @@ def markdown(results: BenchResults, checks: Sequence[TargetCheck], primary: str)
         f"Method: every stack runs each scenario once per round, interleaved in the same order "
         f"(A B C A B C …), {o.rounds} rounds of {o.duration_s:g} s after a {o.warmup_s:g} s warm-up; "
         "medians over rounds. Servers (Nginx included) are pinned to the server CPUs, the load "
-        "generator to the load CPUs. Errors and non-2xx are summed over rounds.", "",
-        "## Throughput and latency", "",
-        "| scenario | stack | req/s | ÷ ceiling | p50 ms | p99 ms | errors | non-2xx | req/s range |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "generator to the load CPUs. Errors and non-2xx are summed over rounds. CPU µs/req is the "
+        "user + system time of every process of the stack (from /proc/PID/stat, reaped workers "
+        "included) during the run, divided by the requests it completed.", "",
+        "## Throughput, CPU per request and latency", "",
+        "| scenario | stack | req/s | ÷ ceiling | CPU µs/req | p50 ms | p99 ms | errors | non-2xx | req/s range "
+        "| CPU µs/req range |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows(results):
-        lines.append(f"| {r.scenario} | {r.stack} | {r.rps:,.0f} | {_fmt_ratio(r.to_ceiling)} | "
-                     f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.non2xx} | {r.spread} |")
+        lines.append(f"| {r.scenario} | {r.stack} | {r.rps:,.0f} | {_fmt_ratio(r.to_ceiling)} | {_fmt_cpu(r.cpu_us)} | "
+                     f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.non2xx} | {r.spread} | {r.cpu_spread} |")
+    twins = twin_agreement(summarise(results.samples))
+    if twins:
+        lines += ["", "## Method validation: the same stack twice in one run", "",
+                  "| scenario | stack | CPU µs/req | twin's | difference |", "|---|---|---:|---:|---:|"]
+        for t in twins:
+            lines.append(f"| {t.scenario} | {t.stack} | {t.cpu_us:.1f} | {t.twin_cpu_us:.1f} | {t.difference:.1%} |")
     bounds = serial_bounds(results)
     if bounds:
         lines += ["", "Serial bound 1/(1/ceiling + 1/fastest app alone), req/s: "
@@ -153,7 +171,8 @@ def to_json(results: BenchResults, checks: Sequence[TargetCheck] = ()) -> dict[s
         "options": dataclasses.asdict(results.options),
         "stacks": results.stacks,
         "skipped": results.skipped,
-        "samples": [{"stack": s.stack, "scenario": s.scenario, "round": s.round, **s.result.to_dict()}
+        "samples": [{"stack": s.stack, "scenario": s.scenario, "round": s.round, **s.result.to_dict(),
+                     "cpu_s": s.cpu_s, "cpu_us_per_request": s.cpu_us_per_request}
                     for s in results.samples],
         "summary": [dataclasses.asdict(r) for r in rows(results)],
         "bursts": [{"stack": b.stack, "app": b.app, "round": b.round, **b.result.to_dict()}
