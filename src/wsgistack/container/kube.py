@@ -15,19 +15,20 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from wsgistack import __version__
 from wsgistack.config.model import Config
 from wsgistack.container.dockerfile import IMAGE_PORT, IMAGE_UID, SHARED_DIR
 from wsgistack.container.project import ProjectFacts
 from wsgistack.errors import ConfigError, WsgistackError
+from wsgistack.plan import Paths
 from wsgistack.render import RenderedFile, _env
 
 # The image's runtime dir (Dockerfile.j2 sets WSGISTACK_RUNTIME_DIR to it); the manifests
 # set it explicitly, because the preStop hook writes the drain marker there.
 RUNTIME_DIR = PurePosixPath("/tmp/wsgistack")
-DRAIN_MARKER = RUNTIME_DIR / "drain"  # plan.paths.drain inside the pod
+DRAIN_MARKER = PurePosixPath(Paths(Path(RUNTIME_DIR)).drain)  # readiness answers 503 while it exists
 # Seconds the kubelet gives the manager beyond pause + stop_timeout: its own exit, uWSGI's
 # master reaping the workers. The grace period is a deadline, so a margin costs nothing.
 GRACE_MARGIN = 5
@@ -37,8 +38,6 @@ SPLIT_APP_EXTRA_PAUSE = 2
 STARTUP_PERIOD = 5
 MIGRATE_DEADLINE = 3600  # a migration Job that runs an hour is stuck, not slow
 JOB_TTL = 7 * 24 * 3600  # keep a finished Job (and its logs) a week
-DEFAULT_LIVE_PATH = "/_wsgistack/live"
-DEFAULT_READY_PATH = "/_wsgistack/ready"
 # nginx's own container in the split layout: it serves files and proxies, nothing more.
 NGINX_RESOURCES = {"cpu": "50m", "memory": "32Mi", "memory_limit": "128Mi"}
 
@@ -107,17 +106,16 @@ def _problems(config: Config) -> list[WsgistackError]:
     return problems
 
 
-def _configmap(config: Config, live: str, ready: str, has_health: bool) -> dict[str, str]:
+def _configmap(config: Config) -> dict[str, str]:
     """What every container reads: the settings the manifests depend on (so the probes and the
     grace period agree with the server by construction), then kube.env."""
     data = {
         "PORT": str(IMAGE_PORT),
         "WSGISTACK_SERVER__SERVER_NAMES": json.dumps(list(config.server.server_names)),
         "WSGISTACK_STOP_TIMEOUT": str(config.stop_timeout),
+        "WSGISTACK_SERVER__LIVE_PATH": config.server.live_path,
+        "WSGISTACK_SERVER__READY_PATH": config.server.ready_path,
     }
-    if has_health:
-        data["WSGISTACK_SERVER__LIVE_PATH"] = live
-        data["WSGISTACK_SERVER__READY_PATH"] = ready
     data.update(config.kube.env)
     return data
 
@@ -134,10 +132,7 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
     kube = config.kube
     name = kube.name or k8s_name(facts.name)
     server = config.server
-    has_health = hasattr(server, "live_path")
-    live = getattr(server, "live_path", DEFAULT_LIVE_PATH)
-    ready = getattr(server, "ready_path", DEFAULT_READY_PATH)
-    configmap = _configmap(config, live, ready, has_health)
+    configmap = _configmap(config)
     split = kube.layout == "split"
     pause = kube.prestop_pause
     longest_pause = pause + (SPLIT_APP_EXTRA_PAUSE if split else 0)
@@ -195,8 +190,8 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         "uid": IMAGE_UID,
         "port": IMAGE_PORT,
         "probe_host": probe_host(server.server_names),
-        "live_path": live,
-        "ready_path": ready,
+        "live_path": server.live_path,
+        "ready_path": server.ready_path,
         "drain_marker": str(DRAIN_MARKER),
         "stop_timeout": config.stop_timeout,
         "grace": grace,

@@ -21,7 +21,7 @@ import yaml
 from tests.golden.test_kube import CASES, rendered
 from wsgistack.config import load_config
 from wsgistack.container.dockerfile import IMAGE_UID
-from wsgistack.container.kube import DEFAULT_LIVE_PATH, DEFAULT_READY_PATH, probe_host, render_kube
+from wsgistack.container.kube import probe_host, render_kube
 from wsgistack.errors import ConfigError
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
@@ -184,8 +184,7 @@ def test_graceful_rollout(case: str) -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_probes_paths_and_host(case: str) -> None:
     config = config_of(case)
-    live = getattr(config.server, "live_path", DEFAULT_LIVE_PATH)
-    ready = getattr(config.server, "ready_path", DEFAULT_READY_PATH)
+    live, ready = config.server.live_path, config.server.ready_path
     host = probe_host(config.server.server_names)
     assert "*" not in host
     assert host in config.server.server_names or "*" in config.server.server_names
@@ -207,8 +206,7 @@ def test_probes_paths_and_host(case: str) -> None:
     import json
 
     assert json.loads(data["WSGISTACK_SERVER__SERVER_NAMES"]) == list(config.server.server_names)
-    if hasattr(config.server, "live_path"):
-        assert data["WSGISTACK_SERVER__LIVE_PATH"] == live and data["WSGISTACK_SERVER__READY_PATH"] == ready
+    assert data["WSGISTACK_SERVER__LIVE_PATH"] == live and data["WSGISTACK_SERVER__READY_PATH"] == ready
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
