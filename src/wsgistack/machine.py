@@ -29,6 +29,9 @@ class Machine:
     # wsgistack's term-drain library (container/termdrain.c), built into Heroku images: lets
     # nginx and uWSGI drain when every process gets SIGTERM at once.
     termdrain: str | None = None
+    # The ACME client (tls.mode = acme): certbot beside this Python (pip install
+    # 'wsgistack[acme]'), else the one on PATH (apt-get install certbot).
+    certbot: str | None = None
 
     @property
     def is_root(self) -> bool:
@@ -93,6 +96,13 @@ def find_termdrain() -> str | None:
     return None
 
 
+def find_certbot() -> str | None:
+    beside = Path(sys.executable).parent / "certbot"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("certbot")
+
+
 def detect() -> Machine:
     somaxconn = _read("/proc/sys/net/core/somaxconn")
     euid = os.geteuid()
@@ -105,6 +115,7 @@ def detect() -> Machine:
         python=sys.executable,
         nginx_user=_nginx_worker_user() if euid == 0 else None,
         termdrain=find_termdrain(),
+        certbot=find_certbot(),
     )
 
 

@@ -7,14 +7,17 @@ side effects (detecting the app, reading the machine) happen in :func:`build_pla
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import ipaddress
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsgistack.app import AppSpec, StaticDir, detect_app
-from wsgistack.config.model import ROUTER_TIMEOUTS, Config, parse_size
+from wsgistack.config.model import LETSENCRYPT_DIRECTORY, LETSENCRYPT_STAGING_DIRECTORY, ROUTER_TIMEOUTS, Config, parse_size
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.interpreter import AppPython
@@ -127,12 +130,99 @@ class Paths:
     fifo = property(lambda self: self.private / "uwsgi.fifo")
     # Created by uWSGI once its first worker accepts requests, i.e. once the app is loaded.
     uwsgi_ready = property(lambda self: self.private / "uwsgi.ready")
+    # TLS: the DH group for the DHE suites; for acme, the HTTPS config nginx switches to once
+    # the first certificate is there, the renewer's settings, and the HTTP-01 webroot.
+    dhparam = property(lambda self: self.runtime / "ffdhe2048.pem")
+    nginx_https_conf = property(lambda self: self.runtime / "nginx-https.conf")
+    renewer_conf = property(lambda self: self.runtime / "tls-renewer.json")
+    acme_webroot = property(lambda self: self.runtime / "acme-webroot")
 
     @property
     def transient(self) -> tuple[Path, ...]:
         """What a run leaves behind and the next one must not find: cleared before a start,
         removed by the process manager after a stop."""
         return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain)
+
+
+def default_data_dir() -> Path:
+    """Where certificates and the ACME account live unless tls.data_dir says otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wsgistack"
+
+
+@dataclass(frozen=True)
+class TlsPlan:
+    """HTTPS as nginx and the renewer see it (tls.mode != off)."""
+
+    mode: str  # self-signed | files | acme
+    port: int
+    redirect_port: int  # the port the HTTP redirect names (tls.redirect_port or tls.port)
+    cert: Path  # chain nginx sends, leaf first
+    key: Path
+    names: tuple[str, ...]  # names the certificate must cover (acme: DNS names only)
+    hsts_max_age: int | None  # None = no Strict-Transport-Security header
+    data_dir: Path
+    # acme: whether the certificate exists yet (build_plan looks); until it does nginx
+    # serves HTTP only, with the challenge path, and the renewer obtains it.
+    ready: bool = True
+    directory: str = ""
+    email: str = ""
+    ca_bundle: Path | None = None
+    challenge_port: int = 80
+
+    @property
+    def acme_dir(self) -> Path:
+        """certbot's --config-dir: account key, certificates and renewal settings."""
+        return self.data_dir / "acme"
+
+    @property
+    def redirect_suffix(self) -> str:
+        return "" if self.redirect_port == 443 else f":{self.redirect_port}"
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def tls_names(config: Config) -> tuple[str, ...]:
+    """The names a certificate must cover: every server name but "*" (acme: DNS names only,
+    no wildcards, which HTTP-01 cannot validate)."""
+    names = tuple(n for n in config.server.server_names if n != "*")
+    if config.tls.mode == "acme":
+        names = tuple(n for n in names if not _is_ip(n) and not n.startswith("*"))
+    return names or ("localhost",)
+
+
+def _tls_plan(config: Config, project: Path) -> TlsPlan | None:
+    tls = config.tls
+    if tls.mode == "off" or config.role == "app":
+        return None
+    data_dir = tls.data_dir or default_data_dir()
+    if not data_dir.is_absolute():
+        data_dir = project / data_dir
+    names = tls_names(config)
+    hsts = tls.hsts if tls.hsts != "auto" else tls.mode != "self-signed"
+    common = dict(mode=tls.mode, port=tls.port, redirect_port=tls.redirect_port or tls.port, names=names,
+                  hsts_max_age=tls.hsts_max_age if hsts else None, data_dir=data_dir)
+    if tls.mode == "files":
+        assert tls.cert is not None and tls.key is not None  # config.E012
+        cert, key = (p if p.is_absolute() else project / p for p in (tls.cert, tls.key))
+        return TlsPlan(cert=cert, key=key, **common)  # type: ignore[arg-type]
+    if tls.mode == "self-signed":
+        # One leaf per set of names, so two projects with different names never fight over it.
+        leaf = data_dir / "self-signed" / hashlib.sha1(" ".join(sorted(names)).encode()).hexdigest()[:10]
+        return TlsPlan(cert=leaf / "cert.pem", key=leaf / "key.pem", **common)  # type: ignore[arg-type]
+    directory = tls.directory
+    if tls.staging and directory == LETSENCRYPT_DIRECTORY:
+        directory = LETSENCRYPT_STAGING_DIRECTORY
+    live = data_dir / "acme" / "live" / names[0]
+    ca_bundle = tls.ca_bundle if tls.ca_bundle is None or tls.ca_bundle.is_absolute() else project / tls.ca_bundle
+    return TlsPlan(cert=live / "fullchain.pem", key=live / "privkey.pem", ready=False, directory=directory,
+                   email=tls.email, ca_bundle=ca_bundle, challenge_port=tls.challenge_port, **common)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -164,6 +254,7 @@ class Plan:
     app_env: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # how "auto" values were resolved, and anything capped
     python: AppPython | None = None  # the app's interpreter and its uWSGI (None for role web)
+    tls: TlsPlan | None = None  # HTTPS (tls.mode != off, nginx roles only)
 
     @property
     def trusted_proxies(self) -> tuple[str, ...]:
@@ -206,12 +297,21 @@ class Plan:
         return self.config.role in ("all", "app")
 
     @property
+    def https(self) -> bool:
+        """nginx serves HTTPS now (acme: once the first certificate is there)."""
+        return self.tls is not None and self.tls.ready
+
+    @property
     def url(self) -> str:
         host = self.config.server.host
         if host in ("0.0.0.0", "", "*"):
             host = "127.0.0.1"
         elif ":" in host and not host.startswith("["):
             host = f"[{host}]"
+        if self.tls is not None and self.tls.ready:
+            # A name the certificate covers, so the printed URL opens without a warning.
+            name = next((n for n in self.tls.names if not n.startswith("*")), host)
+            return f"https://{name}:{self.tls.port}" if self.tls.port != 443 else f"https://{name}"
         return f"http://{host}:{self.config.server.port}"
 
 
@@ -474,6 +574,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         app_env=app_env,
         notes=tuple(notes),
         python=python,
+        tls=_tls_plan(config, project),
     )
 
 
@@ -512,4 +613,20 @@ def build_plan(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], p
             env={**env, **config.app.env},
             user=user,
         )
-    return make_plan(loaded, machine, app, python)
+    return prepare_tls(make_plan(loaded, machine, app, python))
+
+
+def prepare_tls(plan: Plan) -> Plan:
+    """The TLS side effects of planning: make (or reuse) the dev certificate for
+    self-signed; for acme, see whether the certificate is there yet."""
+    tls = plan.tls
+    if tls is None or tls.mode == "files":
+        return plan
+    if tls.mode == "acme":
+        return dataclasses.replace(plan, tls=dataclasses.replace(tls, ready=tls.cert.is_file() and tls.key.is_file()))
+    from wsgistack.tls.certs import ensure_self_signed, trust_instructions
+
+    leaf = ensure_self_signed(tls.data_dir, tls.names, tls.cert.parent)
+    if leaf.ca_created:
+        return dataclasses.replace(plan, notes=(*plan.notes, f"self-signed: {trust_instructions(leaf.ca)}"))
+    return plan

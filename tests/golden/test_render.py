@@ -63,6 +63,20 @@ CASES = {
          "WSGISTACK_UWSGI__BUFFER_SIZE": "32768"},
         ROOT_MACHINE, DJANGO),
     "web-role": ({"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.2:8001"}, MACHINE, None),
+    # HTTPS: the dev CA's certificate (no HSTS), ACME before its first certificate (HTTP
+    # with the challenge path; nginx-https.conf is what the renewer switches to), and
+    # provided files on the web role accepting any Host.
+    "tls-self-signed": ({"WSGISTACK_TLS__MODE": "self-signed", "WSGISTACK_TLS__DATA_DIR": "/var/lib/ws"}, MACHINE, DJANGO),
+    "tls-acme-root-named-hosts": (
+        {"WSGISTACK_TLS__MODE": "acme", "WSGISTACK_TLS__EMAIL": "ops@example.com", "WSGISTACK_TLS__STAGING": "true",
+         "WSGISTACK_SERVER__SERVER_NAMES": "example.com www.example.com", "WSGISTACK_TLS__DATA_DIR": "/data/tls",
+         "WSGISTACK_SERVER__HOST": "0.0.0.0", "PORT": "80", "WSGISTACK_TLS__PORT": "443"},
+        ROOT_MACHINE, DJANGO),
+    "tls-files-web-any-host": (
+        {"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.2:8001", "WSGISTACK_TLS__MODE": "files",
+         "WSGISTACK_TLS__CERT": "/etc/ssl/site.pem", "WSGISTACK_TLS__KEY": "/etc/ssl/site.key", "NGINX_SERVER_NAME": "*",
+         "WSGISTACK_TLS__HSTS_MAX_AGE": "31536000", "WSGISTACK_TLS__REDIRECT_PORT": "443"},
+        MACHINE, None),
     "app-role": ({"WSGISTACK_ROLE": "app", "WSGISTACK_UWSGI__SOCKET": "tcp"}, MACHINE, DJANGO),
 }
 
@@ -108,3 +122,34 @@ def test_rendered_nginx_config_passes_nginx_t(case: str, tmp_path: Path) -> None
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "syntax is ok" in out.stderr
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")
+@pytest.mark.parametrize("case", ["tls-self-signed", "tls-acme-root-named-hosts", "tls-files-web-any-host"])
+def test_rendered_tls_config_passes_nginx_t(case: str, tmp_path: Path) -> None:
+    """Every TLS config nginx may run (for acme: before and after the first certificate)
+    with real certificate files in place."""
+    from wsgistack.plan import prepare_tls
+    from wsgistack.tls.certs import ensure_self_signed
+
+    env, machine, app = CASES[case]
+    if machine.is_root and os.geteuid() != 0:
+        pytest.skip("the root case needs root to test its `user` directive")
+    leaf = ensure_self_signed(tmp_path / "ca", ("example.com", "www.example.com"), tmp_path / "leaf")
+    env = {**env, "WSGISTACK_RUNTIME_DIR": str(tmp_path), "WSGISTACK_TLS__DATA_DIR": str(tmp_path / "data")}
+    if "WSGISTACK_TLS__CERT" in env:
+        env.update(WSGISTACK_TLS__CERT=str(leaf.cert), WSGISTACK_TLS__KEY=str(leaf.key))
+    plan = prepare_tls(make_plan(load_config(APP_DIR, env=env), machine, app))
+    assert plan.tls is not None
+    if plan.tls.mode == "acme":
+        plan.tls.cert.parent.mkdir(parents=True)
+        shutil.copy(leaf.cert, plan.tls.cert)
+        shutil.copy(leaf.key, plan.tls.key)
+    for f in render(plan):
+        (tmp_path / f.path).write_text(f.content)
+    (tmp_path / "nginx-temp").mkdir()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    for conf in ("nginx.conf", "nginx-https.conf"):
+        if (tmp_path / conf).exists():
+            out = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / conf)], capture_output=True, text=True)
+            assert out.returncode == 0, (conf, out.stderr)

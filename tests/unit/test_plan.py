@@ -54,3 +54,24 @@ def test_term_drain_library_is_used_on_heroku_only_and_missing_it_is_a_warning()
 def test_max_requests_are_staggered_across_workers() -> None:
     plan = plan_for({"WSGISTACK_UWSGI__MAX_REQUESTS": "1000", "WEB_CONCURRENCY": "4"})
     assert plan.max_requests_delta == 125
+
+
+def test_tls_plan_per_mode() -> None:
+    assert plan_for({}).tls is None
+    dev = plan_for({"WSGISTACK_TLS__MODE": "self-signed", "WSGISTACK_TLS__DATA_DIR": "/d"})
+    assert dev.tls is not None and dev.tls.hsts_max_age is None  # auto: no HSTS for a dev certificate
+    assert dev.tls.names == ("localhost", "127.0.0.1", "[::1]") and dev.tls.cert.parent.parent == Path("/d/self-signed")
+    assert dev.url == "https://localhost:8443" and dev.tls.redirect_suffix == ":8443"
+    files = plan_for({"WSGISTACK_TLS__MODE": "files", "WSGISTACK_TLS__CERT": "c.pem", "WSGISTACK_TLS__KEY": "/k.pem",
+                      "WSGISTACK_TLS__REDIRECT_PORT": "443"})
+    assert files.tls is not None and files.tls.cert == Path("/srv/app/c.pem") and files.tls.key == Path("/k.pem")
+    assert files.tls.hsts_max_age == 63072000 and files.tls.redirect_suffix == ""
+    acme = plan_for({"WSGISTACK_TLS__MODE": "acme", "WSGISTACK_TLS__STAGING": "1", "WSGISTACK_TLS__DATA_DIR": "/d",
+                     "WSGISTACK_SERVER__SERVER_NAMES": "example.com 10.0.0.1 www.example.com"})
+    assert acme.tls is not None and not acme.tls.ready and acme.url.startswith("http://")  # HTTP until the first certificate
+    assert acme.tls.names == ("example.com", "www.example.com")  # no IPs for ACME
+    assert acme.tls.directory == "https://acme-staging-v02.api.letsencrypt.org/directory"
+    assert acme.tls.cert == Path("/d/acme/live/example.com/fullchain.pem")
+    own = plan_for({"WSGISTACK_TLS__MODE": "acme", "WSGISTACK_TLS__DIRECTORY": "https://127.0.0.1:14000/dir",
+                    "WSGISTACK_TLS__STAGING": "1"})
+    assert own.tls is not None and own.tls.directory == "https://127.0.0.1:14000/dir"  # staging switches Let's Encrypt only

@@ -13,9 +13,9 @@ from wsgistack.checks.preflight import PreflightError, preflight
 from wsgistack.checks.registry import Report, register, registry, run_checks
 
 # Importing the areas registers their checks (order = the order they run and are documented in).
-from wsgistack.checks import config, app, security, nginx, machine, dockerfile  # noqa: F401, I001
+from wsgistack.checks import config, app, security, tls, nginx, machine, dockerfile  # noqa: F401, I001
 
-AREAS = ("config", "app", "perms", "nginx", "machine", "docker", "doctor")
+AREAS = ("config", "app", "perms", "tls", "nginx", "machine", "docker", "doctor")
 
 __all__ = [
     "AREAS",

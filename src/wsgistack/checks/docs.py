@@ -13,6 +13,7 @@ MODULES = {
     "config": "config",
     "app": "app",
     "perms": "security",
+    "tls": "tls",
     "nginx": "nginx",
     "machine": "machine",
     "docker": "dockerfile",

@@ -152,7 +152,10 @@ def gixy(ctx: CheckContext) -> list[Finding]:
     except Exception as exc:  # noqa: BLE001 - gixy's own parser errors have no stable class
         return [W006(f"gixy-ng failed: {exc}")]
     found = []
+    tls = ctx.plan.tls if ctx.plan is not None else None
     for issue in issues:
+        if issue.get("plugin") == "hsts_header" and tls is not None and tls.hsts_max_age is None:
+            continue  # HSTS off on purpose: tls.hsts (auto is off for a dev certificate)
         declared = GIXY_LEVELS.get(str(issue.get("severity", "")).upper(), W004)
         reason = f" ({issue['reason']})" if issue.get("reason") else ""
         line = f":{issue['line']}" if issue.get("line") else ""

@@ -24,6 +24,8 @@ CONFIG_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
     ("--role", "role", "all, app (uWSGI only) or web (nginx only)", False),
     ("--runtime-dir", "runtime_dir", "directory for sockets, pidfiles and rendered configs", False),
     ("--timeout", "request_timeout", "seconds a request may run (or auto)", False),
+    ("--tls", "tls.mode", "HTTPS: off, self-signed (a local dev CA), files or acme", False),
+    ("--tls-port", "tls.port", "port nginx serves HTTPS on (server.port then redirects)", False),
 )
 
 

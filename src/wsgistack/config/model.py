@@ -305,6 +305,63 @@ class KubeSection(_Section):
         return v
 
 
+LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+class TlsSection(_Section):
+    """HTTPS, terminated by nginx (docs/tls.md). Off behind a balancer that terminates TLS."""
+
+    mode: Literal["off", "self-signed", "files", "acme"] = Field(
+        "off",
+        description="off; self-signed (a local dev CA, made and reused); files (tls.cert + tls.key); "
+        "acme (obtained and renewed from tls.directory over HTTP-01)",
+    )
+    port: int = Field(8443, ge=1, le=65535, description="port nginx serves HTTPS on (server.port then redirects to it)")
+    redirect_port: int = Field(
+        0, ge=0, le=65535,
+        description="port the HTTP -> HTTPS redirect names, when clients reach HTTPS on another port than tls.port "
+        "(a container published as 443:8443); 0 = tls.port",
+    )
+    cert: Path | None = Field(None, description="files: certificate chain (PEM, leaf first)")
+    key: Path | None = Field(None, description="files: private key (PEM) of the certificate")
+    email: str = Field("", description="acme: contact address for the CA's expiry and policy mail")
+    directory: str = Field(LETSENCRYPT_DIRECTORY, description="acme: the CA's ACME directory URL")
+    staging: bool = Field(
+        False, description="acme: use Let's Encrypt's staging directory (untrusted certificates, generous rate limits)"
+    )
+    ca_bundle: Path | None = Field(
+        None, description="acme: CA file to verify the ACME directory's own HTTPS with (a private CA such as pebble)"
+    )
+    challenge_port: int = Field(
+        80, ge=1, le=65535,
+        description="acme: port the CA connects to for HTTP-01 (80 for public CAs): it must reach server.port",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="where the dev CA, ACME account key and certificates are kept (default: $XDG_DATA_HOME/wsgistack, "
+        "i.e. ~/.local/share/wsgistack); a volume in containers",
+    )
+    hsts: bool | Literal["auto"] = Field(
+        "auto", description="send Strict-Transport-Security; auto = on for files and acme, off for self-signed"
+    )
+    hsts_max_age: int = Field(63072000, ge=0, description="HSTS max-age in seconds (Mozilla: two years)")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v):
+            raise ValueError(f"{v!r} is not an e-mail address")
+        return v
+
+    @field_validator("directory")
+    @classmethod
+    def _directory(cls, v: str) -> str:
+        if not v.startswith("https://"):
+            raise ValueError(f"{v!r} is not an https:// ACME directory URL")
+        return v
+
+
 class Config(_Section):
     """The whole, validated configuration. Frozen: derive, never mutate."""
 
@@ -333,6 +390,7 @@ class Config(_Section):
     server: ServerSection = Field(default_factory=ServerSection)
     uwsgi: UwsgiSection = Field(default_factory=UwsgiSection)
     kube: KubeSection = Field(default_factory=KubeSection)
+    tls: TlsSection = Field(default_factory=TlsSection)
 
     @field_validator("request_timeout")
     @classmethod
@@ -345,4 +403,6 @@ class Config(_Section):
 # Platforms whose router closes a request after a fixed time; our timeouts must end first.
 ROUTER_TIMEOUTS: dict[str, int] = {"heroku": 30}
 
-SECTIONS: dict[str, type[_Section]] = {"app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection, "kube": KubeSection}
+SECTIONS: dict[str, type[_Section]] = {
+    "app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection, "kube": KubeSection, "tls": TlsSection,
+}

@@ -287,6 +287,37 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
                 "e.g. 127.0.0.1:8001 or unix:/shared/uwsgi.sock",
             )
         )
+    tls = config.tls
+    if tls.mode == "files" and (tls.cert is None or tls.key is None):
+        missing = " and ".join(k for k in ("tls.cert", "tls.key") if getattr(tls, k[4:]) is None)
+        problems.append(
+            WsgistackError(
+                "config.E012",
+                f"tls.mode = files (from {origins.get('tls.mode', DEFAULT)}) needs {missing}",
+                "set tls.cert to the certificate chain (PEM, leaf first) and tls.key to its private key "
+                "(WSGISTACK_TLS__CERT / WSGISTACK_TLS__KEY), or use tls.mode = self-signed or acme",
+            )
+        )
+    if tls.mode != "off" and config.role == "app":
+        problems.append(
+            WsgistackError(
+                "config.E013",
+                f"tls.mode = {tls.mode} (from {origins.get('tls.mode', DEFAULT)}) with role = app: only nginx terminates TLS",
+                "set tls.mode on the web role (or role = all); the app role speaks uwsgi to nginx only",
+            )
+        )
+    if tls.mode == "acme":
+        wildcards = [n for n in config.server.server_names if n.startswith("*")]
+        if wildcards:
+            problems.append(
+                WsgistackError(
+                    "config.E014",
+                    f"tls.mode = acme cannot validate {', '.join(map(repr, wildcards))} over HTTP-01 "
+                    f"(server.server_names from {origins.get('server.server_names', DEFAULT)})",
+                    "list each host name in server.server_names, or use tls.mode = files with a wildcard "
+                    "certificate obtained over DNS-01",
+                )
+            )
     return problems
 
 

@@ -14,6 +14,7 @@ import jinja2
 
 from wsgistack import __version__
 from wsgistack.plan import Plan
+from wsgistack.tls import FFDHE2048, MOZILLA_CURVES, MOZILLA_INTERMEDIATE_CIPHERS
 
 # Hidden files/dirs (.git, .env, .htpasswd; but not /.well-known/), editor and VCS leftovers
 # (vim .swp, emacs #x# and x~, nano .save, patch .orig/.rej): never served. Matched
@@ -87,6 +88,19 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "ready": {"tcp": f"{probe_host}:{plan.config.server.port}"},
             }
         )
+    if plan.tls is not None and plan.tls.mode == "acme":
+        # Obtains the first certificate (nginx serves HTTP and the challenge meanwhile) and
+        # renews it when the CA suggests; started after nginx, whose webroot it needs.
+        processes.append(
+            {
+                "name": "acme",
+                "argv": [machine.python, "-m", "wsgistack.tls.renewer", str(plan.paths.renewer_conf)],
+                "env": {},
+                "cwd": str(plan.paths.runtime),
+                "stop_signal": "TERM",
+                "ready": {},
+            }
+        )
     if plan.termdrain:
         # Heroku: nginx reads SIGTERM as QUIT, uWSGI's workers leave it to their master. The
         # library's mode is the process's name (container/termdrain.c).
@@ -104,20 +118,53 @@ def process_table(plan: Plan) -> dict[str, object]:
     }
 
 
+def renewer_settings(plan: Plan) -> dict[str, object]:
+    """What the ACME renewer (tls/renewer.py) needs, written next to processes.json."""
+    tls = plan.tls
+    assert tls is not None
+    return {
+        "names": list(tls.names),
+        "cert": str(tls.cert),
+        "key": str(tls.key),
+        "config_dir": str(tls.acme_dir),
+        "webroot": str(plan.paths.acme_webroot),
+        "directory": tls.directory,
+        "email": tls.email,
+        "ca_bundle": str(tls.ca_bundle) if tls.ca_bundle else "",
+        "challenge_port": tls.challenge_port,
+        "certbot": plan.machine.certbot or "certbot",
+        "nginx_pid": str(plan.paths.nginx_pid),
+        "nginx_conf": str(plan.paths.nginx_conf),
+        "nginx_https_conf": str(plan.paths.nginx_https_conf),
+    }
+
+
 def render(plan: Plan) -> list[RenderedFile]:
     env = _env()
+    server = plan.config.server
     ctx = {
         "plan": plan,
         "version": __version__,
         "hidden_re": HIDDEN_RE,
-        "listen_address": _listen_address(plan.config.server.host, plan.config.server.port),
-        "server_names": " ".join(plan.config.server.server_names),
-        "accept_any_host": "*" in plan.config.server.server_names,
+        "listen_address": _listen_address(server.host, server.port),
+        "server_names": " ".join(server.server_names),
+        "accept_any_host": "*" in server.server_names,
         "app": plan.app,
+        "https": plan.https,
+        "tls": plan.tls,
+        "tls_listen": _listen_address(server.host, plan.tls.port) if plan.tls else "",
+        "tls_ciphers": MOZILLA_INTERMEDIATE_CIPHERS,
+        "tls_curves": MOZILLA_CURVES,
     }
     files: list[RenderedFile] = []
     if plan.runs_nginx:
         files.append(RenderedFile("nginx.conf", env.get_template("nginx.conf.j2").render(ctx)))
+        if plan.tls is not None:
+            files.append(RenderedFile("ffdhe2048.pem", FFDHE2048))
+        if plan.tls is not None and plan.tls.mode == "acme":
+            # The HTTPS config the renewer swaps in once the first certificate is there.
+            files.append(RenderedFile("nginx-https.conf", env.get_template("nginx.conf.j2").render({**ctx, "https": True})))
+            files.append(RenderedFile("tls-renewer.json", json.dumps(renewer_settings(plan), indent=2) + "\n"))
         files.append(RenderedFile("uwsgi_params", env.get_template("uwsgi_params.j2").render(ctx)))
         files.append(RenderedFile("mime.types", env.get_template("mime.types.j2").render(ctx)))
     if plan.runs_uwsgi:

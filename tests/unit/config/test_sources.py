@@ -243,3 +243,27 @@ def test_heroku_dyno_sets_the_platform(tmp_path: Path) -> None:
 
 def test_project_dir_variable_is_not_a_setting(tmp_path: Path) -> None:
     assert load_config(tmp_path, env={"WSGISTACK_PROJECT_DIR": "/app"}).config.role == "all"
+
+
+def test_tls_settings_and_their_cross_checks(tmp_path: Path) -> None:
+    from wsgistack.config.sources import describe
+
+    loaded = load_config(tmp_path, env={"WSGISTACK_TLS__PORT": "9443"}, cli={"tls.mode": ("self-signed", "--tls")})
+    assert (loaded.config.tls.mode, loaded.config.tls.port) == ("self-signed", 9443)
+    rows = {row[0]: row for row in describe(loaded)}
+    assert rows["tls.port"][2] == 'env WSGISTACK_TLS__PORT="9443"' or "WSGISTACK_TLS__PORT" in rows["tls.port"][2]
+    assert rows["tls.mode"][2].startswith("CLI --tls")
+    for key in ("tls.email", "tls.cert", "tls.key", "tls.directory", "tls.staging", "tls.hsts", "tls.hsts_max_age", "tls.data_dir"):
+        assert key in rows, key
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"WSGISTACK_TLS__MODE": "files", "WSGISTACK_TLS__CERT": "/c.pem"})
+    assert exc.value.id == "config.E012" and "needs tls.key" in exc.value.message
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"WSGISTACK_TLS__MODE": "self-signed", "WSGISTACK_ROLE": "app"})
+    assert exc.value.id == "config.E013"
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"WSGISTACK_TLS__MODE": "acme", "WSGISTACK_SERVER__SERVER_NAMES": "*.example.com"})
+    assert exc.value.id == "config.E014"
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"WSGISTACK_TLS__MODE": "https"})
+    assert "tls.mode" in exc.value.render()
