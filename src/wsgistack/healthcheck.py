@@ -62,6 +62,13 @@ def check(runtime, path=None):
         ready = {k: v for k, v in procs["uwsgi"]["ready"].items() if k in ("unix", "tcp")}
         _connect(ready).close()
         return None
+    if procs and table.get("state_file"):
+        # role worker: healthy while each background process runs (not while it waits to
+        # be restarted after a crash), as the process manager's state file says.
+        with open(table["state_file"]) as fh:
+            state = {p["name"]: p for p in json.load(fh)["processes"]}
+        down = [name for name in procs if state.get(name, {}).get("state") != "running"]
+        return "not running: %s" % ", ".join(down) if down else None
     return "nothing to check in processes.json"
 
 

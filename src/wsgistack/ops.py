@@ -37,10 +37,28 @@ class Status:
     nginx_pid: int | None
     uwsgi_pid: int | None
     stats: dict[str, Any] | None
+    # The process manager's table: every process it runs (background ones included), with
+    # state and restarts; empty when no manager runs there.
+    processes: tuple[dict[str, Any], ...] = ()
 
     @property
     def running(self) -> bool:
-        return bool(self.nginx_pid or self.uwsgi_pid)
+        return bool(self.nginx_pid or self.uwsgi_pid or any(p.get("pid") for p in self.processes))
+
+
+def read_manager_state(plan: Plan) -> dict[str, Any] | None:
+    """The process manager's state file, if a live manager wrote it."""
+    try:
+        data = dict(json.loads(plan.paths.manager_state.read_text()))
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(data["manager_pid"]), 0)
+    except (ProcessLookupError, KeyError, ValueError, TypeError):
+        return None
+    except PermissionError:
+        pass
+    return data
 
 
 def read_uwsgi_stats(path: str, timeout: float = 2.0) -> dict[str, Any]:
@@ -61,11 +79,13 @@ def status(plan: Plan) -> Status:
             stats = read_uwsgi_stats(str(plan.paths.stats))
         except (OSError, ValueError):
             stats = None
+    manager = read_manager_state(plan)
     return Status(
         runtime_dir=str(plan.paths.runtime),
         nginx_pid=process_alive_from_pidfile(plan.paths.nginx_pid),
         uwsgi_pid=uwsgi_pid,
         stats=stats,
+        processes=tuple(manager["processes"]) if manager else (),
     )
 
 

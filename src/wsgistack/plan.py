@@ -98,6 +98,18 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class Background:
+    """One copy of a background process ([processes.NAME]), as the process manager runs it."""
+
+    name: str  # NAME, or NAME.1, NAME.2... when count > 1
+    section: str  # NAME: the [processes.NAME] table it comes from
+    argv: tuple[str, ...]
+    restart: str  # always | on-failure | never
+    stop_signal: str
+    stop_timeout: int
+
+
+@dataclass(frozen=True)
 class Location:
     url: str
     dir: Path
@@ -136,12 +148,14 @@ class Paths:
     nginx_https_conf = property(lambda self: self.runtime / "nginx-https.conf")
     renewer_conf = property(lambda self: self.runtime / "tls-renewer.json")
     acme_webroot = property(lambda self: self.runtime / "acme-webroot")
+    # The process manager's live view (pids, restarts), for `status` and the ops listener.
+    manager_state = property(lambda self: self.runtime / "manager.json")
 
     @property
     def transient(self) -> tuple[Path, ...]:
         """What a run leaves behind and the next one must not find: cleared before a start,
         removed by the process manager after a stop."""
-        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain)
+        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.manager_state)
 
 
 def default_data_dir() -> Path:
@@ -252,6 +266,7 @@ class Plan:
     response_header_buffer_kb: int = RESPONSE_HEADER_BUFFER // 1024  # nginx uwsgi_buffer_size
     uwsgi_options: tuple[tuple[str, str], ...] = ()  # uwsgi.options, one (key, value) per ini line
     app_env: Mapping[str, str] = field(default_factory=dict)
+    background: tuple[Background, ...] = ()  # the background processes this role runs
     notes: tuple[str, ...] = ()  # how "auto" values were resolved, and anything capped
     python: AppPython | None = None  # the app's interpreter and its uWSGI (None for role web)
     tls: TlsPlan | None = None  # HTTPS (tls.mode != off, nginx roles only)
@@ -300,6 +315,10 @@ class Plan:
     def https(self) -> bool:
         """nginx serves HTTPS now (acme: once the first certificate is there)."""
         return self.tls is not None and self.tls.ready
+
+    @property
+    def runs_background(self) -> bool:
+        return bool(self.background)
 
     @property
     def url(self) -> str:
@@ -408,6 +427,28 @@ def _locations(config: Config, app: AppSpec | None, project: Path) -> tuple[Loca
         Location(url=s.url, dir=s.dir, role=s.role, immutable=hashed and s.role == "static")
         for s in sorted(found.values(), key=lambda s: (-len(s.url), s.url))
     )
+
+
+def background_processes(config: Config) -> tuple[Background, ...]:
+    """The copies of each [processes.NAME] this role runs: all of them with role all, the one
+    named by `process` with role worker (one container per process), none for app and web."""
+    import shlex
+
+    if config.role == "all":
+        names = list(config.processes)
+    elif config.role == "worker":
+        names = [config.process]
+    else:
+        return ()
+    out = []
+    for name in names:
+        spec = config.processes[name]
+        argv = tuple(shlex.split(spec.command))
+        stop_timeout = spec.stop_timeout or config.stop_timeout
+        for i in range(1, spec.count + 1):
+            label = name if spec.count == 1 else f"{name}.{i}"
+            out.append(Background(label, name, argv, spec.restart, spec.stop_signal, stop_timeout))
+    return tuple(out)
 
 
 def header_buffer_kb(uwsgi_buffer_size: int) -> int:
@@ -572,6 +613,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         uwsgi_max_vars=max_vars(header_buffer_kb(config.uwsgi.buffer_size)),
         uwsgi_options=_uwsgi_options(loaded),
         app_env=app_env,
+        background=background_processes(config),
         notes=tuple(notes),
         python=python,
         tls=_tls_plan(config, project),

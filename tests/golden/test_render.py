@@ -60,8 +60,17 @@ CASES = {
     "django-root-proxy-named-hosts": (
         {"WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8 127.0.0.2", "WSGISTACK_SERVER__SERVER_NAMES": "example.com *.example.com",
          "WSGISTACK_UWSGI__OPTIONS": '{"harakiri-verbose": true, "max-worker-lifetime": 3600}',
-         "WSGISTACK_UWSGI__BUFFER_SIZE": "32768"},
+         "WSGISTACK_UWSGI__BUFFER_SIZE": "32768",
+         # Background processes beside nginx and uWSGI, as the app's user.
+         "WSGISTACK_PROCESSES__SENDALERTS__COMMAND": "python manage.py sendalerts",
+         "WSGISTACK_PROCESSES__SENDREPORTS__COMMAND": "python manage.py sendreports --loop",
+         "WSGISTACK_PROCESSES__SENDREPORTS__COUNT": "2", "WSGISTACK_PROCESSES__SENDREPORTS__RESTART": "on-failure",
+         "WSGISTACK_PROCESSES__SENDREPORTS__STOP_SIGNAL": "INT", "WSGISTACK_PROCESSES__SENDREPORTS__STOP_TIMEOUT": "5"},
         ROOT_MACHINE, DJANGO),
+    # One background process alone (its own container: compose, Kubernetes).
+    "worker-role": ({"WSGISTACK_ROLE": "worker", "WSGISTACK_PROCESS": "sendalerts",
+                     "WSGISTACK_PROCESSES__SENDALERTS__COMMAND": "python manage.py sendalerts",
+                     "WSGISTACK_PROCESSES__OTHER__COMMAND": "celery -A proj worker"}, ROOT_MACHINE, DJANGO),
     "web-role": ({"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.2:8001"}, MACHINE, None),
     # HTTPS: the dev CA's certificate (no HSTS), ACME before its first certificate (HTTP
     # with the challenge path; nginx-https.conf is what the renewer switches to), and

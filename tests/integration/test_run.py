@@ -190,14 +190,14 @@ def test_bad_config_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
 
 
 def test_unknown_table_in_the_config_file_names_the_file(tmp_path: Path) -> None:
-    # It used to say "unknown setting processes (in default)".
+    # It used to say "unknown setting processes (in default)" ([processes] is a known table now).
     project = shared_dir(tmp_path, "proj")
     (project / "hello.py").write_text((EXAMPLES / "hello" / "hello.py").read_text())
-    (project / "wsgistack.toml").write_text('[processes]\nweb = 2\n')
+    (project / "wsgistack.toml").write_text('[workers]\nweb = 2\n')
     stack = start_stack(tmp_path, project, wait=False)
     assert stack.proc.wait(timeout=30) == 2
     log = stack.log()
-    assert "error[config.E002]: unknown setting processes (in wsgistack.toml)" in log
+    assert "error[config.E002]: unknown setting workers (in wsgistack.toml)" in log
     assert "Traceback" not in log
 
 

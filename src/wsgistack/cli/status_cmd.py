@@ -33,16 +33,27 @@ def plan_without_app(path: Path, params: dict[str, Any]) -> Plan:
 @click.option("--json", "as_json", is_flag=True, help="print uWSGI's raw stats as JSON")
 @config_options
 def command(path: Path, as_json: bool, **params: Any) -> None:
-    """Show whether nginx and uWSGI are running, and per-worker uWSGI stats."""
+    """Show whether nginx, uWSGI and the background processes are running, and per-worker uWSGI stats."""
     plan = plan_without_app(path, params)
     st = ops.status(plan)
     if as_json:
-        click.echo(json.dumps({"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "stats": st.stats}, indent=2))
+        click.echo(json.dumps(
+            {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "processes": list(st.processes), "stats": st.stats}, indent=2
+        ))
         sys.exit(0 if st.running else 1)
     console = Console()
     console.print(f"runtime dir: {st.runtime_dir}")
     console.print(f"nginx: {'running, pid %d' % st.nginx_pid if st.nginx_pid else 'not running'}")
     console.print(f"uWSGI: {'running, pid %d' % st.uwsgi_pid if st.uwsgi_pid else 'not running'}")
+    background = [p for p in st.processes if p.get("kind") == "background"]
+    if background:
+        table = Table("process", "pid", "state", "restarts", "restart", "last exit")
+        for p in background:
+            table.add_row(
+                str(p["name"]), str(p.get("pid") or "-"), str(p["state"]), str(p["restarts"]),
+                str(p.get("restart") or ""), str(p.get("last_exit") or "-"),
+            )
+        console.print(table)
     if st.stats:
         sock = (st.stats.get("sockets") or [{}])[0]
         console.print(

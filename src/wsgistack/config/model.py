@@ -362,12 +362,53 @@ class TlsSection(_Section):
         return v
 
 
+# Names the process table already uses, and the roles' own: a background process may not take them.
+RESERVED_PROCESS_NAMES = frozenset({"nginx", "uwsgi", "wsgistack", "haproxy", "ops", "all", "app", "web", "worker"})
+STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL")
+
+
+class ProcessSection(_Section):
+    """A background process run beside nginx and uWSGI (``[processes.NAME]``): a scheduler,
+    a queue worker, ``manage.py sendalerts``."""
+
+    command: str = Field(
+        description='command line, split like a shell does but without one (for pipes or $VARS: "sh -c \'...\'"); '
+        "runs as the app's user, in app.path, with the app's environment"
+    )
+    restart: Literal["always", "on-failure", "never"] = Field(
+        "always",
+        description="always: restart whenever it exits; on-failure: only after a non-zero exit or a signal; "
+        "never: not restarted (a non-zero exit then stops the stack)",
+    )
+    stop_signal: Literal[STOP_SIGNALS] = Field("TERM", description="signal that asks it to stop (TERM, INT, QUIT, HUP, USR1, USR2, KILL)")  # type: ignore[valid-type]
+    stop_timeout: int | None = Field(
+        None, ge=1, le=300, description="seconds it gets to stop before SIGKILL (default and maximum: the top-level stop_timeout)"
+    )
+    count: int = Field(1, ge=1, le=64, description="how many copies run (NAME.1, NAME.2, ...)")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str) -> str:
+        import shlex
+
+        try:
+            argv = shlex.split(v)
+        except ValueError as exc:
+            raise ValueError(f"cannot split {v!r} into words: {exc}") from None
+        if not argv:
+            raise ValueError("the command is empty")
+        return v
+
+
 class Config(_Section):
     """The whole, validated configuration. Frozen: derive, never mutate."""
 
-    role: Literal["all", "app", "web"] = Field(
-        "all", description="all = Nginx + uWSGI; app = uWSGI only; web = Nginx only (proxying to uwsgi.uri)"
+    role: Literal["all", "app", "web", "worker"] = Field(
+        "all",
+        description="all = Nginx + uWSGI (+ background processes); app = uWSGI only; web = Nginx only (proxying to "
+        "uwsgi.uri); worker = the one background process named by `process`",
     )
+    process: str = Field("", description="role worker: the background process ([processes.NAME]) this container runs")
     platform: Literal["none", "heroku"] = Field("none", description="platform router whose timeout we must nest inside")
     runtime_dir: Path | None = Field(None, description="where sockets, pidfiles and rendered configs live")
     user: str = Field(
@@ -391,6 +432,21 @@ class Config(_Section):
     uwsgi: UwsgiSection = Field(default_factory=UwsgiSection)
     kube: KubeSection = Field(default_factory=KubeSection)
     tls: TlsSection = Field(default_factory=TlsSection)
+    processes: dict[str, ProcessSection] = Field(
+        default_factory=dict, description="background processes run beside nginx and uWSGI, [processes.NAME]"
+    )
+
+    @field_validator("processes")
+    @classmethod
+    def _process_names(cls, v: dict[str, ProcessSection]) -> dict[str, ProcessSection]:
+        for name in v:
+            # One spelling for the TOML table, the env var (WSGISTACK_PROCESSES__NAME__COMMAND)
+            # and the output prefix: lowercase, and no "__" (the env var's separator).
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or "__" in name:
+                raise ValueError(f"{name!r} is not a process name: lowercase letters, digits, - and _, starting with a letter")
+            if name in RESERVED_PROCESS_NAMES:
+                raise ValueError(f"{name!r} is a name wsgistack uses itself; pick another")
+        return v
 
     @field_validator("request_timeout")
     @classmethod
@@ -406,3 +462,6 @@ ROUTER_TIMEOUTS: dict[str, int] = {"heroku": 30}
 SECTIONS: dict[str, type[_Section]] = {
     "app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection, "kube": KubeSection, "tls": TlsSection,
 }
+# Sections that are tables of named entries ([processes.NAME]): the key of each entry is
+# free, its fields are the section's. sources.py resolves their dotted keys (NAME included).
+NAMED_SECTIONS: dict[str, type[_Section]] = {"processes": ProcessSection}

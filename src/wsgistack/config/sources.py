@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from wsgistack.config.envvars import ALIASES, NOT_SETTINGS, PREFIX, aliases_for, dotted_from_env, env_name
-from wsgistack.config.model import Config, PathMapping
+from wsgistack.config.model import NAMED_SECTIONS, Config, PathMapping
 from wsgistack.errors import ConfigError, WsgistackError
 
 CONFIG_FILE = "wsgistack.toml"
@@ -60,6 +60,8 @@ def _fields(model: type[BaseModel] = Config, prefix: str = "") -> dict[str, Any]
     """Dotted key -> pydantic FieldInfo for every leaf setting."""
     out: dict[str, Any] = {}
     for name, info in model.model_fields.items():
+        if not prefix and name in NAMED_SECTIONS:  # keyed by the user's names: see field_info
+            continue
         ann = info.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out.update(_fields(ann, f"{prefix}{name}."))
@@ -75,8 +77,43 @@ SECRET: frozenset[str] = frozenset(
 )
 
 
+def _named(dotted: str) -> tuple[str, str, str] | None:
+    """``processes.sendalerts.command`` -> ("processes", "sendalerts", "command")."""
+    section, _, rest = dotted.partition(".")
+    name, _, leaf = rest.partition(".")
+    if section in NAMED_SECTIONS and name and leaf and "." not in leaf:
+        return section, name, leaf
+    return None
+
+
+def field_info(dotted: str) -> Any:
+    """The FieldInfo of a setting, including a named section's (``processes.NAME.FIELD``, and
+    ``processes`` itself); None for an unknown key."""
+    if dotted in FIELDS:
+        return FIELDS[dotted]
+    if dotted in NAMED_SECTIONS:
+        return Config.model_fields[dotted]
+    parts = _named(dotted)
+    if parts is None:
+        return None
+    section, _, leaf = parts
+    return NAMED_SECTIONS[section].model_fields.get(leaf)
+
+
+def is_setting(dotted: str) -> bool:
+    """A leaf setting: one value, one env var (``processes`` is a table of them, not one)."""
+    return dotted not in NAMED_SECTIONS and field_info(dotted) is not None
+
+
 def _closest(key: str) -> str:
-    match = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.6)
+    parts = _named(key)
+    if parts is not None:
+        section, name, leaf = parts
+        match = difflib.get_close_matches(leaf, NAMED_SECTIONS[section].model_fields, n=1, cutoff=0.6)
+        if match:
+            return f"did you mean {section}.{name}.{match[0]}?"
+        return f"a [{section}.{name}] entry takes: {', '.join(NAMED_SECTIONS[section].model_fields)}"
+    match = difflib.get_close_matches(key, [*FIELDS, *NAMED_SECTIONS], n=1, cutoff=0.6)
     return f"did you mean {match[0]}?" if match else "see `wsgistack config` for every setting"
 
 
@@ -87,7 +124,9 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and dotted not in FIELDS:
+        if isinstance(value, Mapping) and not is_setting(dotted):
+            if not value and _named(dotted + ".x") is not None:
+                out[dotted] = {}  # an empty [processes.NAME]: kept, so its missing command is reported
             out.update(_flatten(value, dotted + "."))
         else:
             out[dotted] = value
@@ -140,7 +179,7 @@ def _unwrap(ann: Any) -> Any:
 
 def parse_env_value(dotted: str, raw: str) -> Any:
     """Turn an environment string into what the field expects (lists, mappings, dicts)."""
-    ann = _unwrap(FIELDS[dotted].annotation)
+    ann = _unwrap(field_info(dotted).annotation)
     origin = typing.get_origin(ann)
     text = raw.strip()
     if origin is tuple:
@@ -194,7 +233,7 @@ def from_env(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, Origin]], lis
         if not name.startswith(PREFIX) or name in NOT_SETTINGS:
             continue
         dotted = dotted_from_env(name)
-        if dotted not in FIELDS:
+        if not is_setting(dotted):
             problems.append(
                 WsgistackError(
                     "config.E003",
@@ -208,11 +247,11 @@ def from_env(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, Origin]], lis
 
 
 def _invalid(dotted: str, origin: Origin, message: str) -> WsgistackError:
-    info = FIELDS.get(dotted)
+    info = field_info(dotted)
     desc = info.description if info is not None and info.description else ""
-    default = info.get_default(call_default_factory=True) if info is not None else None
+    default = info.get_default(call_default_factory=True) if info is not None and not info.is_required() else None
     hint_parts = [desc] if desc else []
-    if info is not None and default not in ({}, ()):
+    if info is not None and not info.is_required() and default not in ({}, ()):
         hint_parts.append(f"default: {default!r}")
     if origin.kind != "default":
         hint_parts.append(f"change it in {origin.where}")
@@ -235,8 +274,11 @@ def _error_path(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
         candidate = ".".join([*parts, str(item)])
-        if candidate in FIELDS:
+        if is_setting(candidate):
             return candidate
+        if candidate in NAMED_SECTIONS or _named(candidate + ".x") is not None:
+            parts.append(str(item))  # processes, then processes.NAME
+            continue
         if any(key.startswith(candidate + ".") for key in FIELDS):
             parts.append(str(item))
             continue
@@ -271,7 +313,12 @@ def _from_validation(exc: ValidationError, origins: Mapping[str, Origin]) -> lis
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "union_tag_invalid" or err["type"].startswith("literal_error"):
             msg = err["msg"]
-        problems.append(_invalid(path, origins.get(path, DEFAULT), msg))
+        origin = origins.get(path)
+        if origin is None:  # a table (processes), or a field missing from one: name where it was set
+            parent = path.rpartition(".")[0] + "."
+            inside = (o for k, o in origins.items() if k.startswith(path + ".") or (parent != "." and (k + ".").startswith(parent)))
+            origin = next(inside, DEFAULT)
+        problems.append(_invalid(path, origin, msg))
     return problems
 
 
@@ -316,6 +363,27 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
                     f"(server.server_names from {origins.get('server.server_names', DEFAULT)})",
                     "list each host name in server.server_names, or use tls.mode = files with a wildcard "
                     "certificate obtained over DNS-01",
+                )
+            )
+    if config.role == "worker" and config.process not in config.processes:
+        known = ", ".join(sorted(config.processes)) or "none is configured"
+        problems.append(
+            WsgistackError(
+                "config.E044",
+                f"role = worker runs one background process, and process = {config.process!r} "
+                f"(from {origins.get('process', DEFAULT)}) names none of [processes.*] ({known})",
+                "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table",
+            )
+        )
+    for name, spec in config.processes.items():
+        if spec.stop_timeout is not None and spec.stop_timeout > config.stop_timeout:
+            key = f"processes.{name}.stop_timeout"
+            problems.append(
+                WsgistackError(
+                    "config.E045",
+                    f"{key} = {spec.stop_timeout} (from {origins.get(key, DEFAULT)}) is longer than stop_timeout = "
+                    f"{config.stop_timeout}: the whole stack stops within stop_timeout",
+                    f"lower {key}, or raise stop_timeout (and the orchestrator's grace period with it)",
                 )
             )
     return problems
@@ -385,7 +453,8 @@ def describe(loaded: LoadedConfig) -> list[tuple[str, Any, str, str]]:
     """Rows of (key, value, origin, env var names) for ``wsgistack config``."""
     data = _flatten(loaded.config.model_dump(mode="json"))
     rows = []
-    for dotted in FIELDS:
+    keys = [*FIELDS, *(k for k in data if _named(k) is not None)]
+    for dotted in keys:
         names = [env_name(dotted), *aliases_for(dotted)]
         rows.append((dotted, data.get(dotted), str(loaded.origin(dotted)), ", ".join(names)))
     return rows

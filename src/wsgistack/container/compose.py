@@ -61,6 +61,7 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
         "data_volumes": volumes,
         "static_env": static_env,
         "volumes": names,
+        "processes": facts.processes,
     }
     return RenderedFile("compose.yaml", _env().get_template("compose.yaml.j2").render(ctx))
 

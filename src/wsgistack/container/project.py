@@ -34,6 +34,7 @@ class ProjectFacts:
     app_kind: str | None
     data_dirs: tuple[DataDir, ...]  # detected STATIC_ROOT / MEDIA_ROOT inside the project
     notes: tuple[str, ...] = ()
+    processes: tuple[str, ...] = ()  # [processes.NAME] names: one worker service each (split compose)
 
 
 def image_name(path: Path) -> str:
@@ -48,6 +49,7 @@ def find_facts(path: Path, detect: bool = True) -> ProjectFacts:
     notes: list[str] = []
     kind = None
     dirs: list[DataDir] = []
+    processes: tuple[str, ...] = ()
     if detect:
         from wsgistack.app import detect_app
         from wsgistack.config import load_config
@@ -56,6 +58,7 @@ def find_facts(path: Path, detect: bool = True) -> ProjectFacts:
         try:
             loaded = load_config(path, env={k: v for k, v in os.environ.items() if k == "DJANGO_SETTINGS_MODULE"})
             config = loaded.config
+            processes = tuple(config.processes)
             app_path = config.app.path if config.app.path.is_absolute() else path / config.app.path
             python, _why = choose(loaded, os.environ)  # the app's own environment on this machine
             spec = detect_app(app_path.resolve(), target=config.app.target, django_settings=config.app.django_settings,
@@ -77,7 +80,8 @@ def find_facts(path: Path, detect: bool = True) -> ProjectFacts:
                     continue
                 if rel.parts:
                     dirs.append(DataDir(item.role, item.url, PurePosixPath(rel.as_posix())))
-    return ProjectFacts(path=path, name=image_name(path), app_kind=kind, data_dirs=tuple(dirs), notes=tuple(notes))
+    return ProjectFacts(path=path, name=image_name(path), app_kind=kind, data_dirs=tuple(dirs), notes=tuple(notes),
+                        processes=processes)
 
 
 def requirements_file(path: Path, requirements: str) -> Path:

@@ -73,6 +73,28 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "ready": ready,
             }
         )
+    for bg in plan.background:
+        assert plan.app is not None
+        python = plan.python.python if plan.python else machine.python
+        processes.append(
+            {
+                "name": bg.name,
+                "argv": list(bg.argv),
+                "env": dict(plan.app_env),
+                # As prestart steps and uWSGI see it: the app's Python first on PATH (so
+                # "python manage.py ..." and the venv's scripts are the app's), its dir importable.
+                "env_prepend": {"PATH": os.path.dirname(python), "PYTHONPATH": str(plan.app.path)},
+                "drop_env_prefix": "UWSGI_",
+                "cwd": str(plan.app.path),
+                "user": plan.uwsgi_user or "",
+                "group": plan.run_group or "",
+                "restart": bg.restart,
+                "stop_signal": bg.stop_signal,
+                "stop_timeout": bg.stop_timeout,
+                "stop_group": "background",
+                "ready": {},
+            }
+        )
     if plan.runs_nginx:
         host = plan.config.server.host
         probe_host = "127.0.0.1" if host in ("", "*", "0.0.0.0") else host.strip("[]")
@@ -114,6 +136,7 @@ def process_table(plan: Plan) -> dict[str, object]:
         "cleanup": [str(p) for p in plan.paths.transient],
         # For the image's HEALTHCHECK (healthcheck.py), which reads only this file.
         "health": {"live": plan.config.server.live_path, "ready": plan.config.server.ready_path},
+        "state_file": str(plan.paths.manager_state),
         "processes": processes,
     }
 

@@ -86,7 +86,9 @@ def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
     if app is None:
         return steps
     assert plan.python is not None
-    if app.kind == "django":
+    # A worker container runs one background process: collectstatic and migrate are the app
+    # container's (run from several places at once they would race).
+    if app.kind == "django" and plan.role != "worker":
         django_steps = []
         has_static_root = any(loc.role == "static" for loc in plan.locations)
         if plan.config.app.collectstatic and app.staticfiles and has_static_root:
@@ -150,9 +152,14 @@ def describe(plan: Plan) -> str:
     if plan.app is None:
         return f"role {plan.role}: nginx -> {plan.upstream.nginx}"
     python = f"\napp interpreter: {plan.python.python} (Python {plan.python.version}; {plan.python.why})" if plan.python else ""
+    background = ", ".join(f"{b.name} ({' '.join(b.argv)})" for b in plan.background)
+    if plan.role == "worker":
+        return f"role worker: {background} in {plan.app.path}"
     return (
         f"role {plan.role}: {plan.app.kind} app {plan.app.target} in {plan.app.path}, "
-        f"{plan.processes} processes x {plan.threads} threads{python}"
+        f"{plan.processes} processes x {plan.threads} threads"
+        + (f"; background: {background}" if background else "")
+        + python
     )
 
 

@@ -11,6 +11,15 @@ adds a config dialect and a second Python process. This manager does exactly the
 * if any process exits on its own, stops the others and exits non-zero with the reason;
 * reaps orphans (it may be PID 1) and removes sockets and pidfiles it knows of.
 
+Background processes ([processes.NAME]: a scheduler, a queue worker) are more children of
+the same loop, with a restart policy: restarted with a growing delay when they exit; one
+that keeps crashing (``restart_limit`` quick exits in a row) stops the whole stack, non-zero,
+like a uWSGI death. They stop after nginx (in-flight requests may still queue work), each
+within its own stop_timeout, and their whole process group goes with them: no orphans.
+
+The manager keeps a small JSON file of what runs (pids, restarts, states) for ``status``
+and the ops listener.
+
 Usage: ``python -m wsgistack.runner.manager PROCESSES.json``.
 """
 
@@ -35,6 +44,13 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 START_TIMEOUT = 60.0
 KILL_GRACE = 1.0  # stop_timeout (8 s) + this stays inside Docker's 10 s
+# Background processes: the first restart waits RESTART_BACKOFF, each quick one after it twice
+# as long (up to RESTART_BACKOFF_MAX). A run shorter than RESTART_RESET is a quick exit, and
+# RESTART_LIMIT quick exits in a row are a crash loop: it fails the stack.
+RESTART_BACKOFF = 1.0
+RESTART_BACKOFF_MAX = 30.0
+RESTART_RESET = 10.0
+RESTART_LIMIT = 5
 
 
 def _prctl(option: int, value: int) -> None:
@@ -103,15 +119,37 @@ class Child:
     drop_env_prefix: str = ""
     death_signal: signal.Signals = signal.SIGKILL
     preload: str = ""  # a library for LD_PRELOAD (before any the environment already names)
+    # Background processes only: "always" | "on-failure" | "never" ("" = nginx/uWSGI: any
+    # exit stops the stack), the user to run as, and paths put in front of PATH-like variables.
+    restart: str = ""
+    user: str = ""
+    group: str = ""
+    env_prepend: dict[str, str] = field(default_factory=dict)
+    stop_timeout: float | None = None  # its own limit after the stop signal, then SIGKILL
+    stop_group: str = ""  # children sharing one are signalled together on stop
     proc: subprocess.Popen[bytes] | None = None
     status: int | None = None
     buffer: bytes = b""
     stop_sent_at: float | None = None
     became_ready: bool = False
+    started_at: float = 0.0
+    restarts: int = 0  # times it was started again after exiting
+    quick_exits: int = 0  # exits in a row, each within RESTART_RESET of its start
+    next_start: float | None = None  # when a pending restart is due (monotonic)
+    finished: bool = False  # exited and, by its restart policy, stays down
+    last_exit: str | None = None  # how its previous run ended (kept across a restart)
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.status is None
+
+    @property
+    def state(self) -> str:
+        if self.running:
+            return "stopping" if self.stop_sent_at is not None else ("running" if self.became_ready else "starting")
+        if self.next_start is not None:
+            return "backoff"
+        return "exited" if self.proc is not None else "waiting"
 
 
 @dataclass
@@ -138,10 +176,22 @@ class Manager:
                     drop_env_prefix=str(spec.get("drop_env_prefix", "")),
                     death_signal=signal.Signals["SIG" + spec.get("death_signal", "KILL")],
                     preload=str(spec.get("preload") or ""),
+                    restart=str(spec.get("restart", "")),
+                    user=str(spec.get("user") or ""),
+                    group=str(spec.get("group") or ""),
+                    env_prepend=dict(spec.get("env_prepend", {})),
+                    stop_timeout=spec.get("stop_timeout"),
+                    stop_group=str(spec.get("stop_group", "")),
                 )
             )
         self.stop_timeout = float(self.table.get("stop_timeout", 8))
         self.width = max((len(c.name) for c in self.children), default=5)
+        self.restart_backoff = float(self.table.get("restart_backoff", RESTART_BACKOFF))
+        self.restart_reset = float(self.table.get("restart_reset", RESTART_RESET))
+        self.restart_limit = int(self.table.get("restart_limit", RESTART_LIMIT))
+        self.state_file = str(self.table.get("state_file", ""))
+        self.started = time.time()
+        self._selector: selectors.BaseSelector | None = None
 
     # --- output -------------------------------------------------------------------------
 
@@ -168,6 +218,12 @@ class Manager:
     # --- lifecycle ----------------------------------------------------------------------
 
     def _start(self, child: Child, selector: selectors.BaseSelector) -> None:
+        if child.proc is not None and child.proc.stdout is not None:  # a restart: finish the old pipe
+            self._drain_pipe(child, selector)
+        child.status = None
+        child.stop_sent_at = None
+        child.next_start = None
+        child.started_at = time.monotonic()
         # uWSGI reads every UWSGI_* variable as one of its options (UWSGI_URI would be a
         # strict-mode error, UWSGI_PROCESSES would override the rendered ini): the seeds'
         # UWSGI_* names are wsgistack settings, already rendered, so they are not passed on.
@@ -178,20 +234,88 @@ class Manager:
         # A child that drops privileges loses its parent-death signal (the kernel clears it
         # when the user changes); it can re-arm it, and check it was not orphaned meanwhile.
         env["_WSGISTACK_MANAGER_PID"] = str(os.getpid())
-        child.proc = subprocess.Popen(
-            child.argv,
-            cwd=child.cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            # Own session: a terminal's Ctrl-C reaches only us, and we stop them in order.
-            start_new_session=True,
-            preexec_fn=functools.partial(_child_setup, child.death_signal),
-        )
+        for name, first in child.env_prepend.items():
+            env[name] = os.pathsep.join(filter(None, (first, env.get(name, ""))))
+        as_user: dict[str, Any] = {}
+        if child.user:
+            # The preexec function runs after the user change: the parent-death signal it
+            # sets is kept (a change after it would clear it).
+            as_user = {"user": child.user, "group": child.group or None, "extra_groups": []}
+        try:
+            child.proc = subprocess.Popen(
+                child.argv,
+                cwd=child.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                # Own session: a terminal's Ctrl-C reaches only us, and we stop them in order.
+                start_new_session=True,
+                preexec_fn=functools.partial(_child_setup, child.death_signal),
+                **as_user,
+            )
+        except OSError as exc:  # command not found, not executable, a cwd that vanished
+            if not child.restart:
+                raise
+            self.say(f"{child.name} cannot start: {exc.strerror or exc}: {child.argv[0]}")
+            child.proc = None
+            child.status = 127
+            self._on_exit(child)
+            return
         assert child.proc.stdout is not None
         os.set_blocking(child.proc.stdout.fileno(), False)
         selector.register(child.proc.stdout, selectors.EVENT_READ, child)
+        if child.restart:
+            child.became_ready = True  # background processes have no readiness probe
+        self._save_state()
+
+    def _drain_pipe(self, child: Child, selector: selectors.BaseSelector) -> None:
+        assert child.proc is not None and child.proc.stdout is not None
+        pipe = child.proc.stdout
+        try:
+            while chunk := os.read(pipe.fileno(), 65536):
+                self._relay(child, chunk)
+        except (BlockingIOError, OSError, ValueError):
+            pass
+        self._relay(child, b"", final=True)
+        try:
+            selector.unregister(pipe)
+        except (KeyError, ValueError):
+            pass
+        pipe.close()
+
+    def _save_state(self) -> None:
+        """Write what runs, for `wsgistack status` and the ops listener (atomically: they may
+        read it at any moment)."""
+        if not self.state_file:
+            return
+        now, wall = time.monotonic(), time.time()
+        data = {
+            "manager_pid": os.getpid(),
+            "started": self.started,
+            "stopping": self.stopping,
+            "processes": [
+                {
+                    "name": c.name,
+                    "kind": "background" if c.restart else "server",
+                    "pid": c.proc.pid if c.running and c.proc is not None else None,
+                    "state": c.state,
+                    "restarts": c.restarts,
+                    "restart": c.restart or None,
+                    "since": round(wall - (now - c.started_at), 3) if c.proc is not None else None,
+                    "last_exit": c.last_exit,
+                }
+                for c in self.children
+            ],
+        }
+        tmp = f"{self.state_file}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.state_file)
+        except OSError:
+            pass
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals.append(signum)
@@ -202,7 +326,8 @@ class Manager:
             if signum == signal.SIGHUP:
                 self.say("SIGHUP: reloading nginx and uWSGI gracefully")
                 for child in self.children:
-                    if child.running and child.proc is not None:
+                    # Background processes have no common meaning for HUP (it kills most).
+                    if child.running and child.proc is not None and not child.restart:
                         os.kill(child.proc.pid, signal.SIGHUP)
             elif not self.stopping:
                 self.say(f"{signal.Signals(signum).name} received: stopping gracefully (up to {self.stop_timeout:g}s)")
@@ -226,37 +351,96 @@ class Manager:
                     self._on_exit(child)
 
     def _on_exit(self, child: Child) -> None:
+        child.last_exit = describe_status(child.status) if child.status is not None else None
+        if child.restart and child.proc is not None:
+            # What it started and left behind (its process group) goes with it: no orphans.
+            try:
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self._save_state()
         if self.stopping:
             if child.status not in (0, None) and child.status != -child.stop_signal:
                 self.say(f"{child.name} {describe_status(child.status or 0)} while stopping")
             return
         assert child.status is not None
+        if child.restart:
+            self._on_background_exit(child)
+            return
+        self._fail(child, f"{child.name} {describe_status(child.status)} unexpectedly")
+
+    def _fail(self, child: Child, reason: str) -> None:
+        assert child.status is not None
         self.exit_code = child.status if child.status > 0 else 1
-        self.reason = f"{child.name} {describe_status(child.status)} unexpectedly"
+        self.reason = reason
         others = ", ".join(c.name for c in self.children if c.running) or "nothing else"
         self.say(f"{self.reason}; stopping {others}")
         self.begin_stop()
 
+    def _on_background_exit(self, child: Child) -> None:
+        assert child.status is not None
+        what = describe_status(child.status)
+        again = child.restart == "always" or (child.restart == "on-failure" and child.status != 0)
+        if not again:
+            if child.status == 0:
+                child.finished = True
+                self.say(f"{child.name} {what} (restart = {child.restart}): not restarted")
+                self._save_state()
+                return
+            self._fail(child, f"{child.name} {what} (restart = {child.restart})")
+            return
+        now = time.monotonic()
+        if now - child.started_at >= self.restart_reset:
+            child.quick_exits = 0
+        child.quick_exits += 1
+        if child.quick_exits >= self.restart_limit:
+            self._fail(
+                child,
+                f"{child.name} {what}: {child.quick_exits} exits in a row, each within {self.restart_reset:g}s of "
+                "its start; giving up",
+            )
+            return
+        delay = min(RESTART_BACKOFF_MAX, self.restart_backoff * 2 ** (child.quick_exits - 1))
+        child.next_start = now + delay
+        child.restarts += 1
+        self.say(f"{child.name} {what}; restarting in {delay:g}s (restart {child.restarts})")
+        self._save_state()
+
     def begin_stop(self) -> None:
         self.stopping = True
         self._stop_deadline = time.monotonic() + self.stop_timeout + KILL_GRACE
+        for child in self.children:
+            child.next_start = None  # a pending restart is off
         self._stop_next()
+        self._save_state()
 
     def _stop_next(self) -> None:
-        """Reverse start order, one at a time: nginx drains before uWSGI goes away."""
-        for child in reversed(self.children):
-            if child.running:
-                now = time.monotonic()
-                # A process still starting may lose the signal: nginx's master records a QUIT
-                # that arrives before it waits for signals, then sleeps until the next one.
-                # It has no requests in flight yet, so repeating the signal is harmless.
-                resend = not child.became_ready and child.stop_sent_at is not None and now - child.stop_sent_at > 0.5
-                if (child.stop_sent_at is None or resend) and child.proc is not None:
-                    child.stop_sent_at = now
+        """Reverse start order, one at a time (nginx drains before uWSGI goes away); children
+        that share a stop group (background processes) are signalled together."""
+        now = time.monotonic()
+        for child in self.children:  # past its own stop_timeout: no more waiting for it
+            if child.running and child.stop_sent_at is not None and child.stop_timeout is not None:
+                if now - child.stop_sent_at > child.stop_timeout and child.proc is not None:
+                    self.say(f"{child.name} did not stop within {child.stop_timeout:g}s: killing")
+                    child.stop_timeout = None
                     try:
-                        os.kill(child.proc.pid, child.stop_signal)
-                    except ProcessLookupError:
+                        os.killpg(child.proc.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
                         pass
+        for last in reversed(self.children):
+            if last.running:
+                group = [c for c in self.children if c.running and (c is last or (last.stop_group and c.stop_group == last.stop_group))]
+                for child in group:
+                    # A process still starting may lose the signal: nginx's master records a QUIT
+                    # that arrives before it waits for signals, then sleeps until the next one.
+                    # It has no requests in flight yet, so repeating the signal is harmless.
+                    resend = not child.became_ready and child.stop_sent_at is not None and now - child.stop_sent_at > 0.5
+                    if (child.stop_sent_at is None or resend) and child.proc is not None:
+                        child.stop_sent_at = now
+                        try:
+                            os.kill(child.proc.pid, child.stop_signal)
+                        except ProcessLookupError:
+                            pass
                 return
 
     def _kill_all(self) -> None:
@@ -300,7 +484,23 @@ class Manager:
             self.say("stopped")
         return self.exit_code
 
+    def _restart_due(self, selector: selectors.BaseSelector) -> float:
+        """Start the background processes whose backoff is over; seconds until the next."""
+        now, wait = time.monotonic(), 0.2
+        for child in self.children:
+            if child.next_start is not None and not self.stopping:
+                if now >= child.next_start:
+                    self.say(f"restarting {child.name}")
+                    self._start(child, selector)
+                else:
+                    wait = min(wait, child.next_start - now)
+        return max(0.01, wait)
+
+    def _active(self, selector: selectors.BaseSelector) -> bool:
+        return any(c.running or c.next_start is not None for c in self.children) or bool(selector.get_map())
+
     def _run(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
         for child in self.children:
             if self.stopping:
                 break
@@ -315,13 +515,14 @@ class Manager:
                     self.say(self.reason)
                     self.begin_stop()
             child.became_ready = not self.stopping
+            self._save_state()
         if not self.stopping:
             if self.table.get("url"):
                 self.say(f"serving {self.table['url']}  (Ctrl-C to stop)")
             if self.on_ready is not None:
                 self.on_ready(self)
-        while any(c.running for c in self.children) or selector.get_map():
-            self._pump(selector, 0.2)
+        while self._active(selector):
+            self._pump(selector, self._restart_due(selector))
             self._reap()
             self._handle_signals()
             if self.stopping:
@@ -332,7 +533,7 @@ class Manager:
                         self.say(f"{late} did not stop within {self.stop_timeout:g}s: killing")
                     self._kill_all()
                     self._stop_deadline = float("inf")
-            if not any(c.running for c in self.children) and not selector.get_map():
+            if not self._active(selector):
                 break
 
     def _cleanup(self) -> None:

@@ -156,7 +156,8 @@ def test_unknown_file_key_suggests_the_right_one(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "key"),
-    [("processes = 4\n", "processes"), ("[processes]\nweb = 2\n", "processes"), ("[uwsgi.worker]\nx = 1\n", "uwsgi.worker")],
+    # ([processes] was the example of an unknown table until background processes used it.)
+    [("workers = 4\n", "workers"), ("[workers]\nweb = 2\n", "workers"), ("[uwsgi.worker]\nx = 1\n", "uwsgi.worker")],
 )
 def test_unknown_file_key_names_the_file(tmp_path: Path, text: str, key: str) -> None:
     # An unknown table used to be reported as coming from "default".
@@ -167,11 +168,11 @@ def test_unknown_file_key_names_the_file(tmp_path: Path, text: str, key: str) ->
 
 
 def test_every_unknown_top_level_key_is_reported(tmp_path: Path) -> None:
-    write(tmp_path / "wsgistack.toml", "processes = 4\n[bogus]\nx = 1\n")
+    write(tmp_path / "wsgistack.toml", "workers = 4\n[bogus]\nx = 1\n")
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path, env={})
     assert [p.message for p in exc.value.problems] == [
-        "unknown setting processes (in wsgistack.toml)",
+        "unknown setting workers (in wsgistack.toml)",
         "unknown setting bogus (in wsgistack.toml)",
     ]
 
@@ -267,3 +268,33 @@ def test_tls_settings_and_their_cross_checks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path, env={"WSGISTACK_TLS__MODE": "https"})
     assert "tls.mode" in exc.value.render()
+
+def test_background_processes_from_file_and_env(tmp_path: Path) -> None:
+    write(tmp_path / "wsgistack.toml", '[processes.sendalerts]\ncommand = "python manage.py sendalerts"\n')
+    loaded = load_config(tmp_path, env={"WSGISTACK_PROCESSES__SENDALERTS__COUNT": "2",
+                                        "WSGISTACK_PROCESSES__RQ__COMMAND": "rq worker", "WSGISTACK_PROCESSES__RQ__RESTART": "never"})
+    procs = loaded.config.processes
+    assert procs["sendalerts"].command == "python manage.py sendalerts" and procs["sendalerts"].count == 2
+    assert procs["rq"].restart == "never" and procs["rq"].stop_signal == "TERM"
+    assert str(loaded.origin("processes.sendalerts.command")) == "wsgistack.toml"
+    assert loaded.origin("processes.sendalerts.count").where == "env WSGISTACK_PROCESSES__SENDALERTS__COUNT"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expect"),
+    [
+        ("[processes.web]\n", {}, "processes.web.command (from wsgistack.toml): Field required"),
+        ('[processes.web]\ncommand = "x"\ncomand = "y"\n', {}, "unknown setting processes.web.comand"),
+        ("", {"WSGISTACK_PROCESSES__WEB__COMAND": "x"}, "unknown setting WSGISTACK_PROCESSES__WEB__COMAND"),
+        ('[processes.nginx]\ncommand = "x"\n', {}, "processes (from wsgistack.toml): 'nginx' is a name wsgistack uses itself"),
+        ('[processes.Bad]\ncommand = "x"\n', {}, "'Bad' is not a process name"),
+        ('[processes.web]\ncommand = "x \'unclosed"\n', {}, "cannot split"),
+        ('[processes.jobs]\ncommand = "x"\nstop_timeout = 20\n', {}, "is longer than stop_timeout = 8"),
+        ('[processes.jobs]\ncommand = "x"\n', {"WSGISTACK_ROLE": "worker", "WSGISTACK_PROCESS": "other"}, "names none of [processes.*] (jobs)"),
+    ],
+)
+def test_background_process_errors(tmp_path: Path, text: str, env: dict[str, str], expect: str) -> None:
+    write(tmp_path / "wsgistack.toml", text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env=env)
+    assert expect in exc.value.render()

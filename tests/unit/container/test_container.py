@@ -141,3 +141,18 @@ def test_healthcheck_counts_below_500_as_healthy(tmp_path: Path, status: int, co
                           capture_output=True, text=True, timeout=10)
     srv.close()
     assert proc.returncode == code, proc.stderr
+
+
+def test_split_compose_runs_each_background_process_in_its_own_worker_service() -> None:
+    yaml = pytest.importorskip("yaml")
+    import dataclasses
+
+    facts = dataclasses.replace(FACTS, processes=("sendalerts", "sendreports"))
+    doc = yaml.safe_load(render_compose(facts, ComposeOptions(image="img", split=True)).content)
+    worker = doc["services"]["worker-sendalerts"]
+    assert worker["environment"] == {"WSGISTACK_ROLE": "worker", "WSGISTACK_PROCESS": "sendalerts"}
+    assert worker["image"] == "img" and worker["depends_on"] == {"app": {"condition": "service_healthy"}}
+    assert "worker-sendreports" in doc["services"]
+    # One container: they run beside nginx and uWSGI, no extra service.
+    single = yaml.safe_load(render_compose(facts, ComposeOptions(image="img")).content)
+    assert list(single["services"]) == ["web"]
