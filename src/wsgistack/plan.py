@@ -430,12 +430,13 @@ def _locations(config: Config, app: AppSpec | None, project: Path) -> tuple[Loca
 
 
 def background_processes(config: Config) -> tuple[Background, ...]:
-    """The copies of each [processes.NAME] this role runs: all of them with role all, the one
-    named by `process` with role worker (one container per process), none for app and web."""
+    """The copies of each [processes.NAME] this role runs: all of them with role all (unless
+    run_processes is off), the one named by `process` with role worker (one container per
+    process), none for app and web."""
     import shlex
 
     if config.role == "all":
-        names = list(config.processes)
+        names = list(config.processes) if config.run_processes else []
     elif config.role == "worker":
         names = [config.process]
     else:

@@ -46,6 +46,12 @@ CASES: dict[str, tuple[dict[str, str], ProjectFacts]] = {
         {**IMAGE, "WSGISTACK_KUBE__REPLICAS": "1", "WSGISTACK_KUBE__SECRET": "flask-env",
          "WSGISTACK_KUBE__NAME": "storefront", "WSGISTACK_SERVER__SERVER_NAMES": "*"},
         FLASK_FACTS),
+    # background processes: one Deployment each; the web container does not run them
+    "single-processes": (
+        {**IMAGE, "WSGISTACK_PROCESSES__SENDALERTS__COMMAND": "python manage.py sendalerts",
+         "WSGISTACK_PROCESSES__CELERY_BEAT__COMMAND": "celery -A shop beat",
+         "WSGISTACK_PROCESSES__CELERY_BEAT__STOP_TIMEOUT": "3"},
+        DJANGO_FACTS),
 }
 
 

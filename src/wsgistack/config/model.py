@@ -409,6 +409,11 @@ class Config(_Section):
         "uwsgi.uri); worker = the one background process named by `process`",
     )
     process: str = Field("", description="role worker: the background process ([processes.NAME]) this container runs")
+    run_processes: bool = Field(
+        True,
+        description="role all: run the background processes ([processes.NAME]) beside nginx and uWSGI; false where each "
+        "runs in its own container (role worker: the Kubernetes manifests set it)",
+    )
     platform: Literal["none", "heroku"] = Field("none", description="platform router whose timeout we must nest inside")
     runtime_dir: Path | None = Field(None, description="where sockets, pidfiles and rendered configs live")
     user: str = Field(

@@ -62,6 +62,16 @@ class Container:
     drain: bool  # its preStop writes the drain marker (it answers readiness)
 
 
+@dataclass(frozen=True)
+class Worker:
+    """A background process ([processes.NAME]) in a Deployment of its own (role worker)."""
+
+    process: str  # NAME
+    name: str  # the Deployment's name
+    env: tuple[tuple[str, str], ...]
+    grace: int
+
+
 def k8s_name(text: str) -> str:
     """A DNS label from a directory name (django_demo -> django-demo)."""
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].rstrip("-") or "app"
@@ -153,8 +163,16 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
     app_resources = {"cpu": kube.cpu, "memory": kube.memory, "memory_limit": kube.memory_limit}
     tmp = (Volume("tmp", "/tmp"),)
     containers: list[Container]
+    workers = [
+        Worker(proc, k8s_name(f"{name}-{proc}"),
+               (("WSGISTACK_ROLE", "worker"), ("WSGISTACK_PROCESS", proc), ("WSGISTACK_RUNTIME_DIR", str(RUNTIME_DIR))),
+               config.stop_timeout + GRACE_MARGIN)  # the manager's whole stop fits stop_timeout
+        for proc in sorted(config.processes)
+    ]
     if not split:
-        containers = [Container("web", "all", (("WSGISTACK_ROLE", "all"), *app_env), tmp + tuple(data_volumes),
+        # Each background process has its own Deployment: the web containers do not run them.
+        single_env = [("WSGISTACK_ROLE", "all"), *app_env] + ([("WSGISTACK_RUN_PROCESSES", "false")] if workers else [])
+        containers = [Container("web", "all", tuple(single_env), tmp + tuple(data_volumes),
                                 app_resources, pause, http=True, drain=True)]
         pod_volumes = [Volume("tmp", "/tmp"), *data_volumes]
     else:
@@ -212,6 +230,7 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         "hpa_min": kube.autoscale_min or min(kube.replicas, kube.autoscale_max),
         "ingress": bool(kube.hosts),
         "pod_collects": pod_collects,
+        "workers": workers,
     }
     env = _env()
     files = [
@@ -221,13 +240,16 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         ("pdb.yaml", "kube/pdb.yaml.j2"),
         ("migrate-job.yaml", "kube/migrate-job.yaml.j2"),
     ]
+    files += [(f"worker-{w.name.removeprefix(name + '-')}.yaml", "kube/worker.yaml.j2") for w in workers]
     if hpa:
         files.append(("hpa.yaml", "kube/hpa.yaml.j2"))
     if kube.hosts:
         files.append(("ingress.yaml", "kube/ingress.yaml.j2"))
     ctx["resources"] = [path for path, _ in files]
     files.insert(0, ("kustomization.yaml", "kube/kustomization.yaml.j2"))
-    return [RenderedFile(path, _no_blank_lines(env.get_template(template).render(ctx))) for path, template in files]
+    by_file = {f"worker-{w.name.removeprefix(name + '-')}.yaml": w for w in workers}
+    return [RenderedFile(path, _no_blank_lines(env.get_template(template).render({**ctx, "worker": by_file.get(path)})))
+            for path, template in files]
 
 
 def _no_blank_lines(text: str) -> str:

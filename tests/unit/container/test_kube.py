@@ -44,7 +44,12 @@ def manifests(case: str) -> dict[str, dict[str, Any]]:
 
 
 def by_kind(case: str) -> dict[str, dict[str, Any]]:
-    return {doc["kind"]: doc for name, doc in manifests(case).items()}
+    """kind -> resource, for the web side (worker Deployments are in workers())."""
+    return {doc["kind"]: doc for name, doc in manifests(case).items() if not name.startswith("worker-")}
+
+
+def workers(case: str) -> dict[str, dict[str, Any]]:
+    return {name: doc for name, doc in manifests(case).items() if name.startswith("worker-")}
 
 
 def config_of(case: str):  # type: ignore[no-untyped-def]
@@ -99,7 +104,8 @@ def test_kustomization_lists_every_file(case: str) -> None:
 
 def pod_specs(case: str) -> list[tuple[str, dict[str, Any]]]:
     kinds = by_kind(case)
-    return [(kind, kinds[kind]["spec"]["template"]["spec"]) for kind in ("Deployment", "Job")]
+    return [(kind, kinds[kind]["spec"]["template"]["spec"]) for kind in ("Deployment", "Job")] + [
+        (name, doc["spec"]["template"]["spec"]) for name, doc in workers(case).items()]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -268,6 +274,32 @@ def test_migrations_once_per_release(case: str) -> None:
     assert by_kind(case)["Job"]["metadata"]["name"] == name
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_background_processes_run_in_their_own_deployments(case: str) -> None:
+    config = config_of(case)
+    found = workers(case)
+    assert len(found) == len(config.processes)
+    web = by_kind(case)["Deployment"]["spec"]["template"]["spec"]
+    for c in web["containers"]:
+        env = {e["name"]: e["value"] for e in c["env"]}
+        if env["WSGISTACK_ROLE"] == "all" and config.processes:
+            assert env["WSGISTACK_RUN_PROCESSES"] == "false"  # never once per web replica
+    web_selector = by_kind(case)["Deployment"]["spec"]["selector"]["matchLabels"]
+    for process in config.processes:
+        (doc,) = [d for d in found.values()
+                  if d["spec"]["template"]["spec"]["containers"][0]["env"][1] == {"name": "WSGISTACK_PROCESS", "value": process}]
+        pod = doc["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["WSGISTACK_ROLE"] == "worker"
+        assert doc["spec"]["strategy"] == {"type": "Recreate"}  # a singleton never runs twice
+        assert pod["terminationGracePeriodSeconds"] > config.stop_timeout
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert not web_selector.items() <= labels.items(), "the web Service/PDB must not select workers"
+        assert c["image"] == config.kube.image and c["envFrom"] == web["containers"][0]["envFrom"]
+
+
 def test_config_change_rolls_the_pods() -> None:
     base = by_kind("single-default")["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     env, facts = CASES["single-default"]
@@ -319,3 +351,16 @@ def test_command_writes_the_base_and_refuses_a_missing_image(tmp_path: Path) -> 
     assert [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]] == ["nginx", "app"]
     hpa = yaml.safe_load((out / "hpa.yaml").read_text())
     assert hpa["spec"]["minReplicas"] == 3  # kube.replicas from the file, within the CLI's bound
+
+
+def test_run_processes_off_leaves_role_all_without_background_processes() -> None:
+    """What WSGISTACK_RUN_PROCESSES=false in the web container means to the process manager."""
+    from wsgistack.plan import background_processes
+
+    env = {"WSGISTACK_PROCESSES__SENDALERTS__COMMAND": "python manage.py sendalerts"}
+    assert [b.name for b in background_processes(load_config("/srv/shop", env=env).config)] == ["sendalerts"]
+    off = load_config("/srv/shop", env={**env, "WSGISTACK_RUN_PROCESSES": "false"}).config
+    assert background_processes(off) == ()
+    worker = load_config("/srv/shop", env={**env, "WSGISTACK_RUN_PROCESSES": "false", "WSGISTACK_ROLE": "worker",
+                                           "WSGISTACK_PROCESS": "sendalerts"}).config
+    assert [b.name for b in background_processes(worker)] == ["sendalerts"]
