@@ -31,6 +31,12 @@ def check_binaries(plan: Plan) -> None:
 
         assert plan.python is not None
         check_uwsgi(plan.python)  # run.E001 (missing from the app's environment), python.E003 (too old)
+    if plan.tls is not None and plan.tls.mode == "acme" and not plan.machine.certbot:
+        raise MissingBinaryError(
+            "tls.E003",
+            "tls.mode = acme needs an ACME client, and certbot is not installed here",
+            "install it next to wsgistack: pip install 'wsgistack[acme]' (or apt-get install certbot)",
+        )
 
 
 def check_reachable(plan: Plan) -> None:
