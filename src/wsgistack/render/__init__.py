@@ -119,6 +119,8 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "argv": [machine.python, "-m", "wsgistack.tls.renewer", str(plan.paths.renewer_conf)],
                 "env": {},
                 "cwd": str(plan.paths.runtime),
+                # It retries a CA's refusal itself; a crash (a bug) is restarted with backoff.
+                "restart": "on-failure",
                 "stop_signal": "TERM",
                 "ready": {},
             }
