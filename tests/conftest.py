@@ -15,7 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,14 +130,15 @@ def http(url: str, *, host: str | None = None, headers: dict[str, str] | None = 
 
 
 def load(url: str, count: int, *, clients: int = 16, method: str = "GET", data: bytes | None = None,
-         timeout: float = 30, deadline: float = 120) -> list[int | str]:
+         timeout: float = 30, deadline: float = 120, url_for: Callable[[int], str] | None = None) -> list[int | str]:
     """Bounded concurrent load: ``count`` requests from ``clients`` threads, each on a fresh
-    connection; the status of each, or the error's text for a request that got no response."""
+    connection (to ``url``, or ``url_for(i)`` for the i-th); the status of each, or the
+    error's text for a request that got no response."""
     from concurrent.futures import ThreadPoolExecutor, wait
 
-    def one(_: int) -> int | str:
+    def one(i: int) -> int | str:
         try:
-            return http(url, method=method, data=data, timeout=timeout).status
+            return http(url_for(i) if url_for else url, method=method, data=data, timeout=timeout).status
         except OSError as exc:
             return f"{type(exc).__name__}: {exc}"
 

@@ -34,6 +34,12 @@ DEFAULT_REQUEST_TIMEOUT = 30
 NGINX_GRACE = 3
 # And the platform router must still be waiting when Nginx gives up.
 ROUTER_MARGIN = 2
+# Nginx retries a request whose uWSGI worker died without answering only until this long
+# before the harakiri: uWSGI counts harakiri in whole seconds of a coarse clock (deadline =
+# time(NULL) at the request's start + harakiri), so it kills a request more than harakiri - 1
+# seconds after it began (3.82 s with harakiri = 4, measured), never sooner. Half a second
+# more keeps a request the timeout killed from ever being run twice (see Plan.retry_window_ms).
+RETRY_MARGIN_MS = 1500
 MAX_UNIX_SOCKET_PATH = 107
 DEFAULT_LISTEN = 4096
 
@@ -293,6 +299,13 @@ class Plan:
         """The term-drain library to preload into nginx and uWSGI: on Heroku, which sends
         SIGTERM to every process of a dyno at once, when the image has it (container/termdrain.c)."""
         return self.machine.termdrain if self.config.platform == "heroku" else None
+
+    @property
+    def retry_window_ms(self) -> int:
+        """nginx's uwsgi_next_upstream_timeout: a worker killed mid-request (SIGKILL, the OOM
+        killer, a crash) within this many milliseconds of the request's start costs no
+        idempotent request; one killed later, such as by harakiri, is not retried."""
+        return max(250, self.harakiri * 1000 - RETRY_MARGIN_MS)
 
     @property
     def max_requests_delta(self) -> int:

@@ -75,3 +75,12 @@ def test_tls_plan_per_mode() -> None:
     own = plan_for({"WSGISTACK_TLS__MODE": "acme", "WSGISTACK_TLS__DIRECTORY": "https://127.0.0.1:14000/dir",
                     "WSGISTACK_TLS__STAGING": "1"})
     assert own.tls is not None and own.tls.directory == "https://127.0.0.1:14000/dir"  # staging switches Let's Encrypt only
+
+
+def test_nginx_stops_retrying_before_uwsgi_can_kill_a_request_for_its_timeout() -> None:
+    # uWSGI kills a request after more than harakiri - 1 s (whole seconds of a coarse clock).
+    assert plan_for({}).retry_window_ms == 28500  # request_timeout auto = 30
+    assert plan_for({"WSGISTACK_REQUEST_TIMEOUT": "2"}).retry_window_ms == 500
+    for timeout in range(2, 3601):
+        plan = plan_for({"WSGISTACK_REQUEST_TIMEOUT": str(timeout)})
+        assert 0 < plan.retry_window_ms < (plan.harakiri - 1) * 1000

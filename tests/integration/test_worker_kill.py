@@ -1,0 +1,167 @@
+"""A uWSGI worker that dies mid-request: nginx retries an idempotent request once on a fresh
+connection, never a POST, and never a request uWSGI killed for running past request_timeout.
+
+One stack for the module, with request_timeout = 4 (uWSGI's harakiri), so a request killed by
+the timeout and one killed by a crash can both be provoked in a few seconds. Each request
+carries an id the app writes down, with its method and pid, when it starts: the record of
+how often the app saw it."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Stack, app_writable, descendants, http, load, shared_dir, start_stack
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 4  # request_timeout: uWSGI kills a request after 4 s
+
+APP = '''
+import os, time
+from urllib.parse import parse_qs
+
+SEEN = {seen!r}
+
+def application(environ, start_response):
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if environ["REQUEST_METHOD"] == "POST":
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    if "id" in query:
+        with open(SEEN, "a") as out:  # one short append per line: lines never interleave
+            out.write(f"{{query['id'][0]}} {{environ['REQUEST_METHOD']}} {{os.getpid()}}\\n")
+    time.sleep(float(query.get("seconds", ["0"])[0]))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+'''
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp_path = tmp_path_factory.mktemp("worker-kill")
+    project = shared_dir(tmp_path, "proj")
+    data = app_writable(shared_dir(tmp_path, "data"))
+    (project / "seen.py").write_text(APP.format(seen=str(data / "seen.log")))
+    started = start_stack(tmp_path, project, "--app", "seen:application", "--processes", "4", "--timeout", str(TIMEOUT))
+    started.extra["seen"] = data / "seen.log"
+    yield started
+    started.stop()
+    if os.environ.get("WSGISTACK_TEST_LOGS"):
+        print(started.log())
+
+
+def seen(stack: Stack) -> list[tuple[str, str, int]]:
+    path = Path(str(stack.extra["seen"]))
+    if not path.exists():
+        return []
+    return [(i, m, int(p)) for i, m, p in (line.split() for line in path.read_text().splitlines() if line)]
+
+
+def worker_of(stack: Stack, request_id: str, timeout: float = 20) -> int:
+    """The pid of the worker that started request_id (waits for it to start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for rid, _method, pid in seen(stack):
+            if rid == request_id:
+                return pid
+        time.sleep(0.02)
+    raise AssertionError(f"request {request_id} never reached the app:\n{stack.log()}")
+
+
+def workers(stack: Stack) -> list[int]:
+    master = int((stack.runtime_dir / "private" / "uwsgi.pid").read_text())
+    return descendants(master)
+
+
+def in_background(fn, *args, **kwargs) -> tuple[threading.Thread, dict[str, object]]:  # type: ignore[no-untyped-def]
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except OSError as exc:
+            result["value"] = f"{type(exc).__name__}: {exc}"
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def times_seen(stack: Stack, request_id: str) -> int:
+    return sum(1 for rid, _m, _p in seen(stack) if rid == request_id)
+
+
+def test_a_get_whose_worker_is_killed_is_answered(stack: Stack) -> None:
+    thread, result = in_background(lambda: http(stack.url + "/?id=get-1&seconds=2", timeout=30).status)
+    first = worker_of(stack, "get-1")
+    os.kill(first, signal.SIGKILL)
+    thread.join(30)
+    assert result["value"] == 200, stack.log()
+    attempts = [pid for rid, _m, pid in seen(stack) if rid == "get-1"]
+    assert len(attempts) == 2 and attempts[0] == first and attempts[1] != first, attempts
+
+
+def test_no_get_fails_when_workers_are_killed_under_load(stack: Stack) -> None:
+    # 16 clients, 600 GETs of a 50 ms view; three times a busy worker is SIGKILLed.
+    count, kills = 600, 3
+    thread, result = in_background(
+        lambda: load(stack.url + "/?seconds=0.05", count, clients=16,
+                     url_for=lambda i: f"{stack.url}/?id=load-{i}&seconds=0.05")
+    )
+    killed = []
+    for _ in range(kills):
+        time.sleep(1.5)
+        victim = workers(stack)[0]
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+    thread.join(180)
+    statuses = result["value"]
+    assert isinstance(statuses, list), statuses
+    failed = [s for s in statuses if s != 200]
+    retried = [rid for rid, n in collections.Counter(r for r, _m, _p in seen(stack) if r.startswith("load-")).items() if n > 1]
+    print(f"{len(failed)} failed of {count} GETs; {kills} workers killed; {len(retried)} requests retried: {retried}")
+    assert failed == [], failed[:5]
+    assert 1 <= len(retried) <= kills, retried  # the kills hit requests in flight, and each was answered once
+
+
+def test_a_post_whose_worker_is_killed_fails_once_and_is_not_replayed(stack: Stack) -> None:
+    thread, result = in_background(
+        lambda: http(stack.url + "/?id=post-1&seconds=2", data=b"x" * 1000, method="POST", timeout=30).status
+    )
+    os.kill(worker_of(stack, "post-1"), signal.SIGKILL)
+    thread.join(30)
+    assert result["value"] == 502, stack.log()
+    time.sleep(3)  # a replay would have started by now
+    assert times_seen(stack, "post-1") == 1, seen(stack)
+
+
+def test_a_request_killed_by_the_request_timeout_is_not_retried(stack: Stack) -> None:
+    # uWSGI counts its timeout in whole seconds: requests that start at different fractions
+    # of a second are killed after between TIMEOUT - 1 and TIMEOUT + 1 seconds. None is retried.
+    threads = []
+    for n in range(4):
+        threads.append(in_background(lambda n=n: _timed(stack, f"slow-{n}")))
+        time.sleep(0.25)
+    for thread, _result in threads:
+        thread.join(60)
+    outcomes = [result["value"] for _thread, result in threads]
+    print("request timeout: (status, seconds) =", outcomes)
+    for status, elapsed in outcomes:  # type: ignore[misc]
+        assert status == 502, stack.log()
+        assert TIMEOUT - 1 < elapsed < TIMEOUT + 3, elapsed
+    time.sleep(2)  # a retry would have started by now
+    assert [times_seen(stack, f"slow-{n}") for n in range(4)] == [1, 1, 1, 1], seen(stack)
+    assert "HARAKIRI" in stack.log()
+
+
+def _timed(stack: Stack, request_id: str) -> tuple[int, float]:
+    started = time.monotonic()
+    status = http(f"{stack.url}/?id={request_id}&seconds=30", timeout=60).status
+    return status, time.monotonic() - started
