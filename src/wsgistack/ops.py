@@ -24,11 +24,12 @@ from wsgistack.runner.manager import process_alive_from_pidfile
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
 # A change to these takes the site off the address its users reach it on.
-SITE_SETTINGS = ("server.host", "server.port")
+SITE_SETTINGS = ("server.host", "server.port", "tls.port")
 # Settings a reload cannot apply: the process manager's table (the app's environment, stop
-# timeout, which processes run and as whom) is fixed at start, and the runtime dir is where
-# the reload found the stack.
-NEXT_START = frozenset({"role", "runtime_dir", "user", "platform", "stop_timeout", "upstream_wait"})
+# timeout, which processes run and as whom, the ACME renewer) is fixed at start, like the
+# certificates a start prepares for tls.mode, and the runtime dir is where the reload found
+# the stack. ([processes.NAME] are the manager's too; app.env is never recorded.)
+NEXT_START = frozenset({"role", "process", "runtime_dir", "user", "platform", "stop_timeout", "upstream_wait", "tls.mode"})
 
 
 @dataclass(frozen=True)
@@ -139,18 +140,15 @@ class Reload:
     def confirm(self, yes: bool) -> None:
         """A reload that moves the site needs ``yes`` (ops.E003): it takes the site off the
         address its users reach it on."""
-        moves = tuple(c for c in self.changes if c.setting in SITE_SETTINGS)
+        tls_off = self.loaded.config.tls.mode == "off"
+        moves = tuple(c for c in self.changes if c.setting in SITE_SETTINGS and not (tls_off and c.setting == "tls.port"))
         if not moves or yes:
             return
-        server = self.loaded.config.server
-        before = {c.setting: c.old for c in moves}
-        old = f"{before.get('server.host', server.host)}:{before.get('server.port', server.port)}"
-        new = f"{server.host}:{server.port}"
         raise UsageError(
             "ops.E003",
-            f"this reload moves the site from {old} to {new}: nothing would answer on {old} any more",
-            "pass --yes to move it; to keep it, undo the change where the new value comes from: "
-            + "; ".join(f"{c.setting} from {c.source}" for c in moves),
+            f"this reload moves the site off the address it listens on ({'; '.join(str(c) for c in moves)}): "
+            "nothing would answer there any more",
+            "pass --yes to move it; to keep it, undo the change where the new value comes from",
         )
 
     def lines(self) -> list[str]:
