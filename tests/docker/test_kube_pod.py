@@ -16,6 +16,7 @@ Job's database (a server in production) is a directory here, named in the test's
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.docker
 SECRET = {"DJANGO_SECRET_KEY": "kube-pod-test-" + "x" * 40}
 LOAD_THREADS = 4
 MAX_REQUESTS = 4000  # bounded load: at most this many, whatever the timing
+TICKER = "sh -c 'while sleep 1; do :; done'"  # a background process that runs until stopped
 PROPAGATION = 1.0  # seconds the "Service" keeps sending after readiness fails (endpoint removal)
 
 
@@ -55,8 +57,11 @@ def base(request: pytest.FixtureRequest, demo_image: str, demo_context: Path,
          tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, dict[str, Any]]]:
     """`wsgistack kube` for the demo, parsed: file name -> resource."""
     out = tmp_path_factory.mktemp("kube") / "deploy"
+    # A background process, declared here and handed to the pods through the ConfigMap (kube.env)
+    env = {**os.environ, "WSGISTACK_PROCESSES__TICKER__COMMAND": TICKER,
+           "WSGISTACK_KUBE__ENV": json.dumps({"WSGISTACK_PROCESSES__TICKER__COMMAND": TICKER})}
     proc = subprocess.run([*WSGISTACK, "kube", str(demo_context), "--image", demo_image, "--out", str(out),
-                           "--layout", request.param], capture_output=True, text=True, timeout=120)
+                           "--layout", request.param], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     return request.param, {p.name: yaml.safe_load(p.read_text()) for p in out.glob("*.yaml")}
 
@@ -226,6 +231,10 @@ def test_pod_probes_and_termination_under_load(base: tuple[str, dict[str, dict[s
     print(f"\n[{layout}] pod ready {time.monotonic() - started:.1f}s after docker run")
     for c in spec["containers"]:
         assert pod.probe(c, "livenessProbe"), c["name"]
+    # the background process has its own Deployment: no web-side container runs it
+    for c in spec["containers"]:
+        table = json.loads(docker("exec", pod.names[c["name"]], "cat", "/tmp/wsgistack/processes.json").stdout)
+        assert "ticker" not in {p["name"] for p in table["processes"]}, c["name"]
     # the app is served, under a Host the probes send too
     host = http["readinessProbe"]["httpGet"]["httpHeaders"][0]["value"]
     request = urllib.request.Request(f"http://127.0.0.1:{pod.port}/hello", headers={"Host": host})
@@ -385,3 +394,34 @@ def test_migration_job_migrates_a_fresh_database(base: tuple[str, dict[str, dict
         tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
     assert {"posts", "auth", "sessions"} <= applied
     assert "posts_post" in tables or any(t.startswith("posts_") for t in tables)
+
+
+@pytest.mark.parametrize("base", ["single"], indirect=True)
+def test_worker_deployment_runs_its_process_and_stops_within_grace(base: tuple[str, dict[str, dict[str, Any]]],
+                                                                   pod_factory: Any) -> None:
+    """A background process's Deployment: its container runs the process (role worker), its
+    liveness probe passes, and SIGTERM stops it cleanly within the grace period."""
+    _layout, files = base
+    worker = files["worker-ticker.yaml"]
+    spec = worker["spec"]["template"]["spec"]
+    pod = pod_factory(spec, files["configmap.yaml"]["data"], SECRET)
+    pod.start()
+    (c,) = spec["containers"]
+    # liveness passes once the manager reports the process running
+    probe = c["livenessProbe"]
+    deadline = time.monotonic() + 60
+    while not pod.probe(c, "livenessProbe"):
+        assert time.monotonic() < deadline and pod.running(c["name"]), pod.logs()
+        time.sleep(0.5)
+    assert probe["exec"]["command"][0] == "python3"
+    table = json.loads(docker("exec", pod.names[c["name"]], "cat", "/tmp/wsgistack/processes.json").stdout)
+    assert [p["name"] for p in table["processes"]] == ["ticker"]
+    grace = spec["terminationGracePeriodSeconds"]
+    sent = time.monotonic()
+    docker("kill", "--signal", "TERM", pod.names[c["name"]])
+    while pod.running(c["name"]) and time.monotonic() < sent + grace:
+        time.sleep(0.1)
+    took = time.monotonic() - sent
+    print(f"\nworker stopped {took:.2f}s after SIGTERM (grace {grace}s)")
+    assert not pod.running(c["name"]), f"still running at the end of the grace period\n{pod.logs()}"
+    assert pod.exit_code(c["name"]) == 0, pod.logs()
