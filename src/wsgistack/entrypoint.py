@@ -20,7 +20,7 @@ from wsgistack.errors import WsgistackError
 from wsgistack import runner
 from wsgistack.plan import Plan
 from wsgistack.runner import run_prestart
-from wsgistack.runner.manager import is_ready
+from wsgistack.runner.manager import Say, is_ready
 
 DEFAULT_PROJECT = "/app"
 
@@ -47,7 +47,10 @@ def wait_for_upstream(plan: Plan, timeout: float, say: Callable[[str], None]) ->
 
 
 def prepare(env: Mapping[str, str], project: Path, say: Callable[[str], None]) -> Plan:
-    plan = runner.prepare(load_config(project, env=env), env, say, deploy=True)
+    loaded = load_config(project, env=env)
+    if isinstance(say, Say):
+        say.json_mode = loaded.config.server.log_format == "json"
+    plan = runner.prepare(loaded, env, say, deploy=True)
     if plan.role == "web":
         wait_for_upstream(plan, plan.config.upstream_wait, say)
     run_prestart(plan, env, say)
@@ -57,8 +60,7 @@ def prepare(env: Mapping[str, str], project: Path, say: Callable[[str], None]) -
 def main(project: Path | None = None, prestart_only: bool = False) -> None:
     """Prepare, then replace this process with the manager (never returns on success).
     With ``prestart_only`` (the Kubernetes migration Job), return after the prestart steps."""
-    def say(text: str) -> None:
-        print(f"wsgistack | {text}", flush=True)
+    say = Say()
 
     project = project or Path(os.environ.get("WSGISTACK_PROJECT_DIR", "") or (DEFAULT_PROJECT if Path(DEFAULT_PROJECT).is_dir() else "."))
     started = time.monotonic()

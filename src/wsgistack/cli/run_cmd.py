@@ -11,6 +11,7 @@ import click
 
 from wsgistack.cli.options import config_options, load, overrides
 from wsgistack.runner import prepare, run_prestart, serve
+from wsgistack.runner.manager import Say
 
 
 @click.command()
@@ -27,10 +28,7 @@ def command(path: Path, migrate: bool | None, collectstatic: bool | None, **para
         extra["app.collectstatic"] = (collectstatic, "--collectstatic" if collectstatic else "--no-collectstatic")
     cli = {**overrides(params), **extra}  # pops the flags from params: load() finds none left
     loaded = load(path, params, cli)
-    plan = prepare(loaded, os.environ, _say, deploy=False)
-    run_prestart(plan, os.environ, _say)
+    say = Say(json_mode=loaded.config.server.log_format == "json")
+    plan = prepare(loaded, os.environ, say, deploy=False)
+    run_prestart(plan, os.environ, say)
     sys.exit(serve(plan))
-
-
-def _say(text: str) -> None:
-    click.echo(f"wsgistack | {text}")

@@ -102,7 +102,12 @@ class ServerSection(_Section):
     )
     worker_processes: int | Literal["auto"] = Field("auto", description="Nginx worker processes")
     worker_connections: int = Field(4096, ge=64, le=65536, description="connections per Nginx worker")
-    access_log: bool = Field(True, description="Nginx access log on stdout")
+    access_log: bool = Field(True, description="Nginx access log on stdout (health checks are never logged)")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description='"text", or "json": one JSON object per line from nginx (access log), uWSGI, the background '
+        "processes and wsgistack itself, each with its process name",
+    )
     gzip: bool = Field(True, description="gzip text responses")
     client_header_timeout: int = Field(10, ge=1, le=300, description="seconds to receive request headers")
     client_body_timeout: int = Field(30, ge=1, le=3600, description="seconds between two body reads")

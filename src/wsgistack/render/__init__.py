@@ -139,6 +139,7 @@ def process_table(plan: Plan) -> dict[str, object]:
         # For the image's HEALTHCHECK (healthcheck.py), which reads only this file.
         "health": {"live": plan.config.server.live_path, "ready": plan.config.server.ready_path},
         "state_file": str(plan.paths.manager_state),
+        "log_format": plan.config.server.log_format,
         "processes": processes,
     }
 

@@ -102,6 +102,41 @@ def process_alive_from_pidfile(pidfile: Path) -> int | None:
     return pid
 
 
+def log_time() -> str:
+    """The time as nginx writes it in JSON logs ($time_iso8601): local, with its offset."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime()).replace("+0000", "+00:00")
+
+
+def log_line(process: str, text: str, json_mode: bool, width: int = 9, when: str | None = None) -> bytes:
+    """One line of output: ``NAME | text``, or with server.log_format = "json" a JSON object
+    (so that ``docker logs | jq`` reads every line)."""
+    if json_mode:
+        return (json.dumps({"time": when or log_time(), "process": process, "message": text}) + "\n").encode()
+    return f"{process:>{width}} | {text}\n".encode()
+
+
+@dataclass
+class Say:
+    """wsgistack's own lines before the manager runs (`run`, the entrypoint): text until the
+    config says server.log_format = "json" (``json_mode``), then JSON like the manager's."""
+
+    json_mode: bool = False
+
+    def __call__(self, text: str) -> None:
+        for part in text.splitlines() or [""]:
+            sys.stdout.buffer.write(log_line("wsgistack", part, self.json_mode))
+        sys.stdout.flush()
+
+
+def _valid_utf8(line: bytes) -> bytes:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        # escape=json leaves bytes >= 0x80 as they came (a hostile path): keep the line JSON.
+        return line.decode("utf-8", "replace").encode("utf-8")
+    return line
+
+
 def describe_status(status: int) -> str:
     if status < 0:
         return f"was killed by signal {signal.Signals(-status).name}"
@@ -192,11 +227,12 @@ class Manager:
         self.state_file = str(self.table.get("state_file", ""))
         self.started = time.time()
         self._selector: selectors.BaseSelector | None = None
+        self.json_logs = self.table.get("log_format") == "json"
 
     # --- output -------------------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        self._write(f"{'wsgistack':>{self.width}} | {text}\n".encode())
+        self._write(log_line("wsgistack", text, self.json_logs, self.width))
 
     def _write(self, data: bytes) -> None:
         try:
@@ -211,9 +247,29 @@ class Manager:
         if final and child.buffer:
             lines.append(child.buffer)
             child.buffer = b""
+        if not lines:
+            return
+        if self.json_logs:
+            self._write(b"".join(self._json_line(child, line) for line in lines))
+            return
         prefix = f"{child.name:>{self.width}} | ".encode()
-        if lines:
-            self._write(b"".join(prefix + line + b"\n" for line in lines))
+        self._write(b"".join(prefix + line + b"\n" for line in lines))
+
+    def _json_line(self, child: Child, line: bytes) -> bytes:
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            return b""
+        # nginx's access log is JSON already (log_format ... escape=json), and so may be an
+        # app's structured logs: passed on as they are when they parse as one object.
+        if line.startswith(b'{"time":"') and child.name == "nginx":
+            return _valid_utf8(line) + b"\n"
+        if line.startswith(b"{") and line.endswith(b"}"):
+            try:
+                if isinstance(json.loads(line), dict):
+                    return _valid_utf8(line) + b"\n"
+            except ValueError:
+                pass
+        return log_line(child.name, line.decode("utf-8", "replace"), True)
 
     # --- lifecycle ----------------------------------------------------------------------
 

@@ -165,3 +165,20 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_json_log_format_makes_every_line_one_object(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "w = sys.stdout.buffer.write\n"
+        "w(b'plain text\\n'); w(b'{\"already\": \"json\"}\\n'); w(b'{not json}\\n'); w(b'bad \\xff bytes\\r\\n'); w(b'\\n')\n"
+        "sys.stdout.flush()\n"
+    )
+    out = io.BytesIO()
+    Manager({"stop_timeout": 1, "log_format": "json", "processes": [background("app", code, restart="never")]}, out=out).run()
+    objs = [json.loads(line.decode("utf-8")) for line in out.getvalue().splitlines()]
+    assert all(isinstance(o, dict) for o in objs)
+    app = [o for o in objs if o.get("process") == "app"]
+    assert [o["message"] for o in app] == ["plain text", "{not json}", "bad \ufffd bytes"]
+    assert {"already": "json"} in objs  # an app's own JSON lines pass through
+    assert any(o.get("process") == "wsgistack" and o["message"] == "stopped" for o in objs)

@@ -9,9 +9,29 @@ Before the app, it answers the readiness path, /_wsgistack/ready, so that neithe
 the app's Host validation nor its database can mark every node down at once: 200 "ready"
 from any worker (the app is loaded and a worker was free), 503 "draining" while the drain
 marker (/run/ws/drain) exists.
+
+And it gives the app's log records the request's id (docs/operations.md).
 """
 
+import contextvars
+import logging
 import os
+
+# The request's id (nginx's X-Request-ID) on every log record made while the app handles it:
+# the app's log format can show it as %(request_id)s. Set after the record is made, so a
+# logger call's own extra={"request_id": ...} wins (and raises no "overwrite" KeyError).
+_request_id = contextvars.ContextVar("wsgistack_request_id", default="-")
+_make_record = logging.Logger.makeRecord
+
+
+def _make_record_with_id(self, *args, **kwargs):
+    record = _make_record(self, *args, **kwargs)
+    if "request_id" not in record.__dict__:
+        record.request_id = _request_id.get()
+    return record
+
+
+logging.Logger.makeRecord = _make_record_with_id
 
 from shop import create_app as _factory
 
@@ -24,7 +44,11 @@ _HEADERS = [("Content-Type", "text/plain"), ("Cache-Control", "no-store")]
 
 def application(environ, start_response):
     if environ.get("PATH_INFO") != _READY_PATH:
-        return _app(environ, start_response)
+        token = _request_id.set(environ.get("HTTP_X_REQUEST_ID") or "-")
+        try:
+            return _app(environ, start_response)
+        finally:
+            _request_id.reset(token)
     if os.path.exists(_DRAIN_MARKER):
         start_response("503 Service Unavailable", _HEADERS + [("Retry-After", "5")])
         return [b"draining\n"]
