@@ -308,6 +308,14 @@ class Plan:
         return max(250, self.harakiri * 1000 - RETRY_MARGIN_MS)
 
     @property
+    def min_worker_lifetime(self) -> int:
+        """Seconds a uWSGI worker lives before it may be recycled (uWSGI's min-worker-lifetime,
+        10 s unless uwsgi.options sets it): request-count recycling in uWSGI and memory
+        recycling in the process manager both wait for it, so a leak cannot cause a reload storm."""
+        value = dict(self.uwsgi_options).get("min-worker-lifetime")
+        return int(value) if value and value.isdigit() else 10
+
+    @property
     def max_requests_delta(self) -> int:
         """Spread request-count recycling over the workers (see uwsgi.max_requests)."""
         return max(1, self.config.uwsgi.max_requests // (2 * self.processes))

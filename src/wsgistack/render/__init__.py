@@ -71,6 +71,9 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "cwd": str(plan.app.path),
                 "stop_signal": "TERM",
                 "ready": ready,
+                # Memory-based recycling, checked by the process manager on a timer, not by
+                # every worker after every request (uWSGI's reload-on-rss).
+                "recycle": {"rss_mb": plan.reload_on_rss_mb, "min_age": plan.min_worker_lifetime, "interval": 2},
             }
         )
     for bg in plan.background:

@@ -10,6 +10,8 @@ adds a config dialect and a second Python process. This manager does exactly the
   accepting and finishes in-flight requests; then uWSGI TERM, which drains its workers);
 * if any process exits on its own, stops the others and exits non-zero with the reason;
 * reaps orphans (it may be PID 1) and removes sockets and pidfiles it knows of.
+* recycles a uWSGI worker whose memory grew past its limit, checked from here on a timer
+  (uWSGI's own reload-on-rss reads /proc in the worker after every request).
 
 Background processes ([processes.NAME]: a scheduler, a queue worker) are more children of
 the same loop, with a restart policy: restarted with a growing delay when they exit; one
@@ -143,6 +145,36 @@ def describe_status(status: int) -> str:
     return f"exited with code {status}"
 
 
+def child_pids(pid: int) -> list[int]:
+    """The children of ``pid`` (uWSGI's master: its workers), from /proc."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):  # a kernel without CONFIG_PROC_CHILDREN: scan
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def memory_and_age(pid: int) -> tuple[float, float] | None:
+    """(RSS in MB, seconds since it started) of a live process, or None if it is gone."""
+    try:
+        resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return resident * _PAGE / (1024 * 1024), uptime - started / _TICKS
+
+
 @dataclass
 class Child:
     name: str
@@ -173,6 +205,11 @@ class Child:
     next_start: float | None = None  # when a pending restart is due (monotonic)
     finished: bool = False  # exited and, by its restart policy, stays down
     last_exit: str | None = None  # how its previous run ended (kept across a restart)
+    # {"rss_mb": limit, "min_age": seconds, "interval": seconds}: recycle this process's
+    # children (uWSGI's workers) above the limit, gracefully (see Manager._recycle_bloated).
+    recycle: dict[str, float] = field(default_factory=dict)
+    next_recycle_check: float = 0.0
+    recycling: set[int] = field(default_factory=set)  # workers told to go, not yet gone
 
     @property
     def running(self) -> bool:
@@ -217,6 +254,7 @@ class Manager:
                     env_prepend=dict(spec.get("env_prepend", {})),
                     stop_timeout=spec.get("stop_timeout"),
                     stop_group=str(spec.get("stop_group", "")),
+                    recycle={k: float(v) for k, v in (spec.get("recycle") or {}).items()},
                 )
             )
         self.stop_timeout = float(self.table.get("stop_timeout", 8))
@@ -581,6 +619,8 @@ class Manager:
             self._pump(selector, self._restart_due(selector))
             self._reap()
             self._handle_signals()
+            if not self.stopping:
+                self._recycle_bloated()
             if self.stopping:
                 self._stop_next()
                 if time.monotonic() > self._stop_deadline:
@@ -591,6 +631,35 @@ class Manager:
                     self._stop_deadline = float("inf")
             if not self._active(selector):
                 break
+
+    def _recycle_bloated(self) -> None:
+        """Memory-based recycling from outside the workers, every few seconds. uWSGI's own
+        (reload-on-rss, and memory-report for its stats) makes each worker read /proc after
+        every request, which cost a fifth of a small request's CPU time (docs/benchmarks.md).
+        A worker over the limit gets SIGHUP, uWSGI's graceful reload of one worker: it
+        finishes the request it has, exits, and its master spawns a fresh one. A worker
+        younger than min_age is left alone (uWSGI's min-worker-lifetime: no reload storm)."""
+        now = time.monotonic()
+        for child in self.children:
+            if not child.recycle or not child.running or child.proc is None or now < child.next_recycle_check:
+                continue
+            child.next_recycle_check = now + child.recycle.get("interval", 2.0)
+            workers = child_pids(child.proc.pid)
+            child.recycling &= set(workers)
+            limit_mb = child.recycle["rss_mb"]
+            for pid in workers:
+                usage = memory_and_age(pid)
+                if usage is None or pid in child.recycling:
+                    continue
+                rss_mb, age = usage
+                if rss_mb > limit_mb and age >= child.recycle.get("min_age", 10.0):
+                    try:
+                        os.kill(pid, signal.SIGHUP)
+                    except ProcessLookupError:
+                        continue
+                    child.recycling.add(pid)
+                    self.say(f"{child.name} worker {pid} uses {rss_mb:.0f} MB, over its limit of {limit_mb:g} MB: "
+                             "recycling it gracefully (it finishes its request first)")
 
     def _cleanup(self) -> None:
         # Reap anything left (grandchildren re-parented to us as subreaper).

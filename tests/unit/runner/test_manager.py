@@ -120,3 +120,39 @@ def test_uwsgi_option_variables_are_not_passed_on(monkeypatch, tmp_path: Path) -
     out = io.BytesIO()
     Manager({"stop_timeout": 1, "processes": [spec]}, out=out).run()
     assert "uri=None keep=yes" in out.getvalue().decode()
+
+
+def test_a_worker_over_its_memory_limit_is_recycled_gracefully(tmp_path: Path) -> None:
+    """The manager, not each worker after each request, checks memory: a child of a managed
+    process (a uWSGI worker) above recycle.rss_mb gets SIGHUP, uWSGI's graceful recycle; a
+    small one is left alone. The "master" here respawns its worker as uWSGI's does."""
+    hups = tmp_path / "hups"
+    code = (
+        "import os, signal, sys, time\n"
+        "def worker(mb):\n"
+        "    ballast = bytearray(mb * 1024 * 1024)\n"
+        f"    signal.signal(signal.SIGHUP, lambda *_: (open({str(hups)!r}, 'a').write(f'{{mb}}\\n'), os._exit(0)))\n"
+        "    print('worker', os.getpid(), mb, 'MB', flush=True)\n"
+        "    while True: time.sleep(0.05)\n"
+        "kids = {}\n"
+        "for mb in (1, 60):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0: worker(mb)\n"
+        "    kids[pid] = mb\n"
+        "signal.signal(signal.SIGTERM, lambda *_: ([os.kill(p, 9) for p in kids], sys.exit(0)))\n"
+        "while True:\n"
+        "    pid, _ = os.wait()\n"
+        "    mb = kids.pop(pid)\n"
+        "    new = os.fork()\n"
+        "    if new == 0: worker(mb)\n"
+        "    kids[new] = mb\n"
+    )
+    spec = {**proc("uwsgi", code), "recycle": {"rss_mb": 40, "min_age": 0.2, "interval": 0.1}}
+    out = io.BytesIO()
+    manager = Manager({"stop_timeout": 3, "processes": [spec]}, out=out)
+    threading.Timer(2.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert manager.run() == 0
+    text = out.getvalue().decode()
+    recycled = hups.read_text().split()
+    assert len(recycled) >= 2 and set(recycled) == {"60"}, text  # only the big one, again once respawned
+    assert "over its limit of 40 MB: recycling it gracefully" in text
