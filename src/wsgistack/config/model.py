@@ -257,7 +257,11 @@ class KubeSection(_Section):
     prestop_pause: int = Field(
         5, ge=0, le=120, description="seconds a stopping pod keeps serving so endpoints and load balancers forget it first"
     )
-    startup_timeout: int = Field(300, ge=10, le=3600, description="seconds a pod may take to start (prestart included) before it is restarted")
+    startup_timeout: int = Field(
+        300, ge=10, le=600,
+        description="seconds a pod may take to start (prestart included) before it is restarted; split: nginx waits "
+        "this long for the app (upstream_wait, at most 600)",
+    )
     collectstatic: Literal["pod", "job"] = Field(
         "pod",
         description='where Django collectstatic runs: "pod" = each pod into its own emptyDir at start; "job" = once per '

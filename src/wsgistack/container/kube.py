@@ -60,6 +60,7 @@ class Container:
     pause: int  # preStop seconds
     http: bool  # serves HTTP on the pod's port: probes go through it
     drain: bool  # its preStop writes the drain marker (it answers readiness)
+    secrets: bool = True  # gets the Secret's variables (nginx alone runs no app code: none)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         containers = [
             Container("nginx", "web", tuple(web_env),
                       (Volume("tmp-nginx", "/tmp"), socket, *(Volume(v.name, v.path, v.claim, True) for v in data_volumes)),
-                      NGINX_RESOURCES, pause, http=True, drain=False),
+                      NGINX_RESOURCES, pause, http=True, drain=False, secrets=False),
             Container("app", "app", (("WSGISTACK_ROLE", "app"), ("UWSGI_URI", socket_uri), *app_env),
                       (Volume("tmp-app", "/tmp"), socket, *data_volumes),
                       app_resources, pause + SPLIT_APP_EXTRA_PAUSE, http=False, drain=True),

@@ -28,7 +28,7 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 # Three (and more) minor versions, oldest first: the API versions used here (apps/v1,
 # batch/v1, policy/v1, autoscaling/v2, networking.k8s.io/v1) and every field must exist in all.
-KUBERNETES_VERSIONS = ("1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0")
+KUBERNETES_VERSIONS = ("1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0")
 # Pod Security "restricted": the only volume types it allows.
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
 
@@ -297,7 +297,23 @@ def test_background_processes_run_in_their_own_deployments(case: str) -> None:
         labels = doc["spec"]["template"]["metadata"]["labels"]
         assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert not web_selector.items() <= labels.items(), "the web Service/PDB must not select workers"
-        assert c["image"] == config.kube.image and c["envFrom"] == web["containers"][0]["envFrom"]
+        assert c["image"] == config.kube.image and c["envFrom"] == web["containers"][-1]["envFrom"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_only_app_code_gets_the_secret(case: str) -> None:
+    config = config_of(case)
+    secret = config.kube.secret or "shop-secrets"
+    kinds = by_kind(case)
+    pods = [kinds["Deployment"], kinds["Job"], *workers(case).values()]
+    for doc in pods:
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e["value"] for e in c["env"]}
+            refs = [r for r in c["envFrom"] if "secretRef" in r]
+            if env.get("WSGISTACK_ROLE") == "web":
+                assert refs == [], "nginx runs no app code: no secrets"
+            else:
+                assert refs == [{"secretRef": {"name": secret}}], c["name"]
 
 
 def test_config_change_rolls_the_pods() -> None:
