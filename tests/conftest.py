@@ -47,7 +47,7 @@ def deployed_python() -> str:
     by anyone else; stacks then run on the system Python of the same minor version, which
     sees this venv's packages (and the editable wsgistack) through a .pth file: the same
     code and packages, readable by the unprivileged user. Nothing is chmodded."""
-    from wsgistack.runner import unreachable_ancestor
+    from wsgistack.access import unreachable_ancestor
 
     user = worker_user()
     paths = sysconfig.get_paths()
@@ -231,9 +231,11 @@ def shared_dir(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def start_stack(tmp_path: Path, project: Path, *args: str, env: dict[str, str] | None = None,
-                ready_path: str = "/healthz", wait: bool = True, port_from_env: bool = False) -> Stack:
-    """Start `wsgistack run` on a free port: given as --port, or as PORT in its environment."""
+def start_stack(tmp_path: Path, project: Path | str, *args: str, env: dict[str, str] | None = None,
+                ready_path: str = "/healthz", wait: bool = True, port_from_env: bool = False,
+                cwd: Path | None = None) -> Stack:
+    """Start `wsgistack run` on a free port: given as --port, or as PORT in its environment.
+    ``project`` may be a WSGI target (`wsgistack run hello:application`), found from ``cwd``."""
     port = free_port()
     runtime = shared_dir(tmp_path, "rt")
     log_path = tmp_path / "wsgistack.log"
@@ -244,7 +246,7 @@ def start_stack(tmp_path: Path, project: Path, *args: str, env: dict[str, str] |
     cmd = [deployed_python(), "-m", "wsgistack", "run", str(project), *port_args, "--runtime-dir", str(runtime), *args]
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or tmp_path)
     stack = Stack(proc=proc, url=f"http://127.0.0.1:{port}", runtime_dir=runtime, log_path=log_path, port=port,
                   started_at=started)
     if wait:

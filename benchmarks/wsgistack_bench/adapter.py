@@ -1,9 +1,7 @@
 """The "wsgistack" stack: whatever ``wsgistack render`` produces with its defaults.
 
-Kept apart from :mod:`.stacks` because it depends on the core API
-(``load_config``, ``plan.build_plan`` and ``runner.write_runtime``, as ``wsgistack run`` uses them),
-which is still being written: until it imports, the stack is reported as
-unavailable and the ``candidate`` stack stands in for it.
+Built by wsgistack's own start sequence (:func:`wsgistack.pipeline.start` with the
+``BENCH`` flags), as ``wsgistack run`` builds it.
 
 Only what the benchmark needs is overridden: the port, the runtime dir, the
 served app (the bench wrapper, so ``/slow`` and ``/wn/`` exist) and the static
@@ -44,26 +42,19 @@ def bench_overrides(ctx: StackContext) -> dict[str, tuple[Any, str]]:
 
 
 def wsgistack_default(ctx: StackContext) -> StackPlan:
-    try:
-        from wsgistack.config import load_config
-        from wsgistack.machine import detect
-        from wsgistack.plan import build_plan
-        from wsgistack.runner import write_runtime
-    except ImportError as exc:
-        raise StackUnavailable(f"wsgistack core API not importable yet ({exc}); use the candidate stack") from exc
+    from wsgistack import pipeline
+
     _prepare(ctx)
     env = app_env(ctx)
     try:
-        # No environment for config resolution: the bench must measure the defaults,
-        # whatever WSGISTACK_* variables the caller's shell has.
-        loaded = load_config(ctx.app.project_dir, env={}, cli=bench_overrides(ctx))
-        plan = build_plan(loaded, detect(), env)
-        # The same call `wsgistack run` makes: runtime dirs (nginx temp, private) + rendered
-        # files; it returns the path of processes.json.
-        manifest_path = write_runtime(plan)
-    except Exception as exc:  # the core is in flux: report a skipped stack, not a crash
+        # The start sequence `wsgistack run` uses, with the bench's flags (no preflight, no
+        # prestart: the harness prepares the app). No environment for config resolution: the
+        # bench must measure the defaults, whatever WSGISTACK_* variables the caller's shell has.
+        started = pipeline.start(ctx.app.project_dir, env=env, config_env={}, cli=bench_overrides(ctx),
+                                 flags=pipeline.BENCH)
+    except Exception as exc:  # a stack that cannot start is reported as skipped, not a crash
         raise StackUnavailable(f"wsgistack render failed: {type(exc).__name__}: {exc}") from exc
-    return plan_from_rendered(manifest_path, ctx, env)
+    return plan_from_rendered(started.plan.paths.processes, ctx, env)
 
 
 def plan_from_rendered(manifest_path: Path, ctx: StackContext, env: dict[str, str]) -> StackPlan:

@@ -54,6 +54,7 @@ class AppSpec:
     django_settings: str | None = None
     static: tuple[StaticDir, ...] = ()
     staticfiles: bool = False  # Django's staticfiles app is installed (collectstatic works)
+    writes: tuple[Path, ...] = ()  # other directories the app writes: each SQLite database's directory
 
     @property
     def target(self) -> str:
@@ -219,6 +220,7 @@ def detect_app(
         django_settings=result.get("settings") or (django_settings or None),
         static=static,
         staticfiles=bool(result.get("staticfiles")),
+        writes=tuple((path / w).resolve() for w in result.get("writes", [])),
     )
 
 

@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+INSTALL_NGINX_HINT = (
+    "install it: sudo apt-get install nginx-light (Debian/Ubuntu), "
+    "sudo dnf install nginx (Fedora), brew install nginx (macOS)"
+)
+
+
 @dataclass(frozen=True)
 class Machine:
     cpus: int

@@ -18,8 +18,8 @@ from wsgistack.config.envvars import env_name
 from wsgistack.config.sources import DEFAULT, SECRET, LoadedConfig, from_env, load_config
 from wsgistack.errors import UsageError, WsgistackError
 from wsgistack.machine import Machine
-from wsgistack.plan import Plan, build_plan, make_plan
-from wsgistack.render import RenderedFile, render, write_files
+from wsgistack.plan import Paths, Plan
+from wsgistack.render import RenderedFile, write_files
 from wsgistack.runner.manager import process_alive_from_pidfile
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
@@ -47,10 +47,10 @@ class Status:
         return bool(self.nginx_pid or self.uwsgi_pid or any(p.get("pid") for p in self.processes))
 
 
-def read_manager_state(plan: Plan) -> dict[str, Any] | None:
+def read_manager_state(paths: Paths) -> dict[str, Any] | None:
     """The process manager's state file, if a live manager wrote it."""
     try:
-        data = dict(json.loads(plan.paths.manager_state.read_text()))
+        data = dict(json.loads(paths.manager_state.read_text()))
     except (OSError, ValueError):
         return None
     try:
@@ -72,39 +72,61 @@ def read_uwsgi_stats(path: str, timeout: float = 2.0) -> dict[str, Any]:
     return dict(json.loads(b"".join(chunks)))
 
 
-def status(plan: Plan) -> Status:
-    stats = None
-    uwsgi_pid = process_alive_from_pidfile(plan.paths.uwsgi_pid)
-    if uwsgi_pid and plan.config.uwsgi.stats:
+def status(where: Paths | Plan, stats: bool = True) -> Status:
+    """The stack whose files are at ``where`` (its Paths; a Plan is accepted too). Stats come
+    from uWSGI's stats socket when it has one (uwsgi.stats)."""
+    paths = where.paths if isinstance(where, Plan) else where
+    found = None
+    uwsgi_pid = process_alive_from_pidfile(paths.uwsgi_pid)
+    if uwsgi_pid and stats:
         try:
-            stats = read_uwsgi_stats(str(plan.paths.stats))
+            found = with_rss(read_uwsgi_stats(str(paths.stats)))
         except (OSError, ValueError):
-            stats = None
-    manager = read_manager_state(plan)
+            found = None
+    manager = read_manager_state(paths)
     return Status(
-        runtime_dir=str(plan.paths.runtime),
-        nginx_pid=process_alive_from_pidfile(plan.paths.nginx_pid),
+        runtime_dir=str(paths.runtime),
+        nginx_pid=process_alive_from_pidfile(paths.nginx_pid),
         uwsgi_pid=uwsgi_pid,
-        stats=stats,
+        stats=found,
         processes=tuple(manager["processes"]) if manager else (),
     )
 
 
-def reload(plan: Plan, chain: bool = False) -> list[str]:
+def rss_bytes(pid: int) -> int:
+    """A process's resident set from /proc (0 if it is gone or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def with_rss(stats: dict[str, Any]) -> dict[str, Any]:
+    """uWSGI's stats report a worker's RSS only with memory-report on, and only once it has
+    served a request: fill in the real number from /proc where they say 0."""
+    for worker in stats.get("workers", []):
+        if not worker.get("rss") and worker.get("pid"):
+            worker["rss"] = rss_bytes(int(worker["pid"]))
+    return stats
+
+
+def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
     """Ask the running nginx to re-read its config and uWSGI to reload its workers
     gracefully (in-flight requests finish). ``chain`` reloads workers one at a time, so
     there is always a worker serving (needs app.lazy_apps to pick up new code)."""
+    paths = where.paths if isinstance(where, Plan) else where
     done: list[str] = []
-    current = status(plan)
+    current = status(paths, stats=False)
     if not current.running:
-        raise WsgistackError("ops.E001", f"nothing is running in {plan.paths.runtime}", NOT_RUNNING_HINT)
+        raise WsgistackError("ops.E001", f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
     if current.uwsgi_pid:
         command = b"c" if chain else b"r"
         try:
-            fd = os.open(plan.paths.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            fd = os.open(paths.fifo, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise WsgistackError(
-                "ops.E002", f"cannot open uWSGI's master FIFO {plan.paths.fifo}: {exc.strerror}", "run as the user that started the stack"
+                "ops.E002", f"cannot open uWSGI's master FIFO {paths.fifo}: {exc.strerror}", "run as the user that started the stack"
             ) from None
         try:
             os.write(fd, command)
@@ -118,13 +140,15 @@ def reload(plan: Plan, chain: bool = False) -> list[str]:
 
 
 def locate(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
-           env: Mapping[str, str], machine: Machine) -> Plan:
-    """The running stack's paths (a plan without the app). Found from the flags, the config
-    file and, of the shell's environment, only the runtime dir: nothing else in this shell
-    is the stack's."""
+           env: Mapping[str, str], machine: Machine | None = None) -> Paths:
+    """The running stack's paths, from the config alone (no app, no plan). Found from the
+    flags, the config file and, of the shell's environment, only the runtime dir: nothing
+    else in this shell is the stack's."""
+    from wsgistack.pipeline import runtime_paths
+
     name = env_name("runtime_dir")
     located = load_config(project, env={name: env[name]} if name in env else {}, cli=cli, config_file=config_file)
-    return make_plan(located, machine, None)
+    return runtime_paths(located)
 
 
 @dataclass(frozen=True)
@@ -163,15 +187,17 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     with (config.record), the config file as it is now, and the reload's own flags. The
     shell's environment is not a source (see :func:`locate`); the app is detected with it,
     as the start did with its own."""
+    from wsgistack import pipeline
+
     located = locate(project, cli, config_file, env, machine)
-    if not status(located).running:
-        raise WsgistackError("ops.E001", f"nothing is running in {located.paths.runtime}", NOT_RUNNING_HINT)
-    rec = record.read(located.paths.private)
+    if not status(located, stats=False).running:
+        raise WsgistackError("ops.E001", f"nothing is running in {located.runtime}", NOT_RUNNING_HINT)
+    rec = record.read(located.private)
     if rec is None:
         raise WsgistackError(
             "ops.E004",
-            f"no record of the settings the stack in {located.paths.runtime} was started with "
-            f"({located.paths.private / record.RECORD})",
+            f"no record of the settings the stack in {located.runtime} was started with "
+            f"({located.private / record.RECORD})",
             "restart the stack with this version of wsgistack (it records them), or reload without re-rendering: "
             "wsgistack reload --no-render",
         )
@@ -184,13 +210,15 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     if kept:
         loaded = load_config(project, env={}, cli={k: v for k, v in cli.items() if k not in kept},
                              config_file=config_file, started={**rec.started(), **kept})
-    plan = build_plan(loaded, machine, env)
+    # The start sequence with the reload's flags: app, plan, render (written by apply_reload).
+    started = pipeline.start(project, env=env, loaded=loaded, flags=pipeline.RELOAD)
+    plan = started.plan
     result = Reload(
         loaded=loaded,
         plan=plan,
         changes=changes,
         # processes.json is left alone: the running manager already has its table.
-        files=tuple(f for f in render(plan) if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
+        files=tuple(f for f in started.files if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
         notes=tuple(_ignored_env(env, loaded)),
     )
     return result

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wsgistack.app import AppSpec, StaticDir, detect_app
+from wsgistack.app import AppSpec, StaticDir
 from wsgistack.config.model import LETSENCRYPT_DIRECTORY, LETSENCRYPT_STAGING_DIRECTORY, ROUTER_TIMEOUTS, Config, parse_size
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
@@ -355,11 +355,22 @@ class Plan:
         return f"http://{host}:{self.config.server.port}"
 
 
-def default_runtime_dir(project: Path, machine: Machine) -> Path:
+def default_runtime_dir(project: Path, machine: Machine | int) -> Path:
     # Short and outside the project: unix socket paths are limited to 107 bytes, and a
     # project on a shared or read-only mount must not receive sockets.
+    euid = machine if isinstance(machine, int) else machine.euid
     digest = hashlib.sha1(str(project).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"wsgistack-{machine.euid}-{digest}"
+    return Path(tempfile.gettempdir()) / f"wsgistack-{euid}-{digest}"
+
+
+def runtime_paths(loaded: LoadedConfig, euid: int) -> Paths:
+    """Where the stack's files live: from the config alone (status and reload need no app)."""
+    runtime = loaded.config.runtime_dir
+    if runtime is None:
+        runtime = default_runtime_dir(loaded.project_dir, euid)
+    elif not runtime.is_absolute():
+        runtime = loaded.project_dir / runtime
+    return Paths(runtime)
 
 
 def _processes(config: Config, machine: Machine, notes: list[str]) -> int:
@@ -524,12 +535,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     config = loaded.config
     project = loaded.project_dir
     notes: list[str] = []
-    runtime = config.runtime_dir
-    if runtime is None:
-        runtime = default_runtime_dir(project, machine)
-    elif not runtime.is_absolute():
-        runtime = project / runtime
-    paths = Paths(runtime)
+    paths = runtime_paths(loaded, machine.euid)
 
     if config.role == "web" or (config.role == "app" and config.uwsgi.uri):
         # Split containers: the app binds where the web role connects (UWSGI_URI), e.g. a
@@ -651,33 +657,13 @@ def app_user(config: Config, machine: Machine) -> str | None:
 
 
 def build_plan(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], python: AppPython | None = None) -> Plan:
-    """Find the app's interpreter and detect the app (unless this is the web role), then
-    make the plan. ``python``: the app's interpreter when the caller resolved it already.
+    """Find the app's interpreter, detect the app (unless this is the web role) and make the
+    plan: the first steps of :func:`wsgistack.pipeline.start`, for `doctor`, which checks
+    without starting. ``python``: the app's interpreter when the caller resolved it already."""
+    from wsgistack.pipeline import find_app, find_python
 
-    Detection imports the app's code, so it runs as the same user uWSGI will: as root,
-    importing settings as root would create files (a generated secret key, a data dir)
-    that the app's real user then cannot write.
-    """
-    from wsgistack.access import check_user_can_run
-    from wsgistack.interpreter import resolve
-
-    config = loaded.config
-    app = None
-    if config.role != "web":
-        python = python or resolve(loaded, env)
-        path = (config.app.path if config.app.path.is_absolute() else (loaded.project_dir / config.app.path)).resolve()
-        user = app_user(config, machine)
-        if user:
-            check_user_can_run(user, python.python, path)
-        app = detect_app(
-            path,
-            target=config.app.target,
-            django_settings=config.app.django_settings,
-            python=python.python,
-            env={**env, **config.app.env},
-            user=user,
-        )
-    return prepare_tls(make_plan(loaded, machine, app, python))
+    python = python or find_python(loaded, env)
+    return prepare_tls(make_plan(loaded, machine, find_app(loaded, machine, env, python), python))
 
 
 def prepare_tls(plan: Plan) -> Plan:

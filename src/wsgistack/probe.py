@@ -78,6 +78,13 @@ def probe_django(settings_module: str) -> dict[str, Any]:
         static_url, static_root = settings.STATIC_URL, settings.STATIC_ROOT
         media_url, media_root = settings.MEDIA_URL, settings.MEDIA_ROOT
         installed = list(settings.INSTALLED_APPS)
+        # SQLite writes the database file and its journal beside it: the directory must be writable.
+        writes = [
+            os.path.dirname(os.path.abspath(str(db["NAME"])))
+            for db in settings.DATABASES.values()
+            if "sqlite3" in str(db.get("ENGINE", "")) and db.get("NAME") and str(db["NAME"]) != ":memory:"
+            and not str(db["NAME"]).startswith("file:")
+        ]
     except ModuleNotFoundError as exc:
         if exc.name == "django":
             return {"error": "no-django", "module": settings_module, "detail": str(exc)}
@@ -102,6 +109,7 @@ def probe_django(settings_module: str) -> dict[str, Any]:
         "settings": settings_module,
         "static": static,
         "staticfiles": "django.contrib.staticfiles" in installed,
+        "writes": writes,
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +24,7 @@ from wsgistack.errors import AppError
 from wsgistack.interpreter import AppPython, resolve
 from wsgistack.machine import Machine
 from wsgistack.plan import Paths, Plan, build_plan
-from wsgistack.render import render, write_files
+from wsgistack.render import RenderedFile, render, write_files
 
 
 @dataclass
@@ -35,6 +35,9 @@ class CheckContext:
     env: Mapping[str, str] = field(default_factory=dict)
     deploy: bool = False
     app_error: AppError | None = None
+    # The files the caller rendered from this plan and will write (the start sequence renders
+    # once); None: render them here, on first use.
+    files: Sequence[RenderedFile] | None = None
     dockerfile: Path | None = None
     python: AppPython | None = None  # the app's interpreter (None for role web)
     # Versions and other facts the checks learn on the way (shown above the report).
@@ -50,12 +53,13 @@ class CheckContext:
         """The files ``render`` would write, by name; empty without a plan."""
         if self.plan is None:
             return {}
-        return {f.path: f.content for f in render(self.plan)}
+        return {f.path: f.content for f in (self.files if self.files is not None else render(self.plan))}
 
     @cached_property
     def nginx_dir(self) -> Path | None:
         """A temp dir holding the rendered nginx files, with the runtime paths (pid, temp
-        dirs) moved into it so ``nginx -t`` can run without the real runtime dir existing.
+        dirs) moved into it so ``nginx -t`` can run without the real runtime dir existing
+        (nginx -t creates its temp dirs and opens its logs: a sandbox render, not the real one).
         Everything else (upstream, static dirs, user) is exactly as planned."""
         if self.plan is None or not self.plan.runs_nginx:
             return None

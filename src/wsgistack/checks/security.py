@@ -15,7 +15,7 @@ from pathlib import Path
 from wsgistack.checks.context import CheckContext, ini_value
 from wsgistack.checks.messages import ERROR, WARNING, Finding, declare
 from wsgistack.checks.registry import register
-from wsgistack.runner import unreachable_ancestor
+from wsgistack.access import unreachable_ancestor
 
 E001 = declare(
     "perms.E001",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import click
 
 from wsgistack import entrypoint
+from wsgistack.runner.manager import Say
 
 
 @click.command()
@@ -20,4 +23,12 @@ def command(path: Path | None, prestart_only: bool) -> None:
     WEB_CONCURRENCY, UWSGI_URI, NGINX_SERVER_NAME, WSGISTACK_* ...): the same image runs in
     every environment. PATH defaults to $WSGISTACK_PROJECT_DIR, else /app.
     """
-    entrypoint.main(path, prestart_only=prestart_only)
+    say = Say()  # JSON lines once the config says server.log_format = "json"
+    started = time.monotonic()
+    plan = entrypoint.prepare(os.environ, path or entrypoint.project_dir(os.environ), say)
+    if prestart_only:
+        say(f"prestart done in {time.monotonic() - started:.2f}s (--prestart-only: nothing else starts)")
+        return
+    say(f"ready to start in {time.monotonic() - started:.2f}s; handing over to the process manager")
+    entrypoint.exec_manager(plan)
+

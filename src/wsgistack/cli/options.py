@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from wsgistack.config import LoadedConfig, load_config
+from wsgistack.config import LoadedConfig
 
 # (flag, dotted config key, help, multiple)
 CONFIG_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
@@ -54,19 +55,56 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def overrides(params: dict[str, Any], table: tuple[tuple[str, str, str, bool], ...] = CONFIG_OPTIONS) -> dict[str, tuple[Any, str]]:
+    """Pop the config flags from a command's params: dotted key -> (value, flag)."""
     out: dict[str, tuple[Any, str]] = {}
+    ctx = click.get_current_context(silent=True)
+    target = ctx.meta.get(_TARGET_META) if ctx and table is CONFIG_OPTIONS else None
     for flag, dotted, _help, multiple in table:
         value = params.pop(_param_name(flag), None)
         if multiple:
             value = list(value) if value else None
         if value is not None:
             out[dotted] = (value, flag)
+    if target:
+        if "app.target" in out and out["app.target"][0] != target:
+            raise click.UsageError(f"the WSGI target is given twice: {target!r} and --app {out['app.target'][0]!r}")
+        out["app.target"] = (target, "TARGET")
+    for name, dotted in (("migrate", "app.migrate"), ("collectstatic", "app.collectstatic")):
+        if table is not CONFIG_OPTIONS:
+            break
+        value = params.pop(name, None)
+        if value is not None:
+            out[dotted] = (value, f"--{name}" if value else f"--no-{name}")
     return out
 
 
 def load(path: Path, params: dict[str, Any], extra: dict[str, tuple[Any, str]] | None = None) -> LoadedConfig:
-    """Resolve the config for a command from its flags, the environment and the config file."""
+    """Resolve the config for a command from its flags, the environment and the config file
+    (the start sequence's first step, pipeline.load)."""
+    from wsgistack import pipeline
+
     cli = overrides(params)
     cli.update(extra or {})
-    config_file = params.pop("config_file", None)
-    return load_config(path, env=dict(os.environ), cli=cli, config_file=config_file)
+    return pipeline.load(path, env=os.environ, cli=cli, config_file=params.pop("config_file", None))
+
+
+# `wsgistack run myapp:app`, as gunicorn, uvicorn, granian and waitress take it: a PATH that
+# does not exist and has a WSGI target's shape is the target (app.target), served from ".".
+TARGET_SHAPE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(\))?")
+_TARGET_META = "wsgistack.target"
+
+
+class ProjectOrTarget(click.Path):
+    name = "path"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and TARGET_SHAPE.fullmatch(value) and not Path(value).exists():
+            if ctx is not None:
+                ctx.meta[_TARGET_META] = value
+            return Path(".")
+        return super().convert(value, param, ctx)
+
+
+project_argument = click.argument(
+    "path", type=ProjectOrTarget(exists=True, file_okay=False, path_type=Path), default=".", metavar="[PATH|TARGET]"
+)

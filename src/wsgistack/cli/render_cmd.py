@@ -8,29 +8,23 @@ from typing import Any
 
 import click
 
-from wsgistack import machine as machine_mod
-from wsgistack.checks import preflight
-from wsgistack.cli.options import config_options, load
-from wsgistack.plan import build_plan
-from wsgistack.render import render, write_files
+from wsgistack import pipeline
+from wsgistack.cli.options import config_options, overrides, project_argument
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_argument
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="output directory")
 @config_options
-def command(path: Path, out: Path, **params: Any) -> None:
+def command(path: Path, out: Path, config_file: Path | None, **params: Any) -> None:
     """Render nginx.conf, uwsgi.ini and processes.json for the app in PATH into DIR.
 
     The runtime dir defaults to DIR, so `nginx -t -p DIR -c DIR/nginx.conf` works as is.
     """
-    if params.get("runtime_dir") is None:
-        params["runtime_dir"] = str(out.resolve())
-    loaded = load(path, params)
-    plan = build_plan(loaded, machine_mod.detect(), os.environ)
+    cli = overrides(params)
+    cli.setdefault("runtime_dir", (str(out.resolve()), "--out"))
     # Refuses to write files that would not start or would be unsafe (doctor.E001).
-    for finding in preflight(plan, loaded, deploy=False, env=os.environ).findings:
-        click.echo(finding.render(), err=True)
-    for written in write_files(render(plan), out):
+    started = pipeline.start(path, env=os.environ, cli=cli, config_file=config_file, flags=pipeline.RENDER,
+                             out=out, say=lambda line: click.echo(line, err=True))
+    for written in started.written:
         click.echo(str(written))
-    (out / "nginx-temp").mkdir(exist_ok=True)

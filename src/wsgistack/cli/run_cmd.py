@@ -9,26 +9,24 @@ from typing import Any
 
 import click
 
-from wsgistack.cli.options import config_options, load, overrides
-from wsgistack.runner import prepare, run_prestart, serve
+from wsgistack import pipeline
+from wsgistack.cli.options import config_options, overrides, project_argument
+from wsgistack.runner import serve
 from wsgistack.runner.manager import Say
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_argument
 @config_options
 @click.option("--migrate/--no-migrate", default=None, help="Django: run migrate before start [app.migrate]")
 @click.option("--collectstatic/--no-collectstatic", default=None, help="Django: run collectstatic [app.collectstatic]")
-def command(path: Path, migrate: bool | None, collectstatic: bool | None, **params: Any) -> None:
-    """Serve the app in PATH through nginx -> uWSGI until Ctrl-C."""
-    extra = {}
-    if migrate is not None:
-        extra["app.migrate"] = (migrate, "--migrate" if migrate else "--no-migrate")
-    if collectstatic is not None:
-        extra["app.collectstatic"] = (collectstatic, "--collectstatic" if collectstatic else "--no-collectstatic")
-    cli = {**overrides(params), **extra}  # pops the flags from params: load() finds none left
-    loaded = load(path, params, cli)
-    say = Say(json_mode=loaded.config.server.log_format == "json")
-    plan = prepare(loaded, os.environ, say, deploy=False)
-    run_prestart(plan, os.environ, say)
-    sys.exit(serve(plan))
+def command(path: Path, config_file: Path | None, **params: Any) -> None:
+    """Serve the app in PATH through nginx -> uWSGI until Ctrl-C.
+
+    PATH is the project directory (default: the current one), or the WSGI target itself,
+    as gunicorn takes it: `wsgistack run myapp:app`, `wsgistack run 'pkg:create_app()'`.
+    """
+    # config -> app -> plan -> checks -> render -> write -> prestart (wsgistack/pipeline.py)
+    started = pipeline.start(path, env=os.environ, cli=overrides(params), config_file=config_file,
+                             flags=pipeline.RUN, say=Say())
+    sys.exit(serve(started.plan))  # then supervise nginx and uWSGI until they stop

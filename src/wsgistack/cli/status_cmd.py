@@ -16,26 +16,18 @@ try:
 except ImportError:  # container images leave rich out (see cli/plain.py)
     from wsgistack.cli.plain import Console, Table  # type: ignore[assignment]
 
-from wsgistack import machine as machine_mod
 from wsgistack import ops
-from wsgistack.cli.options import config_options, overrides
-from wsgistack.plan import Plan
-
-
-def plan_without_app(path: Path, params: dict[str, Any]) -> Plan:
-    """Status only needs paths, not the app: skip detection (it imports the app)."""
-    config_file = params.pop("config_file", None)
-    return ops.locate(path, overrides(params), config_file, os.environ, machine_mod.detect())
+from wsgistack.cli.options import config_options, overrides, project_argument
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_argument
 @click.option("--json", "as_json", is_flag=True, help="print uWSGI's raw stats as JSON")
 @config_options
-def command(path: Path, as_json: bool, **params: Any) -> None:
+def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) -> None:
     """Show whether nginx, uWSGI and the background processes are running, and per-worker uWSGI stats."""
-    plan = plan_without_app(path, params)
-    st = ops.status(plan)
+    # Only the paths, from the config: no app import, no plan.
+    st = ops.status(ops.locate(path, overrides(params), config_file, os.environ))
     if as_json:
         click.echo(json.dumps(
             {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "processes": list(st.processes), "stats": st.stats}, indent=2

@@ -1,0 +1,322 @@
+"""The start sequence, once: config -> app -> plan -> checks -> render -> write -> prestart.
+
+``run``, ``render``, ``reload`` (ops.prepare_reload), the container entrypoint and the
+benchmark all call :func:`start`, each with its own :class:`Flags` (the presets below);
+``status`` needs only the first step and calls :func:`runtime_paths`. A new capability (a
+balancer, TLS certificates, manifests) adds a step or a file here, and every caller gets it.
+
+Nothing here prints: progress goes to the ``say`` callback the CLI passes in.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from wsgistack.access import check_user_can_run, unreachable_ancestor
+from wsgistack.app import AppSpec, detect_app
+from wsgistack.config import LoadedConfig, load_config, record
+from wsgistack.errors import MissingBinaryError, WsgistackError
+from wsgistack.interpreter import AppPython, check_uwsgi, resolve as resolve_python
+from wsgistack.machine import INSTALL_NGINX_HINT, Machine, detect
+from wsgistack.plan import Paths, Plan, app_user, make_plan, prepare_tls, runtime_paths as _runtime_paths
+from wsgistack.prestart import collects_static, run_prestart
+from wsgistack.render import RenderedFile, render, write_files
+from wsgistack.runner.manager import Say, is_ready, process_alive_from_pidfile
+
+Say = Callable[[str], None]
+Overrides = Mapping[str, tuple[Any, str]]  # dotted key -> (value, the flag that set it)
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Flags:
+    """Which steps a caller wants, and how."""
+
+    checks: bool = True  # preflight: refuse to write files that would not start or are unsafe
+    deploy: bool = False  # deploy-mode rules and the app's own checks (the container entrypoint)
+    binaries: bool = True  # nginx and uwsgi must be installed here
+    write: Literal["runtime", "out", "none"] = "runtime"  # the runtime dir, --out DIR, or nothing
+    remember: bool = True  # record the resolved settings for `reload` (config.record)
+    wait_upstream: bool = False  # role web: wait for the uWSGI it fronts
+    prestart: bool = True  # collectstatic, migrate, app.prestart
+
+
+RUN = Flags()
+ENTRYPOINT = Flags(deploy=True, wait_upstream=True)
+RENDER = Flags(binaries=False, write="out", remember=False, prestart=False)
+# ops.apply_reload writes the files that changed (never processes.json: the running manager
+# keeps its table) and records the settings once nginx and uWSGI took them.
+RELOAD = Flags(checks=False, binaries=False, write="none", remember=False, prestart=False)
+BENCH = Flags(checks=False, remember=False, prestart=False)  # the defaults; the harness prepares the app
+
+
+@dataclass(frozen=True)
+class Started:
+    loaded: LoadedConfig
+    plan: Plan
+    files: tuple[RenderedFile, ...]
+    written: tuple[Path, ...]
+
+
+def start(
+    project: Path,
+    *,
+    env: Mapping[str, str],
+    cli: Overrides | None = None,
+    config_file: Path | None = None,
+    flags: Flags = RUN,
+    out: Path | None = None,
+    config_env: Mapping[str, str] | None = None,
+    loaded: LoadedConfig | None = None,
+    say: Say = _silent,
+) -> Started:
+    """The whole start, top to bottom. ``env`` is the environment the app runs with; the
+    config is resolved from ``config_env`` (default: ``env``) and the ``cli`` overrides,
+    unless the caller resolved it already (``loaded``: reload, from the recorded settings)."""
+    if loaded is None:
+        loaded = load(project, env=env if config_env is None else config_env, cli=cli, config_file=config_file)
+    if isinstance(say, Say):  # wsgistack's own lines as JSON too with server.log_format = "json"
+        say.json_mode = loaded.config.server.log_format == "json"
+    machine = detect()
+    python = find_python(loaded, env)  # the app's interpreter and its uWSGI
+    app = find_app(loaded, machine, env, python)  # imports the app, as the user uWSGI will run as
+    plan = prepare_tls(make_plan(loaded, machine, app, python))  # + the dev certificate (tls.mode self-signed)
+    if flags.binaries:
+        check_binaries(plan)
+    files = tuple(render(plan))  # rendered once: the checks look at the files we write
+    if flags.checks:
+        from wsgistack.checks import preflight  # pydantic models of every check: only when checking
+
+        for finding in preflight(plan, loaded, deploy=flags.deploy, env=env, files=files).findings:
+            for line in finding.render().splitlines():
+                say(line)
+    written = write(plan, files, flags.write, out)
+    if flags.write == "runtime":
+        check_writable(plan)
+        if flags.remember:  # what `wsgistack reload` keeps: the settings, not the environment
+            record.save(plan.paths.private, loaded)
+        say(describe(plan))
+        for note in plan.notes:
+            say(note)
+        say(f"runtime dir: {plan.paths.runtime}")
+    if flags.wait_upstream and plan.role == "web":
+        wait_for_upstream(plan, plan.config.upstream_wait, say)
+    if flags.prestart:
+        run_prestart(plan, env, say)
+    return Started(loaded, plan, files, written)
+
+
+# --- 1. config ----------------------------------------------------------------------------
+
+
+def load(project: Path, *, env: Mapping[str, str], cli: Overrides | None = None,
+         config_file: Path | None = None) -> LoadedConfig:
+    """Resolve the config: defaults < file < environment < command line."""
+    return load_config(project, env=dict(env), cli=dict(cli or {}), config_file=config_file)
+
+
+def runtime_paths(loaded: LoadedConfig) -> Paths:
+    """Where a stack with this config keeps its files: all `status` needs (no app import)."""
+    return _runtime_paths(loaded, os.geteuid())
+
+
+# --- 2. app -------------------------------------------------------------------------------
+
+
+def find_python(loaded: LoadedConfig, env: Mapping[str, str]) -> AppPython | None:
+    """The app's interpreter (app.python, VIRTUAL_ENV, ./.venv, wsgistack's own); None for role web."""
+    return None if loaded.config.role == "web" else resolve_python(loaded, env)
+
+
+def find_app(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], python: AppPython | None) -> AppSpec | None:
+    """Detect the app (not for the web role). Detection imports the app's code, so it runs as
+    the same user uWSGI will: as root, importing settings as root would create files (a
+    generated secret key, a data dir) that the app's real user then cannot write."""
+    config = loaded.config
+    if config.role == "web" or python is None:
+        return None
+    path = (config.app.path if config.app.path.is_absolute() else (loaded.project_dir / config.app.path)).resolve()
+    user = app_user(config, machine)
+    if user:
+        check_user_can_run(user, python.python, path)
+    return detect_app(path, target=config.app.target, django_settings=config.app.django_settings,
+                      python=python.python, env={**env, **config.app.env}, user=user)
+
+
+# --- 4. checks that need more than the plan -------------------------------------------------
+
+
+def check_binaries(plan: Plan) -> None:
+    if plan.runs_nginx and not plan.machine.nginx:
+        raise MissingBinaryError("run.E001", "nginx is not installed (or not on PATH)", INSTALL_NGINX_HINT)
+    if plan.runs_uwsgi:
+        assert plan.python is not None
+        check_uwsgi(plan.python)  # run.E001 (missing from the app's environment), python.E003 (too old)
+    if plan.tls is not None and plan.tls.mode == "acme" and not plan.machine.certbot:
+        raise MissingBinaryError(
+            "tls.E003",
+            "tls.mode = acme needs an ACME client, and certbot is not installed here",
+            "install it next to wsgistack: pip install 'wsgistack[acme]' (or apt-get install certbot)",
+        )
+
+
+def check_reachable(plan: Plan) -> None:
+    """Refuse to start a stack whose nginx workers could not reach the uWSGI socket."""
+    user = plan.nginx_user
+    if not (plan.runs_nginx and user and plan.upstream.kind == "unix"):
+        return
+    blocked = unreachable_ancestor(Path(plan.upstream.address), user)
+    if blocked is not None:
+        raise WsgistackError(
+            "run.E003",
+            f"nginx workers run as {user!r} and cannot reach {plan.upstream.address}: "
+            f"{blocked} is not searchable by them (mode {blocked.stat().st_mode & 0o777:o})",
+            "put the runtime dir somewhere they can traverse, e.g. --runtime-dir /tmp/myapp, "
+            "or run wsgistack as a normal user",
+        )
+
+
+def app_writes(plan: Plan) -> list[Path]:
+    """Directories the app (or its prestart steps) writes: STATIC_ROOT when collectstatic runs,
+    MEDIA_ROOT, the directory of each SQLite database (SQLite writes its journal beside it)."""
+    dirs: list[Path] = []
+    if plan.app is None:
+        return dirs
+    if collects_static(plan):
+        dirs += [loc.dir for loc in plan.locations if loc.role == "static"]
+    dirs += [loc.dir for loc in plan.locations if loc.role == "media"]
+    dirs += list(plan.app.writes)
+    return list(dict.fromkeys(dirs))
+
+
+_CAN_WRITE = (
+    "import os, sys\n"
+    "def ok(p):\n"
+    "    while not os.path.isdir(p) and os.path.dirname(p) != p: p = os.path.dirname(p)\n"
+    "    return os.access(p, os.W_OK | os.X_OK)\n"
+    "print('\\n'.join(p for p in sys.argv[1:] if not ok(p)))\n"
+)
+
+
+def check_writable(plan: Plan) -> None:
+    """Before prestart: the user the app runs as can write what it writes (run.E005). One
+    error with the exact command, instead of a traceback from collectstatic or migrate."""
+    dirs = app_writes(plan)
+    if not dirs or plan.app is None:
+        return
+    argv = [plan.python.python if plan.python else plan.machine.python, "-c", _CAN_WRITE, *map(str, dirs)]
+    as_user: dict[str, Any] = {}
+    if plan.uwsgi_user:  # the same identity prestart and uWSGI get
+        as_user = {"user": plan.uwsgi_user, "group": plan.run_group, "extra_groups": []}
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **as_user)
+    if proc.returncode != 0:
+        return  # the python itself cannot run as that user: run.E004 has said so
+    blocked = [Path(line) for line in proc.stdout.splitlines() if line]
+    if not blocked:
+        return
+    who = plan.uwsgi_user or os.environ.get("USER") or str(os.geteuid())
+    owner = f"{plan.uwsgi_user}:{plan.run_group}" if plan.uwsgi_user else who
+    missing = [str(p) for p in blocked if not p.exists()]
+    command = (f"mkdir -p {' '.join(missing)} && " if missing else "") + f"chown -R {owner} {' '.join(map(str, blocked))}"
+    raise WsgistackError(
+        "run.E005",
+        f"the app runs as {who!r} and cannot write {', '.join(map(str, blocked))}",
+        f"give that user the directories: {command}"
+        + (" (or point STATIC_ROOT / MEDIA_ROOT / the database elsewhere)" if plan.uwsgi_user else ""),
+    )
+
+
+def wait_for_upstream(plan: Plan, timeout: float, say: Say) -> None:
+    """Role web: nginx without its uWSGI would answer 502 to everyone; wait, then fail clearly."""
+    upstream = plan.upstream
+    deadline = time.monotonic() + timeout
+    next_note = 0.0
+    while not is_ready(upstream.ready):
+        now = time.monotonic()
+        if now > deadline:
+            raise WsgistackError(
+                "entrypoint.E001",
+                f"the uWSGI upstream {upstream.nginx} (UWSGI_URI) is not reachable after {timeout:g}s",
+                "start the app container (WSGISTACK_ROLE=app) first and check that UWSGI_URI names its socket: "
+                "host:port for TCP, or unix:/path on a volume both containers mount",
+            )
+        if now >= next_note:
+            say(f"waiting for uWSGI at {upstream.nginx} ...")
+            next_note = now + 5
+        time.sleep(0.2)
+
+
+# --- 6. write -----------------------------------------------------------------------------
+
+
+def write(plan: Plan, files: tuple[RenderedFile, ...], mode: str, out: Path | None = None) -> tuple[Path, ...]:
+    if mode == "out":
+        assert out is not None
+        written = write_files(list(files), out)
+        (out / "nginx-temp").mkdir(exist_ok=True)
+        return tuple(written)
+    if mode == "none":
+        return ()
+    prepare_runtime_dir(plan)
+    return tuple(write_files(list(files), plan.paths.runtime))
+
+
+def prepare_runtime_dir(plan: Plan) -> None:
+    """Create the runtime dir; refuse if another instance is live there, clear stale files."""
+    paths = plan.paths
+    for pidfile, what in ((paths.nginx_pid, "nginx"), (paths.uwsgi_pid, "uWSGI")):
+        pid = process_alive_from_pidfile(pidfile)
+        if pid:
+            raise WsgistackError(
+                "run.E002",
+                f"{what} from another wsgistack run is still running there (pid {pid}, {pidfile})",
+                "stop it first (Ctrl-C in its terminal, or kill -TERM the pid), or set a different runtime_dir",
+            )
+    # Traversable by nginx workers when we are root and they are not; listing stays private.
+    paths.runtime.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.runtime, 0o711 if plan.machine.is_root else 0o700)
+    paths.private.mkdir(exist_ok=True)
+    os.chmod(paths.private, 0o700)
+    if plan.uwsgi_user:
+        # uWSGI writes its pidfile, FIFO and stats socket here after dropping privileges.
+        # Only this directory is its own: the runtime dir, where nginx.conf lives, stays
+        # root's, so the app cannot rewrite the config a root nginx master re-reads.
+        import pwd
+
+        entry = pwd.getpwnam(plan.uwsgi_user)
+        os.chown(paths.private, entry.pw_uid, entry.pw_gid)
+    paths.nginx_temp.mkdir(exist_ok=True)
+    check_reachable(plan)  # (find_app has already checked that the app's user can run it: run.E004)
+    for stale in paths.transient:
+        stale.unlink(missing_ok=True)
+
+
+def describe(plan: Plan) -> str:
+    if plan.app is None:
+        return f"role {plan.role}: nginx -> {plan.upstream.nginx}"
+    python = f"\napp interpreter: {plan.python.python} (Python {plan.python.version}; {plan.python.why})" if plan.python else ""
+    background = ", ".join(f"{b.name} ({' '.join(b.argv)})" for b in plan.background)
+    if plan.role == "worker":
+        return f"role worker: {background} in {plan.app.path}"
+    return (
+        f"role {plan.role}: {plan.app.kind} app {plan.app.target} in {plan.app.path}, "
+        f"{plan.processes} processes x {plan.threads} threads"
+        + (f"; background: {background}" if background else "")
+        + python
+    )
+
+
+__all__ = [
+    "BENCH", "ENTRYPOINT", "RELOAD", "RENDER", "RUN", "Flags", "Started", "start", "load", "runtime_paths",
+    "find_python", "find_app", "check_binaries", "check_reachable", "check_writable", "app_writes", "wait_for_upstream",
+    "write", "prepare_runtime_dir", "describe",
+]

@@ -1,0 +1,56 @@
+"""The start sequence as a new user meets it: the target as the first argument, real memory
+numbers in `status` from the start, and one clear error when the app's user cannot write."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, shared_dir, start_stack, worker_user
+
+pytestmark = pytest.mark.integration
+
+
+def test_target_as_the_first_argument(tmp_path: Path, stacks: list[Stack]) -> None:
+    """`wsgistack run hello:application`, as gunicorn takes it (issue 10, defect 2)."""
+    project = shared_dir(tmp_path, "proj")
+    shutil.copy(EXAMPLES / "hello" / "hello.py", project)
+    stack = start_stack(tmp_path, "hello:application", cwd=project)
+    stacks.append(stack)
+    assert "wsgi app hello:application in " + str(project) in stack.log()
+
+
+def test_status_shows_worker_memory_before_any_request(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Every worker's RSS is a real number at once, not 0.0 until it served (defect 3)."""
+    stack = start_stack(tmp_path, EXAMPLES / "hello", "--processes", "2")
+    stacks.append(stack)
+    proc = subprocess.run([*WSGISTACK, "status", str(EXAMPLES / "hello"), "--runtime-dir", str(stack.runtime_dir),
+                           "--json"], capture_output=True, text=True, env=clean_env(), timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+    workers = json.loads(proc.stdout)["stats"]["workers"]
+    assert len(workers) == 2
+    assert any(w["requests"] == 0 for w in workers), "both workers served: the test proves nothing"
+    assert all(w["rss"] > 1024 * 1024 for w in workers), workers
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or worker_user() is None, reason="the app runs as another user only when started as root")
+def test_unwritable_data_dir_is_one_error_before_prestart(tmp_path: Path) -> None:
+    """Started as root with a root-owned data dir: one error naming the directories and the
+    exact chown, before collectstatic or migrate run (defect 4)."""
+    data = shared_dir(tmp_path, "data")  # root's, mode 755: the app's user cannot write it
+    env = clean_env(DEMO_DATA_DIR=str(data), DJANGO_SECRET_KEY="x" * 60)
+    proc = subprocess.run([*WSGISTACK, "run", str(EXAMPLES / "django_demo"), "--migrate", "--runtime-dir",
+                           str(shared_dir(tmp_path, "rt"))], capture_output=True, text=True, env=env, timeout=120,
+                          check=False, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "error[run.E005]" in out
+    user = worker_user()
+    assert f"chown -R {user}:" in out and str(data / "static") in out and str(data / "media") in out
+    assert "prestart:" not in out  # refused before prestart
+    assert "Traceback" not in out

@@ -1,0 +1,84 @@
+"""The command line through click's runner: arguments, flags and errors, no servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from wsgistack.cli import main
+from wsgistack.cli.options import config_options, overrides, project_argument
+
+
+@click.command()
+@project_argument
+@config_options
+@click.option("--migrate/--no-migrate", default=None)
+def probe(path: Path, config_file: Path | None, **params: Any) -> None:
+    """Echo what the shared options resolve to."""
+    click.echo(f"path={path} {sorted(overrides(params).items())}")
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(probe, list(args), catch_exceptions=False)
+
+
+def test_target_shape_as_path_is_the_app_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("myapp:app")
+    assert result.exit_code == 0, result.output
+    assert "path=. [('app.target', ('myapp:app', 'TARGET'))]" in result.output
+    assert "('app.target', ('pkg:create_app()', 'TARGET'))" in invoke("pkg:create_app()").output
+
+
+def test_an_existing_directory_stays_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "proj").mkdir()
+    result = invoke("proj", "--app", "x:y")
+    assert result.output.strip() == "path=proj [('app.target', ('x:y', '--app'))]"
+
+
+def test_a_missing_directory_without_the_target_shape_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(probe, ["nosuchdir"])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_target_twice_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(probe, ["a:b", "--app", "c:d"])
+    assert result.exit_code == 2
+    assert "given twice" in result.output
+
+
+def test_flags_become_overrides_with_their_flag_as_origin() -> None:
+    result = invoke(".", "--port", "9000", "--server-name", "a.example", "--server-name", "b.example", "--no-migrate")
+    assert "('server.port', ('9000', '--port'))" in result.output
+    assert "('server.server_names', (['a.example', 'b.example'], '--server-name'))" in result.output
+    assert "('app.migrate', (False, '--no-migrate'))" in result.output
+
+
+def test_every_command_has_help() -> None:
+    runner = CliRunner()
+    for name in main.list_commands(click.Context(main)):
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert "Usage:" in result.output
+
+
+def test_bad_config_is_an_error_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "wsgistack.toml").write_text("[server]\nport = 0\n")
+    result = CliRunner().invoke(main, ["config", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "error[" in result.output and "server.port" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_help_names_the_target_form() -> None:
+    result = CliRunner().invoke(main, ["run", "--help"])
+    assert "[PATH|TARGET]" in result.output
+    assert "wsgistack run myapp:app" in result.output
