@@ -6,9 +6,8 @@ from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, WARNING, Finding, declare
 from wsgistack.checks.registry import register
 from wsgistack.interpreter import MIN_PYUWSGI_TEXT
-from wsgistack.machine import nginx_version, version_tuple
+from wsgistack.machine import INSTALL_NGINX_HINT, nginx_version, version_tuple
 from wsgistack.plan import DEFAULT_LISTEN
-from wsgistack.machine import INSTALL_NGINX_HINT
 
 # Oldest nginx the rendered files are tested with (Debian 11's); pyuwsgi's is
 # wsgistack.interpreter.MIN_PYUWSGI, which `run` enforces.
