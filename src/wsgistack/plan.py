@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,20 +63,25 @@ PARAMS_COUNT = 64
 # nginx allocates this per proxied request, so it is not simply "as big as possible".
 RESPONSE_HEADER_BUFFER = 32 * 1024
 
-# uWSGI options wsgistack sets itself, from its own settings: a passthrough may not change
-# them (the socket's mode, the user, the timeouts that must nest, strict mode...).
-MANAGED_UWSGI_OPTIONS = frozenset(
+# uWSGI options wsgistack sets itself, from its own settings: a passthrough (uwsgi.options) may
+# not change them (the socket's mode, the user, the timeouts that must nest, strict mode...).
+# Read from the template, so an option it starts to render is protected at once...
+def _rendered_uwsgi_options() -> frozenset[str]:
+    from importlib import resources
+
+    text = resources.files("wsgistack").joinpath("render/templates/uwsgi.ini.j2").read_text(encoding="utf-8")
+    return frozenset(re.findall(r"^([a-z][a-z0-9-]*)\s*=", text, re.M))
+
+
+# ...plus the other spellings of the same things and the ways around them (uWSGI aliases,
+# a second socket or app, a looser umask).
+UWSGI_OPTION_ALIASES = frozenset(
     {
-        "strict", "master", "need-app", "chdir", "pythonpath", "module", "wsgi-file", "callable", "lazy-apps",
-        "lazy", "single-interpreter", "enable-threads", "socket", "uwsgi-socket", "http-socket", "http",
-        "https", "shared-socket", "chmod-socket", "chown-socket", "listen", "buffer-size", "max-vars", "uid",
-        "gid", "processes", "workers", "threads", "harakiri", "max-requests", "reload-on-rss", "die-on-term",
-        "hook-master-start", "hook-accepting1-once", "worker-reload-mercy", "reload-mercy", "vacuum",
-        "binary-path", "pidfile", "master-fifo", "stats", "stats-server", "stats-http", "disable-logging",
-        "log-4xx", "log-5xx", "ignore-sigpipe", "ignore-write-errors", "disable-write-exception",
-        "auto-procname", "procname-prefix-spaced", "thunder-lock", "memory-report", "umask",
+        "module", "wsgi-file", "wsgi", "file", "callable", "mount", "lazy", "uwsgi-socket", "http-socket", "http",
+        "https", "shared-socket", "workers", "stats-server", "stats-http", "umask",
     }
 )
+MANAGED_UWSGI_OPTIONS = _rendered_uwsgi_options() | UWSGI_OPTION_ALIASES
 
 
 @dataclass(frozen=True)

@@ -84,3 +84,18 @@ def test_nginx_stops_retrying_before_uwsgi_can_kill_a_request_for_its_timeout() 
     for timeout in range(2, 3601):
         plan = plan_for({"WSGISTACK_REQUEST_TIMEOUT": str(timeout)})
         assert 0 < plan.retry_window_ms < (plan.harakiri - 1) * 1000
+
+
+def test_managed_uwsgi_options_are_what_the_template_renders() -> None:
+    """The passthrough cannot override an option wsgistack renders: the list is read from
+    uwsgi.ini.j2 (shared-import and max-requests-delta were missing from the hand copy)."""
+    import re
+    from importlib import resources
+
+    from wsgistack.plan import MANAGED_UWSGI_OPTIONS
+
+    template = resources.files("wsgistack").joinpath("render/templates/uwsgi.ini.j2").read_text()
+    rendered = set(re.findall(r"^([a-z][a-z0-9-]*)\s*=", template, re.M))
+    assert {"shared-import", "max-requests-delta", "socket", "uid", "harakiri"} <= rendered
+    assert rendered <= MANAGED_UWSGI_OPTIONS
+    assert {"http-socket", "workers", "wsgi-file", "module"} <= MANAGED_UWSGI_OPTIONS

@@ -15,18 +15,36 @@ import click
 from wsgistack import __version__
 from wsgistack.errors import WsgistackError
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
 
 class _Group(click.Group):
-    """Turns WsgistackError into ``error[id]: message / hint`` and an exit code."""
+    """Turns WsgistackError into ``error[id]: message / hint`` and an exit code; any other
+    exception into the same one line (the traceback only with --debug); Ctrl-C into 130."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors and --help: click presents them
+        except KeyboardInterrupt:
+            click.echo("", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except WsgistackError as exc:
             if ctx.meta.get("wsgistack.debug"):
                 traceback.print_exc()
             click.echo(exc.render(), err=True)
             sys.exit(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours or an OS error: one line, not a traceback
+            if ctx.meta.get("wsgistack.debug"):
+                traceback.print_exc()
+            error = WsgistackError(
+                "internal.E001",
+                f"{type(exc).__name__}: {exc}",
+                "run it again with --debug (wsgistack --debug ...) for the traceback, and report it if it is ours",
+            )
+            click.echo(error.render(), err=True)
+            sys.exit(1)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "bench" and name not in self.commands:  # imported only when asked for

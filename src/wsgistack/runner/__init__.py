@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsgistack.plan import Plan
-from wsgistack.runner.manager import Manager
+
+if TYPE_CHECKING:
+    from wsgistack.runner.manager import Manager
 
 
 def serve(plan: Plan, on_ready: Callable[[Manager], None] | None = None) -> int:
     """Supervise nginx and uWSGI in this process until they stop; returns the exit code."""
+    # Imported here: `python -m wsgistack.runner.manager` (the entrypoint's exec) must not
+    # find the module already imported by its package.
+    from wsgistack.runner.manager import Manager
+
     table = json.loads(plan.paths.processes.read_text())
     return Manager(table, on_ready=on_ready).run()
 

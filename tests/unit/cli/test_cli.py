@@ -82,3 +82,36 @@ def test_run_help_names_the_target_form() -> None:
     result = CliRunner().invoke(main, ["run", "--help"])
     assert "[PATH|TARGET]" in result.output
     assert "wsgistack run myapp:app" in result.output
+
+
+def _raiser(exc: BaseException) -> click.Command:
+    @click.command()
+    def boom() -> None:
+        raise exc
+
+    return boom
+
+
+@pytest.fixture
+def group_with(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    def add(exc: BaseException) -> None:
+        monkeypatch.setitem(main.commands, "boom", _raiser(exc))
+
+    return add
+
+
+def test_an_unexpected_exception_is_one_error_line(group_with) -> None:  # type: ignore[no-untyped-def]
+    group_with(RuntimeError("disk on fire"))
+    result = CliRunner().invoke(main, ["boom"])
+    assert result.exit_code == 1
+    assert "error[internal.E001]: RuntimeError: disk on fire" in result.output
+    assert "Traceback" not in result.output and "--debug" in result.output
+    debug = CliRunner().invoke(main, ["--debug", "boom"])
+    assert "Traceback" in debug.output
+
+
+def test_ctrl_c_exits_130_without_a_traceback(group_with) -> None:  # type: ignore[no-untyped-def]
+    group_with(KeyboardInterrupt())
+    result = CliRunner().invoke(main, ["boom"])
+    assert result.exit_code == 130
+    assert "Traceback" not in result.output and "Aborted" not in result.output
