@@ -7,19 +7,10 @@ from typing import Any
 
 import click
 
-from wsgistack.cli.options import overrides, table_options
+from wsgistack.cli.options import model_options, overrides, table_options
 
 # (flag, dotted config key, help, multiple): each flag sets one kube.* setting.
-KUBE_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
-    ("--image", "kube.image", "image the pods run (registry/name:tag)", False),
-    ("--name", "kube.name", "name of the Deployment, Service... (default: the project directory's)", False),
-    ("--namespace", "kube.namespace", "namespace for every resource", False),
-    ("--replicas", "kube.replicas", "pods when autoscaling is off", False),
-    ("--layout", "kube.layout", "single (nginx + uWSGI in one container) or split (two containers)", False),
-    ("--ingress-host", "kube.hosts", "a host name for the Ingress (repeatable; none = no Ingress)", True),
-    ("--min-replicas", "kube.autoscale_min", "HorizontalPodAutoscaler minimum", False),
-    ("--max-replicas", "kube.autoscale_max", "HorizontalPodAutoscaler maximum (0 = no HPA)", False),
-)
+KUBE_OPTIONS = model_options("kube")  # declared on the [kube] settings (config/model.py)
 
 
 @click.command()

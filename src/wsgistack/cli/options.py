@@ -1,44 +1,60 @@
-"""Options shared by the commands that resolve a config, declared once as a table."""
+"""Options of the commands that resolve a config, generated from the config model's field
+declarations (config.model.flag): a new setting with a flag appears on every command."""
 
 from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from wsgistack.config import LoadedConfig
+from wsgistack.config import FIELDS, LoadedConfig
 
-# (flag, dotted config key, help, multiple)
-CONFIG_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
-    ("--app", "app.target", "WSGI target: module:callable, module:factory() or auto", False),
-    ("--python", "app.python", "the app's Python interpreter or virtualenv (default: VIRTUAL_ENV, ./.venv, ./venv)", False),
-    ("--host", "server.host", "address nginx listens on", False),
-    ("--port", "server.port", "port nginx listens on", False),
-    ("--server-name", "server.server_names", "a Host name to serve (repeatable; * = any)", True),
-    ("--processes", "uwsgi.processes", "uWSGI worker processes (or auto)", False),
-    ("--threads", "uwsgi.threads", "threads per worker", False),
-    ("--socket", "uwsgi.socket", "unix or tcp between nginx and uWSGI", False),
-    ("--role", "role", "all, app (uWSGI only) or web (nginx only)", False),
-    ("--runtime-dir", "runtime_dir", "directory for sockets, pidfiles and rendered configs", False),
-    ("--timeout", "request_timeout", "seconds a request may run (or auto)", False),
-    ("--tls", "tls.mode", "HTTPS: off, self-signed (a local dev CA), files or acme", False),
-    ("--tls-port", "tls.port", "port nginx serves HTTPS on (server.port then redirects)", False),
-)
+Row = tuple[str, str, str, bool]  # (flag, dotted config key, help, multiple)
+
+
+def _multiple(dotted: str) -> bool:
+    return typing.get_origin(FIELDS[dotted].annotation) is tuple
+
+
+def _is_bool(dotted: str) -> bool:
+    return FIELDS[dotted].annotation is bool
+
+
+def model_options(command: str | None = None) -> tuple[Row, ...]:
+    """The flags the config model declares (``json_schema_extra=flag("--port")`` in
+    config/model.py), with the setting's description as their help, as gunicorn's settings
+    do: the shared ones (command None), or those of one command ("run", "kube")."""
+    rows = []
+    for dotted, info in FIELDS.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if not extra.get("flag"):
+            continue
+        commands = extra.get("commands") or []
+        if (command is None and not commands) or (command is not None and command in commands):
+            rows.append((str(extra["flag"]), dotted, str(info.description or ""), _multiple(dotted)))
+    return tuple(rows)
+
+
+# The flags of every command that resolves a config (run, render, reload, status, config, doctor).
+CONFIG_OPTIONS = model_options()
 
 
 def _param_name(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def table_options(table: tuple[tuple[str, str, str, bool], ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Click options for a table of (flag, dotted key, help, multiple): each sets one setting."""
+def table_options(table: tuple[Row, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Click options for a table of (flag, dotted key, help, multiple): each sets one setting;
+    a boolean setting gets --flag/--no-flag."""
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for flag, dotted, help_text, multiple in reversed(table):
-            func = click.option(flag, _param_name(flag), multiple=multiple, default=None, help=f"{help_text} [{dotted}]")(func)
+            decls = [f"{flag}/--no-{flag[2:]}" if _is_bool(dotted) else flag, _param_name(flag)]
+            func = click.option(*decls, multiple=multiple, default=None, help=f"{help_text} [{dotted}]")(func)
         return func
     return decorate
 
@@ -54,27 +70,31 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def overrides(params: dict[str, Any], table: tuple[tuple[str, str, str, bool], ...] = CONFIG_OPTIONS) -> dict[str, tuple[Any, str]]:
-    """Pop the config flags from a command's params: dotted key -> (value, flag)."""
+def _commands_with_flags() -> list[str]:
+    return sorted({c for info in FIELDS.values() if isinstance(info.json_schema_extra, dict)
+                   for c in info.json_schema_extra.get("commands", ())})
+
+
+# Every flag of every command: what overrides() looks for in a command's params.
+ALL_OPTIONS = tuple(row for command in (None, *_commands_with_flags()) for row in model_options(command))
+
+
+def overrides(params: dict[str, Any], table: tuple[Row, ...] | None = None) -> dict[str, tuple[Any, str]]:
+    """Pop the config flags from a command's params: dotted key -> (value, flag). Without a
+    table, every flag the model declares that the command has (and a target given as PATH)."""
     out: dict[str, tuple[Any, str]] = {}
     ctx = click.get_current_context(silent=True)
-    target = ctx.meta.get(_TARGET_META) if ctx and table is CONFIG_OPTIONS else None
-    for flag, dotted, _help, multiple in table:
+    target = ctx.meta.get(_TARGET_META) if ctx and table is None else None
+    for flag, dotted, _help, multiple in (table if table is not None else ALL_OPTIONS):
         value = params.pop(_param_name(flag), None)
         if multiple:
             value = list(value) if value else None
         if value is not None:
-            out[dotted] = (value, flag)
+            out[dotted] = (value, f"--no-{flag[2:]}" if value is False else flag)
     if target:
         if "app.target" in out and out["app.target"][0] != target:
             raise click.UsageError(f"the WSGI target is given twice: {target!r} and --app {out['app.target'][0]!r}")
         out["app.target"] = (target, "TARGET")
-    for name, dotted in (("migrate", "app.migrate"), ("collectstatic", "app.collectstatic")):
-        if table is not CONFIG_OPTIONS:
-            break
-        value = params.pop(name, None)
-        if value is not None:
-            out[dotted] = (value, f"--{name}" if value else f"--no-{name}")
     return out
 
 

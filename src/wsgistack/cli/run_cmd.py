@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from wsgistack import pipeline
-from wsgistack.cli.options import config_options, overrides, project_argument
+from wsgistack.cli.options import config_options, model_options, overrides, project_argument, table_options
 from wsgistack.runner import serve
 from wsgistack.runner.manager import Say
 
@@ -18,8 +18,7 @@ from wsgistack.runner.manager import Say
 @click.command()
 @project_argument
 @config_options
-@click.option("--migrate/--no-migrate", default=None, help="Django: run migrate before start [app.migrate]")
-@click.option("--collectstatic/--no-collectstatic", default=None, help="Django: run collectstatic [app.collectstatic]")
+@table_options(model_options("run"))  # --migrate, --collectstatic
 def command(path: Path, config_file: Path | None, **params: Any) -> None:
     """Serve the app in PATH through nginx -> uWSGI until Ctrl-C.
 

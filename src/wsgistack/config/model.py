@@ -32,6 +32,14 @@ def parse_size(value: object) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
+def flag(name: str, *commands: str) -> dict[str, object]:
+    """``json_schema_extra`` of a setting that has a command-line flag, e.g.
+    ``Field(8000, ..., json_schema_extra=flag("--port"))``: on every command that resolves a
+    config (run, render, reload, status, config, doctor), or only on ``commands``. The option,
+    its help (the description) and docs/settings.md are generated from it (cli/options.py)."""
+    return {"flag": name, "commands": list(commands)}
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -57,17 +65,17 @@ class PathMapping(_Section):
 class AppSection(_Section):
     target: str = Field(
         "auto",
-        description='"auto" (detect Django/Flask), "module:callable" or "module:factory()"',
+        description='"auto" (detect Django/Flask), "module:callable" or "module:factory()"', json_schema_extra=flag("--app")
     )
     path: Path = Field(Path("."), description="project directory (uWSGI chdir, added to sys.path)")
     python: str = Field(
         "",
         description="the app's Python interpreter or virtualenv, where uWSGI (pyuwsgi) runs it (default: VIRTUAL_ENV, "
-        "then a .venv/venv in the project, then wsgistack's own interpreter)",
+        "then a .venv/venv in the project, then wsgistack's own interpreter)", json_schema_extra=flag("--python")
     )
     django_settings: str = Field("", description="Django settings module (default: from manage.py)")
-    collectstatic: bool = Field(True, description="Django: run collectstatic --noinput before start")
-    migrate: bool = Field(False, description="Django: run migrate --noinput before start")
+    collectstatic: bool = Field(True, description="Django: run collectstatic --noinput before start", json_schema_extra=flag("--collectstatic", "run"))
+    migrate: bool = Field(False, description="Django: run migrate --noinput before start", json_schema_extra=flag("--migrate", "run"))
     prestart: tuple[str, ...] = Field((), description="extra commands run in app.path before start")
     # Secret: often credentials (DATABASE_URL); never written to disk by wsgistack.
     env: dict[str, str] = Field(
@@ -89,11 +97,11 @@ class AppSection(_Section):
 class ServerSection(_Section):
     """Nginx, the only part of the stack that faces clients."""
 
-    host: str = Field("127.0.0.1", description="address Nginx listens on")
-    port: int = Field(8000, ge=1, le=65535, description="port Nginx listens on (env PORT)")
+    host: str = Field("127.0.0.1", description="address Nginx listens on", json_schema_extra=flag("--host"))
+    port: int = Field(8000, ge=1, le=65535, description="port Nginx listens on (env PORT)", json_schema_extra=flag("--port"))
     server_names: tuple[str, ...] = Field(
         ("localhost", "127.0.0.1", "[::1]"),
-        description='Host names served; requests for any other Host are refused ("*" accepts any)',
+        description='Host names served; requests for any other Host are refused ("*" accepts any)', json_schema_extra=flag("--server-name")
     )
     max_body_size: str = Field("20M", description="largest request body (uploads); 413 beyond it")
     static: tuple[PathMapping, ...] = Field((), description="extra URL prefix → directory mappings")
@@ -180,9 +188,9 @@ class ServerSection(_Section):
 
 
 class UwsgiSection(_Section):
-    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY)")
-    threads: int = Field(1, ge=1, le=256, description="threads per worker")
-    socket: Literal["unix", "tcp"] = Field("unix", description="how Nginx reaches uWSGI")
+    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY)", json_schema_extra=flag("--processes"))
+    threads: int = Field(1, ge=1, le=256, description="threads per worker", json_schema_extra=flag("--threads"))
+    socket: Literal["unix", "tcp"] = Field("unix", description="how Nginx reaches uWSGI", json_schema_extra=flag("--socket"))
     tcp_host: str = Field("127.0.0.1", description="uWSGI TCP address when socket = tcp")
     tcp_port: int = Field(8001, ge=1, le=65535, description="uWSGI TCP port when socket = tcp")
     uri: str = Field("", description="upstream for role=web: host:port or unix:/path (env UWSGI_URI)")
@@ -233,25 +241,25 @@ class UwsgiSection(_Section):
 class KubeSection(_Section):
     """`wsgistack kube`: the Kubernetes manifests rendered from this same config (docs/kubernetes.md)."""
 
-    image: str = Field("", description="image the manifests run, as `wsgistack build` made it and a registry serves it (--image)")
-    name: str = Field("", description="name of the Deployment, Service and friends (default: the project directory's name)")
-    namespace: str = Field("", description="namespace for every resource (kustomize sets it); empty = the one kubectl uses")
-    replicas: int = Field(2, ge=1, le=1000, description="pods of the web Deployment (when autoscaling is off)")
+    image: str = Field("", description="image the manifests run, as `wsgistack build` made it and a registry serves it (--image)", json_schema_extra=flag("--image", "kube"))
+    name: str = Field("", description="name of the Deployment, Service and friends (default: the project directory's name)", json_schema_extra=flag("--name", "kube"))
+    namespace: str = Field("", description="namespace for every resource (kustomize sets it); empty = the one kubectl uses", json_schema_extra=flag("--namespace", "kube"))
+    replicas: int = Field(2, ge=1, le=1000, description="pods of the web Deployment (when autoscaling is off)", json_schema_extra=flag("--replicas", "kube"))
     layout: Literal["single", "split"] = Field(
         "single",
         description='"single": one container runs nginx + uWSGI; "split": an nginx container and an app container '
-        "in one pod, sharing the uWSGI socket through an emptyDir",
+        "in one pod, sharing the uWSGI socket through an emptyDir", json_schema_extra=flag("--layout", "kube")
     )
     cpu: str = Field("250m", description="CPU request of the app container (no CPU limit: throttling stalls workers)")
     memory: str = Field("256Mi", description="memory request of the app container")
     memory_limit: str = Field("512Mi", description='memory limit of the app container; uwsgi.processes = "auto" sizes from it')
-    hosts: tuple[str, ...] = Field((), description="host names for an Ingress (none = no Ingress); each must be served (server.server_names)")
+    hosts: tuple[str, ...] = Field((), description="host names for an Ingress (none = no Ingress); each must be served (server.server_names)", json_schema_extra=flag("--ingress-host", "kube"))
     ingress_class: str = Field("", description="ingressClassName of the Ingress (empty = the cluster's default class)")
     tls_secret: str = Field("", description="Secret holding the Ingress's TLS certificate for hosts (empty = no TLS section)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment for every container, in the ConfigMap (never secrets)")
     secret: str = Field("", description="Secret whose keys become environment variables (default: NAME-secrets); create it yourself")
-    autoscale_min: int = Field(0, ge=0, le=1000, description="HorizontalPodAutoscaler minimum replicas (0 with autoscale_max 0 = no HPA)")
-    autoscale_max: int = Field(0, ge=0, le=1000, description="HorizontalPodAutoscaler maximum replicas (0 = no HPA)")
+    autoscale_min: int = Field(0, ge=0, le=1000, description="HorizontalPodAutoscaler minimum replicas (0 with autoscale_max 0 = no HPA)", json_schema_extra=flag("--min-replicas", "kube"))
+    autoscale_max: int = Field(0, ge=0, le=1000, description="HorizontalPodAutoscaler maximum replicas (0 = no HPA)", json_schema_extra=flag("--max-replicas", "kube"))
     autoscale_cpu: int = Field(70, ge=10, le=100, description="HPA target: average CPU use in % of the request")
     max_surge: str = Field("25%", description="rolling update: extra pods started before old ones stop (maxUnavailable is always 0)")
     prestop_pause: int = Field(
@@ -324,9 +332,9 @@ class TlsSection(_Section):
     mode: Literal["off", "self-signed", "files", "acme"] = Field(
         "off",
         description="off; self-signed (a local dev CA, made and reused); files (tls.cert + tls.key); "
-        "acme (obtained and renewed from tls.directory over HTTP-01)",
+        "acme (obtained and renewed from tls.directory over HTTP-01)", json_schema_extra=flag("--tls")
     )
-    port: int = Field(8443, ge=1, le=65535, description="port nginx serves HTTPS on (server.port then redirects to it)")
+    port: int = Field(8443, ge=1, le=65535, description="port nginx serves HTTPS on (server.port then redirects to it)", json_schema_extra=flag("--tls-port"))
     redirect_port: int = Field(
         0, ge=0, le=65535,
         description="port the HTTP -> HTTPS redirect names, when clients reach HTTPS on another port than tls.port "
@@ -416,6 +424,7 @@ class Config(_Section):
         "all",
         description="all = Nginx + uWSGI (+ background processes); app = uWSGI only; web = Nginx only (proxying to "
         "uwsgi.uri); worker = the one background process named by `process`",
+        json_schema_extra=flag("--role"),
     )
     process: str = Field("", description="role worker: the background process ([processes.NAME]) this container runs")
     run_processes: bool = Field(
@@ -424,7 +433,7 @@ class Config(_Section):
         "runs in its own container (role worker: the Kubernetes manifests set it)",
     )
     platform: Literal["none", "heroku"] = Field("none", description="platform router whose timeout we must nest inside")
-    runtime_dir: Path | None = Field(None, description="where sockets, pidfiles and rendered configs live")
+    runtime_dir: Path | None = Field(None, description="where sockets, pidfiles and rendered configs live", json_schema_extra=flag("--runtime-dir"))
     user: str = Field(
         "",
         description="when started as root: the unprivileged user uWSGI, its prestart steps and Nginx workers run as "
@@ -432,7 +441,7 @@ class Config(_Section):
     )
     request_timeout: int | Literal["auto"] = Field(
         "auto",
-        description='seconds a request may run (uWSGI harakiri); Nginx waits a little longer; "auto" = 30, or inside the platform router\'s limit',
+        description='seconds a request may run (uWSGI harakiri); Nginx waits a little longer; "auto" = 30, or inside the platform router\'s limit', json_schema_extra=flag("--timeout")
     )
     stop_timeout: int = Field(8, ge=1, le=300, description="seconds in-flight requests get to finish on stop")
     upstream_wait: int = Field(
