@@ -29,7 +29,7 @@ from wsgistack.prestart import collects_static, run_prestart
 from wsgistack.render import RenderedFile, render, write_files
 from wsgistack.runner.manager import Say, is_ready, process_alive_from_pidfile
 
-Say = Callable[[str], None]
+Output = Callable[[str], None]  # where progress lines go (the CLI passes runner.manager.Say)
 Overrides = Mapping[str, tuple[Any, str]]  # dotted key -> (value, the flag that set it)
 
 
@@ -77,7 +77,7 @@ def start(
     out: Path | None = None,
     config_env: Mapping[str, str] | None = None,
     loaded: LoadedConfig | None = None,
-    say: Say = _silent,
+    say: Output = _silent,
 ) -> Started:
     """The whole start, top to bottom. ``env`` is the environment the app runs with; the
     config is resolved from ``config_env`` (default: ``env``) and the ``cli`` overrides,
@@ -235,7 +235,7 @@ def check_writable(plan: Plan) -> None:
     )
 
 
-def wait_for_upstream(plan: Plan, timeout: float, say: Say) -> None:
+def wait_for_upstream(plan: Plan, timeout: float, say: Output) -> None:
     """Role web: nginx without its uWSGI would answer 502 to everyone; wait, then fail clearly."""
     upstream = plan.upstream
     deadline = time.monotonic() + timeout
