@@ -20,11 +20,13 @@ from wsgistack.container.dockerfile import IMAGE_PORT
 @click.option("--host", default="0.0.0.0", show_default=True, help="address nginx listens on (host networking)")
 @click.option("--env-file", default="", help="env file compose reads at `up` (settings, secrets per environment)")
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the app's environment (repeatable)")
+@click.option("--tls", type=click.Choice(["off", "self-signed", "files", "acme"]), default=None,
+              help="HTTPS in the nginx container (default: tls.mode from the project's config file); adds a volume for its certificates")
 @click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write to this file instead of stdout")
 def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | None, port: int, host: str,
-            env_file: str, env: tuple[str, ...], no_detect: bool, output: Path | None) -> None:
+            env_file: str, env: tuple[str, ...], tls: str | None, no_detect: bool, output: Path | None) -> None:
     """Print a compose file (docker-compose 1.29 and `docker compose` read it).
 
     Static and media directories found in the app are shared through named volumes; in
@@ -40,6 +42,13 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
         if not sep or not key:
             raise WsgistackError("docker.E010", f"--env {item!r} is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
         pairs.append((key, value))
+    if tls is None:
+        from wsgistack.config import load_config
+
+        try:
+            tls = load_config(path, env={}).config.tls.mode
+        except WsgistackError:
+            tls = "off"
     facts = find_facts(path, detect=not no_detect)
     for note in facts.notes:
         click.echo(f"wsgistack | {note}", err=True)
@@ -47,7 +56,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
         click.echo("wsgistack | note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first", err=True)
     rendered = render_compose(facts, ComposeOptions(
         image=image or image_name(path), split=split, socket=socket, tcp_uri=tcp_uri, port=port, host=host,
-        env_file=env_file, env=tuple(pairs)))
+        env_file=env_file, env=tuple(pairs), tls=tls))
     if output is None:
         click.echo(rendered.content, nl=False)
     else:

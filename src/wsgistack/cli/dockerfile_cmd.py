@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
                          help="for Heroku: build the library that lets nginx and uWSGI drain when every process gets SIGTERM"),
             click.option("--keep-apt", is_flag=True,
                          help="keep apt, debconf and perl in the image (about 17 MB; removed by default: nothing installs packages at run time)"),
+            click.option("--acme", is_flag=True,
+                         help="install certbot, the ACME client tls.mode = acme runs (also when the project's config sets acme)"),
             click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs"),
             click.option("--force", is_flag=True, help="overwrite a Dockerfile/.dockerignore wsgistack did not write"),
         ]
@@ -52,13 +55,28 @@ def options_from(params: dict[str, Any]) -> DockerfileOptions:
         keep=tuple(params["keep"]),
         heroku=params["heroku"],
         keep_apt=params["keep_apt"],
+        acme=params.get("acme", False),
     )
+
+
+def _config_wants_acme(path: Path) -> bool:
+    """The project's own config file (not this shell's environment) sets tls.mode = acme."""
+    from wsgistack.config import load_config
+    from wsgistack.errors import WsgistackError
+
+    try:
+        return load_config(path, env={}).config.tls.mode == "acme"
+    except WsgistackError:
+        return False
 
 
 def write(path: Path, params: dict[str, Any], stdout: bool = False) -> None:
     from wsgistack.container.dockerfile import recipe, write_recipe
 
-    files, wheel, notes = recipe(path, options_from(params), detect=not params["no_detect"])
+    options = options_from(params)
+    if not options.acme and _config_wants_acme(path):
+        options = dataclasses.replace(options, acme=True)
+    files, wheel, notes = recipe(path, options, detect=not params["no_detect"])
     for note in notes:
         click.echo(f"wsgistack | {note}", err=True)
     if stdout:

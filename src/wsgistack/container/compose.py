@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wsgistack import __version__
-from wsgistack.container.dockerfile import IMAGE_PORT, SHARED_DIR
+from wsgistack.container.dockerfile import IMAGE_PORT, SHARED_DIR, TLS_DIR, TLS_PORT
 from wsgistack.container.project import ProjectFacts
 from wsgistack.errors import WsgistackError
 from wsgistack.plan import Upstream
@@ -25,6 +25,8 @@ class ComposeOptions:
     host: str = "0.0.0.0"
     env_file: str = ""  # e.g. .env.production: read by compose at `up`, never built into the image
     env: tuple[tuple[str, str], ...] = ()  # extra environment for the app (single: the container)
+    tls: str = "off"  # tls.mode for the container serving nginx (a volume keeps its certificates)
+    tls_port: int = TLS_PORT
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
         data = [d for d in facts.data_dirs if d.role == "media"]
     volumes = [_Volume(d.role, str(d.container_path)) for d in data]
     names = ([("socket")] if options.split and unix else []) + [v.volume for v in volumes]
+    names += ["tls"] if options.tls != "off" else []
     static_env = " ".join(f"{d.url}={d.container_path}" for d in facts.data_dirs) if options.split else ""
     ctx = {
         "version": __version__,
@@ -62,6 +65,9 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
         "static_env": static_env,
         "volumes": names,
         "processes": facts.processes,
+        "tls": options.tls,
+        "tls_port": options.tls_port,
+        "tls_dir": TLS_DIR,
     }
     return RenderedFile("compose.yaml", _env().get_template("compose.yaml.j2").render(ctx))
 

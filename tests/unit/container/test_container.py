@@ -156,3 +156,26 @@ def test_split_compose_runs_each_background_process_in_its_own_worker_service() 
     # One container: they run beside nginx and uWSGI, no extra service.
     single = yaml.safe_load(render_compose(facts, ComposeOptions(image="img")).content)
     assert list(single["services"]) == ["web"]
+
+
+def test_compose_with_tls_keeps_certificates_on_a_volume() -> None:
+    import yaml
+
+    single = yaml.safe_load(render_compose(FACTS, ComposeOptions(image="img", tls="acme")).content)
+    web = single["services"]["web"]
+    assert web["environment"]["WSGISTACK_TLS__MODE"] == "acme" and web["environment"]["WSGISTACK_TLS__PORT"] == "8443"
+    assert "tls:/data/tls" in web["volumes"] and "tls" in single["volumes"]
+    split = yaml.safe_load(render_compose(FACTS, ComposeOptions(image="img", tls="self-signed", split=True)).content)
+    assert "tls:/data/tls" in split["services"]["web"]["volumes"]
+    assert "WSGISTACK_TLS__MODE" not in split["services"]["app"]["environment"]  # only nginx terminates TLS
+    off = yaml.safe_load(render_compose(FACTS, ComposeOptions(image="img")).content)
+    assert "tls" not in (off.get("volumes") or {})
+
+
+def test_dockerfile_keeps_tls_data_in_one_directory_and_installs_certbot_for_acme() -> None:
+    source = wheel.WsgistackSource(wheel=None, requirement="wsgistack==0.1.0", dependencies=("click>=8.1",))
+    plain = next(f.content for f in render_dockerfile(FACTS, source, DockerfileOptions()) if f.path == "Dockerfile")
+    assert "WSGISTACK_TLS__DATA_DIR=/data/tls" in plain and "/run/wsgistack /data/tls" in plain
+    assert "certbot" not in plain
+    acme = next(f.content for f in render_dockerfile(FACTS, source, DockerfileOptions(acme=True)) if f.path == "Dockerfile")
+    assert '"certbot>=2.1"' in acme
