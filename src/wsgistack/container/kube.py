@@ -35,6 +35,8 @@ GRACE_MARGIN = 5
 # split: the app container pauses this much longer than nginx, so uWSGI still accepts while
 # nginx passes on what it accepted just before it stopped.
 SPLIT_APP_EXTRA_PAUSE = 2
+# The image's own health probe (Dockerfile.j2's HEALTHCHECK): exec probes run the same command.
+HEALTHCHECK = ("python3", "-I", "-S", "/opt/venv/wsgistack-healthcheck.py")
 STARTUP_PERIOD = 5
 MIGRATE_DEADLINE = 3600  # a migration Job that runs an hour is stuck, not slow
 JOB_TTL = 7 * 24 * 3600  # keep a finished Job (and its logs) a week
@@ -207,6 +209,7 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         "kube": kube,
         "image": kube.image,
         "uid": IMAGE_UID,
+        "healthcheck": list(HEALTHCHECK),
         "port": IMAGE_PORT,
         "probe_host": probe_host(server.server_names),
         "live_path": server.live_path,
