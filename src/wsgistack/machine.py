@@ -38,6 +38,7 @@ class Machine:
     # The ACME client (tls.mode = acme): certbot beside this Python (pip install
     # 'wsgistack[acme]'), else the one on PATH (apt-get install certbot).
     certbot: str | None = None
+    haproxy: str | None = None  # path of the haproxy binary (`wsgistack balance`)
 
     @property
     def is_root(self) -> bool:
@@ -76,6 +77,12 @@ def find_nginx() -> str | None:
     return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx") if os.access(p, os.X_OK)),
         None,
+    )
+
+
+def find_haproxy() -> str | None:
+    return shutil.which("haproxy") or next(
+        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)), None
     )
 
 
@@ -122,6 +129,7 @@ def detect() -> Machine:
         nginx_user=_nginx_worker_user() if euid == 0 else None,
         termdrain=find_termdrain(),
         certbot=find_certbot(),
+        haproxy=find_haproxy(),
     )
 
 

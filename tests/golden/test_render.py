@@ -163,3 +163,55 @@ def test_rendered_tls_config_passes_nginx_t(case: str, tmp_path: Path) -> None:
         if (tmp_path / conf).exists():
             out = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / conf)], capture_output=True, text=True)
             assert out.returncode == 0, (conf, out.stderr)
+
+
+# --- the balancer (`wsgistack balance`): haproxy.cfg -------------------------------------------
+
+BALANCER_MACHINE = Machine(cpus=2, memory_limit=None, somaxconn=4096, euid=1000, nginx=None,
+                           python="/opt/venv/bin/python", haproxy="/usr/sbin/haproxy")
+BALANCER_CASES = {
+    "balancer-three-nodes": {"WSGISTACK_BALANCER__NODES": "10.0.0.11:8000 10.0.0.12:8000 10.0.0.13:8000"},
+    # Stats behind a password off loopback, named hosts (the check's Host), the database pair.
+    "balancer-stats-auth-db": {
+        "WSGISTACK_BALANCER__NODES": "10.0.0.11:8000,[fd00::12]:8000", "WSGISTACK_BALANCER__HOST": "10.0.0.10",
+        "WSGISTACK_BALANCER__PORT": "8080", "WSGISTACK_BALANCER__STATS_AUTH": "ops:s3cret-pw",
+        "WSGISTACK_SERVER__SERVER_NAMES": "*.example.com example.com", "WSGISTACK_BALANCER__SLOWSTART": "0",
+        "WSGISTACK_BALANCER__MAXCONN": "64", "WSGISTACK_BALANCER__DB_PRIMARY": "10.0.0.21:3306",
+        "WSGISTACK_BALANCER__DB_REPLICAS": "10.0.0.22:3306 10.0.0.23:3306", "WSGISTACK_REQUEST_TIMEOUT": "60",
+    },
+}
+
+
+def rendered_balancer(case: str, runtime: str = "/run/ws-balancer") -> dict[str, str]:
+    from wsgistack.balancer import make_balancer_plan
+    from wsgistack.render import render_balancer
+
+    loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": runtime, **BALANCER_CASES[case]})
+    return {f.path: f.content for f in render_balancer(make_balancer_plan(loaded, BALANCER_MACHINE))}
+
+
+@pytest.mark.parametrize("case", sorted(BALANCER_CASES))
+def test_golden_balancer(case: str) -> None:
+    files = rendered_balancer(case)
+    target = DATA / case
+    if os.environ.get("UPDATE_GOLDEN"):
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for name, content in files.items():
+            (target / name).write_text(content)
+    expected = {p.name: p.read_text() for p in target.iterdir()}
+    assert sorted(files) == sorted(expected)
+    for name, content in files.items():
+        assert content == expected[name], f"{case}/{name} differs from the golden file"
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
+                    reason="haproxy not installed (make test installs it)")
+@pytest.mark.parametrize("case", sorted(BALANCER_CASES))
+def test_rendered_haproxy_config_passes_haproxy_c(case: str, tmp_path: Path) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(rendered_balancer(case, str(tmp_path))["haproxy.cfg"])
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    out = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Configuration file is valid" in out.stdout + out.stderr

@@ -87,6 +87,16 @@ def _register() -> None:
     from wsgistack.cli import kube_cmd
 
     main.add_command(kube_cmd.command, "kube")
+    from wsgistack.cli import balance_cmd
+
+    main.add_command(balance_cmd.command, "balance")
+    from wsgistack.cli import rollout_cmd
+
+    main.add_command(rollout_cmd.command, "rollout")
+    from wsgistack.cli import drain_cmd
+
+    main.add_command(drain_cmd.drain, "drain")
+    main.add_command(drain_cmd.undrain, "undrain")
 
 
 # The benchmark harness is not part of the package: it lives in the repository's benchmarks/

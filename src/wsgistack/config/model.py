@@ -417,6 +417,81 @@ class ProcessSection(_Section):
         return v
 
 
+_ADDRESS_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(\d{1,5})$")
+
+
+def split_address(value: str) -> tuple[str, int]:
+    """``"10.0.0.11:8000"`` or ``"[fd00::1]:8000"`` -> (host, port); ValueError otherwise."""
+    match = _ADDRESS_RE.match(value.strip())
+    if not match or not 1 <= int(match.group(2)) <= 65535:
+        raise ValueError(f"{value!r} is not host:port, e.g. 10.0.0.11:8000")
+    return match.group(1), int(match.group(2))
+
+
+class BalancerSection(_Section):
+    """HAProxy in front of several nodes (`wsgistack balance`), and optionally the database."""
+
+    nodes: tuple[str, ...] = Field((), description="app nodes as host:port (each a `wsgistack run`)")
+    host: str = Field("0.0.0.0", description="address HAProxy listens on for clients (and the stats page)")
+    port: int = Field(80, ge=1, le=65535, description="port HAProxy listens on for clients")
+    stats_port: int = Field(9080, ge=1, le=65535, description="port of the stats page and /metrics (Prometheus)")
+    stats_auth: str = Field(
+        "",
+        description='"user:password" the stats page asks for from anywhere but loopback (empty: loopback only)',
+    )
+    check_host: str = Field(
+        "", description="Host header of the readiness check (default: the first of server.server_names)"
+    )
+    check_interval: int = Field(1000, ge=100, le=60000, description="milliseconds between two checks of a node (inter)")
+    fall: int = Field(2, ge=1, le=100, description="failed checks in a row before a node is taken out")
+    rise: int = Field(2, ge=1, le=100, description="good checks in a row before a node is put back")
+    slowstart: int = Field(10, ge=0, le=3600, description="seconds over which a node coming back ramps up to its full share")
+    retries: int = Field(3, ge=0, le=20, description="attempts after a failed one (on another node: redispatch)")
+    maxconn: int = Field(0, ge=0, description="requests a node gets at once; more wait in HAProxy's queue (0 = no limit)")
+    db_primary: str = Field("", description="database primary as host:port: HAProxy then fronts it on db_port (tcp)")
+    db_replicas: tuple[str, ...] = Field((), description="database replicas as host:port, on db_read_port (primary as backup)")
+    db_port: int = Field(3306, ge=1, le=65535, description="port for writes (the primary)")
+    db_read_port: int = Field(3307, ge=1, le=65535, description="port for reads (replicas, then the primary)")
+    db_check_user: str = Field("haproxy", description="MySQL/MariaDB user (no password) of HAProxy's mysql-check")
+
+    @field_validator("nodes", "db_replicas")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            split_address(item)
+        if len(set(v)) != len(v):
+            raise ValueError("a node is listed twice")
+        return v
+
+    @field_validator("db_primary")
+    @classmethod
+    def _primary(cls, v: str) -> str:
+        if v:
+            split_address(v)
+        return v
+
+    @field_validator("stats_auth")
+    @classmethod
+    def _auth(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9_.\-]+:[^\s\"'#\\]+", v):
+            raise ValueError("expected user:password (no spaces, quotes, # or backslashes)")
+        return v
+
+    @field_validator("check_host")
+    @classmethod
+    def _check_host(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[\w.\-]+(:\d+)?|\[[0-9a-fA-F:]+\](:\d+)?", v):
+            raise ValueError(f"{v!r} is not a host name")
+        return v
+
+    @field_validator("db_check_user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_]+", v):
+            raise ValueError("a MySQL user name of letters, digits and _")
+        return v
+
+
 class Config(_Section):
     """The whole, validated configuration. Frozen: derive, never mutate."""
 
@@ -444,6 +519,14 @@ class Config(_Section):
         description='seconds a request may run (uWSGI harakiri); Nginx waits a little longer; "auto" = 30, or inside the platform router\'s limit', json_schema_extra=flag("--timeout")
     )
     stop_timeout: int = Field(8, ge=1, le=300, description="seconds in-flight requests get to finish on stop")
+    drain_delay: int = Field(
+        0,
+        ge=0,
+        le=300,
+        description="on stop, seconds the node keeps serving while its readiness path answers 503 \"draining\", so a "
+        "balancer takes it out before nginx stops accepting (0 = stop at once; behind `wsgistack balance`: "
+        "more than balancer.check_interval x balancer.fall)",
+    )
     upstream_wait: int = Field(
         30, ge=0, le=600, description="role web: seconds to wait for the uWSGI upstream before failing the start"
     )
@@ -455,6 +538,7 @@ class Config(_Section):
     uwsgi: UwsgiSection = Field(default_factory=UwsgiSection)
     kube: KubeSection = Field(default_factory=KubeSection)
     tls: TlsSection = Field(default_factory=TlsSection)
+    balancer: BalancerSection = Field(default_factory=BalancerSection)
     processes: dict[str, ProcessSection] = Field(
         default_factory=dict, description="background processes run beside nginx and uWSGI, [processes.NAME]"
     )
@@ -484,6 +568,7 @@ ROUTER_TIMEOUTS: dict[str, int] = {"heroku": 30}
 
 SECTIONS: dict[str, type[_Section]] = {
     "app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection, "kube": KubeSection, "tls": TlsSection,
+    "balancer": BalancerSection,
 }
 # Sections that are tables of named entries ([processes.NAME]): the key of each entry is
 # free, its fields are the section's. sources.py resolves their dotted keys (NAME included).

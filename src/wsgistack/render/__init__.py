@@ -9,12 +9,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from wsgistack import __version__
 from wsgistack.plan import Plan
 from wsgistack.tls import FFDHE2048, MOZILLA_CURVES, MOZILLA_INTERMEDIATE_CIPHERS
+
+if TYPE_CHECKING:
+    from wsgistack.balancer import BalancerPlan
 
 # Hidden files/dirs (.git, .env, .htpasswd; but not /.well-known/), editor and VCS leftovers
 # (vim .swp, emacs #x# and x~, nano .save, patch .orig/.rej): never served. Matched
@@ -134,7 +138,7 @@ def process_table(plan: Plan) -> dict[str, object]:
         for spec in processes:
             spec["preload"] = plan.termdrain
             spec["env"] = {**spec["env"], "_WSGISTACK_TERMDRAIN": spec["name"]}  # type: ignore[dict-item]
-    return {
+    table: dict[str, object] = {
         "runtime_dir": str(plan.paths.runtime),
         "stop_timeout": plan.config.stop_timeout,
         "url": plan.url if plan.runs_nginx else "",
@@ -145,6 +149,11 @@ def process_table(plan: Plan) -> dict[str, object]:
         "log_format": plan.config.server.log_format,
         "processes": processes,
     }
+    if plan.config.drain_delay:
+        # Drain before stop: readiness answers 503 (the shim sees the marker) while nginx and
+        # uWSGI still serve, so a balancer takes the node out before it stops accepting.
+        table["drain"] = {"file": str(plan.paths.drain), "delay": plan.config.drain_delay}
+    return table
 
 
 def renewer_settings(plan: Plan) -> dict[str, object]:
@@ -219,3 +228,36 @@ def write_files(files: list[RenderedFile], out_dir: Path) -> list[Path]:
         os.replace(tmp, target)
         written.append(target)
     return written
+
+
+def balancer_process_table(plan: BalancerPlan) -> dict[str, object]:
+    """HAProxy for the process manager: in the foreground (-db), logging to stdout."""
+    host = plan.config.balancer.host
+    probe_host = "127.0.0.1" if host in ("", "*", "0.0.0.0") else ("::1" if host == "::" else host.strip("[]"))
+    return {
+        "runtime_dir": str(plan.paths.runtime),
+        "stop_timeout": plan.config.stop_timeout,
+        "url": plan.url,
+        "cleanup": [str(p) for p in plan.paths.transient],
+        "processes": [
+            {
+                "name": "haproxy",
+                "argv": [plan.haproxy or "haproxy", "-db", "-f", str(plan.paths.config)],
+                "env": {},
+                "cwd": str(plan.paths.runtime),
+                # USR1 = soft stop: stop listening, let in-flight requests finish (hard-stop-after).
+                "stop_signal": "USR1",
+                "death_signal": "TERM",
+                "ready": {"tcp": f"{probe_host}:{plan.config.balancer.port}"},
+            }
+        ],
+    }
+
+
+def render_balancer(plan: BalancerPlan) -> list[RenderedFile]:
+    """haproxy.cfg (mode 600: it may hold the stats password) and the process table."""
+    ctx = {"plan": plan, "version": __version__}
+    return [
+        RenderedFile("haproxy.cfg", _env().get_template("haproxy.cfg.j2").render(ctx), 0o600),
+        RenderedFile("processes.json", json.dumps(balancer_process_table(plan), indent=2) + "\n"),
+    ]

@@ -234,6 +234,7 @@ class Manager:
     stopping: bool = False
     reason: str = ""
     _signals: list[int] = field(default_factory=list)
+    _drain_until: float | None = None  # draining before a stop (table "drain"): when it ends
 
     def __post_init__(self) -> None:
         for spec in self.table["processes"]:
@@ -423,10 +424,12 @@ class Manager:
                     # Background processes have no common meaning for HUP (it kills most).
                     if child.running and child.proc is not None and not child.restart:
                         os.kill(child.proc.pid, signal.SIGHUP)
-            elif not self.stopping:
+            elif not self.stopping and self._drain_until is None and self.table.get("drain"):
+                self.begin_drain(signal.Signals(signum).name)
+            elif not self.stopping and (self._drain_until is None or signum == signal.SIGINT):
                 self.say(f"{signal.Signals(signum).name} received: stopping gracefully (up to {self.stop_timeout:g}s)")
                 self.begin_stop()
-            elif signum == signal.SIGINT:
+            elif signum == signal.SIGINT and self.stopping:
                 self.say("second interrupt: killing everything now")
                 self._kill_all()
 
@@ -499,6 +502,21 @@ class Manager:
         child.restarts += 1
         self.say(f"{child.name} {what}; restarting in {delay:g}s (restart {child.restarts})")
         self._save_state()
+
+    def begin_drain(self, why: str) -> None:
+        """Before a stop: the drain marker makes the readiness path answer 503 while nginx and
+        uWSGI go on serving, for `drain.delay` seconds, so a balancer takes this node out
+        before nginx stops accepting connections (no request of its meets a closed port)."""
+        drain = self.table["drain"]
+        try:
+            Path(drain["file"]).touch()
+        except OSError as exc:
+            self.say(f"could not create the drain marker {drain['file']}: {exc.strerror}; stopping now")
+            self.begin_stop()
+            return
+        self._drain_until = time.monotonic() + float(drain["delay"])
+        self.say(f"{why} received: draining for {drain['delay']}s (readiness answers 503), then stopping gracefully "
+                 "(Ctrl-C again: stop now)")
 
     def begin_stop(self) -> None:
         self.stopping = True
@@ -619,6 +637,9 @@ class Manager:
             self._pump(selector, self._restart_due(selector))
             self._reap()
             self._handle_signals()
+            if self._drain_until is not None and not self.stopping and time.monotonic() >= self._drain_until:
+                self.say("drained: stopping gracefully")
+                self.begin_stop()
             if not self.stopping:
                 self._recycle_bloated()
             if self.stopping:

@@ -156,3 +156,29 @@ def test_a_worker_over_its_memory_limit_is_recycled_gracefully(tmp_path: Path) -
     recycled = hups.read_text().split()
     assert len(recycled) >= 2 and set(recycled) == {"60"}, text  # only the big one, again once respawned
     assert "over its limit of 40 MB: recycling it gracefully" in text
+
+
+def test_drain_before_stop_marks_the_node_then_stops_after_the_delay(tmp_path: Path) -> None:
+    # The child records whether the drain marker existed when its stop signal came, and when.
+    marker, log = tmp_path / "drain", tmp_path / "seen"
+    code = (
+        "import os, signal, sys, time\n"
+        f"def stop(*_):\n    open({str(log)!r}, 'w').write(str(os.path.exists({str(marker)!r})) + ' ' + str(time.monotonic())); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\nprint('up', flush=True)\nwhile True: time.sleep(0.05)\n"
+    )
+    out = io.BytesIO()
+    table = {"stop_timeout": 5, "drain": {"file": str(marker), "delay": 1}, "cleanup": [str(marker)],
+             "processes": [proc("app", code)]}
+    sent: list[float] = []
+
+    def term(m: Manager) -> None:
+        sent.append(time.monotonic())
+        m._signals.append(signal.SIGTERM)
+
+    manager = Manager(table, out=out, on_ready=lambda m: threading.Timer(0.3, term, (m,)).start())
+    assert manager.run() == 0
+    existed, at = log.read_text().split()
+    assert existed == "True"  # readiness answered 503 while the app still served
+    assert float(at) - sent[0] >= 0.9  # and the stop came only after the delay
+    assert not marker.exists()  # removed with the other transient files
+    assert "draining for 1s" in out.getvalue().decode()

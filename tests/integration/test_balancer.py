@@ -1,0 +1,153 @@
+"""Several nodes behind `wsgistack balance`: real HAProxy, real nodes on 127.0.0.2-4, bounded
+load through the balancer while a node is killed, stopped or redeployed (issue 11)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WSGISTACK, clean_env, http
+from tests.integration.fleet import (NODE_HOSTS, Load, Proc, children, common_port, copy_app, node_runtime_base, node_states,
+                                     start_balancer, start_node, wait_until, write_app)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not (Path("/usr/sbin/haproxy").exists()), reason="haproxy not installed (make test installs it)"),
+]
+
+NODE_ENV: dict[str, str] = {}  # the settings are in the app's wsgistack.toml (fleet.copy_app)
+
+
+class Fleet:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.app_dir = copy_app(tmp_path)
+        self.port = common_port()
+        self.nodes: list[Proc] = [start_node(tmp_path, self.app_dir, host, self.port, i, NODE_ENV)
+                                  for i, host in enumerate(NODE_HOSTS, start=1)]
+        for node in self.nodes:
+            wait_until(lambda node=node: http(f"http://{node.address}/", host="localhost", timeout=2).status == 200,
+                       60, f"{node.name} serving", [node])
+        self.balancer = start_balancer(tmp_path, self.app_dir, self.nodes)
+        wait_until(lambda: set(node_states(self.balancer).values()) == {"UP"} and len(node_states(self.balancer)) == 3,
+                   30, "every node UP at the balancer", [self.balancer])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.balancer.port}"
+
+    def all(self) -> list[Proc]:
+        return [*self.nodes, self.balancer]
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
+    started: list[Proc] = []
+    try:
+        f = Fleet(tmp_path)
+        started = f.all()
+        yield f
+    finally:
+        logs = []
+        for proc in reversed(started or []):
+            proc.stop()
+            logs.append(f"--- {proc.name} ---\n{proc.log()[-6000:]}")
+        rep = getattr(request.node, "rep_call", None)
+        if rep is None or rep.failed:
+            print("\n".join(logs))
+
+
+def test_balancer_spreads_requests_sets_request_id_and_forwarded_headers(fleet: Fleet) -> None:
+    seen = set()
+    for _ in range(6):
+        resp = http(fleet.url + "/", headers={"X-Forwarded-Host": "evil.test"})
+        assert resp.status == 200, resp
+        version, node, rid = resp.body.decode().split()
+        seen.add(node)
+        assert rid.startswith("rid=") and len(rid) > len("rid=") + 30  # a uuid made up by HAProxy
+    assert seen == {"node1", "node2", "node3"}
+    kept = http(fleet.url + "/", headers={"X-Request-ID": "abc-123"})
+    assert kept.body.decode().endswith("rid=abc-123")
+
+
+def test_stats_page_lists_nodes_and_state_and_metrics(fleet: Fleet) -> None:
+    page = http(f"http://127.0.0.1:{fleet.balancer.stats_port}/")  # type: ignore[attr-defined]
+    assert page.status == 200
+    text = page.body.decode()
+    for name in ("node1", "node2", "node3"):
+        assert name in text
+    assert "UP" in text
+    metrics = http(f"http://127.0.0.1:{fleet.balancer.stats_port}/metrics")  # type: ignore[attr-defined]
+    assert metrics.status == 200 and b'haproxy_server_status{proxy="nodes",server="node1"' in metrics.body
+
+
+def test_sigkill_of_a_node_uwsgi_master_fails_no_get(fleet: Fleet) -> None:
+    victim = fleet.nodes[1]
+    uwsgi = [pid for pid, cmd in children(victim.proc.pid) if "uwsgi" in cmd and "--ini" in cmd]
+    assert len(uwsgi) == 1, list(children(victim.proc.pid))
+    with Load("127.0.0.1", fleet.balancer.port, total=1500, concurrency=6) as load:
+        time.sleep(2)
+        os.kill(uwsgi[0], signal.SIGKILL)
+        wait_until(lambda: node_states(fleet.balancer)["node2"] != "UP", 30, "node2 taken out")
+        load.stop(after=3)
+    result = load.result
+    print("SIGKILL:", result.summary())
+    assert result.failures == [], result.summary()
+    assert result.by_node.get("node2", 0) > 0 and result.by_node.get("node1", 0) > 0
+    assert victim.proc.wait(timeout=30) != 0  # the node's manager saw uWSGI die, stopped nginx, failed
+
+
+def test_sigterm_of_a_node_fails_no_request_posts_included(fleet: Fleet) -> None:
+    victim = fleet.nodes[0]
+    with Load("127.0.0.1", fleet.balancer.port, total=3000, concurrency=6, posts=True) as load:
+        time.sleep(2)
+        victim.proc.send_signal(signal.SIGTERM)
+        assert victim.proc.wait(timeout=30) == 0, victim.log()
+        wait_until(lambda: node_states(fleet.balancer)["node1"] != "UP", 30, "node1 taken out")
+        load.stop(after=2)
+    result = load.result
+    print("SIGTERM:", result.summary())
+    assert result.failures == [], result.summary()
+    assert result.posts > 20
+
+
+def test_rollout_one_node_at_a_time_fails_no_request_and_new_code_answers(fleet: Fleet) -> None:
+    write_app(fleet.app_dir, "v2")
+    cmd = [*WSGISTACK, "rollout", str(fleet.app_dir), "--runtime-dir", str(fleet.balancer.runtime_dir),
+           "--node-runtime-dir", str(node_runtime_base(fleet.tmp_path) / "{host}")]
+    for node in fleet.nodes:
+        cmd += ["--node", node.address]
+    with Load("127.0.0.1", fleet.balancer.port, total=5000, concurrency=6, posts=True) as load:
+        time.sleep(1)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=300)
+        load.stop(after=2)
+    result = load.result
+    print("rollout:", result.summary())
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert result.failures == [], result.summary()
+    assert result.posts > 20
+    for node in fleet.nodes:
+        body = http(f"http://{node.address}/", host="localhost").body.decode()
+        assert body.startswith(f"v2 {node.name} "), body
+    assert set(node_states(fleet.balancer).values()) == {"UP"}
+
+
+def test_rollout_stops_at_the_first_node_that_does_not_come_back(fleet: Fleet) -> None:
+    cmd = [*WSGISTACK, "rollout", str(fleet.app_dir), "--runtime-dir", str(fleet.balancer.runtime_dir),
+           "--command", f"{sys.executable} -c 'import sys; sys.exit(0 if \"{{name}}\" == \"node1\" else 7)'",
+           "--ready-timeout", "10"]
+    for node in fleet.nodes:
+        cmd += ["--node", node.address]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "error[rollout.E001]" in done.stderr and "127.0.0.3" in done.stderr
+    states = node_states(fleet.balancer)
+    assert states == {"node1": "UP", "node2": "DRAIN", "node3": "UP"}, states
