@@ -213,7 +213,7 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     # The start sequence with the reload's flags: app, plan, render (written by apply_reload).
     started = pipeline.start(project, env=env, loaded=loaded, flags=pipeline.RELOAD)
     plan = started.plan
-    result = Reload(
+    return Reload(
         loaded=loaded,
         plan=plan,
         changes=changes,
@@ -221,7 +221,6 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
         files=tuple(f for f in started.files if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
         notes=tuple(_ignored_env(env, loaded)),
     )
-    return result
 
 
 def apply_reload(pending: Reload, chain: bool = False) -> list[str]:
@@ -245,10 +244,11 @@ def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
     notes = []
     runtime_name = env_name("runtime_dir")
     shell, _problems = from_env({k: v for k, v in env.items() if k != runtime_name})
+    running = record.values(loaded)
     for dotted, (_value, origin) in shell.items():
         if dotted in SECRET:
             continue
-        now = record.values(loaded).get(dotted)
+        now = running.get(dotted)
         if origin.raw is not None and origin.raw.strip() == ("" if now is None else str(now)):
             continue
         notes.append(
