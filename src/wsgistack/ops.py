@@ -258,16 +258,16 @@ def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
     return notes
 
 
-def drain(plan: Plan) -> str:
+def drain(paths: Paths) -> str:
     """Create the drain marker: the readiness path answers 503 "draining" at once, so a
     balancer stops sending new requests here; the node itself keeps serving."""
-    if not status(plan).running:
-        raise WsgistackError("ops.E001", f"nothing is running in {plan.paths.runtime}", NOT_RUNNING_HINT)
-    plan.paths.drain.touch()
-    return f"draining: {plan.config.server.ready_path} answers 503 until `wsgistack undrain` ({plan.paths.drain})"
+    if not status(paths).running:
+        raise WsgistackError("ops.E001", f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
+    paths.drain.touch()
+    return f"draining: readiness answers 503 until `wsgistack undrain` ({paths.drain})"
 
 
-def undrain(plan: Plan) -> str:
+def undrain(paths: Paths) -> str:
     """Remove the drain marker: readiness answers 200 again."""
-    plan.paths.drain.unlink(missing_ok=True)
-    return f"ready again: {plan.config.server.ready_path} answers 200"
+    paths.drain.unlink(missing_ok=True)
+    return "ready again: readiness answers 200"

@@ -3,27 +3,27 @@ into) its balancer's rotation, through its readiness path."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
 from wsgistack import ops
-from wsgistack.cli.options import config_options
-from wsgistack.cli.status_cmd import plan_without_app
+from wsgistack.cli.options import config_options, overrides, project_argument
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_argument
 @config_options
-def drain(path: Path, **params: Any) -> None:
+def drain(path: Path, config_file: Path | None, **params: Any) -> None:
     """Make readiness answer 503 "draining": balancers stop sending new requests; the node serves on."""
-    click.echo(ops.drain(plan_without_app(path, params)))
+    click.echo(ops.drain(ops.locate(path, overrides(params), config_file, os.environ)))
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_argument
 @config_options
-def undrain(path: Path, **params: Any) -> None:
+def undrain(path: Path, config_file: Path | None, **params: Any) -> None:
     """Make readiness answer 200 again (after `wsgistack drain`)."""
-    click.echo(ops.undrain(plan_without_app(path, params)))
+    click.echo(ops.undrain(ops.locate(path, overrides(params), config_file, os.environ)))
