@@ -204,7 +204,15 @@ def _accepting(port: int) -> bool:
 def pod_factory(tmp_path: Path) -> Iterator[Any]:
     made: list[Pod] = []
 
+    database = tmp_path / "database"
+    database.mkdir()
+    os.chmod(database, 0o777)
+
     def make(spec: dict[str, Any], configmap: dict[str, str], secret: dict[str, str], **kw: Any) -> Pod:
+        # The database is a server in production, named in the Secret (DATABASE_URL); the demo
+        # uses SQLite, so here it is a directory outside the pod, named the same way.
+        secret = {**secret, "DJANGO_DB_PATH": "/database/db.sqlite3"}
+        kw.setdefault("extra_mounts", ((str(database), "/database"),))
         pod = Pod(spec, configmap, secret, tmp_path / f"pod{len(made)}", free_port(), **kw)
         made.append(pod)
         return pod
@@ -373,12 +381,10 @@ def test_migration_job_migrates_a_fresh_database(base: tuple[str, dict[str, dict
     job = files["migrate-job.yaml"]
     spec = job["spec"]["template"]["spec"]
     assert spec["restartPolicy"] == "Never"
-    db_dir = tmp_path / "database"
-    db_dir.mkdir()
-    os.chmod(db_dir, 0o777)
-    secret = {**SECRET, "DJANGO_DB_PATH": "/database/db.sqlite3"}
+    db_dir = tmp_path / "database"  # the pod factory's database stand-in, fresh for this test
+    assert not (db_dir / "db.sqlite3").exists()
     for attempt in (1, 2):
-        pod = pod_factory(spec, files["configmap.yaml"]["data"], secret, extra_mounts=((str(db_dir), "/database"),))
+        pod = pod_factory(spec, files["configmap.yaml"]["data"], SECRET)
         pod.start()
         deadline = time.monotonic() + job["spec"]["activeDeadlineSeconds"]
         name = spec["containers"][0]["name"]

@@ -226,7 +226,9 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         "configmap": configmap,
         "config_hash": _digest(*(f"{k}={v}" for k, v in configmap.items()))[:16],
         "job_env": job_env,
-        "job_volumes": [Volume("tmp", "/tmp")],
+        # The Job and the workers run the app's code with the app's directories (the start
+        # refuses an app that cannot write its MEDIA_ROOT, run.E005): the same data volumes.
+        "job_volumes": [Volume("tmp", "/tmp"), *data_volumes],
         "app_resources": app_resources,
         "migrate_deadline": MIGRATE_DEADLINE,
         "job_ttl": JOB_TTL,
