@@ -151,3 +151,17 @@ def test_rollout_stops_at_the_first_node_that_does_not_come_back(fleet: Fleet) -
     assert "error[rollout.E001]" in done.stderr and "127.0.0.3" in done.stderr
     states = node_states(fleet.balancer)
     assert states == {"node1": "UP", "node2": "DRAIN", "node3": "UP"}, states
+
+
+def test_drain_command_takes_a_node_out_and_undrain_puts_it_back(fleet: Fleet) -> None:
+    node = fleet.nodes[2]
+    args = [str(fleet.app_dir), "--runtime-dir", str(node.runtime_dir), "--host", node.host, "--port", str(node.port)]
+    done = subprocess.run([*WSGISTACK, "drain", *args], capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ready = http(f"http://{node.address}/_wsgistack/ready", host="localhost")
+    assert (ready.status, ready.body) == (503, b"draining\n")
+    wait_until(lambda: node_states(fleet.balancer)["node3"] == "DOWN", 30, "node3 out at the balancer")
+    assert http(f"http://{node.address}/", host="localhost").status == 200  # it still serves
+    done = subprocess.run([*WSGISTACK, "undrain", *args], capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: node_states(fleet.balancer)["node3"] == "UP", 30, "node3 back at the balancer")
