@@ -41,7 +41,32 @@ def bench_overrides(ctx: StackContext) -> dict[str, tuple[Any, str]]:
     }
 
 
-def wsgistack_default(ctx: StackContext) -> StackPlan:
+def parse_variant_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``json:server.log_format=json,ops.port=9109`` -> ("json", {...}): a wsgistack stack
+    with those settings changed (for the cost of a feature: json logs, the ops listener)."""
+    name, _, rest = spec.partition(":")
+    settings = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not KEY=VALUE (a dotted wsgistack setting)")
+        settings[key.strip()] = value.strip()
+    if not name or not settings:
+        raise ValueError(f"{spec!r} is not NAME:KEY=VALUE,...")
+    return name, settings
+
+
+def wsgistack_variant(name: str, settings: dict[str, str]) -> Any:
+    """A builder for the wsgistack stack with ``settings`` (dotted keys) changed."""
+    def build(ctx: StackContext) -> StackPlan:
+        extra = {key: (value, f"--variant {name}") for key, value in settings.items()}
+        plan = wsgistack_default(ctx, extra)
+        return StackPlan(name, plan.url, plan.processes)
+
+    return build
+
+
+def wsgistack_default(ctx: StackContext, extra: dict[str, tuple[Any, str]] | None = None) -> StackPlan:
     from wsgistack import pipeline
 
     _prepare(ctx)
@@ -50,7 +75,7 @@ def wsgistack_default(ctx: StackContext) -> StackPlan:
         # The start sequence `wsgistack run` uses, with the bench's flags (no preflight, no
         # prestart: the harness prepares the app). No environment for config resolution: the
         # bench must measure the defaults, whatever WSGISTACK_* variables the caller's shell has.
-        started = pipeline.start(ctx.app.project_dir, env=env, config_env={}, cli=bench_overrides(ctx),
+        started = pipeline.start(ctx.app.project_dir, env=env, config_env={}, cli={**bench_overrides(ctx), **(extra or {})},
                                  flags=pipeline.BENCH)
     except Exception as exc:  # a stack that cannot start is reported as skipped, not a crash
         raise StackUnavailable(f"wsgistack render failed: {type(exc).__name__}: {exc}") from exc

@@ -22,7 +22,7 @@ import click
 from rich.console import Console
 
 from wsgistack_bench import harness, load, report, stacks
-from wsgistack_bench.adapter import wsgistack_default
+from wsgistack_bench.adapter import parse_variant_spec, wsgistack_default, wsgistack_variant
 
 DEFAULT_STACKS = (
     "ceiling", "wsgistack", "candidate", "seed", "tiangolo", "gunicorn-sync", "gunicorn-gthread",
@@ -98,6 +98,9 @@ def _cpus(value: str | None) -> tuple[int, ...]:
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--keep-workdir", is_flag=True, help="keep the generated configs and logs")
+@click.option("--variant", "variants", multiple=True, metavar="NAME:KEY=V,...",
+              help="one more wsgistack stack with these settings changed, e.g. json:server.log_format=json "
+              "or ops:ops.port=9109 (the cost of a feature, measured against the defaults)")
 @click.option("--twin", "twins", multiple=True, metavar="STACK",
               help="run STACK twice (the second as STACK-twin) to show how far two identical stacks' CPU per "
                    "request differ in one run: the method's resolution")
@@ -105,7 +108,8 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], rounds: in
             connections: str, static: bool, burst: bool, burst_connections: int, burst_rounds: int,
             burst_stacks: str | None, slow_ms: int, quick: bool, hello_dir: Path, django_dir: Path,
             server_cpus: str | None, load_cpus: str | None, headers: tuple[str, ...], no_wrk: bool,
-            markdown_path: Path | None, json_path: Path | None, keep_workdir: bool, twins: tuple[str, ...]) -> None:
+            markdown_path: Path | None, json_path: Path | None, keep_workdir: bool, variants: tuple[str, ...],
+            twins: tuple[str, ...]) -> None:
     """Benchmark wsgistack against reference stacks, interleaved, medians over rounds."""
     console = Console(stderr=True, width=160)
     if quick:
@@ -118,6 +122,12 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], rounds: in
                       "fast stacks will be generator-bound[/]")
     names = [n.strip() for n in stack_list.split(",") if n.strip()]
     builders = _builders(names, list(candidates))
+    for spec in variants:
+        try:
+            vname, settings = parse_variant_spec(spec)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--variant") from None
+        builders[vname] = wsgistack_variant(vname, settings)
     for twin in twins:
         if twin not in builders:
             raise click.BadParameter(f"{twin!r} is not among --stacks", param_hint="--twin")

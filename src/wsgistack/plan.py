@@ -162,12 +162,18 @@ class Paths:
     acme_webroot = property(lambda self: self.runtime / "acme-webroot")
     # The process manager's live view (pids, restarts), for `status` and the ops listener.
     manager_state = property(lambda self: self.runtime / "manager.json")
+    # The ops listener: its settings, and the datagram socket nginx sends one line per request
+    # to (in the app user's directory: nginx's workers and the listener both run as that user).
+    ops_conf = property(lambda self: self.runtime / "ops.json")
+    ops_dir = property(lambda self: self.runtime / "ops")
+    ops_socket = property(lambda self: self.runtime / "ops" / "nginx.sock")
 
     @property
     def transient(self) -> tuple[Path, ...]:
         """What a run leaves behind and the next one must not find: cleared before a start,
         removed by the process manager after a stop."""
-        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.manager_state)
+        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.manager_state,
+                self.ops_socket)
 
 
 def default_data_dir() -> Path:
@@ -342,6 +348,17 @@ class Plan:
     def https(self) -> bool:
         """nginx serves HTTPS now (acme: once the first certificate is there)."""
         return self.tls is not None and self.tls.ready
+
+    @property
+    def runs_ops(self) -> bool:
+        """The ops listener (/metrics, /status): on with ops.port, beside nginx and/or uWSGI."""
+        return self.config.ops.port > 0 and self.config.role != "worker"
+
+    @property
+    def ops_user(self) -> str | None:
+        """Who the ops listener runs as: the user nginx's workers (which send it a line per
+        request) and uWSGI (whose stats socket it reads) run as; None when not root."""
+        return self.uwsgi_user or self.nginx_user
 
     @property
     def runs_background(self) -> bool:

@@ -61,7 +61,7 @@ CASES = {
         {"WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8 127.0.0.2", "WSGISTACK_SERVER__SERVER_NAMES": "example.com *.example.com",
          "WSGISTACK_UWSGI__OPTIONS": '{"harakiri-verbose": true, "max-worker-lifetime": 3600}',
          "WSGISTACK_UWSGI__BUFFER_SIZE": "32768",
-         "WSGISTACK_SERVER__LOG_FORMAT": "json",
+         "WSGISTACK_SERVER__LOG_FORMAT": "json", "WSGISTACK_OPS__PORT": "9100", "WSGISTACK_OPS__BASIC_AUTH": "ops:secret",
          # Background processes beside nginx and uWSGI, as the app's user.
          "WSGISTACK_PROCESSES__SENDALERTS__COMMAND": "python manage.py sendalerts",
          "WSGISTACK_PROCESSES__SENDREPORTS__COMMAND": "python manage.py sendreports --loop",

@@ -379,6 +379,25 @@ class TlsSection(_Section):
         return v
 
 
+class OpsSection(_Section):
+    """The ops listener (docs/operations.md): /metrics (Prometheus), /status (a live page) and
+    /status.json, served by one more process under the process manager. Off by default."""
+
+    port: int = Field(0, ge=0, le=65535, description="port of the ops listener; 0 = off")
+    host: str = Field("127.0.0.1", description="address it binds (loopback unless you open it on purpose)")
+    basic_auth: str = Field(
+        "", description='"user:password" to require HTTP basic auth on every ops path (empty = none)'
+    )
+    history: int = Field(600, ge=60, le=3600, description="seconds of samples the status page charts")
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _auth(cls, v: str) -> str:
+        if v and (":" not in v or not v.split(":", 1)[0] or not v.split(":", 1)[1]):
+            raise ValueError('expected "user:password", both non-empty')
+        return v
+
+
 # Names the process table already uses, and the roles' own: a background process may not take them.
 RESERVED_PROCESS_NAMES = frozenset({"nginx", "uwsgi", "wsgistack", "haproxy", "ops", "all", "app", "web", "worker"})
 STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL")
@@ -539,6 +558,7 @@ class Config(_Section):
     kube: KubeSection = Field(default_factory=KubeSection)
     tls: TlsSection = Field(default_factory=TlsSection)
     balancer: BalancerSection = Field(default_factory=BalancerSection)
+    ops: OpsSection = Field(default_factory=OpsSection)
     processes: dict[str, ProcessSection] = Field(
         default_factory=dict, description="background processes run beside nginx and uWSGI, [processes.NAME]"
     )
@@ -568,7 +588,7 @@ ROUTER_TIMEOUTS: dict[str, int] = {"heroku": 30}
 
 SECTIONS: dict[str, type[_Section]] = {
     "app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection, "kube": KubeSection, "tls": TlsSection,
-    "balancer": BalancerSection,
+    "balancer": BalancerSection, "ops": OpsSection,
 }
 # Sections that are tables of named entries ([processes.NAME]): the key of each entry is
 # free, its fields are the section's. sources.py resolves their dotted keys (NAME included).

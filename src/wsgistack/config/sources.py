@@ -365,6 +365,14 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
                     "certificate obtained over DNS-01",
                 )
             )
+    if config.ops.port and config.ops.port in (config.server.port, config.tls.port if config.tls.mode != "off" else 0):
+        problems.append(
+            WsgistackError(
+                "config.E046",
+                f"ops.port = {config.ops.port} (from {origins.get('ops.port', DEFAULT)}) is also the site's port",
+                "give the ops listener a port of its own, e.g. 9100",
+            )
+        )
     if config.role == "worker" and config.process not in config.processes:
         known = ", ".join(sorted(config.processes)) or "none is configured"
         problems.append(

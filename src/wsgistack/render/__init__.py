@@ -102,6 +102,24 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "ready": {},
             }
         )
+    if plan.runs_ops:
+        ops = plan.config.ops
+        processes.append(
+            {
+                "name": "ops",
+                # wsgistack's own interpreter (prometheus_client is wsgistack's, not the app's).
+                "argv": [machine.python, "-m", "wsgistack.opsd", str(plan.paths.ops_conf)],
+                "env": {},
+                "cwd": str(plan.paths.runtime),
+                "user": plan.ops_user or "",
+                "group": plan.run_group or "",
+                # Restarted if it fails: it only observes, so it never takes the site down.
+                "restart": "always",
+                "stop_signal": "TERM",
+                "stop_timeout": 2,
+                "ready": {"tcp": f"{_probe_host(ops.host)}:{ops.port}"},
+            }
+        )
     if plan.runs_nginx:
         host = plan.config.server.host
         probe_host = "127.0.0.1" if host in ("", "*", "0.0.0.0") else host.strip("[]")
@@ -177,6 +195,53 @@ def renewer_settings(plan: Plan) -> dict[str, object]:
     }
 
 
+def _probe_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "*", "0.0.0.0") else ("::1" if host == "::" else host.strip("[]"))
+
+
+def ops_settings(plan: Plan) -> dict[str, object]:
+    """What the ops listener (wsgistack.opsd) reads: where to listen and look, and the
+    configuration summary its page shows. The basic-auth password is stored as a PBKDF2 hash
+    (this file is readable by the app's user)."""
+    import hashlib
+
+    ops = plan.config.ops
+    auth = None
+    if ops.basic_auth:
+        user, _, password = ops.basic_auth.partition(":")
+        # Deterministic salt (rendering is pure): unique per runtime dir and user.
+        salt = hashlib.sha256(f"wsgistack-ops:{plan.paths.runtime}:{user}".encode()).hexdigest()[:32]
+        digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 100_000).hex()
+        auth = {"user": user, "salt": salt, "iterations": 100_000, "hash": digest}
+    ports = [plan.config.server.port] + ([plan.tls.port] if plan.tls is not None else [])
+    config = plan.config
+    summary = {
+        "role": config.role,
+        "app": f"{plan.app.kind} {plan.app.target}" if plan.app else None,
+        "url": plan.url if plan.runs_nginx else None,
+        "uwsgi": f"{plan.processes} processes x {plan.threads} threads" if plan.runs_uwsgi else None,
+        "listen queue": plan.listen if plan.runs_uwsgi else None,
+        "request timeout": f"{plan.harakiri}s (nginx {plan.nginx_timeout}s)",
+        "reload on rss": f"{plan.reload_on_rss_mb} MB" if plan.runs_uwsgi else None,
+        "background": ", ".join(b.name for b in plan.background) or None,
+        "log format": config.server.log_format,
+        "tls": config.tls.mode,
+        "runtime dir": str(plan.paths.runtime),
+    }
+    return {
+        "host": ops.host,
+        "port": ops.port,
+        "auth": auth,
+        "history": ops.history,
+        "interval": 2,
+        "nginx_socket": str(plan.paths.ops_socket) if plan.runs_nginx else None,
+        "nginx_ports": ports if plan.runs_nginx else [],
+        "uwsgi_stats": str(plan.paths.stats) if plan.runs_uwsgi and config.uwsgi.stats else None,
+        "manager_state": str(plan.paths.manager_state),
+        "summary": {k: v for k, v in summary.items() if v is not None},
+    }
+
+
 def render(plan: Plan) -> list[RenderedFile]:
     env = _env()
     server = plan.config.server
@@ -211,6 +276,8 @@ def render(plan: Plan) -> list[RenderedFile]:
         files.append(RenderedFile("wsgistack_app.py", env.get_template("wsgistack_app.py.j2").render(ctx)))
         if plan.uwsgi_user:
             files.append(RenderedFile("wsgistack_guard.py", env.get_template("wsgistack_guard.py.j2").render(ctx)))
+    if plan.runs_ops:
+        files.append(RenderedFile("ops.json", json.dumps(ops_settings(plan), indent=2) + "\n"))
     files.append(RenderedFile("processes.json", json.dumps(process_table(plan), indent=2) + "\n"))
     return files
 

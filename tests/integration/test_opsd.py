@@ -1,0 +1,130 @@
+"""The ops listener in `wsgistack run`: /metrics, /status.json, and /status in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, Stack, clean_env, free_port, http, start_stack
+
+pytestmark = pytest.mark.integration
+
+METRICS = (
+    "wsgistack_http_requests_total", "wsgistack_http_upstream_seconds_bucket", "wsgistack_nginx_active_connections",
+    "wsgistack_uwsgi_workers", "wsgistack_uwsgi_listen_queue", "wsgistack_uwsgi_listen_queue_overflows_total",
+    "wsgistack_uwsgi_worker_rss_bytes", "wsgistack_uwsgi_worker_respawns_total", "wsgistack_uwsgi_harakiri_total",
+    "wsgistack_process_restarts_total",
+)
+
+
+def get(url: str, auth: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url)
+    if auth:
+        import base64
+
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
+    assert match, f"{name}{labels} not in /metrics"
+    return float(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Stack, str]:
+    tmp = tmp_path_factory.mktemp("ops")
+    port = free_port()
+    env = clean_env(WSGISTACK_OPS__PORT=str(port), WSGISTACK_PROCESSES__TICK__COMMAND="python -c 'import time; time.sleep(3600)'")
+    stack = start_stack(tmp, EXAMPLES / "hello", env=env, ready_path="/hello")
+    try:
+        yield stack, f"http://127.0.0.1:{port}"
+    finally:
+        stack.stop()
+
+
+def test_metrics_count_requests_across_workers(ops_stack: tuple[Stack, str]) -> None:
+    stack, ops = ops_stack
+    for _ in range(30):
+        assert http(stack.url + "/hello").status == 200
+    for _ in range(5):
+        http(stack.url + "/nope")
+    http(stack.url + "/_wsgistack/live")  # never counted
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = get(ops + "/metrics")
+        assert status == 200
+        text = body.decode()
+        if metric(text, "wsgistack_http_requests_total", '{status_class="2xx"}') >= 30 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for name in METRICS:
+        assert name in text, name
+    assert metric(text, "wsgistack_http_requests_total", '{status_class="2xx"}') >= 30
+    assert metric(text, "wsgistack_http_requests_total", '{status_class="4xx"}') >= 5
+    assert metric(text, "wsgistack_http_upstream_seconds_count") >= 35
+    assert metric(text, "wsgistack_uwsgi_workers", '{state="idle"}') + metric(text, "wsgistack_uwsgi_workers", '{state="busy"}') >= 2
+    assert metric(text, "wsgistack_process_restarts_total", '{process="tick"}') == 0
+    assert metric(text, "wsgistack_process_up", '{process="nginx"}') == 1
+
+
+def test_status_json_has_history_processes_and_config(ops_stack: tuple[Stack, str]) -> None:
+    stack, ops = ops_stack
+    for _ in range(10):
+        http(stack.url + "/hello")
+    time.sleep(4.5)
+    status, body = get(ops + "/status.json")
+    assert status == 200
+    data = json.loads(body)
+    assert len(data["history"]) >= 2
+    assert any(s["rps"] > 0 for s in data["history"])
+    assert {p["name"] for p in data["processes"]} >= {"uwsgi", "tick", "ops", "nginx"}
+    assert data["summary"]["role"] == "all" and data["workers"]
+    assert get(ops + "/nothing")[0] == 404
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.fail("chromium is missing (make system-deps installs it): the status page cannot be tested in a browser")
+
+
+def test_status_page_renders_charts_with_data_in_a_browser(ops_stack: tuple[Stack, str], tmp_path: Path) -> None:
+    stack, ops = ops_stack
+    for _ in range(20):
+        http(stack.url + "/hello")
+    time.sleep(4.5)  # two samples with traffic
+    profile = tempfile.mkdtemp(prefix="wst-chromium-")
+    try:
+        out = subprocess.run(
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             f"--user-data-dir={profile}", "--window-size=1280,900", "--virtual-time-budget=6000", "--dump-dom", ops + "/status"],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    dom = out.stdout
+    assert 'data-updates="' in dom, out.stderr[-2000:]
+    canvases = re.findall(r'<canvas id="c-([a-z_0-9]+)"[^>]*>', dom)
+    assert set(canvases) == {"rps", "latency_ms", "error_rate", "busy", "queue", "rss_mb"}
+    for tag in re.findall(r"<canvas [^>]*>", dom):
+        points = int(re.search(r'data-points="(\d+)"', tag).group(1))
+        painted = int(re.search(r'data-painted="(\d+)"', tag).group(1))
+        assert points >= 2 and painted > 100, tag
+    # The process table and the configuration summary are filled in.
+    assert "<td>tick</td>" in dom and "<td>nginx</td>" in dom
+    assert "processes x" in dom

@@ -1,0 +1,94 @@
+"""The ops listener's pieces: nginx's datagrams, the kernel's connection count, basic auth."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from tests.conftest import free_port
+from wsgistack import opsd
+from wsgistack.app import AppSpec
+from wsgistack.config import load_config
+from wsgistack.machine import Machine
+from wsgistack.plan import make_plan
+from wsgistack.render import ops_settings, render
+
+
+def test_parse_nginx_datagrams() -> None:
+    assert opsd.parse_line(b"<190>Nov 30 11:51:23 wsgistack: 200 0.004 0.005") == ("2xx", 0.004, 0.005)
+    assert opsd.parse_line(b"<190>Nov 30 11:51:23 wsgistack: 404 - 0.000") == ("4xx", None, 0.0)
+    # Two upstreams tried (a retry), and an internal redirect: the client waited for the sum.
+    assert opsd.parse_line(b"<190>Nov 30 11:51:23 wsgistack: 502 0.001, 0.002 : 0.003 0.010")[1] == 0.006  # type: ignore[index]
+    assert opsd.parse_line(b"garbage") is None
+    assert opsd.parse_line(b"x: 2000 1 1") is None
+
+
+def test_established_counts_only_nginx_ports(tmp_path: Path) -> None:
+    header = "  sl  local_address rem_address   st tx_queue rx_queue\n"
+    (tmp_path / "tcp").write_text(header + "".join([
+        "   0: 0100007F:1F40 0100007F:D2F0 01 00000000:00000000\n",  # :8000 established
+        "   1: 0100007F:1F40 00000000:0000 0A 00000000:00000000\n",  # :8000 listening
+        "   2: 0100007F:1F41 0100007F:D2F1 01 00000000:00000000\n",  # :8001
+    ]))
+    (tmp_path / "tcp6").write_text(header + "   0: 00000000000000000000000001000000:1F40 00000000000000000000000001000000:D2F2 01 0\n")
+    assert opsd.established([8000], proc=str(tmp_path)) == 2
+
+
+def test_ops_listener_is_off_by_default_and_rendered_when_on(tmp_path: Path) -> None:
+    machine = Machine(cpus=2, memory_limit=None, somaxconn=4096, euid=1000, nginx="/usr/sbin/nginx",
+                      python="/x/python")
+    app = AppSpec(kind="wsgi", module="hello", attr="application", path=tmp_path)
+    plan = make_plan(load_config(tmp_path, env={"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt")}), machine, app)
+    assert not plan.runs_ops
+    names = {f.path: f.content for f in render(plan)}
+    assert "ops.json" not in names and "syslog:" not in names["nginx.conf"]
+    env = {"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt"), "WSGISTACK_OPS__PORT": "9100", "WSGISTACK_OPS__BASIC_AUTH": "ops:s3cret"}
+    plan = make_plan(load_config(tmp_path, env=env), machine, app)
+    files = {f.path: f.content for f in render(plan)}
+    assert f"access_log syslog:server=unix:{plan.paths.ops_socket},nohostname,tag=wsgistack wsgistack_ops;" in files["nginx.conf"]
+    settings = json.loads(files["ops.json"])
+    assert settings["host"] == "127.0.0.1" and settings["port"] == 9100
+    assert "s3cret" not in files["ops.json"]  # a PBKDF2 hash, not the password
+    table = json.loads(files["processes.json"])
+    assert [p["name"] for p in table["processes"]] == ["uwsgi", "ops", "nginx"]
+
+
+def test_basic_auth(tmp_path: Path) -> None:
+    machine = Machine(cpus=2, memory_limit=None, somaxconn=4096, euid=1000, nginx="/usr/sbin/nginx",
+                      python="/x/python")
+    app = AppSpec(kind="wsgi", module="hello", attr="application", path=tmp_path)
+    port = free_port()
+    env = {"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt"), "WSGISTACK_OPS__PORT": str(port), "WSGISTACK_OPS__BASIC_AUTH": "ops:s3cret"}
+    settings = ops_settings(make_plan(load_config(tmp_path, env=env), machine, app))
+    settings.update(nginx_socket=None, uwsgi_stats=None, manager_state=str(tmp_path / "none.json"))
+    state = opsd.State(settings)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(opsd.Collector(state))  # type: ignore[arg-type]
+    server = opsd._Server(("127.0.0.1", port), opsd.make_handler(state, registry))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        def status(auth: str | None) -> int:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+            if auth is not None:
+                req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                    return resp.status
+            except urllib.error.HTTPError as err:
+                assert err.headers["WWW-Authenticate"] == 'Basic realm="wsgistack ops"'
+                return err.code
+
+        assert status(None) == 401
+        assert status("ops:wrong") == 401
+        assert status("other:s3cret") == 401
+        assert status("ops:s3cret") == 200
+        assert status("ops:s3cret") == 200  # the cached check
+    finally:
+        server.shutdown()
+        server.server_close()
