@@ -11,7 +11,7 @@ from typing import Any
 from pydantic_core import PydanticUndefined
 
 from wsgistack.config.envvars import aliases_for, env_name
-from wsgistack.config.model import Config
+from wsgistack.config.model import NAMED_SECTIONS, Config
 from wsgistack.config.sources import FIELDS
 
 INTRO = """\
@@ -76,6 +76,16 @@ def markdown() -> str:
             info = FIELDS[dotted]
             env = ", ".join(f"`{name}`" for name in (env_name(dotted), *aliases_for(dotted)))
             out.append(f"| `{dotted}` | {_cell(_default(info))} | {env} | {_flag(info)} | {_cell(info.description or '')} |")
+    for section, model in NAMED_SECTIONS.items():
+        # A table of named entries: NAME is the user's, e.g. [processes.sendalerts].
+        doc = ((model.__doc__ or "").strip().splitlines() or [""])[0]
+        out.append(f"\n## [{section}.NAME]\n")
+        out.append(f"{doc} {((model.__doc__ or '').strip().splitlines() + [''])[1].strip()}".rstrip() + "\n")
+        out.append("| setting | default | environment | flag | description |")
+        out.append("|---|---|---|---|---|")
+        for name, info in model.model_fields.items():
+            dotted = f"{section}.NAME.{name}"
+            out.append(f"| `{dotted}` | {_cell(_default(info))} | `{env_name(dotted)}` |  | {_cell(info.description or '')} |")
     return "\n".join(out) + "\n"
 
 
