@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from wsgistack.errors import WsgistackError
+from wsgistack import errorids as ids
 
 
 def unreachable_ancestor(path: Path, user: str) -> Path | None:
@@ -64,7 +65,7 @@ def check_user_can_run(user: str, python: str, app_path: Path) -> None:
         blocked = unreachable_ancestor(path, user)
         if blocked is not None:
             raise WsgistackError(
-                "run.E004",
+                ids.RUN_E004,
                 f"uWSGI runs as {user!r} (started as root), which cannot read {path.parent}: "
                 f"{blocked} is not searchable by it (mode {blocked.stat().st_mode & 0o777:o})",
                 "install the app and its virtualenv where that user can read them (e.g. "

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from wsgistack.errors import AppError
 from wsgistack.interpreter import helper_argv
+from wsgistack import errorids as ids
 
 # Tried in order when app.target = "auto" and there is no manage.py.
 FLASK_CANDIDATES = (
@@ -101,7 +102,7 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], u
         )
         if proc.returncode != 0 or not res.exists():
             raise AppError(
-                "app.E009",
+                ids.APP_E009,
                 f"inspecting the application crashed (exit code {proc.returncode})",
                 "run the app's import by hand to see the problem: python -c 'import <your module>'",
                 details=(proc.stderr or proc.stdout)[-4000:],
@@ -120,7 +121,7 @@ def _raise_for(result: Mapping[str, Any], path: Path, target: str | None) -> Non
     if kind == "nothing-found":
         tried = ", ".join(a["target"] for a in result.get("attempts", []))
         raise AppError(
-            "app.E001",
+            ids.APP_E001,
             f"no WSGI application found in {path}",
             "point wsgistack at it: `wsgistack run --app module:callable` or app.target in wsgistack.toml "
             "(a Django project needs manage.py; a Flask app an `app` or `create_app()` in app.py or wsgi.py)",
@@ -128,47 +129,47 @@ def _raise_for(result: Mapping[str, Any], path: Path, target: str | None) -> Non
         )
     if kind == "missing-module":
         raise AppError(
-            "app.E002",
+            ids.APP_E002,
             f'module "{module}" could not be found (from {target or "auto-detection"})',
             f"check the spelling and that {path} is the project directory (it is put on sys.path)",
             details=detail,
         )
     if kind == "import-failed":
         raise AppError(
-            "app.E003",
+            ids.APP_E003,
             f'importing "{module}" raised an exception',
             "the traceback above is from your code: fix it, then run again",
             details=detail,
         )
     if kind == "missing-attr":
         raise AppError(
-            "app.E004",
+            ids.APP_E004,
             f'module "{module}" has no attribute "{result.get("attr")}"',
             f"use module:callable with one of its callables: {detail}" if detail else "use module:callable",
         )
     if kind == "not-callable":
         raise AppError(
-            "app.E005",
+            ids.APP_E005,
             f'"{module}:{result.get("attr")}" is a {detail}, not a WSGI callable',
             "point at the application object (e.g. app = Flask(__name__)) or a factory written as create_app()",
         )
     if kind == "factory-failed":
         raise AppError(
-            "app.E006",
+            ids.APP_E006,
             f'calling the factory "{module}:{result.get("attr")}()" raised an exception',
             "the traceback above is from your code",
             details=detail,
         )
     if kind == "no-django":
         raise AppError(
-            "app.E007",
+            ids.APP_E007,
             "this is a Django project but Django is not installed in this environment",
             "install the project's requirements into the app's environment (the interpreter `wsgistack config --origin` "
             "names): <that python> -m pip install -r requirements.txt, or point app.python (--python) at the right one",
         )
     if kind == "no-wsgi-application":
-        raise AppError("app.E008", f"{module} does not set WSGI_APPLICATION", 'add WSGI_APPLICATION = "<project>.wsgi.application"')
-    raise AppError("app.E009", f"unexpected probe result: {kind}", "", details=detail)
+        raise AppError(ids.APP_E008, f"{module} does not set WSGI_APPLICATION", 'add WSGI_APPLICATION = "<project>.wsgi.application"')
+    raise AppError(ids.APP_E009, f"unexpected probe result: {kind}", "", details=detail)
 
 
 def detect_app(
@@ -193,7 +194,7 @@ def detect_app(
             request["django_settings"] = settings
         elif is_django_manage(path):
             raise AppError(
-                "app.E010",
+                ids.APP_E010,
                 f"{path / 'manage.py'} does not name a settings module",
                 "set app.django_settings in wsgistack.toml or DJANGO_SETTINGS_MODULE",
             )

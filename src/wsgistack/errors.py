@@ -6,6 +6,36 @@ Library code raises these; only the CLI prints them and turns them into exit cod
 
 from __future__ import annotations
 
+import re
+
+
+class ErrorId(str):
+    """An error id declared once (wsgistack.errorids): the id itself, what it means, and the
+    usual fix. A str, so it compares and prints as the id."""
+
+    summary: str
+    hint: str
+
+    def __new__(cls, id: str, summary: str, hint: str) -> ErrorId:
+        self = super().__new__(cls, id)
+        self.summary = summary
+        self.hint = hint
+        return self
+
+
+ERRORS: dict[str, ErrorId] = {}
+_ID = re.compile(r"[a-z]+\.E\d{3}")
+
+
+def declare(id: str, summary: str, hint: str) -> ErrorId:
+    """Declare an error id; ids are unique and shaped ``area.E123``."""
+    if not _ID.fullmatch(id):
+        raise ValueError(f"{id!r} is not an error id (area.E123)")
+    if id in ERRORS:
+        raise ValueError(f"error id {id} is declared twice")
+    ERRORS[id] = ErrorId(id, summary, hint)
+    return ERRORS[id]
+
 
 class WsgistackError(Exception):
     """An error the user can act on: ``error[<id>]: <message>`` / ``hint: <hint>``."""
@@ -16,7 +46,8 @@ class WsgistackError(Exception):
         super().__init__(f"{id}: {message}")
         self.id = id
         self.message = message
-        self.hint = hint
+        # A raise site's own hint is the specific one; else the id's declared advice.
+        self.hint = hint or (id.hint if isinstance(id, ErrorId) else "")
         self.details = details
 
     def render(self) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.machine import version_tuple
+from wsgistack import errorids as ids
 
 # The oldest pyuwsgi (uWSGI) wsgistack's rendered uwsgi.ini is tested with; checked at start.
 MIN_PYUWSGI = (2, 0, 28)
@@ -89,7 +90,7 @@ def choose(loaded: LoadedConfig, env: Mapping[str, str], own: str | None = None)
         if not _is_python(candidate):
             raise ConfigError([
                 WsgistackError(
-                    "python.E001",
+                    ids.PYTHON_E001,
                     f"app.python = {config.app.python!r} (from {origin}) is not a Python interpreter or a virtualenv: "
                     f"{candidate} is not an executable file",
                     "point it at the app's interpreter (e.g. /srv/app/.venv/bin/python) or its virtualenv directory; "
@@ -144,7 +145,7 @@ def inspect(python: str, why: str) -> AppPython:
         detail = (proc.stderr or proc.stdout).strip()[-2000:]
     if not facts:
         raise WsgistackError(
-            "python.E002",
+            ids.PYTHON_E002,
             f"the app's interpreter {python} ({why}) does not run",
             "recreate that virtualenv, or point app.python (--python, WSGISTACK_APP__PYTHON) at a working interpreter",
             details=detail,
@@ -174,13 +175,13 @@ def check_uwsgi(python: AppPython) -> None:
     if python.uwsgi is None:
         found = f" ({python.uwsgi_dist} {python.uwsgi_version} is installed, but without its uwsgi command)" if python.uwsgi_dist else ""
         raise MissingBinaryError(
-            "run.E001",
+            ids.RUN_E001,
             f"uWSGI is not installed in the app's environment{found}: {python.python}, {python.why}",
             f"add it there: {python.install_uwsgi}",
         )
     if python.uwsgi_too_old:
         raise MissingBinaryError(
-            "python.E003",
+            ids.PYTHON_E003,
             f"{python.uwsgi_dist} {python.uwsgi_version} in the app's environment ({python.python}) is older than "
             f"{MIN_PYUWSGI_TEXT}, the oldest wsgistack supports",
             f"upgrade it: {python.upgrade_uwsgi}",

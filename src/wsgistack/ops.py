@@ -21,6 +21,7 @@ from wsgistack.machine import Machine
 from wsgistack.plan import Paths, Plan
 from wsgistack.render import RenderedFile, write_files
 from wsgistack.runner.manager import process_alive_from_pidfile
+from wsgistack import errorids as ids
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
 # A change to these takes the site off the address its users reach it on.
@@ -119,14 +120,14 @@ def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
     done: list[str] = []
     current = status(paths, stats=False)
     if not current.running:
-        raise WsgistackError("ops.E001", f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
+        raise WsgistackError(ids.OPS_E001, f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
     if current.uwsgi_pid:
         command = b"c" if chain else b"r"
         try:
             fd = os.open(paths.fifo, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise WsgistackError(
-                "ops.E002", f"cannot open uWSGI's master FIFO {paths.fifo}: {exc.strerror}", "run as the user that started the stack"
+                ids.OPS_E002, f"cannot open uWSGI's master FIFO {paths.fifo}: {exc.strerror}", "run as the user that started the stack"
             ) from None
         try:
             os.write(fd, command)
@@ -169,7 +170,7 @@ class Reload:
         if not moves or yes:
             return
         raise UsageError(
-            "ops.E003",
+            ids.OPS_E003,
             f"this reload moves the site off the address it listens on ({'; '.join(str(c) for c in moves)}): "
             "nothing would answer there any more",
             "pass --yes to move it; to keep it, undo the change where the new value comes from",
@@ -191,11 +192,11 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
 
     located = locate(project, cli, config_file, env, machine)
     if not status(located, stats=False).running:
-        raise WsgistackError("ops.E001", f"nothing is running in {located.runtime}", NOT_RUNNING_HINT)
+        raise WsgistackError(ids.OPS_E001, f"nothing is running in {located.runtime}", NOT_RUNNING_HINT)
     rec = record.read(located.private)
     if rec is None:
         raise WsgistackError(
-            "ops.E004",
+            ids.OPS_E004,
             f"no record of the settings the stack in {located.runtime} was started with "
             f"({located.private / record.RECORD})",
             "restart the stack with this version of wsgistack (it records them), or reload without re-rendering: "

@@ -28,6 +28,7 @@ from wsgistack.plan import Paths, Plan, app_user, make_plan, prepare_tls, runtim
 from wsgistack.prestart import collects_static, run_prestart
 from wsgistack.render import RenderedFile, render, write_files
 from wsgistack.runner.manager import Say, is_ready, process_alive_from_pidfile
+from wsgistack import errorids as ids
 
 Output = Callable[[str], None]  # where progress lines go (the CLI passes runner.manager.Say)
 Overrides = Mapping[str, tuple[Any, str]]  # dotted key -> (value, the flag that set it)
@@ -157,13 +158,13 @@ def find_app(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], pyt
 
 def check_binaries(plan: Plan) -> None:
     if plan.runs_nginx and not plan.machine.nginx:
-        raise MissingBinaryError("run.E001", "nginx is not installed (or not on PATH)", INSTALL_NGINX_HINT)
+        raise MissingBinaryError(ids.RUN_E001, "nginx is not installed (or not on PATH)", INSTALL_NGINX_HINT)
     if plan.runs_uwsgi:
         assert plan.python is not None
         check_uwsgi(plan.python)  # run.E001 (missing from the app's environment), python.E003 (too old)
     if plan.tls is not None and plan.tls.mode == "acme" and not plan.machine.certbot:
         raise MissingBinaryError(
-            "tls.E003",
+            ids.TLS_E003,
             "tls.mode = acme needs an ACME client, and certbot is not installed here",
             "install it next to wsgistack: pip install 'wsgistack[acme]' (or apt-get install certbot)",
         )
@@ -177,7 +178,7 @@ def check_reachable(plan: Plan) -> None:
     blocked = unreachable_ancestor(Path(plan.upstream.address), user)
     if blocked is not None:
         raise WsgistackError(
-            "run.E003",
+            ids.RUN_E003,
             f"nginx workers run as {user!r} and cannot reach {plan.upstream.address}: "
             f"{blocked} is not searchable by them (mode {blocked.stat().st_mode & 0o777:o})",
             "put the runtime dir somewhere they can traverse, e.g. --runtime-dir /tmp/myapp, "
@@ -228,7 +229,7 @@ def check_writable(plan: Plan) -> None:
     missing = [str(p) for p in blocked if not p.exists()]
     command = (f"mkdir -p {' '.join(missing)} && " if missing else "") + f"chown -R {owner} {' '.join(map(str, blocked))}"
     raise WsgistackError(
-        "run.E005",
+        ids.RUN_E005,
         f"the app runs as {who!r} and cannot write {', '.join(map(str, blocked))}",
         f"give that user the directories: {command}"
         + (" (or point STATIC_ROOT / MEDIA_ROOT / the database elsewhere)" if plan.uwsgi_user else ""),
@@ -244,7 +245,7 @@ def wait_for_upstream(plan: Plan, timeout: float, say: Output) -> None:
         now = time.monotonic()
         if now > deadline:
             raise WsgistackError(
-                "entrypoint.E001",
+                ids.ENTRYPOINT_E001,
                 f"the uWSGI upstream {upstream.nginx} (UWSGI_URI) is not reachable after {timeout:g}s",
                 "start the app container (WSGISTACK_ROLE=app) first and check that UWSGI_URI names its socket: "
                 "host:port for TCP, or unix:/path on a volume both containers mount",
@@ -277,7 +278,7 @@ def prepare_runtime_dir(plan: Plan) -> None:
         pid = process_alive_from_pidfile(pidfile)
         if pid:
             raise WsgistackError(
-                "run.E002",
+                ids.RUN_E002,
                 f"{what} from another wsgistack run is still running there (pid {pid}, {pidfile})",
                 "stop it first (Ctrl-C in its terminal, or kill -TERM the pid), or set a different runtime_dir",
             )

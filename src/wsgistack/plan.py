@@ -23,6 +23,7 @@ from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.interpreter import AppPython
 from wsgistack.machine import Machine
+from wsgistack import errorids as ids
 
 MB = 1024 * 1024
 # Memory a worker of a typical Django app needs (measured: ~38 MB RSS, ~20 MB private),
@@ -426,7 +427,7 @@ def _timeouts(config: Config, origin: str) -> tuple[int, int, int | None]:
         raise ConfigError(
             [
                 WsgistackError(
-                    "config.E006",
+                    ids.CONFIG_E006,
                     f"request_timeout = {harakiri}s (from {origin}) does not fit inside the {config.platform} "
                     f"router's {router}s limit: Nginx must wait {NGINX_GRACE}s longer than uWSGI, and both must end first",
                     f"set request_timeout to at most {router - NGINX_GRACE - ROUTER_MARGIN}, or leave it at auto",
@@ -459,7 +460,7 @@ def _check_tcp_host(loaded: LoadedConfig, notes: list[str]) -> None:
     raise ConfigError(
         [
             WsgistackError(
-                "config.E011",
+                ids.CONFIG_E011,
                 f"uwsgi.tcp_host = {config.uwsgi.tcp_host!r} (from {loaded.origin('uwsgi.tcp_host')}) is not a loopback "
                 f"address: anyone who can reach it would bypass nginx (its Host check, forwarded headers, limits)",
                 "leave it at 127.0.0.1 (nginx runs beside uWSGI with role = all); only role = app, "
@@ -539,7 +540,7 @@ def _uwsgi_options(loaded: LoadedConfig) -> tuple[tuple[str, str], ...]:
         if key in MANAGED_UWSGI_OPTIONS:
             problems.append(
                 WsgistackError(
-                    "config.E010",
+                    ids.CONFIG_E010,
                     f"uwsgi.options (from {origin}): {key!r} is set by wsgistack itself",
                     "use wsgistack's own setting for it (see `wsgistack config`); the passthrough is for options wsgistack does not manage",
                 )
@@ -573,7 +574,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         raise ConfigError(
             [
                 WsgistackError(
-                    "config.E008",
+                    ids.CONFIG_E008,
                     f"unix socket path is {len(upstream.address)} bytes, over the kernel's limit of {MAX_UNIX_SOCKET_PATH}: {upstream.address}",
                     "set runtime_dir to a shorter directory, e.g. /tmp/myapp",
                 )
@@ -617,7 +618,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
             raise ConfigError(
                 [
                     WsgistackError(
-                        "config.E009",
+                        ids.CONFIG_E009,
                         "started as root, and there is no unprivileged user (www-data, nginx, nobody) to run uWSGI and nginx's workers as",
                         'set user = "appuser" (an existing unprivileged account), or start wsgistack as that user',
                     )

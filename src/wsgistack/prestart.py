@@ -14,6 +14,7 @@ from pathlib import Path
 from wsgistack.errors import PrestartError
 from wsgistack.interpreter import helper_argv
 from wsgistack.plan import Plan
+from wsgistack import errorids as ids
 
 
 def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
@@ -67,15 +68,15 @@ def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None])
         try:
             proc = subprocess.run(argv, cwd=cwd, env=child_env, capture_output=True, text=True, check=False, **as_user)  # type: ignore[call-overload]
         except FileNotFoundError:
-            raise PrestartError("prestart.E001", f"prestart command not found: {argv[0]}", "check app.prestart") from None
+            raise PrestartError(ids.PRESTART_E001, f"prestart command not found: {argv[0]}", "check app.prestart") from None
         except PermissionError as exc:
             raise PrestartError(
-                "prestart.E001", f"prestart step {label!r} cannot start as {plan.uwsgi_user!r}: {exc}", hint
+                ids.PRESTART_E001, f"prestart step {label!r} cannot start as {plan.uwsgi_user!r}: {exc}", hint
             ) from None
         output = (proc.stdout + proc.stderr).strip()
         if proc.returncode != 0:
             raise PrestartError(
-                "prestart.E002",
+                ids.PRESTART_E002,
                 f"prestart step {label!r} failed with exit code {proc.returncode}",
                 hint,
                 details=output[-4000:],

@@ -14,6 +14,7 @@ import click
 
 from wsgistack import __version__
 from wsgistack.errors import WsgistackError
+from wsgistack import errorids as ids
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
@@ -39,7 +40,7 @@ class _Group(click.Group):
             if ctx.meta.get("wsgistack.debug"):
                 traceback.print_exc()
             error = WsgistackError(
-                "internal.E001",
+                ids.INTERNAL_E001,
                 f"{type(exc).__name__}: {exc}",
                 "run it again with --debug (wsgistack --debug ...) for the traceback, and report it if it is ours",
             )

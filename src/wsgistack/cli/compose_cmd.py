@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from wsgistack.container.dockerfile import IMAGE_PORT
+from wsgistack import errorids as ids
 
 
 @click.command()
@@ -40,7 +41,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     for item in env:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise WsgistackError("docker.E010", f"--env {item!r} is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
+            raise WsgistackError(ids.DOCKER_E010, f"--env {item!r} is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
         pairs.append((key, value))
     if tls is None:
         from wsgistack.config import load_config

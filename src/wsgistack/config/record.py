@@ -19,6 +19,7 @@ from typing import Any
 
 from wsgistack.config.sources import DEFAULT, FIELDS, SECRET, LoadedConfig, Origin, _flatten
 from wsgistack.errors import WsgistackError
+from wsgistack import errorids as ids
 
 RECORD = "settings.json"
 VERSION = 1
@@ -126,7 +127,7 @@ def read(private_dir: Path) -> Recorded | None:
 
 def _bad(path: Path, why: str) -> WsgistackError:
     return WsgistackError(
-        "ops.E004",
+        ids.OPS_E004,
         f"the record of the settings the stack was started with, {path}, is not usable: {why}",
         "restart the stack (it writes a new record), or reload without re-rendering: wsgistack reload --no-render",
     )

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from wsgistack.config.envvars import ALIASES, NOT_SETTINGS, PREFIX, aliases_for, dotted_from_env, env_name
 from wsgistack.config.model import NAMED_SECTIONS, Config, PathMapping
 from wsgistack.errors import ConfigError, WsgistackError
+from wsgistack import errorids as ids
 
 CONFIG_FILE = "wsgistack.toml"
 
@@ -145,7 +146,7 @@ def find_config_file(project_dir: Path) -> tuple[Path | None, dict[str, Any]]:
         raise ConfigError(
             [
                 WsgistackError(
-                    "config.E007",
+                    ids.CONFIG_E007,
                     f"both {toml_path} and [tool.wsgistack] in {pyproject} configure wsgistack",
                     "keep one of them; wsgistack will not guess which one you meant",
                 )
@@ -163,10 +164,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
-            [WsgistackError("config.E004", f"{path} is not valid TOML: {exc}", "fix the syntax at the position shown")]
+            [WsgistackError(ids.CONFIG_E004, f"{path} is not valid TOML: {exc}", "fix the syntax at the position shown")]
         ) from None
     except OSError as exc:
-        raise ConfigError([WsgistackError("config.E004", f"cannot read {path}: {exc.strerror}", "check the file's permissions")]) from None
+        raise ConfigError([WsgistackError(ids.CONFIG_E004, f"cannot read {path}: {exc.strerror}", "check the file's permissions")]) from None
 
 
 def _unwrap(ann: Any) -> Any:
@@ -236,7 +237,7 @@ def from_env(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, Origin]], lis
         if not is_setting(dotted):
             problems.append(
                 WsgistackError(
-                    "config.E003",
+                    ids.CONFIG_E003,
                     f"unknown setting {name} in the environment",
                     f"{_closest(dotted)} (variables starting with {PREFIX} are reserved for settings)",
                 )
@@ -255,7 +256,7 @@ def _invalid(dotted: str, origin: Origin, message: str) -> WsgistackError:
         hint_parts.append(f"default: {default!r}")
     if origin.kind != "default":
         hint_parts.append(f"change it in {origin.where}")
-    return WsgistackError("config.E001", f"{dotted} (from {origin}): {message}", "; ".join(hint_parts))
+    return WsgistackError(ids.CONFIG_E001, f"{dotted} (from {origin}): {message}", "; ".join(hint_parts))
 
 
 def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,7 +304,7 @@ def _from_validation(exc: ValidationError, origins: Mapping[str, Origin]) -> lis
             if dotted not in seen:
                 seen.add(dotted)
                 problems.append(
-                    WsgistackError("config.E002", f"unknown setting {dotted} (in {_origin_of(dotted, origins)})", _closest(dotted))
+                    WsgistackError(ids.CONFIG_E002, f"unknown setting {dotted} (in {_origin_of(dotted, origins)})", _closest(dotted))
                 )
             continue
         path = _error_path(tuple(err["loc"]))
@@ -328,7 +329,7 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
     if config.role == "web" and not config.uwsgi.uri:
         problems.append(
             WsgistackError(
-                "config.E005",
+                ids.CONFIG_E005,
                 f"uwsgi.uri is required with role = web (role from {origins.get('role', DEFAULT)})",
                 "set UWSGI_URI (or WSGISTACK_UWSGI__URI) to the app container's uWSGI socket, "
                 "e.g. 127.0.0.1:8001 or unix:/shared/uwsgi.sock",
@@ -339,7 +340,7 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
         missing = " and ".join(k for k in ("tls.cert", "tls.key") if getattr(tls, k[4:]) is None)
         problems.append(
             WsgistackError(
-                "config.E012",
+                ids.CONFIG_E012,
                 f"tls.mode = files (from {origins.get('tls.mode', DEFAULT)}) needs {missing}",
                 "set tls.cert to the certificate chain (PEM, leaf first) and tls.key to its private key "
                 "(WSGISTACK_TLS__CERT / WSGISTACK_TLS__KEY), or use tls.mode = self-signed or acme",
@@ -348,7 +349,7 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
     if tls.mode != "off" and config.role == "app":
         problems.append(
             WsgistackError(
-                "config.E013",
+                ids.CONFIG_E013,
                 f"tls.mode = {tls.mode} (from {origins.get('tls.mode', DEFAULT)}) with role = app: only nginx terminates TLS",
                 "set tls.mode on the web role (or role = all); the app role speaks uwsgi to nginx only",
             )
@@ -358,7 +359,7 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
         if wildcards:
             problems.append(
                 WsgistackError(
-                    "config.E014",
+                    ids.CONFIG_E014,
                     f"tls.mode = acme cannot validate {', '.join(map(repr, wildcards))} over HTTP-01 "
                     f"(server.server_names from {origins.get('server.server_names', DEFAULT)})",
                     "list each host name in server.server_names, or use tls.mode = files with a wildcard "
@@ -377,7 +378,7 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
         known = ", ".join(sorted(config.processes)) or "none is configured"
         problems.append(
             WsgistackError(
-                "config.E044",
+                ids.CONFIG_E044,
                 f"role = worker runs one background process, and process = {config.process!r} "
                 f"(from {origins.get('process', DEFAULT)}) names none of [processes.*] ({known})",
                 "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table",
@@ -388,7 +389,7 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
             key = f"processes.{name}.stop_timeout"
             problems.append(
                 WsgistackError(
-                    "config.E045",
+                    ids.CONFIG_E045,
                     f"{key} = {spec.stop_timeout} (from {origins.get(key, DEFAULT)}) is longer than stop_timeout = "
                     f"{config.stop_timeout}: the whole stack stops within stop_timeout",
                     f"lower {key}, or raise stop_timeout (and the orchestrator's grace period with it)",

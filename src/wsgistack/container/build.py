@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsgistack.errors import MissingBinaryError, WsgistackError
+from wsgistack import errorids as ids
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 TAIL_LINES = 40
@@ -33,7 +34,7 @@ def docker_binary() -> str:
     docker = shutil.which("docker")
     if docker is None:
         raise MissingBinaryError(
-            "docker.E003",
+            ids.DOCKER_E012,
             "docker is not installed (or not on PATH)",
             "install Docker (https://docs.docker.com/engine/install/) or Debian's docker.io; "
             "`wsgistack dockerfile` writes the Dockerfile without it",
@@ -47,30 +48,30 @@ def _failure(tail: list[str], returncode: int) -> WsgistackError:
     details = text[-6000:]
     if "Cannot connect to the Docker daemon" in text or "permission denied while trying to connect" in text:
         return WsgistackError(
-            "docker.E004", "the Docker engine is not reachable", "start it (systemctl start docker) and check that you "
+            ids.DOCKER_E004, "the Docker engine is not reachable", "start it (systemctl start docker) and check that you "
             "may use it (member of the docker group), then retry", details=details)
     if "pull access denied" in text or "manifest unknown" in text or "not found: manifest" in text or (
         "error pulling image" in text.lower()
     ):
         return WsgistackError(
-            "docker.E005", "the base image could not be pulled", "check --base (a Debian-based image with apt-get, "
+            ids.DOCKER_E005, "the base image could not be pulled", "check --base (a Debian-based image with apt-get, "
             "e.g. debian:trixie-slim) and that the registry is reachable, or `docker pull` it first", details=details)
     if "requirements.txt" in step or "-r /tmp/requirements" in step:
         return WsgistackError(
-            "docker.E006", "installing the app's requirements failed in the image", "read pip's message above; a package "
+            ids.DOCKER_E006, "installing the app's requirements failed in the image", "read pip's message above; a package "
             "that compiles C code needs build tools and headers: --build-package gcc --build-package libpq-dev "
             "(and the runtime library with --package libpq5)", details=details)
     if "apt-get" in step:
         return WsgistackError(
-            "docker.E007", "installing Debian packages failed in the image", "check the package names (--package, "
+            ids.DOCKER_E007, "installing Debian packages failed in the image", "check the package names (--package, "
             "--build-package) and that the build can reach the Debian mirror (--network host)", details=details)
     if step.startswith(("COPY", "ADD")):
         return WsgistackError(
-            "docker.E008", f"copying files into the image failed ({step})", "a file missing from the build context "
+            ids.DOCKER_E008, f"copying files into the image failed ({step})", "a file missing from the build context "
             "(excluded by .dockerignore?) or unreadable (a 0600 file owned by another user): check the message above",
             details=details)
     return WsgistackError(
-        "docker.E009", f"docker build failed (exit code {returncode})" + (f" at: {step}" if step else ""),
+        ids.DOCKER_E009, f"docker build failed (exit code {returncode})" + (f" at: {step}" if step else ""),
         "read the build output above; rerun with --plain to see all of it", details=details)
 
 

@@ -10,6 +10,7 @@ from wsgistack.container.project import ProjectFacts
 from wsgistack.errors import WsgistackError
 from wsgistack.plan import Upstream
 from wsgistack.render import RenderedFile, _env
+from wsgistack import errorids as ids
 
 SOCKET_URI = f"unix:{SHARED_DIR}/uwsgi.sock"
 DEFAULT_TCP_URI = "127.0.0.1:8001"
@@ -39,7 +40,7 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
     unix = options.socket == "unix"
     uri = SOCKET_URI if unix else options.tcp_uri
     if not unix and Upstream.parse(uri).kind != "tcp":
-        raise WsgistackError("docker.E010", f"--tcp-uri {uri!r} must be host:port", "e.g. --tcp-uri 127.0.0.1:8001")
+        raise WsgistackError(ids.DOCKER_E010, f"--tcp-uri {uri!r} must be host:port", "e.g. --tcp-uri 127.0.0.1:8001")
     if options.split:
         data = [d for d in facts.data_dirs]
     else:  # one container: only uploads need to outlive it (static is collected at each start)

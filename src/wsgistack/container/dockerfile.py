@@ -11,6 +11,7 @@ from wsgistack.container.project import ProjectFacts
 from wsgistack.container.wheel import WHEELS_DIR, WsgistackSource
 from wsgistack.errors import WsgistackError
 from wsgistack.render import RenderedFile, _env
+from wsgistack import errorids as ids
 
 DEFAULT_BASE = "debian:trixie-slim"  # Python 3.13, nginx 1.26; bookworm-slim works too (3.11)
 IMAGE_UID = 10001
@@ -43,7 +44,7 @@ def _check(options: DockerfileOptions) -> None:
     problems = [p for p in (*options.packages, *options.build_packages) if not _PACKAGE_RE.match(p)]
     if problems:
         raise WsgistackError(
-            "docker.E002",
+            ids.DOCKER_E002,
             f"not a Debian package name: {', '.join(problems)}",
             "give package names such as libpq5 or gcc (one per --package / --build-package)",
         )
@@ -51,7 +52,7 @@ def _check(options: DockerfileOptions) -> None:
         p = PurePosixPath(d)
         if p.is_absolute() or ".." in p.parts or not p.parts:
             raise WsgistackError(
-                "docker.E002", f"--writable {d!r} must be a directory inside the project, e.g. var",
+                ids.DOCKER_E002, f"--writable {d!r} must be a directory inside the project, e.g. var",
                 "give it relative to the project directory",
             )
 
@@ -137,7 +138,7 @@ def write_recipe(project: Path, files: list[RenderedFile], wheel: tuple[str, byt
     foreign = [f.path for f in files if not force and not is_ours(project / f.path)]
     if foreign:
         raise WsgistackError(
-            "docker.E011",
+            ids.DOCKER_E011,
             f"{', '.join(foreign)} in {project} was not written by wsgistack; not overwriting it",
             "pass --force to replace it (keep a copy), or build your own with `docker build`; "
             "compare with `wsgistack dockerfile --stdout`",

@@ -24,6 +24,7 @@ from wsgistack.container.project import ProjectFacts
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.plan import Paths
 from wsgistack.render import RenderedFile, _env
+from wsgistack import errorids as ids
 
 # The image's runtime dir (Dockerfile.j2 sets WSGISTACK_RUNTIME_DIR to it); the manifests
 # set it explicitly, because the preStop hook writes the drain marker there.
@@ -93,7 +94,7 @@ def _problems(config: Config) -> list[WsgistackError]:
     problems = []
     if not kube.image:
         problems.append(WsgistackError(
-            "kube.E001", "no image for the manifests",
+            ids.KUBE_E001, "no image for the manifests",
             "pass --image registry.example.com/shop:1.4 (the image `wsgistack build` made, pushed to a registry "
             "the cluster can pull from), or set kube.image / WSGISTACK_KUBE__IMAGE"))
     names = config.server.server_names
@@ -102,19 +103,19 @@ def _problems(config: Config) -> list[WsgistackError]:
             wild = [n for n in names if n.startswith("*.") and host.endswith(n[1:])]
             if host not in names and not wild:
                 problems.append(WsgistackError(
-                    "kube.E002", f"kube.hosts names {host!r}, which server.server_names does not serve "
+                    ids.KUBE_E002, f"kube.hosts names {host!r}, which server.server_names does not serve "
                     f"({' '.join(names)}): nginx would refuse every request the Ingress sends",
                     f"add {host!r} to server.server_names (or WSGISTACK_SERVER__SERVER_NAMES)"))
     if kube.autoscale_max and kube.autoscale_min > kube.autoscale_max:
         problems.append(WsgistackError(
-            "kube.E003", f"kube.autoscale_min ({kube.autoscale_min}) is above kube.autoscale_max ({kube.autoscale_max})",
+            ids.KUBE_E003, f"kube.autoscale_min ({kube.autoscale_min}) is above kube.autoscale_max ({kube.autoscale_max})",
             "make the minimum at most the maximum"))
     if kube.autoscale_min and not kube.autoscale_max:
         problems.append(WsgistackError(
-            "kube.E003", "kube.autoscale_min is set without kube.autoscale_max", "set both bounds, or neither (no HPA)"))
+            ids.KUBE_E003, "kube.autoscale_min is set without kube.autoscale_max", "set both bounds, or neither (no HPA)"))
     if kube.layout == "split" and config.uwsgi.socket == "tcp":
         problems.append(WsgistackError(
-            "kube.E004", "kube.layout = split shares uWSGI's unix socket through an emptyDir; uwsgi.socket is tcp",
+            ids.KUBE_E004, "kube.layout = split shares uWSGI's unix socket through an emptyDir; uwsgi.socket is tcp",
             "use uwsgi.socket = unix (the default) with the split layout"))
     return problems
 

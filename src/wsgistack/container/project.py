@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from wsgistack.errors import WsgistackError
+from wsgistack import errorids as ids
 
 APP_DIR = PurePosixPath("/app")  # where the project lives in the image
 
@@ -88,7 +89,7 @@ def requirements_file(path: Path, requirements: str) -> Path:
     candidate = path / requirements
     if not candidate.is_file():
         raise WsgistackError(
-            "docker.E001",
+            ids.DOCKER_E001,
             f"no {requirements} in {path}: the image needs the app's Python dependencies",
             "write one (pip freeze > requirements.txt, or list Django/Flask and friends), or name yours with --requirements FILE",
         )

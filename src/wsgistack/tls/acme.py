@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from wsgistack.errors import WsgistackError
+from wsgistack import errorids as ids
 
 CERTBOT_TIMEOUT = 600
 
-ACME_FAILED = "tls.E001"
-CHALLENGE_UNREACHABLE = "tls.E002"
-NO_CLIENT = "tls.E003"
+ACME_FAILED = ids.TLS_E001
+CHALLENGE_UNREACHABLE = ids.TLS_E002
+NO_CLIENT = ids.TLS_E003
 
 # certbot lines that are about certbot, not about what went wrong.
 _NOISE = (
