@@ -16,6 +16,7 @@ from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.machine import Machine
 from wsgistack.plan import DEFAULT_REQUEST_TIMEOUT, NGINX_GRACE
+from wsgistack import errorids as ids
 
 # HAProxy waits for a node a little longer than the node's nginx does, so a slow request
 # ends with the node's own 504 (logged there), not with a cut connection.
@@ -110,7 +111,7 @@ class BalancerPlan:
                 return server
         known = ", ".join(s.address for s in self.servers) or "none"
         raise WsgistackError(
-            "balancer.E002", f"{address} is not one of the balancer's nodes ({known})",
+            ids.BALANCER_E002, f"{address} is not one of the balancer's nodes ({known})",
             "name a node from balancer.nodes (or --node), as host:port",
         )
 
@@ -149,7 +150,7 @@ def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
         raise ConfigError(
             [
                 WsgistackError(
-                    "balancer.E001",
+                    ids.BALANCER_E001,
                     "the balancer has no nodes",
                     "give them: wsgistack balance --node 10.0.0.11:8000 --node 10.0.0.12:8000, "
                     "or balancer.nodes in wsgistack.toml (env WSGISTACK_BALANCER__NODES)",
@@ -191,7 +192,7 @@ def check_config(plan: BalancerPlan, path: Path) -> None:
     out = subprocess.run([plan.haproxy, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
         raise WsgistackError(
-            "balancer.E003",
+            ids.BALANCER_E003,
             f"HAProxy refuses the rendered {path}",
             "this is a wsgistack bug unless a [balancer] setting is at fault: check the lines HAProxy names",
             details=(out.stdout + out.stderr).strip()[-4000:],
@@ -207,13 +208,13 @@ def prepare(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
 
     plan = make_balancer_plan(loaded, machine)
     if not plan.haproxy:
-        raise MissingBinaryError("balancer.E004", "haproxy is not installed (or not on PATH)", INSTALL_HAPROXY_HINT)
+        raise MissingBinaryError(ids.BALANCER_E004, "haproxy is not installed (or not on PATH)", INSTALL_HAPROXY_HINT)
     plan.paths.runtime.mkdir(parents=True, exist_ok=True)
     os.chmod(plan.paths.runtime, 0o700)
     live = _socket_answers(plan.paths.socket)
     if live:
         raise WsgistackError(
-            "balancer.E005",
+            ids.BALANCER_E005,
             f"a balancer from another `wsgistack balance` is running there ({plan.paths.socket} answers)",
             "stop it first (Ctrl-C in its terminal), or set a different runtime_dir",
         )
@@ -259,7 +260,7 @@ class RuntimeAPI:
                     chunks.append(chunk)
         except OSError as exc:
             raise WsgistackError(
-                "balancer.E006",
+                ids.BALANCER_E006,
                 f"cannot reach HAProxy's runtime API at {self.path}: {exc.strerror or exc}",
                 "is `wsgistack balance` running with the same settings (runtime_dir)? run this as the same user",
             ) from None
@@ -269,7 +270,7 @@ class RuntimeAPI:
         """``state``: ready, drain or maint."""
         reply = self.command(f"set server {backend}/{server} state {state}").strip()
         if reply:
-            raise WsgistackError("balancer.E007", f"HAProxy refused to set {server} {state}: {reply}", "")
+            raise WsgistackError(ids.BALANCER_E007, f"HAProxy refused to set {server} {state}: {reply}", "")
 
     def stats(self) -> list[dict[str, str]]:
         """``show stat`` as one dict per line (frontends, servers, backends)."""
@@ -282,4 +283,4 @@ class RuntimeAPI:
         for row in self.stats():
             if row["pxname"] == backend and row["svname"] == server:
                 return row
-        raise WsgistackError("balancer.E002", f"HAProxy has no server {backend}/{server}", "")
+        raise WsgistackError(ids.BALANCER_E002, f"HAProxy has no server {backend}/{server}", "")

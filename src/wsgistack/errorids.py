@@ -35,6 +35,27 @@ APP_E009 = declare("app.E009", "the app probe failed in an unexpected way",
 APP_E010 = declare("app.E010", "manage.py does not name a settings module",
                    "set app.django_settings in wsgistack.toml or DJANGO_SETTINGS_MODULE")
 
+# --- balancer, rollout: several nodes behind HAProxy -----------------------------------------
+BALANCER_E001 = declare("balancer.E001", "the balancer has no nodes",
+                        "give them: wsgistack balance --node HOST:PORT ..., or balancer.nodes in wsgistack.toml")
+BALANCER_E002 = declare("balancer.E002", "the node named is not one of the balancer's", "name a node from balancer.nodes (or --node), as host:port")
+BALANCER_E003 = declare("balancer.E003", "HAProxy refuses the rendered haproxy.cfg",
+                        "a wsgistack bug unless a [balancer] setting is at fault: check the lines HAProxy names")
+BALANCER_E004 = declare("balancer.E004", "haproxy is not installed (or not on PATH)", "install it: sudo apt-get install haproxy")
+BALANCER_E005 = declare("balancer.E005", "a balancer from another `wsgistack balance` is running in this runtime dir",
+                        "stop it first, or set a different runtime_dir")
+BALANCER_E006 = declare("balancer.E006", "HAProxy's runtime API cannot be reached",
+                        "is `wsgistack balance` running with the same settings (runtime_dir)? run this as the same user")
+BALANCER_E007 = declare("balancer.E007", "HAProxy refused to change a server's state", "read HAProxy's reply in the message")
+ROLLOUT_E001 = declare("rollout.E001", "updating a node failed; the rollout stops there",
+                       "the node stays drained and the others serve: fix it, then run the rollout again")
+ROLLOUT_E002 = declare("rollout.E002", "a node is not ready after its update; the rollout stops there",
+                       "the node stays drained and the others serve: see its log, then run the rollout again")
+ROLLOUT_E003 = declare("rollout.E003", "a node is not on this machine and no --command says how to update it",
+                       "give one, e.g. --command 'ssh {host} sudo systemctl reload myapp'")
+ROLLOUT_E004 = declare("rollout.E004", "no other node is up: draining this one would leave nothing serving",
+                       "bring the other nodes back first")
+
 # --- config: reading and validating the configuration ---------------------------------------
 CONFIG_E001 = declare("config.E001", "a setting has an invalid value", "the message names the setting, where it came from and what it accepts")
 CONFIG_E002 = declare("config.E002", "an unknown setting in the config file", "check the spelling (`wsgistack config` lists every setting)")

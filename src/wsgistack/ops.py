@@ -262,8 +262,8 @@ def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
 def drain(paths: Paths) -> str:
     """Create the drain marker: the readiness path answers 503 "draining" at once, so a
     balancer stops sending new requests here; the node itself keeps serving."""
-    if not status(paths).running:
-        raise WsgistackError("ops.E001", f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
+    if not status(paths, stats=False).running:
+        raise WsgistackError(ids.OPS_E001, f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
     paths.drain.touch()
     return f"draining: readiness answers 503 until `wsgistack undrain` ({paths.drain})"
 

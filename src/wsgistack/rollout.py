@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from wsgistack.balancer import BalancerPlan, RuntimeAPI, Server
 from wsgistack.errors import WsgistackError
+from wsgistack import errorids as ids
 
 BACKEND = "nodes"  # the backend name in haproxy.cfg.j2
 
@@ -59,7 +60,7 @@ def update_command(server: Server, options: RolloutOptions) -> list[str] | str:
         return filled
     if not is_local(server.host):
         raise WsgistackError(
-            "rollout.E003",
+            ids.ROLLOUT_E003,
             f"{server.address} is not on this machine, and no --command says how to update it",
             "give one, e.g. --command 'ssh {host} sudo systemctl reload myapp' ({host} {port} {node} are filled in)",
         )
@@ -90,7 +91,7 @@ def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], No
         up = [s for s in plan.servers if s != server and api.server_stat(BACKEND, s.name)["status"] == "UP"]
         if not up:
             raise WsgistackError(
-                "rollout.E004",
+                ids.ROLLOUT_E004,
                 f"no other node is up: draining {server.address} would leave nothing serving",
                 "bring the other nodes back first (see the stats page)",
             )
@@ -106,7 +107,7 @@ def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], No
             say(f"  {line}")
         if done.returncode != 0:
             raise WsgistackError(
-                "rollout.E001",
+                ids.ROLLOUT_E001,
                 f"the update of {server.address} failed with exit code {done.returncode}; the rollout stops there",
                 f"{server.name} stays drained, the other nodes serve; fix it, then put it back with "
                 f"`echo 'set server {BACKEND}/{server.name} state ready' | socat - {plan.paths.socket}` "
@@ -125,7 +126,7 @@ def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], No
                 break
             if time.monotonic() > deadline:
                 raise WsgistackError(
-                    "rollout.E002",
+                    ids.ROLLOUT_E002,
                     f"{server.address} is not ready {options.ready_timeout:g}s after its update (readiness: "
                     f"{answer or 'ready'}; the balancer's check: {status}); the rollout stops there",
                     f"{server.name} stays drained, the other nodes serve; see the node's log, then put it back with "
