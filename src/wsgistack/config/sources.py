@@ -369,7 +369,7 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
     if config.ops.port and config.ops.port in (config.server.port, config.tls.port if config.tls.mode != "off" else 0):
         problems.append(
             WsgistackError(
-                "config.E046",
+                ids.CONFIG_E046,
                 f"ops.port = {config.ops.port} (from {origins.get('ops.port', DEFAULT)}) is also the site's port",
                 "give the ops listener a port of its own, e.g. 9100",
             )
