@@ -24,7 +24,7 @@ from wsgistack.config import LoadedConfig, load_config, record
 from wsgistack.errors import MissingBinaryError, WsgistackError
 from wsgistack.interpreter import AppPython, check_uwsgi, resolve as resolve_python
 from wsgistack.machine import INSTALL_NGINX_HINT, Machine, detect
-from wsgistack.plan import Paths, Plan, app_user, make_plan, prepare_tls, runtime_paths as _runtime_paths
+from wsgistack.plan import Paths, Plan, app_user, host_facts, make_plan, prepare_tls, runtime_paths as _runtime_paths
 from wsgistack.prestart import collects_static, run_prestart
 from wsgistack.render import RenderedFile, render, write_files
 from wsgistack.runner.manager import Say, is_ready, process_alive_from_pidfile
@@ -90,7 +90,8 @@ def start(
     machine = detect()
     python = find_python(loaded, env)  # the app's interpreter and its uWSGI
     app = find_app(loaded, machine, env, python)  # imports the app, as the user uWSGI will run as
-    plan = prepare_tls(make_plan(loaded, machine, app, python))  # + the dev certificate (tls.mode self-signed)
+    host = host_facts(loaded, machine, env)  # users' groups, real paths: make_plan itself reads nothing
+    plan = prepare_tls(make_plan(loaded, machine, app, python, host))  # + the dev certificate (tls.mode self-signed)
     if flags.binaries:
         check_binaries(plan)
     files = tuple(render(plan))  # rendered once: the checks look at the files we write

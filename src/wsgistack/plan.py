@@ -177,10 +177,36 @@ class Paths:
                 self.ops_socket)
 
 
-def default_data_dir() -> Path:
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where certificates and the ACME account live unless tls.data_dir says otherwise."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "wsgistack"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What planning would otherwise read from this host (users' groups, symlinks, the home
+    directory): read once by :func:`host_facts` and passed to :func:`make_plan`, which stays
+    pure. The defaults describe an unknown host (rendering for another machine): a user's
+    group is named like the user (nginx's own default), paths are taken as written."""
+
+    groups: Mapping[str, str] = field(default_factory=dict)  # user -> primary group name
+    real_paths: Mapping[Path, Path] = field(default_factory=dict)  # a configured dir -> its resolved path
+    data_dir: Path = Path("/var/lib/wsgistack")  # tls.data_dir's default
+
+
+def host_facts(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str] | None = None) -> HostFacts:
+    """The side effects of planning, in one place: look up the run user's group, resolve the
+    configured static directories, find the data directory's default."""
+    config = loaded.config
+    users = {u for u in (config.user, machine.nginx_user) if u and u != "root"}
+    dirs = [m.dir if m.dir.is_absolute() else loaded.project_dir / m.dir for m in config.server.static]
+    return HostFacts(
+        groups={u: _primary_group(u) for u in users},
+        real_paths={d: d.resolve() for d in dirs},
+        data_dir=default_data_dir(env),
+    )
 
 
 @dataclass(frozen=True)
@@ -230,11 +256,11 @@ def tls_names(config: Config) -> tuple[str, ...]:
     return names or ("localhost",)
 
 
-def _tls_plan(config: Config, project: Path) -> TlsPlan | None:
+def _tls_plan(config: Config, project: Path, host: HostFacts) -> TlsPlan | None:
     tls = config.tls
     if tls.mode == "off" or config.role == "app":
         return None
-    data_dir = tls.data_dir or default_data_dir()
+    data_dir = tls.data_dir or host.data_dir
     if not data_dir.is_absolute():
         data_dir = project / data_dir
     names = tls_names(config)
@@ -470,13 +496,14 @@ def _check_tcp_host(loaded: LoadedConfig, notes: list[str]) -> None:
     )
 
 
-def _locations(config: Config, app: AppSpec | None, project: Path) -> tuple[Location, ...]:
+def _locations(config: Config, app: AppSpec | None, project: Path, host: HostFacts) -> tuple[Location, ...]:
     found: dict[str, StaticDir] = {}
     for item in app.static if app else ():
         found[item.url] = item
     for mapping in config.server.static:  # explicit mappings win over detected ones
         directory = mapping.dir if mapping.dir.is_absolute() else (project / mapping.dir)
-        found[mapping.url] = StaticDir(mapping.url, directory.resolve(), "extra")
+        real = host.real_paths.get(directory) or Path(os.path.normpath(directory))
+        found[mapping.url] = StaticDir(mapping.url, real, "extra")
     hashed = app is not None and app.kind == "django"
     # Longest prefix first, so /static/admin/ would win over /static/ in a reader's eye too.
     return tuple(
@@ -554,8 +581,11 @@ def _uwsgi_options(loaded: LoadedConfig) -> tuple[tuple[str, str], ...]:
     return tuple(lines)
 
 
-def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, python: AppPython | None = None) -> Plan:
-    """Pure: everything the renderer needs, derived from config, machine and app."""
+def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, python: AppPython | None = None,
+              host: HostFacts | None = None) -> Plan:
+    """Pure: everything the renderer needs, derived from config, machine, app, the app's
+    interpreter and the host's facts (:func:`host_facts`; default: an unknown host)."""
+    host = host or HostFacts()
     config = loaded.config
     project = loaded.project_dir
     notes: list[str] = []
@@ -608,7 +638,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     if machine.is_root and config.user == "root":
         nginx_user = machine.nginx_user
         if nginx_user:
-            run_group = _primary_group(nginx_user)
+            run_group = host.groups.get(nginx_user, nginx_user)
             socket_owner = f"root:{run_group}"
         notes.append('warning: uWSGI runs as root because user = "root" (from '
                      f'{loaded.origin("user")}): the app can do anything root can')
@@ -625,7 +655,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
                 ]
             )
         nginx_user = uwsgi_user = run_user
-        run_group = _primary_group(run_user)
+        run_group = host.groups.get(run_user, run_user)
         socket_owner = f"{run_user}:{run_group}"
 
     if config.platform == "heroku" and not machine.termdrain:
@@ -655,7 +685,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         reload_on_rss_mb=reload_on_rss,
         nginx_workers=max(1, nginx_workers),
         max_body_bytes=parse_size(config.server.max_body_size),
-        locations=_locations(config, app, project),
+        locations=_locations(config, app, project, host),
         nginx_user=nginx_user,
         uwsgi_user=uwsgi_user,
         socket_owner=socket_owner,
@@ -668,7 +698,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         background=background_processes(config),
         notes=tuple(notes),
         python=python,
-        tls=_tls_plan(config, project),
+        tls=_tls_plan(config, project, host),
     )
 
 
@@ -687,7 +717,8 @@ def build_plan(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], p
     from wsgistack.pipeline import find_app, find_python
 
     python = python or find_python(loaded, env)
-    return prepare_tls(make_plan(loaded, machine, find_app(loaded, machine, env, python), python))
+    app = find_app(loaded, machine, env, python)
+    return prepare_tls(make_plan(loaded, machine, app, python, host_facts(loaded, machine, env)))
 
 
 def prepare_tls(plan: Plan) -> Plan:

@@ -44,9 +44,16 @@ def test_all_role_serves_pages_static_and_media(run_container: type[Container]) 
 
 
 def test_arbitrary_uid_works(run_container: type[Container]) -> None:
-    """OpenShift-style: any uid with group 0 can run the image (group-writable dirs)."""
+    """OpenShift-style: any uid with group 0 can run the image (group-writable dirs): it
+    serves, every process in it runs as that uid, and the app can write its data there."""
     c = run_container(args=("--user", "12345:0"))
     wait_http(c.url + "/", container=c)
+    uids = docker("exec", c.name, "sh", "-c", "cat /proc/[0-9]*/status 2>/dev/null | grep ^Uid").stdout.splitlines()
+    assert uids and all(line.split()[1] == "12345" for line in uids), uids
+    status, _body = get(c.url + "/static/admin/css/base.css")  # collected at start, by uid 12345
+    assert status == 200
+    docker("exec", c.name, "sh", "-c", "echo media-ok > /app/var/media/probe.txt")  # as the container's user
+    assert get(c.url + "/media/probe.txt") == (200, b"media-ok\n")
 
 
 def test_web_role_without_upstream_fails_before_starting(run_container: type[Container]) -> None:

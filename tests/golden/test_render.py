@@ -112,8 +112,31 @@ def test_golden(case: str) -> None:
         assert content == expected[name], f"{case}/{name} differs from the golden file"
 
 
-def test_render_is_pure() -> None:
-    assert rendered("django-default") == rendered("django-default")
+def test_render_is_pure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planning and rendering read nothing from the host and write nothing: the same inputs
+    give the same files even when every host lookup would fail (users, groups, symlinks,
+    the home directory), and the runtime dir they name is never created."""
+    import grp
+    import pwd
+
+    cases = ("django-root-proxy-named-hosts", "tls-self-signed", "flask-factory-tcp")
+    loaded = {case: load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": "/run/ws", **CASES[case][0]}) for case in cases}
+
+    def plan_and_render(case: str) -> dict[str, str]:
+        _env, machine, app = CASES[case]
+        return {f.path: f.content for f in render(make_plan(loaded[case], machine, app, app_python(machine)))}
+
+    before = {case: plan_and_render(case) for case in cases}
+    assert before == {case: rendered(case) for case in cases}
+
+    def asks_the_host(*args: object, **kwargs: object) -> None:
+        raise AssertionError("make_plan/render read the host")
+
+    for target, name in ((pwd, "getpwnam"), (grp, "getgrgid"), (grp, "getgrall"), (Path, "resolve"), (Path, "home"),
+                         (os, "geteuid"), (subprocess, "run")):
+        monkeypatch.setattr(target, name, asks_the_host)
+    assert {case: plan_and_render(case) for case in cases} == before
+    assert not Path("/run/ws").exists()
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")
