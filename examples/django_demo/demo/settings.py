@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import tempfile
 from pathlib import Path
 
@@ -160,6 +161,34 @@ DATABASES = {
         },
     }
 }
+
+# A server database instead, as in seed 004: DATABASE_URL (e.g.
+# mysql://demo:pw@10.0.0.21:3306/demo) is the primary, DATABASE_REPLICA_URLS
+# (comma-separated) the read replicas. Writes, sessions and auth go to the
+# primary; other reads to a healthy replica (demo/routers.py), except for a user
+# who just wrote: their reads stay on the primary for DATABASE_PIN_SECONDS.
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
+if DATABASE_URL or DATABASE_REPLICA_URLS:
+    from demo.databases import database_settings
+
+    DATABASES = database_settings(DATABASE_URL, DATABASE_REPLICA_URLS, DATABASES["default"])
+REPLICA_DATABASES = [alias for alias in DATABASES if alias != "default"]
+if REPLICA_DATABASES:
+    DATABASE_ROUTERS = ["demo.routers.ReplicaRouter"]
+    # `manage.py test`: the replicas are test mirrors of the primary (TEST.MIRROR), whose
+    # test transactions they never see; the router then reads from the primary.
+    TESTING = sys.argv[1:2] == ["test"]
+    # Pins a user's reads to the primary for MULTIDB_PINNING_SECONDS after any
+    # request that may write (a cookie, so it holds on every node behind a
+    # balancer); first, so the pin covers the session and auth reads too.
+    MIDDLEWARE.insert(0, "multidb.middleware.PinningRouterMiddleware")
+    MULTIDB_PINNING_SECONDS = env_int("DATABASE_PIN_SECONDS", 15)
+    MULTIDB_PINNING_COOKIE_HTTPONLY = True
+    # How often a worker re-checks that a replica answers and is not behind.
+    DATABASE_REPLICA_CHECK_SECONDS = float(os.environ.get("DATABASE_REPLICA_CHECK_SECONDS", "") or 1)
+    # ...and skips it when it does not reach the primary's position within this time.
+    DATABASE_REPLICA_MAX_LAG = float(os.environ.get("DATABASE_REPLICA_MAX_LAG", "") or 0.5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
