@@ -335,6 +335,7 @@ def test_config_change_rolls_the_pods() -> None:
     ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__HOSTS": "shop.example.com"}, "kube.E002"),
     ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__AUTOSCALE_MIN": "5", "WSGISTACK_KUBE__AUTOSCALE_MAX": "3"}, "kube.E003"),
     ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__LAYOUT": "split", "WSGISTACK_UWSGI__SOCKET": "tcp"}, "kube.E004"),
+    ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_TLS__MODE": "acme"}, "kube.E005"),
 ])
 def test_inconsistent_settings_are_refused(env: dict[str, str], error: str) -> None:
     _env, facts = CASES["single-default"]

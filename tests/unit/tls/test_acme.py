@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -63,3 +64,23 @@ def test_renewal_at_two_thirds_without_ari(tmp_path: Path) -> None:
     life = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert why == "two thirds of its lifetime"
     assert abs(when - (cert.not_valid_before_utc + life * 2 / 3)) < dt.timedelta(seconds=1)
+
+
+def test_acme_without_certbot_refuses_to_start() -> None:
+    import pytest
+
+    from wsgistack.config import load_config
+    from wsgistack.errors import MissingBinaryError
+    from wsgistack.machine import Machine
+    from wsgistack.pipeline import check_binaries
+    from wsgistack.plan import make_plan
+
+    machine = Machine(cpus=2, memory_limit=None, somaxconn=4096, euid=1000, nginx="/usr/sbin/nginx",
+                      python="/usr/bin/python3", certbot=None)
+    env = {"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001", "WSGISTACK_TLS__MODE": "acme"}
+    plan = make_plan(load_config(Path("/srv/app"), env=env), machine, None)
+    with pytest.raises(MissingBinaryError) as exc:
+        check_binaries(plan)
+    assert exc.value.id == "tls.E003" and "wsgistack[acme]" in exc.value.hint
+    with_certbot = dataclasses.replace(machine, certbot="/usr/bin/certbot")
+    check_binaries(make_plan(load_config(Path("/srv/app"), env=env), with_certbot, None))  # no error
