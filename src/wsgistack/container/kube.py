@@ -119,7 +119,7 @@ def _problems(config: Config) -> list[WsgistackError]:
             "use uwsgi.socket = unix (the default) with the split layout"))
     if config.tls.mode != "off":
         problems.append(WsgistackError(
-            "kube.E005", f"tls.mode = {config.tls.mode}: on Kubernetes the Ingress terminates TLS and the pods serve plain "
+            ids.KUBE_E005, f"tls.mode = {config.tls.mode}: on Kubernetes the Ingress terminates TLS and the pods serve plain "
             "HTTP (each replica would otherwise hold, or with acme request, its own certificate, lost with the pod)",
             "set tls.mode = off for the manifests, and give the Ingress its certificate: kube.hosts + kube.tls_secret "
             "(a Secret you create, or cert-manager's); docs/tls.md"))
