@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsgistack import hosts
 from wsgistack.config.model import Config, split_address
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
@@ -92,9 +93,7 @@ class BalancerPlan:
 
     @property
     def url(self) -> str:
-        host = self.config.balancer.host
-        host = "127.0.0.1" if host in ("0.0.0.0", "", "*", "::") else (f"[{host}]" if ":" in host else host)
-        return f"http://{host}:{self.config.balancer.port}"
+        return f"http://{hosts.url_host(self.config.balancer.host)}:{self.config.balancer.port}"
 
     @property
     def stats_url(self) -> str:

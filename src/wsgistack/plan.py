@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsgistack import hosts
 from wsgistack.app import AppSpec, StaticDir
 from wsgistack.config.model import LETSENCRYPT_DIRECTORY, LETSENCRYPT_STAGING_DIRECTORY, ROUTER_TIMEOUTS, Config, parse_size
 from wsgistack.config.sources import LoadedConfig
@@ -393,11 +394,7 @@ class Plan:
 
     @property
     def url(self) -> str:
-        host = self.config.server.host
-        if host in ("0.0.0.0", "", "*"):
-            host = "127.0.0.1"
-        elif ":" in host and not host.startswith("["):
-            host = f"[{host}]"
+        host = hosts.url_host(self.config.server.host)
         if self.tls is not None and self.tls.ready:
             # A name the certificate covers, so the printed URL opens without a warning.
             name = next((n for n in self.tls.names if not n.startswith("*")), host)
@@ -467,15 +464,8 @@ def _check_tcp_host(loaded: LoadedConfig, notes: list[str]) -> None:
     """uWSGI's socket speaks a protocol with no authentication, in which the peer sets
     REMOTE_ADDR, the scheme and the Host: only nginx may reach it. On loopback that holds;
     on another address only a separate app container (role = app) has a reason to listen."""
-    import ipaddress
-
     config = loaded.config
-    host = config.uwsgi.tcp_host.strip("[]")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback:
+    if hosts.is_loopback(config.uwsgi.tcp_host):
         return
     if config.role == "app":
         notes.append(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import ipaddress
 import json
 import logging
 import re
 import subprocess
 from typing import Any
 
+from wsgistack import hosts
 from wsgistack.checks.context import CheckContext, walk
 from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, declare
 from wsgistack.checks.registry import register
@@ -223,12 +223,7 @@ def _is_loopback(listen: str) -> bool:
         host = listen[1 : listen.find("]")]
     else:
         host = listen.rsplit(":", 1)[0] if ":" in listen else listen
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: assume public
+    return hosts.is_loopback(host)  # a host name: assume public
 
 
 @register(deploy=True)

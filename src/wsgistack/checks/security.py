@@ -7,11 +7,11 @@ and its kin, and doctor reports Django's ids too: one id must never mean two thi
 from __future__ import annotations
 
 import grp
-import ipaddress
 import pwd
 import stat
 from pathlib import Path
 
+from wsgistack import hosts
 from wsgistack.checks.context import CheckContext, ini_value
 from wsgistack.checks.messages import ERROR, WARNING, Finding, declare
 from wsgistack.checks.registry import register
@@ -183,14 +183,7 @@ def socket_reachable(ctx: CheckContext) -> list[Finding]:
                  f"on the way to {plan.upstream.address}", obj="runtime_dir")]
 
 
-def _public_host(host: str) -> bool:
-    host = host.strip("[]")
-    if host in ("localhost",):
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True  # 0.0.0.0 parses; anything else unparsable is a name: assume public
+_public_host = hosts.is_public  # a wildcard or a name counts as public
 
 
 @register()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from wsgistack.cli.dockerfile_cmd import project_argument, recipe_options, write
 def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bool, keep_dockerfile: bool,
             **params: Any) -> None:
     """Build the image for the app in PATH (Dockerfile from `wsgistack dockerfile`)."""
-    from wsgistack.container.build import docker_binary, docker_build, progress_callbacks
+    from wsgistack.container.build import docker_binary, docker_build
     from wsgistack.container.project import image_name
 
     docker_binary()  # fail first, before writing anything, when there is no docker
@@ -36,3 +38,38 @@ def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bo
     size = f", {result.size / 1e6:.1f} MB" if result.size else ""
     click.echo(f"built {result.tag} in {result.seconds:.1f}s ({result.cached_steps} of {result.steps} steps cached{size})")
     click.echo(f"run it: docker run --rm -p 8080:8080 {result.tag}", err=True)
+
+
+def progress_callbacks(plain: bool) -> tuple[Callable[[str], None] | None, Callable[[int, int, str], None] | None, Callable[[], None]]:
+    """(on_line, on_step, close) for docker_build: a rich progress bar on a terminal when rich is installed,
+    plain step lines otherwise (CI logs, or an image without rich)."""
+    rich_ok = False
+    if not plain and sys.stderr.isatty():
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            rich_ok = True
+        except ImportError:
+            pass
+    if rich_ok:
+        console = Console(stderr=True)
+        progress = Progress(TextColumn("[bold]docker build"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TimeElapsedColumn(), TextColumn("{task.description}"), console=console, transient=True)
+        progress.start()
+        task = progress.add_task("", total=None)
+
+        def on_step(n: int, total: int, instruction: str) -> None:
+            progress.update(task, completed=n - 1, total=total, description=instruction[:60])
+
+        return None, on_step, progress.stop
+
+    def on_line(line: str) -> None:
+        if plain:
+            click.echo(line, err=True)
+
+    def on_step_plain(n: int, total: int, instruction: str) -> None:
+        if not plain:
+            click.echo(f"[{n}/{total}] {instruction[:100]}", err=True)
+
+    return on_line, on_step_plain, lambda: None

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -129,38 +128,3 @@ def docker_build(
     if inspect.returncode == 0 and inspect.stdout.strip().isdigit():
         size = int(inspect.stdout.strip())
     return BuildResult(tag=tag, seconds=time.monotonic() - started, size=size, cached_steps=cached, steps=steps)
-
-
-def progress_callbacks(plain: bool) -> tuple[Callable[[str], None] | None, Callable[[int, int, str], None] | None, Callable[[], None]]:
-    """(on_line, on_step, close): a rich progress bar on a terminal when rich is installed,
-    plain step lines otherwise (CI logs, or an image without rich)."""
-    rich_ok = False
-    if not plain and sys.stderr.isatty():
-        try:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            rich_ok = True
-        except ImportError:
-            pass
-    if rich_ok:
-        console = Console(stderr=True)
-        progress = Progress(TextColumn("[bold]docker build"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                            TimeElapsedColumn(), TextColumn("{task.description}"), console=console, transient=True)
-        progress.start()
-        task = progress.add_task("", total=None)
-
-        def on_step(n: int, total: int, instruction: str) -> None:
-            progress.update(task, completed=n - 1, total=total, description=instruction[:60])
-
-        return None, on_step, progress.stop
-
-    def on_line(line: str) -> None:
-        if plain:
-            print(line, file=sys.stderr, flush=True)
-
-    def on_step_plain(n: int, total: int, instruction: str) -> None:
-        if not plain:
-            print(f"[{n}/{total}] {instruction[:100]}", file=sys.stderr, flush=True)
-
-    return on_line, on_step_plain, lambda: None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
+from wsgistack import hosts
 from wsgistack import __version__
 from wsgistack.plan import Plan
 from wsgistack.tls import FFDHE2048, MOZILLA_CURVES, MOZILLA_INTERMEDIATE_CIPHERS
@@ -47,12 +48,7 @@ def _env() -> jinja2.Environment:
     )
 
 
-def _listen_address(host: str, port: int) -> str:
-    if host in ("", "*", "0.0.0.0"):
-        return str(port) if host in ("", "*") else f"0.0.0.0:{port}"
-    if ":" in host and not host.startswith("["):
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
+_listen_address = hosts.listen_address
 
 
 def process_table(plan: Plan) -> dict[str, object]:
@@ -122,7 +118,7 @@ def process_table(plan: Plan) -> dict[str, object]:
         )
     if plan.runs_nginx:
         host = plan.config.server.host
-        probe_host = "127.0.0.1" if host in ("", "*", "0.0.0.0") else host.strip("[]")
+        probe_host = hosts.connect_host(host)
         processes.append(
             {
                 "name": "nginx",
@@ -195,8 +191,7 @@ def renewer_settings(plan: Plan) -> dict[str, object]:
     }
 
 
-def _probe_host(host: str) -> str:
-    return "127.0.0.1" if host in ("", "*", "0.0.0.0") else ("::1" if host == "::" else host.strip("[]"))
+_probe_host = hosts.connect_host
 
 
 def ops_settings(plan: Plan) -> dict[str, object]:
@@ -300,7 +295,7 @@ def write_files(files: list[RenderedFile], out_dir: Path) -> list[Path]:
 def balancer_process_table(plan: BalancerPlan) -> dict[str, object]:
     """HAProxy for the process manager: in the foreground (-db), logging to stdout."""
     host = plan.config.balancer.host
-    probe_host = "127.0.0.1" if host in ("", "*", "0.0.0.0") else ("::1" if host == "::" else host.strip("[]"))
+    probe_host = hosts.connect_host(host)
     return {
         "runtime_dir": str(plan.paths.runtime),
         "stop_timeout": plan.config.stop_timeout,

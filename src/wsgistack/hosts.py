@@ -1,0 +1,65 @@
+"""Host addresses, one place: what a listen address means, how to reach it, how to write it.
+
+Settings give hosts as users type them: ``127.0.0.1``, ``0.0.0.0``, ``::``, ``[::1]``, ``*``,
+``""``, ``localhost`` or a name. nginx's ``listen``, HAProxy's ``bind``, a URL, a readiness
+probe and the loopback checks each need a different form; they all come from here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+ANY_V4 = ("", "*", "0.0.0.0")  # every IPv4 address ("" and "*": nginx/HAProxy's "any")
+ANY = (*ANY_V4, "::")
+
+
+def bare(host: str) -> str:
+    """Without the brackets an IPv6 literal carries in URLs and listen lines."""
+    return host.strip().strip("[]")
+
+
+def is_wildcard(host: str) -> bool:
+    return bare(host) in ANY
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address (127.0.0.0/8, ::1); a wildcard or a name is not."""
+    host = bare(host)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_public(host: str) -> bool:
+    """Reachable from other machines: a wildcard, a non-loopback address or a name."""
+    return not is_loopback(host)
+
+
+def connect_host(host: str) -> str:
+    """Where a local client (readiness probe, status) connects to reach a listener on host."""
+    host = bare(host)
+    if host in ANY_V4:
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def url_host(host: str) -> str:
+    """The host part of a URL that reaches a listener on host (IPv6 in brackets)."""
+    host = connect_host(host)
+    return f"[{host}]" if ":" in host else host
+
+
+def listen_address(host: str, port: int) -> str:
+    """nginx's ``listen`` / HAProxy's ``bind`` address: a bare port for "any" ("" or "*"),
+    IPv6 in brackets."""
+    host = host.strip()
+    if host in ("", "*"):
+        return str(port)
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
