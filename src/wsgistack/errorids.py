@@ -112,6 +112,8 @@ KUBE_E003 = declare("kube.E003", "the autoscaling bounds do not make sense", "se
 KUBE_E004 = declare("kube.E004", "the split layout needs uWSGI on a unix socket", "use uwsgi.socket = unix (the default) with the split layout")
 KUBE_E005 = declare("kube.E005", "tls.mode is on for the Kubernetes manifests: there the Ingress terminates TLS",
                     "set tls.mode = off for the manifests; give the Ingress its certificate (kube.hosts + kube.tls_secret)")
+KUBE_E006 = declare("kube.E006", "kube.env sets a setting the manifests set themselves (port, host, server names, "
+                    "health paths, stop_timeout, role...)", "drop it from kube.env; change the setting it derives from and regenerate")
 OPS_E001 = declare("ops.E001", "nothing is running in the runtime dir",
                    "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir")
 OPS_E002 = declare("ops.E002", "uWSGI's master FIFO cannot be opened", "run as the user that started the stack")

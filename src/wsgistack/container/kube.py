@@ -113,6 +113,14 @@ def _problems(config: Config) -> list[WsgistackError]:
     if kube.autoscale_min and not kube.autoscale_max:
         problems.append(WsgistackError(
             ids.KUBE_E003, "kube.autoscale_min is set without kube.autoscale_max", "set both bounds, or neither (no HPA)"))
+    for key in kube.env:
+        dotted = _setting_of(key)
+        if dotted in MANIFEST_SETTINGS:
+            problems.append(WsgistackError(
+                ids.KUBE_E006, f"kube.env sets {key} ({dotted}), which the manifests set themselves: the probes, "
+                "the grace period or the pod's role would no longer match what the pod runs",
+                f"drop {key} from kube.env: the manifests derive it from the config (docs/kubernetes.md says from "
+                "which setting), so change that setting and regenerate"))
     if kube.layout == "split" and config.uwsgi.socket == "tcp":
         problems.append(WsgistackError(
             ids.KUBE_E004, "kube.layout = split shares uWSGI's unix socket through an emptyDir; uwsgi.socket is tcp",
@@ -124,6 +132,25 @@ def _problems(config: Config) -> list[WsgistackError]:
             "set tls.mode = off for the manifests, and give the Ingress its certificate: kube.hosts + kube.tls_secret "
             "(a Secret you create, or cert-manager's); docs/tls.md"))
     return problems
+
+
+# Settings the manifests give the pods themselves (ConfigMap or container env): kube.env may
+# not set them, or the probes, grace period and roles would disagree with what runs.
+MANIFEST_SETTINGS = frozenset({
+    "server.port", "server.host", "server.server_names", "server.live_path", "server.ready_path", "stop_timeout",
+    "role", "process", "runtime_dir", "run_processes", "app.migrate", "app.collectstatic", "uwsgi.uri",
+    "upstream_wait", "server.static",
+})
+
+
+def _setting_of(variable: str) -> str:
+    """The setting an environment variable sets (WSGISTACK_X__Y or an alias such as PORT)."""
+    from wsgistack.config.envvars import ALIASES, PREFIX, dotted_from_env
+
+    for alias, dotted in ALIASES:
+        if alias == variable:
+            return dotted
+    return dotted_from_env(variable) if variable.startswith(PREFIX) else ""
 
 
 def _configmap(config: Config) -> dict[str, str]:

@@ -336,6 +336,9 @@ def test_config_change_rolls_the_pods() -> None:
     ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__AUTOSCALE_MIN": "5", "WSGISTACK_KUBE__AUTOSCALE_MAX": "3"}, "kube.E003"),
     ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__LAYOUT": "split", "WSGISTACK_UWSGI__SOCKET": "tcp"}, "kube.E004"),
     ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_TLS__MODE": "acme"}, "kube.E005"),
+    ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__ENV": "PORT=9000"}, "kube.E006"),
+    ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__ENV": "WSGISTACK_SERVER__HOST=127.0.0.1"}, "kube.E006"),
+    ({"WSGISTACK_KUBE__IMAGE": "x:1", "WSGISTACK_KUBE__ENV": "WSGISTACK_STOP_TIMEOUT=60"}, "kube.E006"),
 ])
 def test_inconsistent_settings_are_refused(env: dict[str, str], error: str) -> None:
     _env, facts = CASES["single-default"]
