@@ -190,6 +190,15 @@ if REPLICA_DATABASES:
     # ...and skips it when it does not reach the primary's position within this time.
     DATABASE_REPLICA_MAX_LAG = float(os.environ.get("DATABASE_REPLICA_MAX_LAG", "") or 0.5)
 
+# Posts in Cassandra instead (seed 004's PostModel, posts/cassandra_store.py):
+# POSTS_BACKEND=cassandra, CASSANDRA_HOSTS=10.0.0.31,10.0.0.32 (contact points).
+POSTS_BACKEND = os.environ.get("POSTS_BACKEND", "").strip().lower() or "django"
+if POSTS_BACKEND not in ("django", "cassandra"):
+    raise RuntimeError(f"POSTS_BACKEND={POSTS_BACKEND!r}: expected django or cassandra")
+CASSANDRA_HOSTS = env_list("CASSANDRA_HOSTS", ["127.0.0.1"])
+CASSANDRA_KEYSPACE = os.environ.get("CASSANDRA_KEYSPACE", "").strip() or "posts_db"
+CASSANDRA_REPLICATION = env_int("CASSANDRA_REPLICATION", 1)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

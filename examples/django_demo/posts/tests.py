@@ -323,3 +323,54 @@ class ManifestStaticTests(TestCase):
         self.assertRegex(content, r'url\("logo\.[0-9a-f]{12}\.png"\)')
         manifest = json.loads((Path(self.static_root) / "staticfiles.json").read_text())
         self.assertIn("posts/style.css", manifest["paths"])
+
+
+class FakeCassandra:
+    """Stands in for a cassandra-driver session: keeps the rows the store inserts."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+
+    def execute(self, query: str, params: tuple = ()):  # type: ignore[type-arg]
+        import time
+        from types import SimpleNamespace
+
+        from cassandra.util import uuid_from_time
+
+        if query.startswith("INSERT"):
+            self.rows.insert(0, params)
+            return []
+        day, limit = params
+        return [SimpleNamespace(created_at=uuid_from_time(time.time()), author=a, body=b, image=i)
+                for d, a, b, i in self.rows if d == day][:limit]
+
+
+class CassandraBackendTests(TempMediaMixin, TestCase):
+    """POSTS_BACKEND=cassandra: posts go through posts.cassandra_store (seed 004's PostModel);
+    a real server is tested in wsgistack's tests/integration/test_cassandra_posts.py."""
+
+    def setUp(self) -> None:
+        try:
+            import cassandra  # noqa: F401
+        except ImportError:
+            self.skipTest("cassandra-driver is not installed")
+        backend = override_settings(POSTS_BACKEND="cassandra")
+        backend.enable()
+        self.addCleanup(backend.disable)
+        self.fake = FakeCassandra()
+        patcher = mock.patch("posts.cassandra_store.session", return_value=self.fake)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def test_posts_are_written_to_and_read_from_cassandra(self) -> None:
+        get_user_model().objects.create_user("cass", password=PASSWORD)
+        self.client.login(username="cass", password=PASSWORD)
+        response = self.client.post("/posts/new/", {"body": "stored in cassandra"}, follow=True)
+        self.assertContains(response, "stored in cassandra")
+        self.assertEqual([row[1:3] for row in self.fake.rows], [("cass", "stored in cassandra")])
+        self.assertFalse(Post.objects.exists())  # nothing in the SQL database
+
+    def test_nothing_connects_at_import(self) -> None:
+        from posts import cassandra_store
+
+        self.assertIsNone(cassandra_store._session)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -15,7 +16,12 @@ PAGE_SIZE = 50
 
 
 def post_list(request: HttpRequest) -> HttpResponse:
-    posts = Post.objects.select_related("author")[:PAGE_SIZE]
+    if settings.POSTS_BACKEND == "cassandra":
+        from .cassandra_store import PostModel
+
+        posts = PostModel.latest(PAGE_SIZE)
+    else:
+        posts = Post.objects.select_related("author")[:PAGE_SIZE]
     return render(request, "posts/post_list.html", {"posts": posts})
 
 
@@ -24,6 +30,12 @@ def post_list(request: HttpRequest) -> HttpResponse:
 def post_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = PostForm(request.POST, request.FILES)
+        if form.is_valid() and settings.POSTS_BACKEND == "cassandra":
+            from .cassandra_store import PostModel
+
+            PostModel.create(request.user.get_username(), form.cleaned_data["body"], form.cleaned_data.get("image"))
+            messages.success(request, "Post published.")
+            return redirect("home")
         if form.is_valid():
             post = form.save(commit=False)
             post.author = request.user

@@ -23,11 +23,18 @@ from wsgistack import errorids as ids
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the app's environment (repeatable)")
 @click.option("--tls", type=click.Choice(["off", "self-signed", "files", "acme"]), default=None,
               help="HTTPS in the nginx container (default: tls.mode from the project's config file); adds a volume for its certificates")
+@click.option("--fleet", type=int, default=None, metavar="N",
+              help="seed 004's whole topology: HAProxy (wsgistack balance's haproxy.cfg) in front of N app nodes, "
+                   "a MariaDB primary + replica, Cassandra with --cassandra")
+@click.option("--stats-port", type=int, default=9080, show_default=True, help="--fleet: the balancer's stats page")
+@click.option("--db/--no-db", default=True, show_default=True, help="--fleet: the MariaDB primary + replica")
+@click.option("--cassandra", is_flag=True, help="--fleet: a Cassandra service, and POSTS_BACKEND=cassandra on the nodes")
 @click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write to this file instead of stdout")
 def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | None, port: int, host: str,
-            env_file: str, env: tuple[str, ...], tls: str | None, no_detect: bool, output: Path | None) -> None:
+            env_file: str, env: tuple[str, ...], tls: str | None, fleet: int | None, stats_port: int, db: bool,
+            cassandra: bool, no_detect: bool, output: Path | None) -> None:
     """Print a compose file (docker-compose 1.29 and `docker compose` read it).
 
     Static and media directories found in the app are shared through named volumes; in
@@ -55,9 +62,16 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
         click.echo(f"wsgistack | {note}", err=True)
     if not (path / "Dockerfile").is_file():
         click.echo("wsgistack | note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first", err=True)
-    rendered = render_compose(facts, ComposeOptions(
-        image=image or image_name(path), split=split, socket=socket, tcp_uri=tcp_uri, port=port, host=host,
-        env_file=env_file, env=tuple(pairs), tls=tls))
+    if fleet is not None:
+        from wsgistack.container.compose import FleetOptions, render_fleet
+
+        rendered = render_fleet(facts, FleetOptions(
+            image=image or image_name(path), nodes=fleet, port=port, host=host, stats_port=stats_port, db=db,
+            cassandra=cassandra, env_file=env_file, env=tuple(pairs)))
+    else:
+        rendered = render_compose(facts, ComposeOptions(
+            image=image or image_name(path), split=split, socket=socket, tcp_uri=tcp_uri, port=port, host=host,
+            env_file=env_file, env=tuple(pairs), tls=tls))
     if output is None:
         click.echo(rendered.content, nl=False)
     else:
