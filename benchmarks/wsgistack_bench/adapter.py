@@ -10,6 +10,7 @@ mapping. Every performance setting stays at wsgistack's default.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -60,8 +61,7 @@ def wsgistack_variant(name: str, settings: dict[str, str]) -> Any:
     """A builder for the wsgistack stack with ``settings`` (dotted keys) changed."""
     def build(ctx: StackContext) -> StackPlan:
         extra = {key: (value, f"--variant {name}") for key, value in settings.items()}
-        plan = wsgistack_default(ctx, extra)
-        return StackPlan(name, plan.url, plan.processes)
+        return dataclasses.replace(wsgistack_default(ctx, extra), name=name)
 
     return build
 

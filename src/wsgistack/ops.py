@@ -20,7 +20,7 @@ from wsgistack.errors import UsageError, WsgistackError
 from wsgistack.machine import Machine
 from wsgistack.plan import Paths, Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.runner.manager import process_alive_from_pidfile
+from wsgistack.runner.manager import process_alive_from_pidfile, with_rss
 from wsgistack import errorids as ids
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
@@ -92,24 +92,6 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
         stats=found,
         processes=tuple(manager["processes"]) if manager else (),
     )
-
-
-def rss_bytes(pid: int) -> int:
-    """A process's resident set from /proc (0 if it is gone or not ours to read)."""
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def with_rss(stats: dict[str, Any]) -> dict[str, Any]:
-    """uWSGI's stats report a worker's RSS only with memory-report on, and only once it has
-    served a request: fill in the real number from /proc where they say 0."""
-    for worker in stats.get("workers", []):
-        if not worker.get("rss") and worker.get("pid"):
-            worker["rss"] = rss_bytes(int(worker["pid"]))
-    return stats
 
 
 def reload(where: Paths | Plan, chain: bool = False) -> list[str]:

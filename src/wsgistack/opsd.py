@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
+
+from wsgistack.runner.manager import with_rss
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -134,7 +136,8 @@ class State:
 
     def uwsgi(self) -> dict[str, Any] | None:
         path = self.settings.get("uwsgi_stats")
-        return read_json_socket(path) if path else None
+        stats = read_json_socket(path) if path else None
+        return with_rss(stats) if stats is not None else None
 
     def manager(self) -> dict[str, Any] | None:
         return read_json_file(self.settings["manager_state"])
@@ -337,7 +340,9 @@ def receive(state: State, path: str) -> None:
         pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
-    os.chmod(path, 0o600)  # nginx's workers run as our user
+    # Its directory (0700, nginx's workers' user) is what keeps others out; the socket itself
+    # is open, so nginx's workers reach it also when this process runs as root.
+    os.chmod(path, 0o666)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     while True:
         payload = sock.recv(4096)

@@ -79,6 +79,7 @@ def test_metrics_count_requests_across_workers(ops_stack: tuple[Stack, str]) -> 
     assert metric(text, "wsgistack_uwsgi_workers", '{state="idle"}') + metric(text, "wsgistack_uwsgi_workers", '{state="busy"}') >= 2
     assert metric(text, "wsgistack_process_restarts_total", '{process="tick"}') == 0
     assert metric(text, "wsgistack_process_up", '{process="nginx"}') == 1
+    assert metric(text, "wsgistack_uwsgi_worker_rss_bytes", '{worker="1"}') > 1_000_000
 
 
 def test_status_json_has_history_processes_and_config(ops_stack: tuple[Stack, str]) -> None:

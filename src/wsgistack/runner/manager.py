@@ -139,6 +139,25 @@ def _valid_utf8(line: bytes) -> bytes:
     return line
 
 
+def rss_bytes(pid: int) -> int:
+    """A process's resident set from /proc (0 if it is gone or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def with_rss(stats: dict[str, Any]) -> dict[str, Any]:
+    """uWSGI's stats report a worker's RSS only with memory-report on, and only once it has
+    served a request: fill in the real number from /proc where they say 0 (for `status` and
+    the ops listener)."""
+    for worker in stats.get("workers", []):
+        if not worker.get("rss") and worker.get("pid"):
+            worker["rss"] = rss_bytes(int(worker["pid"]))
+    return stats
+
+
 def describe_status(status: int) -> str:
     if status < 0:
         return f"was killed by signal {signal.Signals(-status).name}"
