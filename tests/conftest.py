@@ -171,6 +171,31 @@ class Stack:
         return self.proc.wait(timeout=timeout)
 
 
+def wait_in_flight(runtime_dir: Path, count: int = 1, timeout: float = 15) -> None:
+    """Wait until ``count`` uWSGI workers are busy with a request (uWSGI's own stats, which
+    wsgistack's stacks keep on a private socket), instead of sleeping and hoping the request
+    got there before the signal a test sends next."""
+    from wsgistack import ops
+    from wsgistack.plan import Paths
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = ops.status(Paths(runtime_dir)).stats or {}
+        if sum(1 for w in stats.get("workers", []) if w.get("status") == "busy") >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no request in flight in {runtime_dir} after {timeout}s")
+
+
+def wait_for_file(path: Path, timeout: float = 15) -> None:
+    """Wait for a marker file an app writes when a request has started."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout}s: the request never started")
+        time.sleep(0.02)
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

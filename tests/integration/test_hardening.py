@@ -39,6 +39,8 @@ from tests.conftest import (
     free_port,
     shared_dir,
     start_stack,
+    wait_for_file,
+    wait_in_flight,
     worker_user,
 )
 
@@ -77,6 +79,8 @@ def application(environ, start_response):
         body = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k in ENVIRON_KEYS}
         body.update(scheme=environ["wsgi.url_scheme"], pid=os.getpid(), imported_in=IMPORTED_IN, uid=os.getuid())
     elif path == "/slow":
+        if query.get("started"):  # a marker file: the request has reached the app
+            open(query["started"], "w").close()
         time.sleep(float(query.get("seconds", "1")))
         body = {"slept": query.get("seconds", "1"), "pid": os.getpid(), "imported_in": IMPORTED_IN}
     elif path == "/upload-size":
@@ -1005,16 +1009,18 @@ def test_an_unknown_uwsgi_option_is_an_error(tmp_path: Path, stacks: list[Stack]
     assert get(fine.port, "/healthz").status == 200
 
 
-def _in_flight(port: int, seconds: float) -> tuple[threading.Thread, dict[str, object]]:
+def _in_flight(port: int, seconds: float, started: Path | None = None) -> tuple[threading.Thread, dict[str, object]]:
+    """A /slow request in a thread; ``started``: a marker file the app creates once it has it."""
     result: dict[str, object] = {}
+    marker = f"&started={started}" if started else ""
 
     def run() -> None:
-        started = time.monotonic()
+        began = time.monotonic()
         try:
-            result["status"] = get(port, f"/slow?seconds={seconds}").status
+            result["status"] = get(port, f"/slow?seconds={seconds}{marker}").status
         except OSError as exc:
             result["status"] = type(exc).__name__
-        result["took"] = time.monotonic() - started
+        result["took"] = time.monotonic() - began
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -1028,15 +1034,17 @@ def test_sigterm_to_uwsgi_drains_in_flight_requests(tmp_path: Path, stacks: list
     proj = project(tmp_path)
     bare = naive_stack(tmp_path, proj)
     naive.append(bare)
-    thread, result = _in_flight(bare.port, 2)
-    time.sleep(0.5)
+    marker = shared_dir(tmp_path, "markers") / "naive-started"
+    marker.parent.chmod(0o1777)  # the app may run as another user
+    thread, result = _in_flight(bare.port, 2, started=marker)
+    wait_for_file(marker)
     bare.procs[0].send_signal(signal.SIGTERM)
     thread.join(10)
     assert result["status"] != 200, result
 
     stack = start(tmp_path, stacks, proj)
     thread, result = _in_flight(stack.port, 2)
-    time.sleep(0.5)
+    wait_in_flight(stack.runtime_dir)
     os.kill(uwsgi_master(stack), signal.SIGTERM)  # as an orchestrator would, in the app role
     thread.join(10)
     assert result["status"] == 200, (result, stack.log())
@@ -1050,7 +1058,7 @@ def test_stop_with_a_hung_request_fits_docker_stop_timeout(tmp_path: Path) -> No
     assert table["stop_timeout"] + KILL_GRACE < 10  # Docker sends SIGKILL 10 s after SIGTERM
     hung, _ = _in_flight(stack.port, 30)
     short, short_result = _in_flight(stack.port, 2)
-    time.sleep(0.5)
+    wait_in_flight(stack.runtime_dir, count=2)
     started = time.monotonic()
     stack.proc.send_signal(signal.SIGTERM)
     stack.proc.wait(15)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, free_port, http, load, shared_dir, start_stack
+from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, free_port, http, load, shared_dir, start_stack, wait_in_flight
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,7 @@ def test_status_reports_workers_and_reload_keeps_serving(tmp_path: Path, stacks:
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.update(status=http(stack.url + "/slow?seconds=1").status))
     thread.start()
+    wait_in_flight(stack.runtime_dir)  # proves the request is in the app when the reload comes
     # No --port here: reload reuses the options `run` was started with.
     rl = cli("reload", str(EXAMPLES / "hello"), *rt)
     assert rl.returncode == 0, rl.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, Stack, app_writable, clean_env, http, shared_dir, start_stack
+from tests.conftest import EXAMPLES, Stack, app_writable, clean_env, http, shared_dir, start_stack, wait_in_flight
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +153,7 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.5)
+    wait_in_flight(stack.runtime_dir)  # the request is in the app: now stop
     assert stack.stop(signal.SIGTERM) == 0
     thread.join(10)
     assert result.get("status") == 200, stack.log()
