@@ -88,3 +88,39 @@ def test_image_serves_https_with_provided_files(run_container: type[Container], 
     page = https_get(tls_port, leaf.ca)
     assert page.status == 200, c.logs()
     assert page.getheader("Strict-Transport-Security") == "max-age=63072000"
+
+
+def test_compose_with_tls_serves_https_and_keeps_the_dev_ca_across_a_recreate(demo_image: str, demo_context: Path,
+                                                                              tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import WSGISTACK
+
+    port, tls_port = free_port(), free_port()
+    out = subprocess.run([*WSGISTACK, "compose", str(demo_context), "-t", demo_image, "--host", "127.0.0.1",
+                          "--port", str(port), "--tls", "self-signed", "--tls-port", str(tls_port)],
+                         capture_output=True, text=True, check=True)
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(out.stdout)
+    project = unique("tls").replace("-", "")
+    base = ["docker-compose", "-p", project, "-f", str(compose), "--project-directory", str(demo_context)]
+    try:
+        up = subprocess.run([*base, "up", "-d", "--no-build"], capture_output=True, text=True, timeout=180)
+        assert up.returncode == 0, up.stderr
+        web = subprocess.run([*base, "ps", "-q"], capture_output=True, text=True).stdout.split()
+        deadline = time.monotonic() + 60
+        ca = tmp_path / "ca.pem"
+        while time.monotonic() < deadline:
+            got = docker("exec", web[0], "cat", "/data/tls/dev-ca/ca.pem", check=False)
+            if got.returncode == 0 and "BEGIN CERTIFICATE" in got.stdout:
+                ca.write_text(got.stdout)
+                break
+            time.sleep(0.5)
+        assert https_get(tls_port, ca, timeout=90).status == 200
+        assert plain_get(port, "/").status == 308
+        recreate = subprocess.run([*base, "up", "-d", "--no-build", "--force-recreate"], capture_output=True, text=True, timeout=180)
+        assert recreate.returncode == 0, recreate.stderr
+        time.sleep(2)
+        assert https_get(tls_port, ca, timeout=90).status == 200  # the same dev CA, from the tls volume
+    finally:
+        subprocess.run([*base, "down", "-v", "--remove-orphans", "-t", "10"], capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from wsgistack.container.dockerfile import IMAGE_PORT
+from wsgistack.container.dockerfile import IMAGE_PORT, TLS_PORT
 from wsgistack import errorids as ids
 
 
@@ -29,11 +29,12 @@ from wsgistack import errorids as ids
 @click.option("--stats-port", type=int, default=9080, show_default=True, help="--fleet: the balancer's stats page")
 @click.option("--db/--no-db", default=True, show_default=True, help="--fleet: the MariaDB primary + replica")
 @click.option("--cassandra", is_flag=True, help="--fleet: a Cassandra service, and POSTS_BACKEND=cassandra on the nodes")
+@click.option("--tls-port", type=int, default=TLS_PORT, show_default=True, help="with --tls: the port nginx serves HTTPS on")
 @click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write to this file instead of stdout")
 def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | None, port: int, host: str,
-            env_file: str, env: tuple[str, ...], tls: str | None, fleet: int | None, stats_port: int, db: bool,
+            env_file: str, env: tuple[str, ...], tls: str | None, tls_port: int, fleet: int | None, stats_port: int, db: bool,
             cassandra: bool, no_detect: bool, output: Path | None) -> None:
     """Print a compose file (docker-compose 1.29 and `docker compose` read it).
 
@@ -71,7 +72,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     else:
         rendered = render_compose(facts, ComposeOptions(
             image=image or image_name(path), split=split, socket=socket, tcp_uri=tcp_uri, port=port, host=host,
-            env_file=env_file, env=tuple(pairs), tls=tls))
+            env_file=env_file, env=tuple(pairs), tls=tls, tls_port=tls_port))
     if output is None:
         click.echo(rendered.content, nl=False)
     else:
