@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,70 @@ def test_plan_from_rendered(ctx: stacks.StackContext, tmp_path: Path) -> None:
     assert [p.name for p in plan.processes] == ["uwsgi", "nginx"]
     assert plan.processes[0].env == {"B": "2", "A": "1"} and plan.processes[0].cwd == Path("/x")
     assert plan.processes[1].cwd == ctx.app.project_dir
+
+
+# --- the wsgistack stack and its variants (rendered by wsgistack's own start sequence) ------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def hello_ctx() -> Iterator[stacks.StackContext]:
+    # As root, nginx's workers run as www-data: every directory up to the socket must be
+    # searchable by them, which pytest's tmp_path (under a 0700 dir) is not.
+    import shutil
+    import sys
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="wsgistack-bench-test-"))
+    tmp_path.chmod(0o755)
+    app = stacks.AppTarget("hello", REPO / "examples" / "hello", "hello:application", "/hello")
+    yield stacks.StackContext(
+        workdir=tmp_path / "stack", app=app, port=18080, aux_port=18081, static_dir=tmp_path / "static",
+        bin_dir=Path(sys.executable).parent, src_dir=REPO / "benchmarks", server_cpus=1,
+    )
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_parse_variant_spec() -> None:
+    from wsgistack_bench.adapter import parse_variant_spec
+
+    assert parse_variant_spec("quiet:server.access_log=false, -hidden_files") == (
+        "quiet", {"server.access_log": "false"}, ("hidden_files",))
+    for bad in ("same", "same:", ":server.gzip=false", "x:server.gzip", "x:-no_such_protection"):
+        with pytest.raises(ValueError):
+            parse_variant_spec(bad)
+
+
+def test_wsgistack_stack_is_planned_for_the_server_cpus_and_run_by_the_manager(hello_ctx: stacks.StackContext) -> None:
+    from wsgistack_bench.adapter import wsgistack_stack
+
+    plan = wsgistack_stack()(hello_ctx)
+    run = hello_ctx.workdir / "run"
+    assert "worker_processes 1;" in (run / "nginx.conf").read_text()  # one server CPU, one nginx worker
+    [manager] = plan.processes
+    assert manager.argv[1:] == ("-m", "wsgistack.runner.manager", str(run / "processes.json"))
+
+
+def test_variant_overrides_real_settings_and_applies_every_ablation(hello_ctx: stacks.StackContext) -> None:
+    from wsgistack_bench.adapter import ABLATIONS, wsgistack_stack
+
+    plain_ctx = stacks.StackContext(**{**hello_ctx.__dict__, "workdir": hello_ctx.workdir.with_name("plain")})
+    wsgistack_stack()(plain_ctx)
+    wsgistack_stack("v", {"server.access_log": "false", "server.worker_processes": "2"}, tuple(ABLATIONS))(hello_ctx)
+    plain, run = plain_ctx.workdir / "run", hello_ctx.workdir / "run"
+    conf, before = (run / "nginx.conf").read_text(), (plain / "nginx.conf").read_text()
+    assert "access_log off;" in conf and "worker_processes 2;" in conf
+    assert "location ~*" in before and "location ~*" not in conf
+    assert "$host|$http_host" in before and "$host|$http_host" not in conf
+    assert before.count("max_fails=0;") == 2 and conf.count("max_fails=0;") == 1
+    assert "add_header X-Request-ID" in before and "add_header X-Request-ID" not in conf
+    assert "disable_symlinks" in before and "disable_symlinks" not in conf
+    assert (run / "wsgistack_app.py").read_text().rstrip().endswith("application = _app  # bench ablation: no readiness wrapper")
+
+
+def test_variant_with_an_unknown_setting_is_refused(hello_ctx: stacks.StackContext) -> None:
+    from wsgistack_bench.adapter import wsgistack_stack
+
+    with pytest.raises(stacks.StackUnavailable, match="server.acess_log"):
+        wsgistack_stack("v", {"server.acess_log": "false"})(hello_ctx)

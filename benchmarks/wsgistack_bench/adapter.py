@@ -1,11 +1,24 @@
-"""The "wsgistack" stack: whatever ``wsgistack render`` produces with its defaults.
+"""The "wsgistack" stack: whatever ``wsgistack run`` starts with its defaults.
 
 Built by wsgistack's own start sequence (:func:`wsgistack.pipeline.start` with the
-``BENCH`` flags), as ``wsgistack run`` builds it.
+``BENCH`` flags) and run by wsgistack's own process manager
+(``python -m wsgistack.runner.manager processes.json``), as ``wsgistack run`` does: the
+manager relays nginx's access log (stdout) and checks the workers' memory, and its CPU
+time is part of the stack's.
 
-Only what the benchmark needs is overridden: the port, the runtime dir, the
-served app (the bench wrapper, so ``/slow`` and ``/wn/`` exist) and the static
-mapping. Every performance setting stays at wsgistack's default.
+The stack is planned for the CPUs the servers are pinned to (``--server-cpus``), as
+``wsgistack run`` under ``taskset`` would plan it, not for the harness's own CPUs.
+
+Only what the benchmark needs is overridden: the port, the runtime dir, the served app
+(the bench wrapper, so ``/slow`` and ``/wn/`` exist) and the static mapping. Every
+performance setting stays at wsgistack's default, unless a variant
+(``--variant NAME:section.setting=value,...``) overrides real settings, validated as
+wsgistack validates any setting.
+
+A protection that has no setting can be taken out of the rendered files for a measurement
+with an *ablation* (``--variant NAME:-hidden_files``, see :data:`ABLATIONS`): bench-only,
+never something a user can configure, and an ablation that no longer finds its text in
+the rendered files is an error, not a silent no-op.
 """
 
 from __future__ import annotations
@@ -14,12 +27,15 @@ import dataclasses
 import json
 import os
 import re
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .stacks import BENCHAPP, Process, StackContext, StackPlan, StackUnavailable, _prepare, app_env
 
 _FLAG = "--bench"
+VARIANT_FLAG = "--variant"
 
 
 def bench_overrides(ctx: StackContext) -> dict[str, tuple[Any, str]]:
@@ -42,48 +58,113 @@ def bench_overrides(ctx: StackContext) -> dict[str, tuple[Any, str]]:
     }
 
 
-def parse_variant_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``json:server.log_format=json,ops.port=9109`` -> ("json", {...}): a wsgistack stack
-    with those settings changed (for the cost of a feature: json logs, the ops listener)."""
+# --- ablations: protections without a setting, taken out for one measurement -----------------
+
+Edit = Callable[[str], str]
+
+
+def _sub(pattern: str, repl: str, count: int = 0, flags: int = re.M | re.S) -> Edit:
+    def edit(text: str) -> str:
+        new, n = re.subn(pattern, repl, text, count=count, flags=flags)
+        if not n:
+            raise StackUnavailable(f"ablation found nothing to change (pattern {pattern!r}): the template changed")
+        return new
+
+    return edit
+
+
+# name -> (rendered file, edit, what it removes)
+ABLATIONS: dict[str, tuple[str, Edit, str]] = {
+    "hidden_files": ("nginx.conf", _sub(r"^\s*location ~\* \S+ \{\n\s*return 404;\n\s*\}\n", ""),
+                     "the hidden-file regex locations"),
+    "disable_symlinks": ("nginx.conf", _sub(r"^\s*disable_symlinks [^;]*;\n", ""), "disable_symlinks on static files"),
+    "host_map": ("nginx.conf",
+                 _sub(r'map "\$host\|\$http_host" \$wsgistack_request_host \{.*?\n    \}',
+                      "map $host $wsgistack_request_host {\n        default $host;\n    }", count=1),
+                 "the Host-with-port regex map ($host instead)"),
+    "double_upstream": ("nginx.conf", _sub(r"(upstream wsgistack_uwsgi \{\n(\s*server [^\n]*\n))\2", r"\1", count=1),
+                        "the second upstream entry (the retry on a fresh connection)"),
+    "request_id": ("nginx.conf", _sub(r"^\s*add_header X-Request-ID [^;]*;\n", ""),
+                   "the X-Request-ID response header"),
+    # The shim keeps loading the app (and the log-record hook); requests go to the app directly.
+    "shim": ("wsgistack_app.py", _sub(r"\Z", "\n\napplication = _app  # bench ablation: no readiness wrapper\n",
+                                      count=1), "the readiness/request-id wrapper around the app"),
+}
+
+
+def parse_variant_spec(spec: str) -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """``"quiet:server.access_log=false,-hidden_files"`` -> (name, settings, ablations).
+    A variant changes something (the same stack twice is ``--twin``)."""
     name, _, rest = spec.partition(":")
-    settings = {}
-    for item in filter(None, rest.split(",")):
+    name = name.strip()
+    if not name or not rest.strip():
+        raise ValueError(f"{spec!r} is not NAME:SECTION.SETTING=VALUE,... (or -ABLATION)")
+    settings: dict[str, str] = {}
+    ablations: list[str] = []
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        if item.startswith("-"):
+            if item[1:] not in ABLATIONS:
+                raise ValueError(f"variant {name!r}: unknown ablation {item!r}; known: "
+                                 + ", ".join("-" + a for a in ABLATIONS))
+            ablations.append(item[1:])
+            continue
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"{item!r} is not KEY=VALUE (a dotted wsgistack setting)")
+            raise ValueError(f"variant {name!r}: expected section.setting=value or -ablation, got {item!r}")
         settings[key.strip()] = value.strip()
-    if not name or not settings:
-        raise ValueError(f"{spec!r} is not NAME:KEY=VALUE,...")
-    return name, settings
+    return name, settings, tuple(ablations)
 
 
-def wsgistack_variant(name: str, settings: dict[str, str]) -> Any:
-    """A builder for the wsgistack stack with ``settings`` (dotted keys) changed."""
+def wsgistack_stack(name: str = "wsgistack", settings: Mapping[str, str] | None = None,
+                    ablations: tuple[str, ...] = ()) -> Callable[[StackContext], StackPlan]:
+    """wsgistack's stack, with real settings overridden (``settings``: dotted key -> value as
+    on a command line) and bench-only ``ablations`` applied to the rendered files."""
+
     def build(ctx: StackContext) -> StackPlan:
-        extra = {key: (value, f"--variant {name}") for key, value in settings.items()}
-        return dataclasses.replace(wsgistack_default(ctx, extra), name=name)
+        from wsgistack import pipeline
+        from wsgistack.errors import WsgistackError
+        from wsgistack.machine import detect
+
+        _prepare(ctx)
+        env = app_env(ctx)
+        cli = {**bench_overrides(ctx), **{k: (v, VARIANT_FLAG) for k, v in (settings or {}).items()}}
+        try:
+            # The start sequence `wsgistack run` uses, with the bench's flags (no preflight, no
+            # prestart: the harness prepares the app). No environment for config resolution: the
+            # bench must measure the defaults, whatever WSGISTACK_* variables the caller's shell has.
+            # Planned for the server CPUs: the harness itself is not pinned.
+            machine = dataclasses.replace(detect(), cpus=ctx.server_cpus)
+            started = pipeline.start(ctx.app.project_dir, env=env, config_env={}, cli=cli,
+                                     flags=pipeline.BENCH, machine=machine)
+        except WsgistackError as exc:
+            raise StackUnavailable(f"wsgistack refused the config: {exc}") from exc
+        except Exception as exc:  # a stack that cannot start is reported as skipped, not a crash
+            raise StackUnavailable(f"wsgistack render failed: {type(exc).__name__}: {exc}") from exc
+        runtime = started.plan.paths.runtime
+        for ablation in ablations:
+            filename, edit, _ = ABLATIONS[ablation]
+            path = runtime / filename
+            path.write_text(edit(path.read_text()))
+        (ctx.workdir / "variant.json").write_text(json.dumps(
+            {"settings": dict(settings or {}), "ablations": list(ablations), "planned_cpus": ctx.server_cpus}, indent=2))
+        return managed_plan(started.plan.paths.processes, ctx, env, name)
 
     return build
 
 
-def wsgistack_default(ctx: StackContext, extra: dict[str, tuple[Any, str]] | None = None) -> StackPlan:
-    from wsgistack import pipeline
+wsgistack_default = wsgistack_stack()
 
-    _prepare(ctx)
-    env = app_env(ctx)
-    try:
-        # The start sequence `wsgistack run` uses, with the bench's flags (no preflight, no
-        # prestart: the harness prepares the app). No environment for config resolution: the
-        # bench must measure the defaults, whatever WSGISTACK_* variables the caller's shell has.
-        started = pipeline.start(ctx.app.project_dir, env=env, config_env={}, cli={**bench_overrides(ctx), **(extra or {})},
-                                 flags=pipeline.BENCH)
-    except Exception as exc:  # a stack that cannot start is reported as skipped, not a crash
-        raise StackUnavailable(f"wsgistack render failed: {type(exc).__name__}: {exc}") from exc
-    return plan_from_rendered(started.plan.paths.processes, ctx, env)
+
+def managed_plan(manifest_path: Path, ctx: StackContext, env: dict[str, str], name: str = "wsgistack") -> StackPlan:
+    """One process: wsgistack's process manager with the rendered ``processes.json``."""
+    manager = Process("wsgistack", (sys.executable, "-m", "wsgistack.runner.manager", str(manifest_path)),
+                      env, ctx.app.project_dir)
+    return StackPlan(name, f"http://127.0.0.1:{ctx.port}", (manager,))
 
 
 def plan_from_rendered(manifest_path: Path, ctx: StackContext, env: dict[str, str]) -> StackPlan:
-    """Turn ``processes.json`` from the renderer into a plan (pinning is added by the harness)."""
+    """Turn ``processes.json`` from the renderer into a plan of separate processes, without
+    wsgistack's process manager (pinning is added by the harness)."""
     manifest = json.loads(manifest_path.read_text())
     processes = tuple(
         Process(

@@ -22,7 +22,7 @@ import click
 from rich.console import Console
 
 from wsgistack_bench import harness, load, report, stacks
-from wsgistack_bench.adapter import parse_variant_spec, wsgistack_default, wsgistack_variant
+from wsgistack_bench.adapter import ABLATIONS, parse_variant_spec, wsgistack_default, wsgistack_stack
 
 DEFAULT_STACKS = (
     "ceiling", "wsgistack", "candidate", "seed", "tiangolo", "gunicorn-sync", "gunicorn-gthread",
@@ -46,8 +46,20 @@ def _apps(which: str, hello_dir: Path, django_dir: Path, workroot: Path) -> list
     return apps
 
 
-def _builders(names: list[str], candidates: list[str]) -> dict[str, stacks.StackBuilder]:
+def _variant_builders(variants: list[str]) -> dict[str, stacks.StackBuilder]:
+    out: dict[str, stacks.StackBuilder] = {}
+    for spec in variants:
+        try:
+            vname, settings, ablations = parse_variant_spec(spec)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--variant") from exc
+        out[vname] = wsgistack_stack(vname, settings, ablations)
+    return out
+
+
+def _builders(names: list[str], candidates: list[str], variants: list[str] = ()) -> dict[str, stacks.StackBuilder]:
     builders: dict[str, stacks.StackBuilder] = {}
+    pending = _variant_builders(list(variants))
     for name in names:
         if name == "candidate":
             for spec in candidates or ["candidate"]:
@@ -55,11 +67,14 @@ def _builders(names: list[str], candidates: list[str]) -> dict[str, stacks.Stack
                 builders[cname] = stacks.candidate_stack(cname, stacks.Candidate().with_assignments(assignments))
         elif name == "wsgistack":
             builders[name] = wsgistack_default
+            builders.update(pending)  # variants run right after the stack they vary
+            pending = {}
         elif name in stacks.REFERENCE_STACKS:
             builders[name] = stacks.REFERENCE_STACKS[name]
         else:
             known = ", ".join(DEFAULT_STACKS)
             raise click.BadParameter(f"unknown stack {name!r}; known: {known}", param_hint="--stacks")
+    builders.update(pending)
     return builders
 
 
@@ -74,6 +89,12 @@ def _cpus(value: str | None) -> tuple[int, ...]:
               help="comma-separated stacks, run in this order each round")
 @click.option("--candidate", "candidates", multiple=True, metavar="NAME:KNOB=V,...",
               help="a candidate Nginx+uWSGI config (repeatable), e.g. p4:processes=4,threads=2")
+@click.option("--variant", "variants", multiple=True, metavar="NAME:SECTION.SETTING=V,...",
+              help="one more wsgistack stack with real settings changed (repeatable), e.g. "
+                   "json:server.log_format=json or quiet:server.access_log=false,server.security_headers=false "
+                   "(the cost of a feature, measured against the defaults); a -NAME item takes a protection "
+                   "that has no setting out of the rendered files for the measurement (bench only): "
+                   + ", ".join("-" + a for a in ABLATIONS))
 @click.option("--rounds", type=click.IntRange(1, 50), default=5, show_default=True)
 @click.option("--duration", type=click.IntRange(1, 120), default=5, show_default=True, help="seconds per test")
 @click.option("--warmup", type=click.IntRange(1, 30), default=1, show_default=True)
@@ -98,17 +119,14 @@ def _cpus(value: str | None) -> tuple[int, ...]:
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--keep-workdir", is_flag=True, help="keep the generated configs and logs")
-@click.option("--variant", "variants", multiple=True, metavar="NAME:KEY=V,...",
-              help="one more wsgistack stack with these settings changed, e.g. json:server.log_format=json "
-              "or ops:ops.port=9109 (the cost of a feature, measured against the defaults)")
 @click.option("--twin", "twins", multiple=True, metavar="STACK",
               help="run STACK twice (the second as STACK-twin) to show how far two identical stacks' CPU per "
                    "request differ in one run: the method's resolution")
-def command(which: str, stack_list: str, candidates: tuple[str, ...], rounds: int, duration: int, warmup: int,
+def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: tuple[str, ...], rounds: int, duration: int, warmup: int,
             connections: str, static: bool, burst: bool, burst_connections: int, burst_rounds: int,
             burst_stacks: str | None, slow_ms: int, quick: bool, hello_dir: Path, django_dir: Path,
             server_cpus: str | None, load_cpus: str | None, headers: tuple[str, ...], no_wrk: bool,
-            markdown_path: Path | None, json_path: Path | None, keep_workdir: bool, variants: tuple[str, ...],
+            markdown_path: Path | None, json_path: Path | None, keep_workdir: bool,
             twins: tuple[str, ...]) -> None:
     """Benchmark wsgistack against reference stacks, interleaved, medians over rounds."""
     console = Console(stderr=True, width=160)
@@ -121,13 +139,7 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], rounds: in
         console.print("[yellow]wrk not found: using the pure-Python load generator; "
                       "fast stacks will be generator-bound[/]")
     names = [n.strip() for n in stack_list.split(",") if n.strip()]
-    builders = _builders(names, list(candidates))
-    for spec in variants:
-        try:
-            vname, settings = parse_variant_spec(spec)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--variant") from None
-        builders[vname] = wsgistack_variant(vname, settings)
+    builders = _builders(names, list(candidates), list(variants))
     for twin in twins:
         if twin not in builders:
             raise click.BadParameter(f"{twin!r} is not among --stacks", param_hint="--twin")

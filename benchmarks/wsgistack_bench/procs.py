@@ -147,8 +147,11 @@ class ProcMemory:
 
 
 def group_members(pgids: list[int]) -> list[int]:
-    """PIDs whose process group is one of ``pgids`` (what we started, and their children)."""
-    members = []
+    """PIDs whose process group is one of ``pgids`` (what we started, and their children),
+    and every descendant of those (wsgistack's process manager starts nginx and uWSGI in
+    sessions of their own)."""
+    parents: dict[int, int] = {}
+    members: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -158,8 +161,15 @@ def group_members(pgids: list[int]) -> list[int]:
             continue
         # Fields after the ")" that ends comm: state ppid pgrp ...
         fields = stat.rsplit(")", 1)[1].split()
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
         if int(fields[2]) in pgids:
-            members.append(int(entry.name))
+            members.add(pid)
+    grew = True
+    while grew:
+        new = {pid for pid, ppid in parents.items() if ppid in members and pid not in members}
+        members |= new
+        grew = bool(new)
     return sorted(members)
 
 

@@ -78,16 +78,19 @@ def start(
     out: Path | None = None,
     config_env: Mapping[str, str] | None = None,
     loaded: LoadedConfig | None = None,
+    machine: Machine | None = None,
     say: Output = _silent,
 ) -> Started:
     """The whole start, top to bottom. ``env`` is the environment the app runs with; the
     config is resolved from ``config_env`` (default: ``env``) and the ``cli`` overrides,
-    unless the caller resolved it already (``loaded``: reload, from the recorded settings)."""
+    unless the caller resolved it already (``loaded``: reload, from the recorded settings).
+    ``machine``: the machine to plan for (default: this one, :func:`detect`); the benchmark
+    plans for the CPUs its servers are pinned to, as a user's ``taskset`` would."""
     if loaded is None:
         loaded = load(project, env=env if config_env is None else config_env, cli=cli, config_file=config_file)
     if isinstance(say, Say):  # wsgistack's own lines as JSON too with server.log_format = "json"
         say.json_mode = loaded.config.server.log_format == "json"
-    machine = detect()
+    machine = machine or detect()
     python = find_python(loaded, env)  # the app's interpreter and its uWSGI
     app = find_app(loaded, machine, env, python)  # imports the app, as the user uWSGI will run as
     host = host_facts(loaded, machine, env)  # users' groups, real paths: make_plan itself reads nothing
