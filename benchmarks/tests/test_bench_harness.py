@@ -128,3 +128,17 @@ def test_cpu_seconds_of_this_process_group_grows_with_work() -> None:
     while __import__("time").process_time() < deadline:
         pass
     assert cpu_seconds([os.getpgid(0)]) - before >= 0.15
+
+
+def test_cpu_split_by_process_kind() -> None:
+    import os
+
+    from wsgistack_bench.harness import Sample, summarise
+    from wsgistack_bench.procs import cpu_by_process, cpu_seconds
+
+    split = cpu_by_process([os.getpgid(0)])
+    assert split and sum(split.values()) == pytest.approx(cpu_seconds([os.getpgid(0)]), abs=0.05)
+    samples = [Sample("w", "hello c32", n, result(1000), 0.3, {"nginx": 0.1, "uwsgi": u})
+               for n, u in enumerate((0.2, 0.25, 0.15))]
+    # 10,000 requests: nginx 10 µs each, uWSGI the median 20 µs.
+    assert summarise(samples)[("w", "hello c32")].cpu_split_us == pytest.approx({"nginx": 10.0, "uwsgi": 20.0})

@@ -67,12 +67,18 @@ class Sample:
     round: int
     result: LoadResult
     cpu_s: float | None = None  # CPU time (user + system) the stack's processes spent in this run
+    cpu_split: Mapping[str, float] | None = None  # the same by kind of process (nginx, uwsgi, manager, ...)
 
     @property
     def cpu_us_per_request(self) -> float | None:
         if self.cpu_s is None or not self.result.requests:
             return None
         return self.cpu_s * 1e6 / self.result.requests
+
+    def split_us_per_request(self) -> dict[str, float]:
+        if not self.cpu_split or not self.result.requests:
+            return {}
+        return {k: v * 1e6 / self.result.requests for k, v in self.cpu_split.items()}
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,8 @@ class Summary:
     # moves, unlike req/s. Median over rounds, and every round's value for the spread.
     cpu_us: float | None = None
     cpu_us_values: tuple[float, ...] = ()
+    # Median CPU µs per request of each kind of process (nginx, uwsgi, manager, ...).
+    cpu_split_us: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,10 +137,13 @@ def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
     """Median per (stack, scenario) over rounds."""
     grouped: dict[tuple[str, str], list[LoadResult]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
+    split: dict[tuple[str, str], dict[str, list[float]]] = {}
     for s in samples:
         grouped.setdefault((s.stack, s.scenario), []).append(s.result)
         if (us := s.cpu_us_per_request) is not None:
             cpu.setdefault((s.stack, s.scenario), []).append(us)
+        for kind, value in s.split_us_per_request().items():
+            split.setdefault((s.stack, s.scenario), {}).setdefault(kind, []).append(value)
     out = {}
     for (stack, scenario), results in grouped.items():
         cpu_values = tuple(cpu.get((stack, scenario), ()))
@@ -146,6 +157,7 @@ def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
             rps_values=tuple(r.rps for r in results),
             cpu_us=statistics.median(cpu_values) if cpu_values else None,
             cpu_us_values=cpu_values,
+            cpu_split_us={k: statistics.median(v) for k, v in sorted(split.get((stack, scenario), {}).items())},
         )
     return out
 
@@ -418,14 +430,16 @@ def _run_app(app: AppTarget, running: Mapping[str, procs.RunningStack], scenario
             for name, stack in running.items():
                 if not scenario.runs_on(name):
                     continue
-                cpu_before = procs.cpu_seconds(stack.pids)
+                cpu_before = procs.cpu_by_process(stack.pids)
                 try:
                     result = _load(stack, scenario, options, options.duration_s, workroot)
                 except LoadError as exc:
                     # A stack that dies mid-run must show up as failing, not vanish.
                     progress(f"round {rnd} {scenario.name} {name}: load failed: {exc}")
                     result = LoadResult(0, options.duration_s, 0.0, 0.0, 1, 0, "failed")
-                sample = Sample(name, scenario.name, rnd, result, procs.cpu_seconds(stack.pids) - cpu_before)
+                cpu_after = procs.cpu_by_process(stack.pids)
+                split = {k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in {*cpu_before, *cpu_after}}
+                sample = Sample(name, scenario.name, rnd, result, sum(split.values()), split)
                 results.samples.append(sample)
                 cpu = sample.cpu_us_per_request
                 progress(f"round {rnd}/{options.rounds} {scenario.name:<22} {name:<18} "

@@ -123,16 +123,40 @@ def cpu_seconds(pgids: list[int]) -> float:
     masters and workers), including the children they have reaped (a respawned worker's
     time is in its master's cutime/cstime), so the difference of two readings is what the
     stack spent between them, whatever else the machine was doing."""
-    ticks = 0
+    return sum(cpu_by_process(pgids).values())
+
+
+def cpu_by_process(pgids: list[int]) -> dict[str, float]:
+    """:func:`cpu_seconds` split by kind of process (nginx, uwsgi, manager, or the command's
+    name): where a stack's CPU time goes."""
+    out: dict[str, float] = {}
     for pid in group_members(pgids):
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            kind = _kind(stat[stat.index("(") + 1: stat.rindex(")")], pid)
+        except (OSError, ValueError):
             continue  # exited meanwhile: its time is in its parent's cutime once reaped
         # After the ")" that ends comm, field N of proc(5) is at index N - 3:
         # utime (14), stime (15), cutime (16), cstime (17).
-        ticks += sum(int(v) for v in fields[11:15])
-    return ticks / CLOCK_TICKS
+        fields = stat.rsplit(")", 1)[1].split()
+        out[kind] = out.get(kind, 0.0) + sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
+    return out
+
+
+def _kind(comm: str, pid: int) -> str:
+    if comm.startswith("nginx"):
+        return "nginx"
+    if "uwsgi" in comm.lower():  # uwsgi, or "wsgistack uWSGI" with auto-procname
+        return "uwsgi"
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        cmdline = b""
+    if b"wsgistack.runner.manager" in cmdline:
+        return "manager"
+    if b"uwsgi" in cmdline:
+        return "uwsgi"
+    return comm.split()[0] if comm.strip() else "other"
 
 
 # --- memory ----------------------------------------------------------------

@@ -130,6 +130,16 @@ def markdown(results: BenchResults, checks: Sequence[TargetCheck], primary: str)
                   "| scenario | stack | CPU µs/req | twin's | difference |", "|---|---|---:|---:|---:|"]
         for t in twins:
             lines.append(f"| {t.scenario} | {t.stack} | {t.cpu_us:.1f} | {t.twin_cpu_us:.1f} | {t.difference:.1%} |")
+    summaries = summarise(results.samples)
+    kinds = sorted({k for x in summaries.values() for k in x.cpu_split_us})
+    if kinds:
+        lines += ["", "## Where the CPU time goes: µs per request by process (medians over rounds)", "",
+                  "| scenario | stack | " + " | ".join(kinds) + " |", "|---|---|" + "---:|" * len(kinds)]
+        for (stack, scenario), x in summaries.items():
+            if x.cpu_split_us:
+                lines.append(f"| {scenario} | {stack} | "
+                             + " | ".join(f"{x.cpu_split_us[k]:.1f}" if k in x.cpu_split_us else "–" for k in kinds)
+                             + " |")
     bounds = serial_bounds(results)
     if bounds:
         lines += ["", "Serial bound 1/(1/ceiling + 1/fastest app alone), req/s: "
@@ -172,7 +182,8 @@ def to_json(results: BenchResults, checks: Sequence[TargetCheck] = ()) -> dict[s
         "stacks": results.stacks,
         "skipped": results.skipped,
         "samples": [{"stack": s.stack, "scenario": s.scenario, "round": s.round, **s.result.to_dict(),
-                     "cpu_s": s.cpu_s, "cpu_us_per_request": s.cpu_us_per_request}
+                     "cpu_s": s.cpu_s, "cpu_us_per_request": s.cpu_us_per_request,
+                     "cpu_split_s": dict(s.cpu_split or {})}
                     for s in results.samples],
         "summary": [dataclasses.asdict(r) for r in rows(results)],
         "bursts": [{"stack": b.stack, "app": b.app, "round": b.round, **b.result.to_dict()}
