@@ -182,3 +182,28 @@ def test_drain_before_stop_marks_the_node_then_stops_after_the_delay(tmp_path: P
     assert float(at) - sent[0] >= 0.9  # and the stop came only after the delay
     assert not marker.exists()  # removed with the other transient files
     assert "draining for 1s" in out.getvalue().decode()
+
+
+def test_output_is_read_in_batches_from_an_enlarged_pipe() -> None:
+    import fcntl
+
+    from wsgistack.runner.manager import PIPE_SIZE, _enlarge_pipe, _read_available
+
+    r, w = os.pipe()
+    try:
+        os.set_blocking(r, False)
+        _enlarge_pipe(r)
+        if fcntl.fcntl(r, getattr(fcntl, "F_GETPIPE_SZ", 1032)) >= PIPE_SIZE:
+            # A batch of access-log lines larger than a default pipe (64 KB) fits without blocking.
+            os.set_blocking(w, False)
+            os.write(w, b"x" * 200_000)
+            data, closed = _read_available(r)
+            assert (len(data), closed) == (200_000, False)
+        os.write(w, b"last line\n")
+        os.close(w)
+        w = -1
+        assert _read_available(r) == (b"last line\n", True)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
