@@ -4,13 +4,16 @@ ids and the ops listener, in the demo image the session builds once (conftest)."
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.docker.conftest import Container, docker, wait_http
+from tests.conftest import WSGISTACK, free_port
+from tests.docker.conftest import Container, docker, unique, wait_http
 
 pytestmark = pytest.mark.docker
 
@@ -56,3 +59,37 @@ def test_worker_role_runs_one_background_process_alone(run_container: type[Conta
     docker("stop", "-t", "10", c.name)
     assert time.monotonic() - started < 10
     assert c.wait_exit(5) == 0, c.logs()
+
+
+def test_split_compose_runs_each_background_process_in_its_own_worker(
+    demo_context: Path, tmp_path: Path, docker_engine: None
+) -> None:
+    """`wsgistack compose --split` with [processes.ticker]: a worker-ticker service from the
+    same image (role worker) beside app and web."""
+    ctx = tmp_path / "demo"
+    shutil.copytree(demo_context, ctx)
+    with open(ctx / "wsgistack.toml", "a") as fh:
+        fh.write(f"\n[processes.ticker]\ncommand = {json.dumps(TICKER)}\n")
+    tag = unique("ops") + ":test"
+    build = subprocess.run([*WSGISTACK, "build", str(ctx), "-t", tag, "--plain", "--force"], capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    port = free_port()
+    out = subprocess.run([*WSGISTACK, "compose", str(ctx), "--split", "-t", tag, "--host", "127.0.0.1", "--port", str(port)],
+                         capture_output=True, text=True, check=True)
+    assert "worker-ticker:" in out.stdout
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(out.stdout)
+    project = unique("work").replace("-", "")
+    base = ["docker-compose", "-p", project, "-f", str(compose), "--project-directory", str(ctx)]
+    try:
+        up = subprocess.run([*base, "up", "-d", "--no-build"], capture_output=True, text=True, timeout=240)
+        assert up.returncode == 0, up.stderr
+        wait_http(f"http://127.0.0.1:{port}/", timeout=120)
+        logs = lambda: subprocess.run([*base, "logs", "--no-color", "worker-ticker"], capture_output=True, text=True).stdout  # noqa: E731
+        wait_for(lambda: "ticker | tick in /app" in logs(), timeout=60)
+        # The web and app containers do not run it (role web/app run no background process).
+        everything = subprocess.run([*base, "logs", "--no-color", "app", "web"], capture_output=True, text=True).stdout
+        assert "tick in" not in everything
+    finally:
+        subprocess.run([*base, "down", "-v", "--remove-orphans", "-t", "10"], capture_output=True, text=True, timeout=120)
+        docker("image", "rm", "-f", tag, check=False)
