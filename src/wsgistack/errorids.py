@@ -79,6 +79,8 @@ CONFIG_E012 = declare("config.E012", "tls.mode = files without tls.cert and tls.
 CONFIG_E013 = declare("config.E013", "tls.mode set on the app role: only nginx terminates TLS", "set tls.mode on the web role (or role = all)")
 CONFIG_E014 = declare("config.E014", "tls.mode = acme without a host name it can validate over HTTP-01",
                       "list each host name in server.server_names")
+CONFIG_E015 = declare("config.E015", "tls.port is server.port: HTTPS and the plain-HTTP redirect need a port each",
+                      "leave tls.port at 8443 (or 443), server.port at 8000 (or 80)")
 CONFIG_E046 = declare("config.E046", "ops.port is also the site's port", "give the ops listener a port of its own, e.g. 9100")
 CONFIG_E044 = declare("config.E044", "role = worker, and process names no [processes.NAME]",
                       "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table")

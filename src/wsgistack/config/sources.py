@@ -366,6 +366,15 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
                     "certificate obtained over DNS-01",
                 )
             )
+    if tls.mode != "off" and tls.port == config.server.port:
+        problems.append(
+            WsgistackError(
+                ids.CONFIG_E015,
+                f"tls.port = {tls.port} (from {origins.get('tls.port', DEFAULT)}) is also server.port "
+                f"(from {origins.get('server.port', DEFAULT)}): HTTPS and the plain-HTTP redirect need a port each",
+                "give HTTPS its own port: tls.port = 8443 (or 443, with server.port = 80)",
+            )
+        )
     if config.ops.port and config.ops.port in (config.server.port, config.tls.port if config.tls.mode != "off" else 0):
         problems.append(
             WsgistackError(

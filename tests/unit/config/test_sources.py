@@ -266,6 +266,9 @@ def test_tls_settings_and_their_cross_checks(tmp_path: Path) -> None:
         load_config(tmp_path, env={"WSGISTACK_TLS__MODE": "acme", "WSGISTACK_SERVER__SERVER_NAMES": "*.example.com"})
     assert exc.value.id == "config.E014"
     with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={"WSGISTACK_TLS__MODE": "self-signed", "PORT": "8443"})
+    assert exc.value.id == "config.E015" and "(from env PORT" in exc.value.message
+    with pytest.raises(ConfigError) as exc:
         load_config(tmp_path, env={"WSGISTACK_TLS__MODE": "https"})
     assert "tls.mode" in exc.value.render()
 
