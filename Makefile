@@ -49,6 +49,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $@
 
+# $(VENV) is wsgistack's own environment; the demos use it as the app's environment too
+# (Django, Flask and pyuwsgi are in it), named with --python so that a virtualenv active in
+# the caller's shell (VIRTUAL_ENV) is not taken for the demo's. A real project keeps its own.
 # As root, the demo's uWSGI, nginx workers and prestart steps run as the nginx worker user
 # (www-data), so its data (SQLite, uploads) goes to a directory that user owns. In a checkout
 # that user cannot read (e.g. under /root), the demo opts in to user = "root", and says so.
@@ -68,10 +71,10 @@ demo: system-deps $(STAMP)
 	    echo "           Run it as a normal user, or from a directory $$user can read, to see the default."; \
 	  fi; \
 	fi; \
-	exec $(BIN)/wsgistack run examples/django_demo
+	exec $(BIN)/wsgistack run examples/django_demo --python $(abspath $(BIN))/python
 
 demo-flask: system-deps $(STAMP)
-	$(BIN)/wsgistack run examples/flask_demo
+	$(BIN)/wsgistack run examples/flask_demo --python $(abspath $(BIN))/python
 
 test: NEED_TEST = 1
 test: system-deps $(STAMP)

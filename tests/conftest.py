@@ -79,6 +79,53 @@ def deployed_python() -> str:
 
 # Every test that runs the CLI uses the interpreter a deployment could use (see above).
 WSGISTACK = [deployed_python(), "-m", "wsgistack"]
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+@functools.cache
+def app_venv(requirements: Path | None) -> Path:
+    """An app's own virtualenv, apart from wsgistack's: Debian's python3 (readable by the user
+    uWSGI drops to), the project's requirements and pyuwsgi, nothing of wsgistack (None: an
+    empty venv, without even pip). Built once and kept under /tmp, keyed by the requirements'
+    text; pip's cache makes a rebuild quick. Built in place (a venv's scripts name their
+    interpreter by path), under a lock, and marked complete last."""
+    import fcntl
+
+    text = requirements.read_text() if requirements else "(empty)"
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    target = Path(tempfile.gettempdir()) / f"wst-appenv-{digest}"
+    done = target / ".wst-complete"
+    with open(f"{target}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        if requirements is None:
+            subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(target)], check=True)
+        else:
+            subprocess.run(["/usr/bin/python3", "-m", "venv", str(target)], check=True)
+            pip = [str(target / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            proc = subprocess.run([*pip, "-r", str(requirements), "pyuwsgi>=2.0.28"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                pytest.fail(f"building the app venv for {requirements} failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
+        target.chmod(0o755)
+        done.touch()
+    return target
+    build = Path(tempfile.mkdtemp(prefix="wst-appenv-build-"))
+    build.chmod(0o755)
+    if with_uwsgi:
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(build)], check=True)
+        pip = [str(build / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-r", str(requirements), "pyuwsgi>=2.0.28"], check=True, capture_output=True, text=True)
+    else:
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(build)], check=True)
+    # The venv's scripts name its interpreter by its path: build where it will live.
+    try:
+        build.rename(target)
+    except OSError:  # another session built it meanwhile
+        shutil.rmtree(build, ignore_errors=True)
+        return target
+    return target
 
 
 def app_writable(path: Path) -> Path:

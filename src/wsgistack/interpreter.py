@@ -186,3 +186,23 @@ def check_uwsgi(python: AppPython) -> None:
             f"{MIN_PYUWSGI_TEXT}, the oldest wsgistack supports",
             f"upgrade it: {python.upgrade_uwsgi}",
         )
+
+
+STARTED = "app-python.json"  # in the runtime dir's private part: the interpreter a start chose
+
+
+def save_started(private: Path, python: AppPython) -> None:
+    """Record the interpreter this start runs, for `reload`: uWSGI keeps its interpreter until
+    a restart, whatever the reloading shell's VIRTUAL_ENV says."""
+    path = private / STARTED
+    path.write_text(json.dumps({"python": python.python, "why": python.why}))
+    path.chmod(0o600)
+
+
+def started(private: Path) -> AppPython | None:
+    """The interpreter the running stack was started with, inspected again (None: no record)."""
+    try:
+        data = json.loads((private / STARTED).read_text())
+    except (OSError, ValueError):
+        return None
+    return inspect(data["python"], f"{data['why']}, as the stack was started")

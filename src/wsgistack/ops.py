@@ -16,6 +16,7 @@ from typing import Any
 from wsgistack.config import record
 from wsgistack.config.envvars import env_name
 from wsgistack.config.sources import DEFAULT, SECRET, LoadedConfig, from_env, load_config
+from wsgistack import interpreter
 from wsgistack.errors import UsageError, WsgistackError
 from wsgistack.machine import Machine
 from wsgistack.plan import Paths, Plan
@@ -27,10 +28,10 @@ NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings),
 # A change to these takes the site off the address its users reach it on.
 SITE_SETTINGS = ("server.host", "server.port", "tls.port")
 # Settings a reload cannot apply: the process manager's table (the app's environment, stop
-# timeout, which processes run and as whom, the ACME renewer) is fixed at start, like the
-# certificates a start prepares for tls.mode, and the runtime dir is where the reload found
-# the stack. ([processes.NAME] are the manager's too; app.env is never recorded.)
-NEXT_START = frozenset({"role", "process", "runtime_dir", "user", "platform", "stop_timeout", "upstream_wait", "tls.mode"})
+# timeout, which processes run and as whom, the ACME renewer, uWSGI's interpreter) is fixed at
+# start, like the certificates a start prepares for tls.mode, and the runtime dir is where
+# the reload found the stack. ([processes.NAME] are the manager's too; app.env is never recorded.)
+NEXT_START = frozenset({"role", "process", "runtime_dir", "user", "platform", "stop_timeout", "upstream_wait", "tls.mode", "app.python"})
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,9 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
         loaded = load_config(project, env={}, cli={k: v for k, v in cli.items() if k not in kept},
                              config_file=config_file, started={**rec.started(), **kept})
     # The start sequence with the reload's flags: app, plan, render (written by apply_reload).
-    started = pipeline.start(project, env=env, loaded=loaded, flags=pipeline.RELOAD)
+    # uWSGI keeps the interpreter it was started on (the reloading shell's VIRTUAL_ENV is not it).
+    started = pipeline.start(project, env=env, loaded=loaded, flags=pipeline.RELOAD,
+                             python=interpreter.started(located.paths.private))
     plan = started.plan
     return Reload(
         loaded=loaded,

@@ -22,7 +22,7 @@ from wsgistack.access import check_user_can_run, unreachable_ancestor
 from wsgistack.app import AppSpec, detect_app
 from wsgistack.config import LoadedConfig, load_config, record
 from wsgistack.errors import MissingBinaryError, WsgistackError
-from wsgistack.interpreter import AppPython, check_uwsgi, resolve as resolve_python
+from wsgistack.interpreter import AppPython, check_uwsgi, resolve as resolve_python, save_started
 from wsgistack.machine import INSTALL_NGINX_HINT, Machine, detect
 from wsgistack.plan import Paths, Plan, app_user, host_facts, make_plan, prepare_tls, runtime_paths as _runtime_paths
 from wsgistack.prestart import collects_static, run_prestart
@@ -79,11 +79,13 @@ def start(
     config_env: Mapping[str, str] | None = None,
     loaded: LoadedConfig | None = None,
     machine: Machine | None = None,
+    python: AppPython | None = None,
     say: Output = _silent,
 ) -> Started:
     """The whole start, top to bottom. ``env`` is the environment the app runs with; the
     config is resolved from ``config_env`` (default: ``env``) and the ``cli`` overrides,
-    unless the caller resolved it already (``loaded``: reload, from the recorded settings).
+    unless the caller resolved it already (``loaded``: reload, from the recorded settings);
+    likewise the app's interpreter (``python``: reload, the one the stack was started on).
     ``machine``: the machine to plan for (default: this one, :func:`detect`); the benchmark
     plans for the CPUs its servers are pinned to, as a user's ``taskset`` would."""
     if loaded is None:
@@ -91,7 +93,11 @@ def start(
     if isinstance(say, Say):  # wsgistack's own lines as JSON too with server.log_format = "json"
         say.json_mode = loaded.config.server.log_format == "json"
     machine = machine or detect()
-    python = find_python(loaded, env)  # the app's interpreter and its uWSGI
+    python = python or find_python(loaded, env)  # the app's interpreter and its uWSGI
+    if flags.binaries and python is not None and loaded.config.role != "web":
+        # The app's uWSGI before its import: a venv without pyuwsgi is most often the wrong
+        # venv, and importing the app there would only add a confusing ImportError.
+        check_uwsgi(python)
     app = find_app(loaded, machine, env, python)  # imports the app, as the user uWSGI will run as
     host = host_facts(loaded, machine, env)  # users' groups, real paths: make_plan itself reads nothing
     plan = prepare_tls(make_plan(loaded, machine, app, python, host))  # + the dev certificate (tls.mode self-signed)
@@ -109,7 +115,12 @@ def start(
         check_writable(plan)
         if flags.remember:  # what `wsgistack reload` keeps: the settings, not the environment
             record.save(plan.paths.private, loaded)
+            if plan.python is not None:  # ...and the interpreter uWSGI runs
+                save_started(plan.paths.private, plan.python)
         say(describe(plan))
+        if plan.python is not None:
+            say(f"app interpreter: {plan.python.python} (Python {plan.python.version}, {plan.python.uwsgi_dist} "
+                f"{plan.python.uwsgi_version}; {plan.python.why})")
         for note in plan.notes:
             say(note)
         say(f"runtime dir: {plan.paths.runtime}")

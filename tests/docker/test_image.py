@@ -39,7 +39,7 @@ def test_all_role_serves_pages_static_and_media(run_container: type[Container]) 
     assert docker("exec", c.name, "id", "-u").stdout.strip() == "10001"
     users = docker("exec", c.name, "sh", "-c", "ps -eo user= 2>/dev/null || cat /proc/[0-9]*/status | grep ^Uid").stdout
     assert "root" not in users and "\t0\t" not in users, users
-    health = docker("exec", c.name, "python3", "-I", "-S", "/opt/venv/wsgistack-healthcheck.py", check=False)
+    health = docker("exec", c.name, "python3", "-I", "-S", "/opt/wsgistack/wsgistack-healthcheck.py", check=False)
     assert health.returncode == 0, health.stderr
 
 

@@ -57,7 +57,7 @@ def test_image_serves_https_with_a_dev_certificate_kept_on_a_volume(run_containe
         moved = plain_get(c.port, "/posts/")
         assert (moved.status, moved.getheader("Location")) == (308, f"https://localhost:{tls_port}/posts/")
         assert "update-ca-certificates" in c.logs()  # how to trust the CA: said on first use
-        health = docker("exec", c.name, "python3", "-I", "-S", "/opt/venv/wsgistack-healthcheck.py", check=False)
+        health = docker("exec", c.name, "python3", "-I", "-S", "/opt/wsgistack/wsgistack-healthcheck.py", check=False)
         assert health.returncode == 0, health.stdout + health.stderr
         c.close()
 

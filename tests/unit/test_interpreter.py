@@ -99,3 +99,13 @@ def test_helpers_are_handed_over_as_source_not_imported(tmp_path: Path) -> None:
     assert argv[:2] == ["/srv/app/.venv/bin/python", "-c"] and argv[3:] == ["req.json", "res.json"]
     assert argv[2] == (SRC / "probe.py").read_text()
     assert "wsgistack" not in " ".join(a for a in argv if a != argv[2])
+
+
+def test_the_oldest_pyuwsgi_is_one_fact() -> None:
+    """pyproject's pin (wsgistack installed into the app's venv) says what `run` enforces."""
+    import tomllib
+
+    from wsgistack.interpreter import MIN_PYUWSGI_TEXT
+
+    deps = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"pyuwsgi>={MIN_PYUWSGI_TEXT}" in deps

@@ -66,7 +66,8 @@ def preflight(
       exit code 1) whose details list every such finding with its hint.
     """
     with_app = deploy if app_checks is None else app_checks
-    with CheckContext(loaded=loaded, plan=plan, machine=plan.machine, env=dict(env), deploy=deploy, files=files) as ctx:
+    with CheckContext(loaded=loaded, plan=plan, machine=plan.machine, env=dict(env), deploy=deploy, files=files,
+                      python=plan.python) as ctx:
         report = run_checks(
             ctx,
             deploy=deploy,

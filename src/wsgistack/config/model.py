@@ -70,8 +70,8 @@ class AppSection(_Section):
     path: Path = Field(Path("."), description="project directory (uWSGI chdir, added to sys.path)")
     python: str = Field(
         "",
-        description="the app's Python interpreter or virtualenv, where uWSGI (pyuwsgi) runs it (default: VIRTUAL_ENV, "
-        "then a .venv/venv in the project, then wsgistack's own interpreter)", json_schema_extra=flag("--python")
+        description="the app's Python interpreter or virtualenv (relative to the project), where uWSGI (pyuwsgi) runs it "
+        "(default: VIRTUAL_ENV, then a .venv/venv in the project, then wsgistack's own interpreter)", json_schema_extra=flag("--python")
     )
     django_settings: str = Field("", description="Django settings module (default: from manage.py)")
     collectstatic: bool = Field(True, description="Django: run collectstatic --noinput before start", json_schema_extra=flag("--collectstatic", "run"))

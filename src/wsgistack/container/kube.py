@@ -37,7 +37,7 @@ GRACE_MARGIN = 5
 # nginx passes on what it accepted just before it stopped.
 SPLIT_APP_EXTRA_PAUSE = 2
 # The image's own health probe (Dockerfile.j2's HEALTHCHECK): exec probes run the same command.
-HEALTHCHECK = ("python3", "-I", "-S", "/opt/venv/wsgistack-healthcheck.py")
+HEALTHCHECK = ("python3", "-I", "-S", "/opt/wsgistack/wsgistack-healthcheck.py")
 STARTUP_PERIOD = 5
 MIGRATE_DEADLINE = 3600  # a migration Job that runs an hour is stuck, not slow
 JOB_TTL = 7 * 24 * 3600  # keep a finished Job (and its logs) a week

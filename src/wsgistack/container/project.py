@@ -68,7 +68,9 @@ def find_facts(path: Path, detect: bool = True) -> ProjectFacts:
             notes.append(f"note: could not detect the app here ({exc.id}: {exc.message}); no data directories prepared")
         else:
             kind = spec.kind
-            for item in spec.static:
+            # Django's STATIC_ROOT and MEDIA_ROOT are data (collected, uploaded); a Flask
+            # app's static folder is part of its code: never left out of the image.
+            for item in spec.static if spec.kind == "django" else ():
                 if item.role not in ("static", "media"):
                     continue
                 try:

