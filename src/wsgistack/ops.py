@@ -197,7 +197,7 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     # The start sequence with the reload's flags: app, plan, render (written by apply_reload).
     # uWSGI keeps the interpreter it was started on (the reloading shell's VIRTUAL_ENV is not it).
     started = pipeline.start(project, env=env, loaded=loaded, flags=pipeline.RELOAD,
-                             python=interpreter.started(located.paths.private))
+                             python=interpreter.started(located.private))
     plan = started.plan
     return Reload(
         loaded=loaded,
