@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -47,6 +48,23 @@ def flask_script_image(docker_engine: None, tmp_path_factory: pytest.TempPathFac
     yield from _build("flask_script", tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def pip_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip as a wheel, to run from outside against an image that has none (pip runs from a zip)."""
+    target = tmp_path_factory.mktemp("pip")
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "pip", "-d", str(target)],
+                   check=True, capture_output=True, timeout=300)
+    return next(target.glob("pip-*.whl"))
+
+
+def pip_in_image(image: str, wheel: Path, env: str, *args: str) -> str:
+    """`pip ARGS` for one environment of the image, with a pip mounted from outside."""
+    proc = docker("run", "--rm", "-v", f"{wheel}:/tmp/pip.whl:ro", "--entrypoint", f"{env}/bin/python", image,
+                  "/tmp/pip.whl/pip", *args, "--disable-pip-version-check", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
 def get(url: str) -> tuple[int, str, bytes]:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.status, resp.headers.get("Server", ""), resp.read()
@@ -62,7 +80,7 @@ def environments(image: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def test_old_pins_image_serves_its_page_with_its_own_versions(old_pins_image: str) -> None:
+def test_old_pins_image_serves_its_page_with_its_own_versions(old_pins_image: str, pip_wheel: Path) -> None:
     c = Container(old_pins_image)
     try:
         wait_http(c.url + "/", container=c)
@@ -80,6 +98,10 @@ def test_old_pins_image_serves_its_page_with_its_own_versions(old_pins_image: st
     assert app["pydantic"].startswith("1.") and app["Jinja2"].startswith("2.") and app["click"].startswith("7.")
     assert {"wsgistack", "pydantic", "Jinja2", "click"} <= set(tool) and "pyuwsgi" not in tool
     assert tool["pydantic"].startswith("2.") and tool["Jinja2"].startswith("3.") and tool["click"].startswith("8.")
+    # `pip check` of each environment of the final image, on its own (the build ran it too).
+    for env in ("/opt/wsgistack", "/opt/venv"):
+        assert "No broken requirements found" in pip_in_image(old_pins_image, pip_wheel, env, "check")
+        print(f"\npip list ({env}):\n" + pip_in_image(old_pins_image, pip_wheel, env, "list"))
 
 
 def test_flask_script_manage_py_image_serves_the_flask_app(flask_script_image: str) -> None:
