@@ -181,3 +181,15 @@ def test_variant_with_an_unknown_setting_is_refused(hello_ctx: stacks.StackConte
 
     with pytest.raises(stacks.StackUnavailable, match="server.acess_log"):
         wsgistack_stack("v", {"server.acess_log": "false"})(hello_ctx)
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/haproxy").exists(), reason="haproxy not installed")
+def test_balanced_stack_is_the_wsgistack_node_behind_haproxy(hello_ctx: stacks.StackContext) -> None:
+    from wsgistack_bench.adapter import wsgistack_balanced
+
+    plan = wsgistack_balanced(hello_ctx)
+    assert [p.name for p in plan.processes] == ["wsgistack", "haproxy"]
+    assert plan.base_url == f"http://127.0.0.1:{hello_ctx.port}"
+    cfg = (hello_ctx.workdir / "balancer" / "haproxy.cfg").read_text()
+    assert f"bind 127.0.0.1:{hello_ctx.port}" in cfg and f"server node1 127.0.0.1:{hello_ctx.aux_port}" in cfg
+    assert listen_port((hello_ctx.workdir / "run" / "nginx.conf").read_text()) == hello_ctx.aux_port

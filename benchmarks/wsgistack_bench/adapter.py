@@ -182,3 +182,36 @@ def listen_port(nginx_conf: str) -> int | None:
     """The first ``listen`` port in an nginx.conf (to cross-check the rendered config)."""
     match = re.search(r"^\s*listen\s+(?:[\d.]+:)?(\d+)", nginx_conf, re.M)
     return int(match.group(1)) if match else None
+
+
+def wsgistack_balanced(ctx: StackContext) -> StackPlan:
+    """The wsgistack stack behind `wsgistack balance` (HAProxy, one node): the balancer's
+    cost, against the "wsgistack" stack hit directly in the same run. The node's nginx
+    listens on the aux port (uWSGI stays on its unix socket); HAProxy on the client port,
+    with the haproxy.cfg `wsgistack balance` renders (checks, retries, request ids)."""
+    import socket
+
+    from wsgistack.balancer import make_balancer_plan
+    from wsgistack.config import load_config
+    from wsgistack.machine import detect
+    from wsgistack.render import render_balancer, write_files
+
+    machine = detect()
+    if not machine.haproxy:
+        raise StackUnavailable("haproxy is not installed")
+    node = wsgistack_stack("wsgistack-balanced", {"server.port": str(ctx.aux_port)})(ctx)
+    with socket.socket() as s:  # the stats page needs a port of its own
+        s.bind(("127.0.0.1", 0))
+        stats_port = s.getsockname()[1]
+    runtime = ctx.workdir / "balancer"
+    loaded = load_config(ctx.app.project_dir, env={}, cli={
+        "balancer.nodes": ([f"127.0.0.1:{ctx.aux_port}"], _FLAG),
+        "balancer.host": ("127.0.0.1", _FLAG),
+        "balancer.port": (ctx.port, _FLAG),
+        "balancer.stats_port": (stats_port, _FLAG),
+        "runtime_dir": (str(runtime), _FLAG),
+    })
+    plan = make_balancer_plan(loaded, machine)
+    write_files(render_balancer(plan), runtime)
+    haproxy = Process("haproxy", (machine.haproxy, "-db", "-f", str(plan.paths.config)), {}, runtime)
+    return StackPlan("wsgistack-balanced", f"http://127.0.0.1:{ctx.port}", (*node.processes, haproxy))

@@ -22,7 +22,7 @@ import click
 from rich.console import Console
 
 from wsgistack_bench import harness, load, report, stacks
-from wsgistack_bench.adapter import ABLATIONS, parse_variant_spec, wsgistack_default, wsgistack_stack
+from wsgistack_bench.adapter import ABLATIONS, parse_variant_spec, wsgistack_balanced, wsgistack_default, wsgistack_stack
 
 DEFAULT_STACKS = (
     "ceiling", "wsgistack", "candidate", "seed", "tiangolo", "gunicorn-sync", "gunicorn-gthread",
@@ -69,6 +69,8 @@ def _builders(names: list[str], candidates: list[str], variants: list[str] = ())
             builders[name] = wsgistack_default
             builders.update(pending)  # variants run right after the stack they vary
             pending = {}
+        elif name == "wsgistack-balanced":  # behind `wsgistack balance` (HAProxy): the balancer's cost
+            builders[name] = wsgistack_balanced
         elif name in stacks.REFERENCE_STACKS:
             builders[name] = stacks.REFERENCE_STACKS[name]
         else:
