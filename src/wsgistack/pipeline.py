@@ -328,7 +328,6 @@ def prepare_runtime_dir(plan: Plan) -> None:
 def describe(plan: Plan) -> str:
     if plan.app is None:
         return f"role {plan.role}: nginx -> {plan.upstream.nginx}"
-    python = f"\napp interpreter: {plan.python.python} (Python {plan.python.version}; {plan.python.why})" if plan.python else ""
     background = ", ".join(f"{b.name} ({' '.join(b.argv)})" for b in plan.background)
     if plan.role == "worker":
         return f"role worker: {background} in {plan.app.path}"
@@ -336,8 +335,7 @@ def describe(plan: Plan) -> str:
         f"role {plan.role}: {plan.app.kind} app {plan.app.target} in {plan.app.path}, "
         f"{plan.processes} processes x {plan.threads} threads"
         + (f"; background: {background}" if background else "")
-        + python
-    )
+    )  # (start says which interpreter, with its uWSGI, on the next line)
 
 
 __all__ = [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, shared_dir, start_stack, worker_user
+from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, http, shared_dir, start_stack, worker_user
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +23,21 @@ def test_target_as_the_first_argument(tmp_path: Path, stacks: list[Stack]) -> No
     stack = start_stack(tmp_path, "hello:application", cwd=project)
     stacks.append(stack)
     assert "wsgi app hello:application in " + str(project) in stack.log()
+
+
+def test_factory_target_as_the_first_argument(tmp_path: Path, stacks: list[Stack]) -> None:
+    """`wsgistack run 'factory:create_app()'`: the factory form positional too (defect 2)."""
+    project = shared_dir(tmp_path, "proj")
+    (project / "factory.py").write_text(
+        "def create_app():\n"
+        "    def app(environ, start_response):\n"
+        "        start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "        return [b'made by a factory']\n"
+        "    return app\n"
+    )
+    stack = start_stack(tmp_path, "factory:create_app()", cwd=project, ready_path="/")
+    stacks.append(stack)
+    assert http(stack.url + "/").body == b"made by a factory"
 
 
 def test_status_shows_worker_memory_before_any_request(tmp_path: Path, stacks: list[Stack]) -> None:
