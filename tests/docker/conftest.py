@@ -135,6 +135,21 @@ class Container:
             time.sleep(0.1)
         return None
 
+    def wait_in_flight(self, timeout: float = 20) -> None:
+        """Until a uWSGI worker in the container is busy with a request (`wsgistack status`
+        inside it reads uWSGI's stats), instead of sleeping before a signal."""
+        import json
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = docker("exec", self.name, "/opt/wsgistack/bin/wsgistack", "status", "--json", check=False)
+            if out.returncode == 0:
+                workers = (json.loads(out.stdout).get("stats") or {}).get("workers", [])
+                if any(w.get("status") == "busy" for w in workers):
+                    return
+            time.sleep(0.1)
+        pytest.fail(f"no request in flight in {self.name} after {timeout}s; logs:\n{self.logs()}", pytrace=False)
+
     def logs(self) -> str:
         out = docker("logs", self.name, check=False)
         return out.stdout + out.stderr

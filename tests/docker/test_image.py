@@ -91,7 +91,7 @@ def test_docker_stop_lets_an_in_flight_request_finish(run_container: type[Contai
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(1)
+    c.wait_in_flight()  # the request is in the app: now stop
     started = time.monotonic()
     docker("stop", "-t", "10", c.name, timeout=30)
     stopped = time.monotonic() - started
@@ -120,7 +120,7 @@ def test_heroku_dyno_restart_sigterm_to_every_process_drains(heroku_image: str, 
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(1)
+    c.wait_in_flight()
     # kill -1 reaches every process but PID 1, which docker kill signals: all at once.
     docker("exec", c.name, "sh", "-c", "kill -TERM -1")
     docker("kill", "-s", "TERM", c.name)
