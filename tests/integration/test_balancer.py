@@ -165,3 +165,26 @@ def test_drain_command_takes_a_node_out_and_undrain_puts_it_back(fleet: Fleet) -
     done = subprocess.run([*WSGISTACK, "undrain", *args], capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     wait_until(lambda: node_states(fleet.balancer)["node3"] == "UP", 30, "node3 back at the balancer")
+
+
+def test_balance_stops_cleanly_on_ctrl_c_and_fails_when_haproxy_dies(tmp_path: Path) -> None:
+    """`wsgistack balance` runs HAProxy under the process manager: logs relayed, SIGINT (Ctrl-C)
+    stops it with exit 0, HAProxy dying makes it exit non-zero."""
+    for kill_haproxy in (False, True):
+        run = tmp_path / ("crash" if kill_haproxy else "clean")
+        run.mkdir()
+        balancer = start_balancer(run, run, [Proc("n", None, run, run, "127.0.0.2", 9)])  # type: ignore[arg-type]
+        try:
+            wait_until(lambda: "serving http://127.0.0.1" in balancer.log(), 30, "balancer serving", [balancer])
+            assert http(f"http://127.0.0.1:{balancer.stats_port}/").status == 200  # type: ignore[attr-defined]
+            if kill_haproxy:
+                [haproxy] = [pid for pid, cmd in children(balancer.proc.pid) if "haproxy" in cmd]
+                os.kill(haproxy, signal.SIGKILL)
+                assert balancer.proc.wait(timeout=30) != 0
+                assert "haproxy was killed by signal SIGKILL unexpectedly" in balancer.log()
+            else:
+                balancer.proc.send_signal(signal.SIGINT)
+                assert balancer.proc.wait(timeout=30) == 0, balancer.log()
+                assert "haproxy |" in balancer.log() and "stopped" in balancer.log()
+        finally:
+            balancer.stop(signal.SIGKILL)
