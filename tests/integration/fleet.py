@@ -29,6 +29,12 @@ VERSION = "{version}"
 
 def application(environ, start_response):
     path = environ.get("PATH_INFO") or "/"
+    if path == "/whoami":
+        import json
+        data = json.dumps({k: environ.get(k) for k in ("REMOTE_ADDR", "HTTP_HOST", "wsgi.url_scheme",
+                                                      "HTTP_X_FORWARDED_HOST", "HTTP_X_REQUEST_ID")}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
     if environ["REQUEST_METHOD"] == "POST":
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)

@@ -75,6 +75,16 @@ def test_balancer_spreads_requests_sets_request_id_and_forwarded_headers(fleet: 
     assert seen == {"node1", "node2", "node3"}
     kept = http(fleet.url + "/", headers={"X-Request-ID": "abc-123"})
     assert kept.body.decode().endswith("rid=abc-123")
+    # Forwarding headers a client forges do not get through the balancer: the node (which
+    # trusts the balancer's X-Forwarded-*) sees the real client, Host and scheme.
+    import json
+
+    seen_by_app = json.loads(http(fleet.url + "/whoami", headers={
+        "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "https"}).body)
+    assert seen_by_app["REMOTE_ADDR"] == "127.0.0.1"
+    assert seen_by_app["HTTP_HOST"] == f"127.0.0.1:{fleet.balancer.port}"
+    assert seen_by_app["wsgi.url_scheme"] == "http"
+    assert "evil.test" not in str(seen_by_app["HTTP_X_FORWARDED_HOST"])
 
 
 def test_stats_page_lists_nodes_and_state_and_metrics(fleet: Fleet) -> None:
