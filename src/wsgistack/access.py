@@ -7,7 +7,7 @@ otherwise fail later as an obscure 502, 403 or ImportError.
 
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from wsgistack.errors import WsgistackError
@@ -45,22 +45,12 @@ def unreachable_ancestor(path: Path, user: str) -> Path | None:
     return None
 
 
-def python_dirs(python: str) -> list[Path]:
-    """Directories the app's interpreter imports from: its stdlib and site-packages (asked
-    of that interpreter itself, as root, before anything drops privileges)."""
-    code = "import sysconfig; p = sysconfig.get_paths(); print(p['stdlib']); print(p['purelib'])"
-    try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return []
-    return [Path(line) for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
-
-
-def check_user_can_run(user: str, python: str, app_path: Path) -> None:
+def check_user_can_run(user: str, import_dirs: Sequence[str], app_path: Path) -> None:
     """Refuse to start when uWSGI, once dropped to its unprivileged user, could not read its
     own Python or the app: otherwise the start fails later with an obscure ImportError
-    (a pyenv or a venv under /root, which is mode 700, is the usual case)."""
-    needed = [*(d / "__init__.py" for d in python_dirs(python)), app_path / "."]
+    (a pyenv or a venv under /root, which is mode 700, is the usual case). ``import_dirs``:
+    the stdlib and site-packages the app's interpreter reported (wsgistack.pyfacts)."""
+    needed = [*(Path(d) / "__init__.py" for d in import_dirs), app_path / "."]
     for path in needed:
         blocked = unreachable_ancestor(path, user)
         if blocked is not None:

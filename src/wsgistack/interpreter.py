@@ -54,6 +54,7 @@ class AppPython:
     # uWSGI would otherwise re-exec the interpreter behind the venv's symlink, which cannot
     # import pyuwsgi, and the server would be gone after the first reload.
     binary_path: str | None = None
+    import_dirs: tuple[str, ...] = ()  # its stdlib and site-packages (who may run it: access.py)
 
     @property
     def install_uwsgi(self) -> str:
@@ -160,6 +161,7 @@ def inspect(python: str, why: str) -> AppPython:
         uwsgi_dist=uwsgi.get("dist"),
         uwsgi_version=uwsgi.get("version"),
         binary_path=_binary_path(python, command),
+        import_dirs=tuple(facts.get("import_dirs") or ()),
     )
 
 

@@ -163,7 +163,7 @@ def find_app(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], pyt
     path = (config.app.path if config.app.path.is_absolute() else (loaded.project_dir / config.app.path)).resolve()
     user = app_user(config, machine)
     if user:
-        check_user_can_run(user, python.python, path)
+        check_user_can_run(user, python.import_dirs, path)
     return detect_app(path, target=config.app.target, django_settings=config.app.django_settings,
                       python=python.python, env={**env, **config.app.env}, user=user)
 

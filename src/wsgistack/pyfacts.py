@@ -67,6 +67,8 @@ def facts() -> dict[str, Any]:
         "executable": sys.executable,
         "version": ".".join(map(str, sys.version_info[:3])),
         "prefix": sys.prefix,
+        # What it imports from: uWSGI's unprivileged user must be able to read these.
+        "import_dirs": [sysconfig.get_path("stdlib"), sysconfig.get_path("purelib")],
         "uwsgi": uwsgi_facts(),
     }
 
