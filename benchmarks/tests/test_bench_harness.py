@@ -92,6 +92,7 @@ def test_check_targets() -> None:
     assert checks["burst errors + non-2xx"].passed
     assert checks["static 1k: Nginx ÷ whitenoise"].value == pytest.approx(15)
     assert checks["static 100k: Nginx ÷ whitenoise"].passed is None  # not measured
+    assert checks["static 100k: whitenoise CPU/req ÷ Nginx's"].passed is None
     assert checks["stack PSS after load (MB)"].passed is None
 
 
@@ -142,3 +143,21 @@ def test_cpu_split_by_process_kind() -> None:
                for n, u in enumerate((0.2, 0.25, 0.15))]
     # 10,000 requests: nginx 10 µs each, uWSGI the median 20 µs.
     assert summarise(samples)[("w", "hello c32")].cpu_split_us == pytest.approx({"nginx": 10.0, "uwsgi": 20.0})
+
+
+def test_issue_15_checks_per_round_ratios_and_static_cost() -> None:
+    from wsgistack_bench.harness import round_ratio
+
+    r = BenchResults(options=BenchOptions(), scenarios=[], stacks={})
+    for rnd, (mine, theirs) in enumerate(((3_000, 2_000), (1_000, 2_000), (2_200, 2_000)), start=1):
+        r.samples += [Sample("w", "django-hello c32", rnd, result(mine)),
+                      Sample("tiangolo", "django-hello c32", rnd, result(theirs)),
+                      Sample("seed", "django-hello c32", rnd, result(1_000))]
+    r.samples += [Sample("w", "static 1k nginx", 1, result(1_000), 0.2),  # 20 µs per request
+                  Sample("w", "static 1k whitenoise", 1, result(1_000), 1.0)]  # 100 µs
+    assert round_ratio(r, "w", "tiangolo", "django-hello c32") == pytest.approx(1.1)  # 1.5, 0.5, 1.1
+    checks = {c.name: c for c in check_targets(r, "w")}
+    assert checks["django-hello c32 ÷ tiangolo (per-round ratios)"].passed
+    assert checks["django-hello c32 ÷ seed (per-round ratios)"].value == pytest.approx(2.2)
+    assert checks["static 1k: whitenoise CPU/req ÷ Nginx's"].value == pytest.approx(5.0)
+    assert checks["static 1k: whitenoise CPU/req ÷ Nginx's"].passed is False

@@ -206,6 +206,16 @@ def serial_bound(ceiling_rps: float, app_alone_rps: float) -> float:
     return 1.0 / (1.0 / ceiling_rps + 1.0 / app_alone_rps)
 
 
+def round_ratio(results: BenchResults, stack: str, other: str, scenario: str) -> float | None:
+    """Median over rounds of stack's req/s ÷ other's in the same round (None if either is missing)."""
+    by_round: dict[int, dict[str, float]] = {}
+    for x in results.samples:
+        if x.scenario == scenario and x.stack in (stack, other):
+            by_round.setdefault(x.round, {})[x.stack] = x.result.rps
+    ratios = [r[stack] / r[other] for r in by_round.values() if r.get(other) and stack in r]
+    return statistics.median(ratios) if ratios else None
+
+
 def rps_of(summaries: Mapping[tuple[str, str], Summary], stack: str, scenario: str) -> float | None:
     summary = summaries.get((stack, scenario))
     return summary.rps if summary else None
@@ -261,6 +271,17 @@ def check_targets(results: BenchResults, primary: str) -> list[TargetCheck]:
         nginx = rps_of(s, primary, f"static {size} nginx")
         app = rps_of(s, primary, f"static {size} whitenoise")
         checks.append(_check(f"static {size}: Nginx ÷ whitenoise", ratio(nginx, app), limit))
+        # Issue 15: the same as a cost ratio, which one load core cannot cap.
+        nginx_cpu, app_cpu = s.get((primary, f"static {size} nginx")), s.get((primary, f"static {size} whitenoise"))
+        checks.append(_check(f"static {size}: whitenoise CPU/req ÷ Nginx's",
+                             ratio(app_cpu.cpu_us if app_cpu else None, nginx_cpu.cpu_us if nginx_cpu else None), limit))
+    # Issue 15: at least the tiangolo-equivalent's throughput at 32 connections on every page
+    # (median of the per-round ratios: both measured in the same round), Django pages 2 x seed.
+    pages = sorted({sc for (_, sc) in s if sc.endswith(" c32") and not sc.startswith("static")})
+    for page in pages:
+        checks.append(_check(f"{page} ÷ tiangolo (per-round ratios)", round_ratio(results, primary, "tiangolo", page), 1.0))
+    for page in (p for p in pages if p.startswith("django")):
+        checks.append(_check(f"{page} ÷ seed (per-round ratios)", round_ratio(results, primary, "seed", page), 2.0))
     memory = results.memory.get(f"{results.options.memory_app}/{primary}")
     total_pss_mb = sum(m.pss_kb for m in memory) / 1024 if memory else None
     checks.append(_check("stack PSS after load (MB)", total_pss_mb, 512, False, "{:.0f}"))
