@@ -85,6 +85,10 @@ def test_self_signed_dev_certificate(tmp_path: Path, stacks: list[Stack]) -> Non
     stacks.append(stack)
     ca = data / "dev-ca" / "ca.pem"
     wait_https(stack, port, ca)
+    # nginx answers HTTPS a moment before the manager's readiness loop sees it and says so.
+    deadline = time.monotonic() + 10
+    while f"serving https://localhost:{port}" not in stack.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert f"serving https://localhost:{port}" in stack.log()
     assert stack.log().count("update-ca-certificates") == 1  # how to trust the dev CA, once
 
