@@ -12,6 +12,7 @@ what a regex, a map or a header costs, not I/O. perf stat would count both, but
 
     PYTHONPATH=benchmarks .venv/bin/python benchmarks/instructions.py [N] [/PATH] [NAME:SPEC ...]
 
+INSTRUCTIONS_APP=django measures the Django demo (its /hello: pass /hello as the path).
 NAME:SPEC is a ``wsgistack bench --variant`` spec (real settings and -ABLATIONs); the
 defaults are always measured first, as "wsgistack". /PATH: the page (default /hello; the
 bench's static files are /static/1k.css and /static/100k.css).
@@ -72,10 +73,24 @@ def _ir(path: Path) -> int:
     return int(match.group(1))
 
 
+APPS: dict[str, stacks.AppTarget] = {}
+
+
+def _app(workroot: Path, which: str) -> stacks.AppTarget:
+    """The bench's app target (``hello`` or ``django``, prepared once: migrate, collectstatic)."""
+    if which not in APPS:
+        from wsgistack_bench.cli import _apps
+
+        (app,) = _apps(which, REPO / "examples" / "hello", REPO / "examples" / "django_demo", workroot)
+        harness.prepare_app(app, sys.executable)
+        APPS[which] = app
+    return APPS[which]
+
+
 def _worker_ir(name: str, settings: dict[str, str], ablations: tuple[str, ...], workroot: Path, ports,
                requests: int, path: str) -> int:
     """Instructions nginx's worker executed over its life, serving ``requests`` requests."""
-    app = stacks.AppTarget("hello", REPO / "examples" / "hello", "hello:application", "/hello")
+    app = _app(workroot, os.environ.get("INSTRUCTIONS_APP", "hello"))
     ctx = stacks.StackContext(
         workdir=workroot / f"{name}-{requests}", app=app, port=next(ports), aux_port=next(ports),
         static_dir=workroot / "static", bin_dir=Path(sys.executable).parent, src_dir=REPO / "benchmarks",
