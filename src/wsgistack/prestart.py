@@ -6,6 +6,7 @@ They run after the files are written and before anything serves, as the user uWS
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping
@@ -40,10 +41,15 @@ def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
 
 
 def collects_static(plan: Plan) -> bool:
-    """Django's collectstatic runs: it is on, staticfiles is installed and STATIC_ROOT is set."""
+    """Django's collectstatic runs: it is on, staticfiles is installed and STATIC_ROOT is set,
+    and the image build has not collected into that very directory already (its stamp is there)."""
+    from wsgistack.container.buildstep import static_collected_at_build
+
     app = plan.app
-    has_static_root = any(loc.role == "static" for loc in plan.locations)
-    return bool(app and app.kind == "django" and plan.config.app.collectstatic and app.staticfiles and has_static_root)
+    static_roots = [loc.dir for loc in plan.locations if loc.role == "static"]
+    if not (app and app.kind == "django" and plan.config.app.collectstatic and app.staticfiles and static_roots):
+        return False
+    return not all(static_collected_at_build(app.path, d) for d in static_roots)
 
 
 def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None]) -> None:
@@ -75,6 +81,9 @@ def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None])
             ) from None
         output = (proc.stdout + proc.stderr).strip()
         if proc.returncode != 0:
+            known = _known_failure(label, output, cwd, plan.uwsgi_user)
+            if known is not None:
+                raise known
             raise PrestartError(
                 ids.PRESTART_E002,
                 f"prestart step {label!r} failed with exit code {proc.returncode}",
@@ -84,3 +93,36 @@ def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None])
         if output:
             for line in output.splitlines():
                 say(f"  {line}")
+
+
+_DENIED_RE = re.compile(r"Permission denied: '(/[^']+)'")
+
+
+def _known_failure(label: str, output: str, project: Path, user: str | None) -> PrestartError | None:
+    """The two failures a read-only project directory causes (the image's /app), each with
+    the fix, instead of the generic prestart.E002."""
+    who = repr(user) if user else "the app's user"
+    if "unable to open database file" in output:
+        return PrestartError(
+            "prestart.E003",
+            f"prestart step {label!r}: SQLite is unable to open the database file: its directory is missing or "
+            f"not writable by {who} (in the image the code directory /app is read-only, as it should be)",
+            "keep the database in the data directory: $DATA_DIR (/data in the image, a volume: docker run -v "
+            "myapp-data:/data IMAGE), e.g. DATABASES NAME = Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3'; "
+            "running locally, make the database's directory writable",
+            details=output[-4000:],
+        )
+    denied = _DENIED_RE.search(output)
+    if denied:
+        path = Path(denied.group(1))
+        directory = path if path.is_dir() else path.parent
+        if directory.is_relative_to(project):
+            rel = directory.relative_to(project).as_posix() or "."
+            return PrestartError(
+                "prestart.E004",
+                f"prestart step {label!r} cannot write {path}: {directory} in the project is not writable by {who}",
+                f"in the image: rebuild with `wsgistack build --writable {rel}` (or move that data to $DATA_DIR, "
+                f"a volume); running locally: chown -R {user or 'USER'}: {directory}",
+                details=output[-4000:],
+            )
+    return None

@@ -26,7 +26,9 @@ CANARIES = {
     ".env.production": "DATABASE_URL=postgres://u:CANARY_DOTENV_PROD_8b2e@db/x\n",
     "secrets.json": '{"key": "CANARY_SECRETS_JSON_9c3d"}\n',
     "demo/.env.local": "X=CANARY_NESTED_ENV_0d4c\n",
-    "demo/local_secret.py": "TOKEN = 'CANARY_LOCAL_SECRET_1e5b'\n",
+    # Credential *data* files are left out; code named like one (local_secret.py) is not.
+    "demo/credentials.json": '{"token": "CANARY_CREDENTIALS_JSON_1e5b"}\n',
+    "certs/server.key": "-----BEGIN PRIVATE KEY-----\nCANARY_SERVER_KEY_5c9d\n",
     "id_rsa": "-----BEGIN OPENSSH PRIVATE KEY-----\nCANARY_ID_RSA_2f6a\n",
     ".git/config": "[remote]\n url = https://CANARY_GIT_3a7b@example.invalid/x\n",
     "venv/pyvenv.cfg": "home = CANARY_VENV_4b8c\n",

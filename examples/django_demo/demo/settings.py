@@ -94,8 +94,12 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 
 DATA_DIR = env_path("DEMO_DATA_DIR", BASE_DIR / "var")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# What must outlive a container (the database, the generated secret key) goes to $DATA_DIR
+# when it is set: the wsgistack image sets it to /data, a volume (docker run -v demo-data:/data).
+STATE_DIR = env_path("DATA_DIR", DATA_DIR)
+STATE_DIR.mkdir(parents=True, exist_ok=True)
 
-SECRET_KEY = _load_or_create_secret_key(DATA_DIR)
+SECRET_KEY = _load_or_create_secret_key(STATE_DIR)
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -147,7 +151,7 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env_path("DJANGO_DB_PATH", DATA_DIR / "db.sqlite3"),
+        "NAME": env_path("DJANGO_DB_PATH", STATE_DIR / "db.sqlite3"),
         # Persistent connections buy nothing with SQLite and would keep file
         # handles open in every worker.
         "CONN_MAX_AGE": 0,

@@ -19,7 +19,8 @@ from wsgistack.cli.dockerfile_cmd import project_argument, recipe_options, write
 @click.option("--network", default="host", show_default=True, help="network for the build's RUN steps")
 @click.option("--no-cache", is_flag=True, help="rebuild every layer")
 @click.option("--plain", is_flag=True, help="show docker's full output instead of a progress display")
-@click.option("--keep-dockerfile", is_flag=True, help="build the existing Dockerfile as it is (do not regenerate)")
+@click.option("--keep-dockerfile", is_flag=True,
+              help="build the existing Dockerfile.wsgistack, else Dockerfile, as it is (do not regenerate)")
 def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bool, keep_dockerfile: bool,
             **params: Any) -> None:
     """Build the image for the app in PATH (Dockerfile from `wsgistack dockerfile`)."""
@@ -27,12 +28,16 @@ def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bo
     from wsgistack.container.project import image_name
 
     docker_binary()  # fail first, before writing anything, when there is no docker
-    if not keep_dockerfile:
-        write(path, params)
+    from wsgistack.container.dockerfile import OWN_DOCKERFILE
+
+    if keep_dockerfile:
+        dockerfile = OWN_DOCKERFILE if (path / OWN_DOCKERFILE).is_file() else "Dockerfile"
+    else:
+        dockerfile = write(path, params)
     tag = tag or image_name(path)
     on_line, on_step, close = progress_callbacks(plain)
     try:
-        result = docker_build(path.resolve(), tag, network=network, no_cache=no_cache, on_line=on_line, on_step=on_step)
+        result = docker_build(path.resolve(), tag, dockerfile=dockerfile, network=network, no_cache=no_cache, on_line=on_line, on_step=on_step)
     finally:
         close()
     size = f", {result.size / 1e6:.1f} MB" if result.size else ""

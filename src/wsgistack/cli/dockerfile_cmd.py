@@ -38,7 +38,10 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--acme", is_flag=True,
                          help="install certbot, the ACME client tls.mode = acme runs (also when the project's config sets acme)"),
             click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs"),
-            click.option("--force", is_flag=True, help="overwrite a Dockerfile/.dockerignore wsgistack did not write"),
+            click.option("--force", is_flag=True,
+                         help="overwrite a Dockerfile/.dockerignore wsgistack did not write (by default ours goes "
+                              "beside your Dockerfile as Dockerfile.wsgistack, and your .dockerignore is kept)"),
+            click.option("-v", "--verbose", is_flag=True, help="list every project file .dockerignore leaves out"),
         ]
     ):
         f = option(f)
@@ -70,7 +73,9 @@ def _config_wants_acme(path: Path) -> bool:
         return False
 
 
-def write(path: Path, params: dict[str, Any], stdout: bool = False) -> None:
+def write(path: Path, params: dict[str, Any], stdout: bool = False) -> str:
+    """Write the recipe, say what it leaves out of the image; returns the Dockerfile's name."""
+    from wsgistack.container import ignore
     from wsgistack.container.dockerfile import recipe, write_recipe
 
     options = options_from(params)
@@ -80,12 +85,23 @@ def write(path: Path, params: dict[str, Any], stdout: bool = False) -> None:
     for note in notes:
         click.echo(f"wsgistack | {note}", err=True)
     if stdout:
-        # Only the wheel (and .dockerignore, which protects secrets) go to the project.
-        write_recipe(path, [f for f in files if f.path != "Dockerfile"], wheel, force=params["force"])
+        # Only the wheel, the requirement copies and .dockerignore (which protects secrets) go to the project.
+        written, notes = write_recipe(path, [f for f in files if f.path != "Dockerfile"], wheel, force=params["force"])
         click.echo(next(f.content for f in files if f.path == "Dockerfile"), nl=False)
-        return
-    for written in write_recipe(path, files, wheel, force=params["force"]):
-        click.echo(str(written), err=True)
+        name = "Dockerfile"
+    else:
+        written, notes = write_recipe(path, files, wheel, force=params["force"])
+        for item in written:
+            click.echo(str(item), err=True)
+        name = next((p.name for p in written if p.name.startswith("Dockerfile")), "Dockerfile")
+    for note in notes:
+        click.echo(f"wsgistack | {note}", err=True)
+    dockerignore = path / ".dockerignore"
+    if dockerignore.is_file():
+        left_out = ignore.left_out(path.resolve(), dockerignore.read_text(encoding="utf-8"))
+        for line in ignore.summary(left_out, verbose=params.get("verbose", False)):
+            click.echo(f"wsgistack | {line}", err=True)
+    return name
 
 
 @click.command()

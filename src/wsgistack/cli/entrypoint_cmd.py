@@ -16,13 +16,24 @@ from wsgistack.runner.manager import Say
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False)
 @click.option("--prestart-only", is_flag=True,
               help="run the prestart steps (migrate, collectstatic, app.prestart) and exit: the Kubernetes migration Job")
-def command(path: Path | None, prestart_only: bool) -> None:
+@click.option("--build-step", is_flag=True,
+              help="the image build's step (a RUN in the Dockerfile): detect the app with the image's Python, "
+                   "make its static/media dirs writable, collect static files")
+def command(path: Path | None, prestart_only: bool, build_step: bool) -> None:
     """Render config from the environment, check it, run prestart, then exec nginx + uWSGI.
 
     Settings come only from the environment and the project's wsgistack.toml (PORT,
     WEB_CONCURRENCY, UWSGI_URI, NGINX_SERVER_NAME, WSGISTACK_* ...): the same image runs in
     every environment. PATH defaults to $WSGISTACK_PROJECT_DIR, else /app.
     """
+    if build_step:
+        from wsgistack.container.buildstep import build_step as run_step
+        from wsgistack.container.dockerfile import IMAGE_UID
+
+        _record, notes = run_step(path or entrypoint.project_dir(os.environ), os.environ, IMAGE_UID)
+        for note in notes:
+            click.echo(f"wsgistack | {note}")
+        return
     say = Say()  # JSON lines once the config says server.log_format = "json"
     started = time.monotonic()
     plan = entrypoint.prepare(os.environ, path or entrypoint.project_dir(os.environ), say)

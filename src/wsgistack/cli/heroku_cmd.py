@@ -19,7 +19,7 @@ def command(path: Path, **params: Any) -> None:
     from wsgistack.render import write_files
 
     params["heroku"] = True  # the Dockerfile builds the term-drain library
-    write(path, params)
-    for written in write_files([render_heroku()], path):
+    dockerfile = write(path, params)
+    for written in write_files([render_heroku(dockerfile)], path):
         click.echo(str(written), err=True)
     click.echo("wsgistack | next: heroku stack:set container && heroku config:set NGINX_SERVER_NAME=<app>.herokuapp.com", err=True)

@@ -73,8 +73,9 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
     return RenderedFile("compose.yaml", _env().get_template("compose.yaml.j2").render(ctx))
 
 
-def render_heroku() -> RenderedFile:
-    return RenderedFile("heroku.yml", _env().get_template("heroku.yml.j2").render({"version": __version__}))
+def render_heroku(dockerfile: str = "Dockerfile") -> RenderedFile:
+    ctx = {"version": __version__, "dockerfile": dockerfile}
+    return RenderedFile("heroku.yml", _env().get_template("heroku.yml.j2").render(ctx))
 
 
 # --- the whole seed-004 topology: balancer, N nodes, database pair, optional Cassandra ------

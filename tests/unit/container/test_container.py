@@ -32,8 +32,8 @@ def files(options: DockerfileOptions = DockerfileOptions()) -> dict[str, str]:
 
 def test_dependencies_are_installed_before_the_code_is_copied() -> None:
     text = files()["Dockerfile"]
-    assert text.index("-r /tmp/requirements.txt") < text.index("COPY . /app")
-    assert text.index('"click>=8.1"') < text.index("COPY requirements.txt")
+    assert text.index("-r /tmp/requirements/requirements.txt") < text.index("COPY . /app")
+    assert text.index('"click>=8.1"') < text.index("COPY .wsgistack/requirements /tmp/requirements")
     assert "USER 10001:0" in text and "STOPSIGNAL SIGTERM" in text and "HEALTHCHECK" in text
     assert 'ENTRYPOINT ["/opt/wsgistack/bin/wsgistack", "entrypoint"]' in text
 
@@ -44,12 +44,17 @@ def test_wsgistack_and_the_app_get_separate_environments_each_pip_checked() -> N
     text = files()["Dockerfile"]
     assert 'RUN /opt/wsgistack/bin/pip install --no-cache-dir --disable-pip-version-check "click>=8.1"' in text
     assert '/opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "pyuwsgi>=2.0.28"' in text
-    assert "/opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt \\\n && /opt/venv/bin/pip check" in text
+    assert "/opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements/requirements.txt \\\n && /opt/venv/bin/pip check" in text
     assert "--no-deps /tmp/wheels/wsgistack-0.1.0-py3-none-any.whl \\\n && /opt/wsgistack/bin/pip check" in text
     assert "ENV VIRTUAL_ENV=/opt/venv" in text  # how wsgistack finds the app's interpreter
     installs = [line for line in text.splitlines() if "pip install" in line]
     assert not [line for line in installs if "/opt/venv/bin/pip" in line and ("click" in line or "wsgistack" in line)]
-    assert "install -d -o 10001 -g 0 -m 2770 /app/var /app/var/static /app/var/media" in text
+    # STATIC_ROOT/MEDIA_ROOT come from the build step (the image's Python), not the host's detection.
+    assert "/app/var/static" not in text and "/opt/wsgistack/bin/wsgistack entrypoint --build-step /app" in text
+    assert text.index("COPY . /app") < text.index("--build-step") < text.index("COPY --from=code /app /app")
+    assert "chmod -R go-w /app" in text and "RUN /opt/venv/bin/uwsgi --version" in text and 'VOLUME ["/data"]' in text
+    text = files(DockerfileOptions(writable=("uploads",)))["Dockerfile"]
+    assert "install -d -o 10001 -g 0 -m 2770 /app/uploads" in text
 
 
 def test_runtime_image_has_no_package_manager_unless_asked() -> None:
@@ -73,9 +78,10 @@ def test_heroku_dockerfile_builds_the_term_drain_library() -> None:
 
 def test_dockerignore_excludes_nested_secrets_and_host_data() -> None:
     ignore = files()[".dockerignore"].splitlines()
-    for pattern in ("**/.env", "**/.env.*", "**/*secret*", "**/id_rsa*", ".git", "**/venv", "var/static", "var/media"):
+    for pattern in ("**/.env", "**/.env.*", "**/*secret*.json", "**/*credential*.json", "**/id_rsa*", ".git", "**/venv",
+                    "var/static", "var/media", "**/*.sqlite", "**/*.db", "**/*-journal", "**/*-wal"):
         assert pattern in ignore
-    assert "!.wsgistack/wheels" in ignore
+    assert "!.wsgistack/wheels" in ignore and "!.wsgistack/requirements" in ignore
     kept = files(DockerfileOptions(keep=("app/secret_utils.py",)))[".dockerignore"].splitlines()
     assert kept[-1] == "!app/secret_utils.py"  # after the patterns it overrides
 
@@ -85,7 +91,7 @@ def test_options_are_validated() -> None:
         files(DockerfileOptions(packages=("libpq5; rm -rf /",)))
     with pytest.raises(WsgistackError, match="docker.E002"):
         files(DockerfileOptions(writable=("../etc",)))
-    assert writable_dirs(FACTS, DockerfileOptions(writable=("uploads",))) == ("var", "var/static", "var/media", "uploads")
+    assert writable_dirs(FACTS, DockerfileOptions(writable=("uploads",))) == ("uploads",)  # the rest: the build step
 
 
 def test_missing_requirements_is_a_clear_error(tmp_path: Path) -> None:

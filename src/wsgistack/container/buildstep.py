@@ -1,0 +1,131 @@
+"""The image's build step: ``wsgistack entrypoint --build-step``, a RUN in the Dockerfile's
+code stage. What needs the app imported is done here, by the image's own Python with the
+app's requirements installed, so the Python of the machine that runs ``wsgistack build``
+never matters (a Django 6 project builds from a Python 3.11 host):
+
+- detect the app and its STATIC_ROOT / MEDIA_ROOT; those inside the project (and the
+  top-level directory holding each) become the app's: group 0, mode 2770;
+- collect static files once, at build time, when the settings allow it without the
+  run-time environment; a stamp in STATIC_ROOT lets every start skip collectstatic while
+  that directory is the image's (a volume from an older image gets collected again);
+- record what was done in ``/app/.wsgistack/build.json`` for the entrypoint.
+
+Nothing here fails the build for the app's sake: what cannot be done now (settings that
+need run-time environment variables) is said, and left to the start, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RECORD = Path(".wsgistack") / "build.json"  # relative to the project dir
+STAMP = ".wsgistack-collected"  # in STATIC_ROOT, holding the build's stamp
+
+
+def _own(path: Path, uid: int) -> None:
+    os.chown(path, uid, 0)
+    os.chmod(path, 0o2770)
+
+
+def _make_writable(project: Path, target: Path, uid: int) -> list[str]:
+    rel = target.relative_to(project)
+    made = []
+    for d in (project / rel.parts[0], target):
+        d.mkdir(parents=True, exist_ok=True)
+        _own(d, uid)
+        made.append(d.relative_to(project).as_posix())
+    return made
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        os.chown(dirpath, uid, 0)
+        for name in files:
+            os.chown(os.path.join(dirpath, name), uid, 0)
+
+
+def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[str, Any], list[str]]:
+    """Run the step in ``project``; returns (the record written, notes for the build log)."""
+    from wsgistack.app import detect_app
+    from wsgistack.config import load_config
+    from wsgistack.errors import WsgistackError
+
+    project = project.resolve()
+    notes: list[str] = []
+    record: dict[str, Any] = {"app": None, "kind": None, "writable": [], "static_collected": None}
+    try:
+        config = load_config(project, env=env).config
+        app_path = (config.app.path if config.app.path.is_absolute() else project / config.app.path).resolve()
+        spec = detect_app(app_path, target=config.app.target, django_settings=config.app.django_settings, env=env)
+    except WsgistackError as exc:
+        notes.append(
+            f"the app could not be imported at build time ({exc.id}: {exc.message}); the container finds it at "
+            "start instead, and static files are collected there (give its settings what they need at run time)"
+        )
+        _write(project, record)
+        return record, notes
+    record.update(app=spec.target, kind=spec.kind)
+    data = Path(env.get("DATA_DIR") or "/data")
+    static_root: Path | None = None
+    for item in spec.static:
+        if item.role not in ("static", "media"):
+            continue
+        d = item.dir
+        if d.is_relative_to(project) and d != project:
+            record["writable"].extend(_make_writable(project, d, uid))
+            if item.role == "static":
+                static_root = d
+        elif d.is_relative_to(data):
+            notes.append(f"{item.role} root {d} is in the data volume ($DATA_DIR)")
+        else:
+            notes.append(
+                f"{item.role} root {d} is outside the project and $DATA_DIR ({data}): the image does not prepare it; "
+                f"point it inside the project, or mount a volume there"
+            )
+    record["writable"] = list(dict.fromkeys(record["writable"]))
+    if record["writable"]:
+        notes.append("writable by the app: " + ", ".join(f"/app/{w}" if project == Path("/app") else w for w in record["writable"]))
+    if spec.kind == "django" and spec.staticfiles and config.app.collectstatic and static_root is not None:
+        child_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(app_path), env.get("PYTHONPATH", "")]))}
+        if spec.django_settings:
+            child_env["DJANGO_SETTINGS_MODULE"] = spec.django_settings
+        proc = subprocess.run([sys.executable, "-m", "wsgistack.djangoprestart", "collectstatic"], cwd=app_path,
+                              env=child_env, capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            stamp = uuid.uuid4().hex
+            (static_root / STAMP).write_text(stamp + "\n", encoding="utf-8")
+            _chown_tree(static_root, uid)
+            record["static_collected"] = {"dir": str(static_root), "stamp": stamp}
+            count = sum(len(files) for _d, _s, files in os.walk(static_root))
+            notes.append(f"static files collected into {static_root} ({count} files): starts skip collectstatic")
+        else:
+            last = ((proc.stderr or proc.stdout).strip().splitlines() or ["?"])[-1]
+            notes.append(f"collectstatic failed at build time ({last}); the container collects at start instead")
+    _write(project, record)
+    return record, notes
+
+
+def _write(project: Path, record: dict[str, Any]) -> None:
+    path = project / RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def static_collected_at_build(project: Path, static_root: Path) -> bool:
+    """True when the build collected into ``static_root`` and it still holds that build's
+    files (not a volume filled by an older image, nor one mounted empty)."""
+    try:
+        record = json.loads((project / RECORD).read_text(encoding="utf-8"))
+        collected = record.get("static_collected") or {}
+        if Path(collected.get("dir", "")) != static_root:
+            return False
+        return (static_root / STAMP).read_text(encoding="utf-8").strip() == collected.get("stamp")
+    except (OSError, ValueError, AttributeError):
+        return False

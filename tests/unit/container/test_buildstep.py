@@ -1,0 +1,47 @@
+"""The image's build step (buildstep.py), run here on a copy of the Django demo: what the
+Dockerfile's RUN does inside the image, with this interpreter standing in for the image's."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from tests.conftest import EXAMPLES
+from wsgistack.container.buildstep import RECORD, STAMP, build_step, static_collected_at_build
+
+
+def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
+    project = tmp_path / "app"
+    shutil.copytree(EXAMPLES / "django_demo", project, ignore=shutil.ignore_patterns("__pycache__", "var"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "WSGISTACK", "DEMO"))}
+    env["DATA_DIR"] = str(tmp_path / "data")
+    record, notes = build_step(project, env, os.getuid())
+    assert record["kind"] == "django" and record["app"] == "demo.wsgi:application"
+    assert record["writable"] == ["var", "var/static", "var/media"]
+    assert (project / "var" / "media").stat().st_mode & 0o7777 == 0o2770
+    static = project / "var" / "static"
+    assert record["static_collected"]["dir"] == str(static)
+    assert json.loads((project / RECORD).read_text()) == record
+    assert (static / "staticfiles.json").is_file() and (static / STAMP).is_file()
+    assert any("starts skip collectstatic" in n for n in notes), notes
+    assert static_collected_at_build(project, static)
+    # A volume over STATIC_ROOT from an older image (another stamp), or empty: collect again.
+    (static / STAMP).write_text("older\n")
+    assert not static_collected_at_build(project, static)
+    (static / STAMP).unlink()
+    assert not static_collected_at_build(project, static)
+
+
+def test_an_app_that_needs_its_run_time_environment_is_left_to_the_start(tmp_path: Path) -> None:
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "manage.py").write_text('os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_cfg.settings")\n')
+    (project / "site_cfg").mkdir()
+    (project / "site_cfg" / "__init__.py").write_text("")
+    (project / "site_cfg" / "settings.py").write_text("import os\nSECRET_KEY = os.environ['SECRET_KEY']\n")
+    record, notes = build_step(project, {"PATH": os.environ["PATH"]}, os.getuid())
+    assert record["app"] is None and record["static_collected"] is None
+    assert any("could not be imported at build time" in n and "at start instead" in n for n in notes), notes
+    assert (project / RECORD).is_file()
