@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,14 +55,18 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
     from wsgistack.app import detect_app
     from wsgistack.config import load_config
     from wsgistack.errors import WsgistackError
+    from wsgistack.interpreter import choose, helper_argv
 
     project = project.resolve()
     notes: list[str] = []
     record: dict[str, Any] = {"app": None, "kind": None, "writable": [], "static_collected": None}
     try:
-        config = load_config(project, env=env).config
+        loaded = load_config(project, env=env)
+        config = loaded.config
+        python, _why = choose(loaded, env)  # the app's interpreter, as at start
         app_path = (config.app.path if config.app.path.is_absolute() else project / config.app.path).resolve()
-        spec = detect_app(app_path, target=config.app.target, django_settings=config.app.django_settings, env=env)
+        spec = detect_app(app_path, target=config.app.target, django_settings=config.app.django_settings,
+                          python=python, env=env)
     except WsgistackError as exc:
         notes.append(
             f"the app could not be imported at build time ({exc.id}: {exc.message}); the container finds it at "
@@ -96,7 +99,7 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
         child_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(app_path), env.get("PYTHONPATH", "")]))}
         if spec.django_settings:
             child_env["DJANGO_SETTINGS_MODULE"] = spec.django_settings
-        proc = subprocess.run([sys.executable, "-m", "wsgistack.djangoprestart", "collectstatic"], cwd=app_path,
+        proc = subprocess.run(helper_argv(python, "djangoprestart", "collectstatic"), cwd=app_path,
                               env=child_env, capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             stamp = uuid.uuid4().hex
