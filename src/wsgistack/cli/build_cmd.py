@@ -41,6 +41,8 @@ def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bo
     finally:
         close()
     size = f", {result.size / 1e6:.1f} MB" if result.size else ""
+    if result.removed:
+        click.echo(f"wsgistack | removed the previous build of {result.tag} ({len(result.removed)} untagged images)", err=True)
     click.echo(f"built {result.tag} in {result.seconds:.1f}s ({result.cached_steps} of {result.steps} steps cached{size})")
     click.echo(f"run it: docker run --rm -p 8080:8080 {result.tag}", err=True)
 

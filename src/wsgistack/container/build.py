@@ -17,6 +17,9 @@ from wsgistack.errors import MissingBinaryError, WsgistackError
 from wsgistack import errorids as ids
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+FROM_RE = re.compile(r"^FROM\s+\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
+LAYER_RE = re.compile(r"^ ---> ([0-9a-f]{12})$")
+IMAGES_RECORD = ".wsgistack/images.json"  # per tag: the image and its build stages, for the next build's cleanup
 TAIL_LINES = 40
 
 
@@ -27,6 +30,8 @@ class BuildResult:
     size: int | None  # bytes, from `docker image inspect`
     cached_steps: int
     steps: int
+    stages: tuple[str, ...] = ()  # image ids of the named build stages (builder, code, system): the layer cache
+    removed: tuple[str, ...] = ()  # the previous build's image and stages, removed after this one succeeded
 
 
 def docker_binary() -> str:
@@ -92,7 +97,8 @@ def docker_build(
     """Run the build; ``on_step(n, total, instruction)`` for progress, ``on_line`` for every
     output line. Raises WsgistackError with the last lines of output on failure."""
     docker = docker_binary()
-    argv = [docker, "build", "-f", str(project / dockerfile), "-t", tag]
+    # --force-rm: the container of a failing step goes too (the default keeps it, stopped).
+    argv = [docker, "build", "--force-rm", "-f", str(project / dockerfile), "-t", tag]
     if network:
         argv += ["--network", network]
     if no_cache:
@@ -103,6 +109,9 @@ def docker_build(
     started = time.monotonic()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     steps = cached = 0
+    stage_ids: dict[str, str] = {}
+    stage: str | None = None
+    previous = _image_id(docker, tag)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
     try:
         for line in _lines(proc):
@@ -111,11 +120,15 @@ def docker_build(
                 on_line(line)
             match = STEP_RE.match(line)
             if match:
+                if (from_ := FROM_RE.match(match.group(3))) is not None:
+                    stage = from_.group(1)
                 steps = int(match.group(2))
                 if on_step:
                     on_step(int(match.group(1)), steps, match.group(3))
             elif line.strip() == "---> Using cache":
                 cached += 1
+            elif (layer := LAYER_RE.match(line)) is not None and stage is not None:
+                stage_ids[stage] = layer.group(1)
         returncode = proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
@@ -127,4 +140,42 @@ def docker_build(
     inspect = subprocess.run([docker, "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True, text=True)
     if inspect.returncode == 0 and inspect.stdout.strip().isdigit():
         size = int(inspect.stdout.strip())
-    return BuildResult(tag=tag, seconds=time.monotonic() - started, size=size, cached_steps=cached, steps=steps)
+    stages = tuple(dict.fromkeys(stage_ids.values()))
+    removed = _remove_previous(docker, project, tag, previous, stages)
+    return BuildResult(tag=tag, seconds=time.monotonic() - started, size=size, cached_steps=cached, steps=steps,
+                       stages=stages, removed=removed)
+
+
+def _image_id(docker: str, ref: str) -> str | None:
+    out = subprocess.run([docker, "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
+    return out.stdout.strip().removeprefix("sha256:")[:12] if out.returncode == 0 else None
+
+
+def _remove_previous(docker: str, project: Path, tag: str, previous: str | None, stages: tuple[str, ...]) -> tuple[str, ...]:
+    """A rebuild leaves the previous image and its build stages untagged (hundreds of MB each
+    time): remove them, now that the new ones exist. This build's stages stay (untagged):
+    they are the layer cache of the next build. An image still used by a container, or
+    tagged elsewhere, is left alone (``docker image rm`` without force refuses)."""
+    import json
+
+    record_path = project / IMAGES_RECORD
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    current = _image_id(docker, tag)
+    old = record.get(tag, {})
+    candidates = [previous, old.get("image"), *old.get("stages", [])]
+    keep = {current, *stages}
+    removed = []
+    for image in dict.fromkeys(c for c in candidates if c and c not in keep):
+        out = subprocess.run([docker, "image", "rm", image], capture_output=True, text=True)
+        if out.returncode == 0:
+            removed.append(image)
+    record[tag] = {"image": current, "stages": list(stages)}
+    try:
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except OSError:
+        pass  # a read-only checkout: the next build cleans up less, nothing breaks
+    return tuple(removed)

@@ -1,0 +1,198 @@
+"""A project shaped like real ones (tests/fixtures/realworld, issue 9) on the first
+`wsgistack build`, served by `docker run` with only the env vars its own README asks for.
+
+One image for the whole module (built once; its rebuild test reuses the cached layers):
+requirements/ tree with -r/-c includes and `uwsgi` pinned, Django 6 settings the host's
+Python cannot import, code named *credential*/*secret*, local databases lying around,
+group-writable files (a umask 002 checkout), a Dockerfile of its own, SQLite by default,
+hashed static files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WSGISTACK
+from tests.docker.conftest import Container, docker, unique, wait_http
+
+pytestmark = pytest.mark.docker
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
+# What the project's own docs require in production (its README): SECRET_KEY; and what ours
+# do for a SQLite app: create its tables at start (app.migrate is off by default).
+ENV = {"SECRET_KEY": "realworld-" + "k" * 50, "WSGISTACK_APP__MIGRATE": "true"}
+PLANTED = {  # secrets by what they are: none may reach the image
+    ".env": "SECRET_KEY=CANARY_RW_DOTENV_11aa\n",
+    "config/credentials.json": '{"token": "CANARY_RW_CREDENTIALS_22bb"}\n',
+    "config/client_secret.yaml": "key: CANARY_RW_CLIENT_SECRET_33cc\n",
+    "deploy/server.key": "CANARY_RW_SERVER_KEY_44dd\n",
+}
+OWN_DOCKERFILE = "FROM python:3.13-slim\n# the project's own Dockerfile: wsgistack must keep it\n"
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ctx = tmp_path_factory.mktemp("realworld") / "realworld"
+    shutil.copytree(FIXTURE, ctx, ignore=shutil.ignore_patterns("__pycache__", ".wsgistack", "Dockerfile.wsgistack"))
+    for rel, text in PLANTED.items():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_text(text)
+    (ctx / "Dockerfile").write_text(OWN_DOCKERFILE)
+    # A checkout made with umask 002: every file and directory group-writable.
+    for dirpath, dirnames, filenames in os.walk(ctx):
+        for name in [*dirnames, *filenames]:
+            p = os.path.join(dirpath, name)
+            os.chmod(p, os.stat(p).st_mode | 0o020)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def built(docker_engine: None, context: Path) -> Iterator[tuple[str, subprocess.CompletedProcess[str]]]:
+    tag = unique("realworld") + ":test"
+    started = time.monotonic()
+    proc = subprocess.run([*WSGISTACK, "build", str(context), "-t", tag, "--plain"], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"first `wsgistack build` failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}", pytrace=False)
+    print(f"\nbuilt {tag} in {time.monotonic() - started:.1f}s: {proc.stdout.strip()}")
+    yield tag, proc
+    docker("image", "rm", "-f", tag, check=False)
+
+
+@pytest.fixture
+def containers() -> Iterator[list[Container]]:
+    made: list[Container] = []
+    yield made
+    for c in made:
+        c.close()
+
+
+def run(image: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return docker("run", "--rm", "--network", "host", "--entrypoint", "sh", image, "-c", *args, check=False)
+
+
+def test_host_python_cannot_import_it_and_the_build_does_not_need_it(built: tuple[str, subprocess.CompletedProcess[str]]) -> None:
+    assert sys.version_info < (3, 12) or pytest.skip("the point is a host Python that cannot run Django 6")
+    _tag, proc = built
+    log = proc.stderr + proc.stdout
+    assert "static files collected into /app/staticfiles" in log, log[-4000:]
+    assert "writable by the app: /app/staticfiles" in log
+
+
+def test_the_build_says_what_it_left_out_and_why(built: tuple[str, subprocess.CompletedProcess[str]], context: Path) -> None:
+    _tag, proc = built
+    err = proc.stderr
+    assert "left out 'uwsgi==2.0.28  # the app server we used before' (requirements/production.txt line 2)" in err, err[-4000:]
+    assert "requirements: requirements.txt with its includes requirements/production.txt, requirements/base.txt" in err
+    assert ".dockerignore leaves" in err and "(all of them: --verbose)" in err
+    secrets_line = next(line for line in err.splitlines() if "  secrets: " in line)
+    for rel in PLANTED:
+        assert rel in secrets_line
+    data_line = next(line for line in err.splitlines() if "  local data: " in line)
+    for rel in ("db.sqlite3-journal", "dev.db", "local.sqlite"):
+        assert rel in data_line
+    assert "credential" not in data_line and "0002" not in err.split(".dockerignore leaves")[1]
+    # Its own Dockerfile is kept; ours is beside it.
+    assert (context / "Dockerfile").read_text() == OWN_DOCKERFILE
+    assert (context / "Dockerfile.wsgistack").read_text().startswith("# Generated by wsgistack")
+
+
+def test_code_named_like_a_secret_is_in_the_image_secrets_and_local_data_are_not(built: tuple[str, subprocess.CompletedProcess[str]]) -> None:
+    tag, _ = built
+    present = run(tag, "ls /app/shop/migrations/0002_credential_issuer.py /app/shop/templates/shop/credential_list.html "
+                       "/app/shop/static/shop/css/secret-santa.css /app/requirements/base.txt")
+    assert present.returncode == 0, present.stderr
+    absent = run(tag, "ls -d /app/local.sqlite /app/dev.db /app/db.sqlite3-journal /app/.env /app/config/credentials.json "
+                      "/app/config/client_secret.yaml /app/deploy/server.key /app/.wsgistack/wheels /app/.wsgistack/requirements "
+                      "/app/Dockerfile /app/Dockerfile.wsgistack 2>&1")
+    assert absent.stdout.count("No such file") == 11, absent.stdout
+    leaked = run(tag, "grep -r -l -a CANARY_RW_ /app /opt /data 2>/dev/null; grep -r -l -a LOCAL_DEVELOPER_DATA /app 2>/dev/null")
+    assert leaked.stdout.strip() == "", leaked.stdout
+    # pyuwsgi is the only uWSGI in the image, and it runs (the build ran it too).
+    uwsgi = run(tag, "ls /opt/venv/lib/python3*/site-packages | grep -i uwsgi; uwsgi --version")
+    assert "pyuwsgi" in uwsgi.stdout and "uWSGI-" not in uwsgi.stdout and uwsgi.returncode == 0, uwsgi.stdout + uwsgi.stderr
+
+
+def test_the_app_user_cannot_write_its_code(built: tuple[str, subprocess.CompletedProcess[str]]) -> None:
+    tag, _ = built
+    modes = run(tag, "stat -c '%a %U %n' /app/config/settings.py /app/shop /app/manage.py")
+    for line in modes.stdout.splitlines():
+        mode = int(line.split()[0], 8)
+        assert mode & 0o022 == 0 and " root " in line, line
+    for attempt in ("echo 'DEBUG = True' >> /app/config/settings.py", "touch /app/config/evil.py", "mkdir /app/shop/x"):
+        out = run(tag, attempt)
+        assert out.returncode != 0 and "Permission denied" in out.stderr, (attempt, out.stderr)
+    assert run(tag, "touch /app/staticfiles/ok /data/ok").returncode == 0  # its data dirs are its own
+
+
+def _get(url: str) -> tuple[int, bytes, object]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.read(), resp.headers
+
+
+def test_serves_with_its_own_env_only_and_restarts_fast(built: tuple[str, subprocess.CompletedProcess[str]],
+                                                          containers: list[Container]) -> None:
+    """First start: migrate into the data volume; static files come from the build. A new
+    container on the same volume (a restart, a redeploy) answers within 3 s (goal; asserted
+    with room for a loaded machine, the number is printed)."""
+    tag, _ = built
+    volume = unique("rwdata")
+    try:
+        first = Container(tag, env=ENV, args=("-v", f"{volume}:/data"))
+        containers.append(first)
+        took = wait_http(first.url + "/", container=first, timeout=90)
+        status, body, _ = _get(first.url + "/")
+        assert status == 200 and b"Django 6.0" in body and b"0 credentials" in body, body
+        assert _get(first.url + "/credentials/")[0] == 200
+        css = body.decode().split('href="')[1].split('"')[0]
+        assert css.startswith("/static/shop/css/secret-santa.") and css.endswith(".css"), css
+        _status, _body, headers = _get(first.url + css)
+        assert headers.get_all("Cache-Control") == ["public, max-age=31536000, immutable"]  # type: ignore[attr-defined]
+        logs = first.logs()
+        assert "collectstatic" not in logs, logs  # collected at build time
+        assert "RuntimeWarning" not in logs and "gixy" not in logs and "pip install" not in logs, logs
+        first.close()
+        second = Container(tag, env=ENV, args=("-v", f"{volume}:/data"))
+        containers.append(second)
+        again = wait_http(second.url + "/", container=second, timeout=90)
+        print(f"\nrealworld: first 200 {took:.2f}s after the first docker run, {again:.2f}s on a new container "
+              f"with the existing data volume")
+        assert again <= 10
+    finally:
+        for c in containers:
+            c.close()
+        docker("volume", "rm", "-f", volume, check=False)
+
+
+def test_sqlite_in_the_read_only_code_dir_is_one_clear_error(built: tuple[str, subprocess.CompletedProcess[str]],
+                                                              containers: list[Container]) -> None:
+    tag, _ = built
+    c = Container(tag, env={**ENV, "DATA_DIR": "/app"})  # the settings then put db.sqlite3 next to manage.py
+    containers.append(c)
+    code = c.wait_exit(60)
+    logs = c.logs()
+    assert code not in (0, None), logs
+    assert "prestart.E003" in logs and "unable to open the database file" in logs and "$DATA_DIR" in logs, logs
+
+
+def test_a_rebuild_reuses_the_cache_and_leaves_no_litter(built: tuple[str, subprocess.CompletedProcess[str]], context: Path) -> None:
+    tag, _ = built
+    before = docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
+    views = context / "shop" / "views.py"
+    views.write_text(views.read_text() + "\n# a one-line change\n")
+    started = time.monotonic()
+    proc = subprocess.run([*WSGISTACK, "build", str(context), "-t", tag, "--plain"], capture_output=True, text=True, timeout=600)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"\nrealworld rebuild after a one-line change: {took:.1f}s ({proc.stdout.strip()})")
+    assert "removed the previous build" in proc.stderr, proc.stderr[-2000:]
+    assert docker("image", "inspect", before, check=False).returncode != 0  # the previous image is gone
+    assert docker("ps", "-a", "-q", "--filter", f"ancestor={tag}").stdout.strip() == ""
