@@ -240,6 +240,9 @@ def check_writable(plan: Plan) -> None:
     if not blocked:
         return
     who = plan.uwsgi_user or os.environ.get("USER") or str(os.geteuid())
+    image = _in_image_hint(plan, blocked)
+    if image is not None:
+        raise WsgistackError("run.E005", f"the app runs as {who!r} and cannot write {', '.join(map(str, blocked))}", image)
     owner = f"{plan.uwsgi_user}:{plan.run_group}" if plan.uwsgi_user else who
     missing = [str(p) for p in blocked if not p.exists()]
     command = (f"mkdir -p {' '.join(missing)} && " if missing else "") + f"chown -R {owner} {' '.join(map(str, blocked))}"
@@ -249,6 +252,33 @@ def check_writable(plan: Plan) -> None:
         f"give that user the directories: {command}"
         + (" (or point STATIC_ROOT / MEDIA_ROOT / the database elsewhere)" if plan.uwsgi_user else ""),
     )
+
+
+def _in_image_hint(plan: Plan, blocked: list[Path]) -> str | None:
+    """In an image wsgistack built (its build record is there), the project dir is read-only
+    on purpose: chown is not the fix. A database goes to $DATA_DIR (a volume); another
+    directory is made writable at build time with --writable."""
+    from wsgistack.container.buildstep import RECORD
+
+    app = plan.app
+    if app is None or not (app.path / RECORD).is_file():
+        return None
+    inside = [p for p in blocked if p.is_relative_to(app.path)]
+    if not inside:
+        return None
+    databases = [p for p in inside if p in app.writes]
+    others = [p.relative_to(app.path).as_posix() or "." for p in inside if p not in app.writes]
+    hints = []
+    if databases:
+        hints.append(
+            "the code directory is read-only in the image, as it should be: keep the SQLite database in the data "
+            "directory, $DATA_DIR (/data, a volume: docker run -v myapp-data:/data IMAGE), e.g. DATABASES NAME = "
+            "Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3'"
+        )
+    if others:
+        hints.append("rebuild with " + " ".join(f"--writable {o}" for o in others)
+                     + " (wsgistack build), or move that data to $DATA_DIR (a volume)")
+    return "; ".join(hints)
 
 
 def wait_for_upstream(plan: Plan, timeout: float, say: Output) -> None:

@@ -180,7 +180,7 @@ def test_sqlite_in_the_read_only_code_dir_is_one_clear_error(built: tuple[str, s
     code = c.wait_exit(60)
     logs = c.logs()
     assert code not in (0, None), logs
-    assert "prestart.E003" in logs and "unable to open the database file" in logs and "$DATA_DIR" in logs, logs
+    assert "run.E005" in logs and "cannot write /app" in logs and "$DATA_DIR" in logs and "chown" not in logs, logs
 
 
 def test_a_rebuild_reuses_the_cache_and_leaves_no_litter(built: tuple[str, subprocess.CompletedProcess[str]], context: Path) -> None:
