@@ -102,6 +102,8 @@ DOCKER_E009 = declare("docker.E009", "docker build failed", "read the build outp
 DOCKER_E010 = declare("docker.E010", "an --env value is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
 DOCKER_E011 = declare("docker.E011", "a file wsgistack would write exists and was not written by wsgistack",
                       "pass --force to replace it (keep a copy)")
+DOCKER_E013 = declare("docker.E013", "a requirements file includes (-r/-c) a file outside the project",
+                      "the build context is the project directory: move the file into it, or inline its lines")
 
 # --- entrypoint, kube, ops, prestart, python, run, tls -------------------------------------
 ENTRYPOINT_E001 = declare("entrypoint.E001", "role web: the uWSGI upstream is not reachable",
@@ -124,6 +126,10 @@ OPS_E004 = declare("ops.E004", "no usable record of the settings the stack was s
                    "restart the stack with this version of wsgistack, or reload without re-rendering: --no-render")
 PRESTART_E001 = declare("prestart.E001", "a prestart step could not start", "check app.prestart, and that the app's user can run it")
 PRESTART_E002 = declare("prestart.E002", "a prestart step failed", "fix the problem its output shows, or switch the step off")
+PRESTART_E003 = declare("prestart.E003", "SQLite is unable to open the database file (its directory is missing or not writable)",
+                        "keep the database in $DATA_DIR (/data in the image, a volume: docker run -v myapp-data:/data IMAGE)")
+PRESTART_E004 = declare("prestart.E004", "a prestart step cannot write a directory inside the project",
+                        "in the image: rebuild with wsgistack build --writable DIR, or move that data to $DATA_DIR")
 PYTHON_E001 = declare("python.E001", "app.python is not a Python interpreter or a virtualenv",
                       "point it at the app's interpreter (e.g. /srv/app/.venv/bin/python) or its virtualenv directory")
 PYTHON_E002 = declare("python.E002", "the app's interpreter does not run", "recreate that virtualenv, or point app.python at another one")

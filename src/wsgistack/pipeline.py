@@ -242,7 +242,7 @@ def check_writable(plan: Plan) -> None:
     who = plan.uwsgi_user or os.environ.get("USER") or str(os.geteuid())
     image = _in_image_hint(plan, blocked)
     if image is not None:
-        raise WsgistackError("run.E005", f"the app runs as {who!r} and cannot write {', '.join(map(str, blocked))}", image)
+        raise WsgistackError(ids.RUN_E005, f"the app runs as {who!r} and cannot write {', '.join(map(str, blocked))}", image)
     owner = f"{plan.uwsgi_user}:{plan.run_group}" if plan.uwsgi_user else who
     missing = [str(p) for p in blocked if not p.exists()]
     command = (f"mkdir -p {' '.join(missing)} && " if missing else "") + f"chown -R {owner} {' '.join(map(str, blocked))}"

@@ -104,7 +104,7 @@ def _known_failure(label: str, output: str, project: Path, user: str | None) -> 
     who = repr(user) if user else "the app's user"
     if "unable to open database file" in output:
         return PrestartError(
-            "prestart.E003",
+            ids.PRESTART_E003,
             f"prestart step {label!r}: SQLite is unable to open the database file: its directory is missing or "
             f"not writable by {who} (in the image the code directory /app is read-only, as it should be)",
             "keep the database in the data directory: $DATA_DIR (/data in the image, a volume: docker run -v "
@@ -119,7 +119,7 @@ def _known_failure(label: str, output: str, project: Path, user: str | None) -> 
         if directory.is_relative_to(project):
             rel = directory.relative_to(project).as_posix() or "."
             return PrestartError(
-                "prestart.E004",
+                ids.PRESTART_E004,
                 f"prestart step {label!r} cannot write {path}: {directory} in the project is not writable by {who}",
                 f"in the image: rebuild with `wsgistack build --writable {rel}` (or move that data to $DATA_DIR, "
                 f"a volume); running locally: chown -R {user or 'USER'}: {directory}",

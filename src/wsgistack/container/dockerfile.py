@@ -118,7 +118,7 @@ def recipe(
     """Everything the build context needs: Dockerfile, .dockerignore and (from a source
     install) wsgistack's wheel; returns (files, wheel bytes under WHEELS_DIR or None, notes).
     The requirement files (the top one and its includes) are copied under REQUIREMENTS_DIR.
-    Raises docker.E001 when a requirements file is missing, docker.E012 for an include
+    Raises docker.E001 when a requirements file is missing, docker.E013 for an include
     outside the project."""
     from wsgistack.container import wheel
     from wsgistack.container.project import find_facts

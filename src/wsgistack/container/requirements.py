@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from wsgistack.container import MARKER
+from wsgistack import errorids as ids
 from wsgistack.errors import WsgistackError
 from wsgistack.render import RenderedFile
 
@@ -29,7 +30,7 @@ class RequirementTree:
 
 
 def requirement_tree(project: Path, top: str) -> RequirementTree:
-    """Follow the includes of ``top``; raises docker.E001 (missing file) or docker.E012
+    """Follow the includes of ``top``; raises docker.E001 (missing file) or docker.E013
     (an include outside the project, which the build context cannot hold)."""
     root = project.resolve()
     first = PurePosixPath(Path(top).as_posix())
@@ -45,13 +46,13 @@ def requirement_tree(project: Path, top: str) -> RequirementTree:
         if not path.is_file():
             if not included_by:
                 raise WsgistackError(
-                    "docker.E001",
+                    ids.DOCKER_E001,
                     f"no {rel} in {project}: the image needs the app's Python dependencies",
                     "write one (pip freeze > requirements.txt, or list Django/Flask and friends), "
                     "or name yours with --requirements FILE",
                 )
             raise WsgistackError(
-                "docker.E001", f"{rel} (included by {included_by}) does not exist",
+                ids.DOCKER_E001, f"{rel} (included by {included_by}) does not exist",
                 f"fix the include in {included_by.split(' line ')[0]}",
             )
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -64,7 +65,7 @@ def requirement_tree(project: Path, top: str) -> RequirementTree:
                     target_rel = PurePosixPath(target.relative_to(root).as_posix())
                 except ValueError:
                     raise WsgistackError(
-                        "docker.E012",
+                        ids.DOCKER_E013,
                         f"{rel} line {number} includes {include.group(1)}, which is outside the project",
                         "the build context is the project directory: move the file into it (or inline its lines)",
                     ) from None

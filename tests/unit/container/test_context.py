@@ -83,7 +83,7 @@ def test_requirement_include_errors_name_the_file_and_line(tmp_path: Path) -> No
     (tmp_path / "requirements.txt").write_text("--requirement=../outside.txt\n")
     with pytest.raises(WsgistackError) as outside:
         requirement_tree(tmp_path, "requirements.txt")
-    assert outside.value.id == "docker.E012"
+    assert outside.value.id == "docker.E013"
     with pytest.raises(WsgistackError) as top:
         requirement_tree(tmp_path, "nope.txt")
     assert top.value.id == "docker.E001"
