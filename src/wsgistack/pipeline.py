@@ -107,9 +107,9 @@ def start(
     if flags.checks:
         from wsgistack.checks import preflight  # pydantic models of every check: only when checking
 
-        for finding in preflight(plan, loaded, deploy=flags.deploy, env=env, files=files).findings:
-            for line in finding.render().splitlines():
-                say(line)
+        findings = preflight(plan, loaded, deploy=flags.deploy, env=env, files=files).findings
+        for line in said_once([f.render() for f in findings], env):
+            say(line)
     written = write(plan, files, flags.write, out)
     if flags.write == "runtime":
         check_writable(plan)
@@ -129,6 +129,33 @@ def start(
     if flags.prestart:
         run_prestart(plan, env, say)
     return Started(loaded, plan, files, written)
+
+
+def said_once(rendered: list[str], env: Mapping[str, str]) -> list[str]:
+    """The lines to say for the checks' findings (warnings, notes: errors stop the start
+    before this). In a container with a data volume ($DATA_DIR), findings said at the last
+    start with the same image, config and environment are one line, not the whole list
+    again at every restart; anything new or changed is said in full."""
+    lines = [line for text in rendered for line in text.splitlines()]
+    data = env.get("DATA_DIR", "")
+    if not rendered or not data:
+        return lines
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    marker = Path(data) / ".wsgistack" / "start-findings.sha256"
+    try:
+        if marker.read_text(encoding="utf-8").strip() == digest:
+            return [f"{len(rendered)} check findings, the same as at the last start (not repeated; "
+                    "`wsgistack doctor --deploy` lists them)"]
+    except OSError:
+        pass
+    try:
+        marker.parent.mkdir(exist_ok=True)
+        marker.write_text(digest + "\n", encoding="utf-8")
+    except OSError:
+        pass  # a read-only volume: said every time, as before
+    return lines
 
 
 # --- 1. config ----------------------------------------------------------------------------

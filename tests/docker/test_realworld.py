@@ -163,6 +163,9 @@ def test_serves_with_its_own_env_only_and_restarts_fast(built: tuple[str, subpro
         second = Container(tag, env=ENV, args=("-v", f"{volume}:/data"))
         containers.append(second)
         again = wait_http(second.url + "/", container=second, timeout=90)
+        # Django's deploy warnings were said at the first start: one line now, not the list again.
+        assert "security.W004" in logs, logs
+        assert "security.W004" not in second.logs() and "the same as at the last start" in second.logs(), second.logs()
         print(f"\nrealworld: first 200 {took:.2f}s after the first docker run, {again:.2f}s on a new container "
               f"with the existing data volume")
         assert again <= 10

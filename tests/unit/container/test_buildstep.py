@@ -26,6 +26,9 @@ def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
     assert json.loads((project / RECORD).read_text()) == record
     assert (static / "staticfiles.json").is_file() and (static / STAMP).is_file()
     assert any("starts skip collectstatic" in n for n in notes), notes
+    # Manifest storage's two copies of each file (name.css, name.<hash>.css) are one inode.
+    js = next(static.glob("admin/js/vendor/jquery/jquery.min.*.js"))
+    assert js.samefile(static / "admin/js/vendor/jquery/jquery.min.js")
     assert static_collected_at_build(project, static)
     # A volume over STATIC_ROOT from an older image (another stamp), or empty: collect again.
     (static / STAMP).write_text("older\n")
@@ -45,3 +48,15 @@ def test_an_app_that_needs_its_run_time_environment_is_left_to_the_start(tmp_pat
     assert record["app"] is None and record["static_collected"] is None
     assert any("could not be imported at build time" in n and "at start instead" in n for n in notes), notes
     assert (project / RECORD).is_file()
+
+
+def test_findings_said_at_the_last_start_are_one_line(tmp_path: Path) -> None:
+    from wsgistack.pipeline import said_once
+
+    findings = ["warning[app.W110]: (security.W004) no HSTS\n  hint: set it", "warning[app.W105]: hosts"]
+    env = {"DATA_DIR": str(tmp_path)}
+    assert said_once(findings, env) == [line for f in findings for line in f.splitlines()]
+    again = said_once(findings, env)
+    assert len(again) == 1 and again[0].startswith("2 check findings, the same as at the last start")
+    assert len(said_once(findings[:1], env)) == 2  # changed: said in full
+    assert len(said_once(findings, {})) == 3  # no data volume: always in full
