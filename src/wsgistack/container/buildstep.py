@@ -44,10 +44,12 @@ def _make_writable(project: Path, target: Path, uid: int) -> list[str]:
 
 
 def _chown_tree(root: Path, uid: int) -> None:
-    for dirpath, _dirs, files in os.walk(root):
+    """The directories become the app's (a collectstatic at start, into a volume an older
+    image filled, replaces files in them); the files stay root's: some are hard links to the
+    project's own files, which the app must not be able to change."""
+    for dirpath, _dirs, _files in os.walk(root):
         os.chown(dirpath, uid, 0)
-        for name in files:
-            os.chown(os.path.join(dirpath, name), uid, 0)
+        os.chmod(dirpath, 0o2770)
 
 
 def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[str, Any], list[str]]:
@@ -104,12 +106,12 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
         if proc.returncode == 0:
             stamp = uuid.uuid4().hex
             (static_root / STAMP).write_text(stamp + "\n", encoding="utf-8")
-            saved = _link_duplicates(static_root)
+            saved = _link_duplicates(static_root, project, python)
             _chown_tree(static_root, uid)
             record["static_collected"] = {"dir": str(static_root), "stamp": stamp}
             count = sum(len(files) for _d, _s, files in os.walk(static_root))
-            notes.append(f"static files collected into {static_root} ({count} files; {saved / 1e6:.1f} MB of identical "
-                         "copies hard-linked): starts skip collectstatic")
+            notes.append(f"static files collected into {static_root} ({count} files; {saved / 1e6:.1f} MB of copies "
+                         "linked to their sources): starts skip collectstatic")
         else:
             last = ((proc.stderr or proc.stdout).strip().splitlines() or ["?"])[-1]
             notes.append(f"collectstatic failed at build time ({last}); the container collects at start instead")
@@ -117,26 +119,51 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
     return record, notes
 
 
-def _link_duplicates(root: Path) -> int:
-    """Hard-link files of identical content (Django's manifest storage keeps each file twice,
-    as ``app.css`` and ``app.<hash>.css``): the image stores them once. Returns bytes saved."""
+def _link_duplicates(root: Path, project: Path, python: str) -> int:
+    """Store each collected file once. Collected static files are copies: of the project's
+    own files (hard-linked to them: /app is one layer), of files shipped in the app's
+    packages (Django's admin: symbolic links into the venv, owned like their targets, which
+    nginx's ``disable_symlinks if_not_owner`` accepts), and of each other (manifest storage
+    keeps ``app.js`` beside ``app.<hash>.js``: hard-linked). Returns bytes saved."""
     import hashlib
 
+    def key(path: Path) -> tuple[int, str]:
+        return path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()
+
+    sources: dict[tuple[int, str], Path] = {}
+    proc = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=False)
+    packages = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+    for top in filter(None, (packages, project)):
+        for dirpath, dirs, files in os.walk(top):
+            here = Path(dirpath)
+            dirs[:] = [d for d in dirs if (here / d) != root and d != "__pycache__"]
+            if "static" not in here.relative_to(top).parts:
+                continue
+            for name in files:
+                path = here / name
+                if path.is_file() and not path.is_symlink():
+                    sources.setdefault(key(path), path)
     first: dict[tuple[int, str], Path] = {}
     saved = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in sorted(files):
             path = Path(dirpath, name)
-            if path.is_symlink() or not path.is_file():
+            if path.is_symlink() or not path.is_file() or name == STAMP:
                 continue
-            size = path.stat().st_size
-            key = (size, hashlib.sha256(path.read_bytes()).hexdigest())
-            original = first.setdefault(key, path)
-            if original != path and not path.samefile(original):
-                tmp = path.with_name(f".{name}.wsgistack-link")
-                os.link(original, tmp)
-                os.replace(tmp, path)
-                saved += size
+            k = key(path)
+            source = sources.get(k)
+            tmp = path.with_name(f".{name}.wsgistack-link")
+            if source is not None and source.is_relative_to(project):
+                os.link(source, tmp)
+            elif source is not None:
+                os.symlink(source, tmp)
+            elif first.setdefault(k, path) != path:
+                os.link(first[k], tmp)
+            else:
+                continue
+            os.replace(tmp, path)
+            saved += k[0]
     return saved
 
 

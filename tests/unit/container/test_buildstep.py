@@ -26,9 +26,15 @@ def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
     assert json.loads((project / RECORD).read_text()) == record
     assert (static / "staticfiles.json").is_file() and (static / STAMP).is_file()
     assert any("starts skip collectstatic" in n for n in notes), notes
-    # Manifest storage's two copies of each file (name.css, name.<hash>.css) are one inode.
+    # Collected copies are stored once: package files are symbolic links into the venv, the
+    # project's own are hard links to it (both copies manifest storage keeps), and the app
+    # cannot change the project's file through them (root's, not group-writable).
     js = next(static.glob("admin/js/vendor/jquery/jquery.min.*.js"))
-    assert js.samefile(static / "admin/js/vendor/jquery/jquery.min.js")
+    assert js.is_symlink() and js.resolve() == (static / "admin/js/vendor/jquery/jquery.min.js").resolve()
+    assert "site-packages/django/contrib/admin/static" in str(js.resolve())
+    png = next(static.glob("posts/logo.*.png"))
+    assert png.samefile(project / "posts" / "static" / "posts" / "logo.png")
+    assert png.stat().st_uid == 0 and png.stat().st_mode & 0o022 == 0
     assert static_collected_at_build(project, static)
     # A volume over STATIC_ROOT from an older image (another stamp), or empty: collect again.
     (static / STAMP).write_text("older\n")
