@@ -49,7 +49,7 @@ def collects_static(plan: Plan) -> bool:
     static_roots = [loc.dir for loc in plan.locations if loc.role == "static"]
     if not (app and app.kind == "django" and plan.config.app.collectstatic and app.staticfiles and static_roots):
         return False
-    return not all(static_collected_at_build(app.path, d) for d in static_roots)
+    return not all(static_collected_at_build(app.path, d, app.django_settings) for d in static_roots)
 
 
 def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None]) -> None:

@@ -108,7 +108,7 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
             (static_root / STAMP).write_text(stamp + "\n", encoding="utf-8")
             saved = _link_duplicates(static_root, project, python)
             _chown_tree(static_root, uid)
-            record["static_collected"] = {"dir": str(static_root), "stamp": stamp}
+            record["static_collected"] = {"dir": str(static_root), "stamp": stamp, "settings": spec.django_settings}
             count = sum(len(files) for _d, _s, files in os.walk(static_root))
             notes.append(f"static files collected into {static_root} ({count} files; {saved / 1e6:.1f} MB of copies "
                          "linked to their sources): starts skip collectstatic")
@@ -173,13 +173,16 @@ def _write(project: Path, record: dict[str, Any]) -> None:
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
-def static_collected_at_build(project: Path, static_root: Path) -> bool:
-    """True when the build collected into ``static_root`` and it still holds that build's
-    files (not a volume filled by an older image, nor one mounted empty)."""
+def static_collected_at_build(project: Path, static_root: Path, settings: str | None = None) -> bool:
+    """True when the build collected into ``static_root`` with these Django settings, and it
+    still holds that build's files (not a volume filled by an older image, nor one mounted
+    empty)."""
     try:
         record = json.loads((project / RECORD).read_text(encoding="utf-8"))
         collected = record.get("static_collected") or {}
         if Path(collected.get("dir", "")) != static_root:
+            return False
+        if settings is not None and collected.get("settings") not in (None, settings):
             return False
         return (static_root / STAMP).read_text(encoding="utf-8").strip() == collected.get("stamp")
     except (OSError, ValueError, AttributeError):

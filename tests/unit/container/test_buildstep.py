@@ -35,7 +35,8 @@ def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
     png = next(static.glob("posts/logo.*.png"))
     assert png.samefile(project / "posts" / "static" / "posts" / "logo.png")
     assert png.stat().st_uid == 0 and png.stat().st_mode & 0o022 == 0
-    assert static_collected_at_build(project, static)
+    assert static_collected_at_build(project, static) and static_collected_at_build(project, static, "demo.settings")
+    assert not static_collected_at_build(project, static, "demo.settings_production")  # collected with other settings
     # A volume over STATIC_ROOT from an older image (another stamp), or empty: collect again.
     (static / STAMP).write_text("older\n")
     assert not static_collected_at_build(project, static)
