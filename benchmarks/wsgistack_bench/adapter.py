@@ -86,6 +86,10 @@ ABLATIONS: dict[str, tuple[str, Edit, str]] = {
                         "the second upstream entry (the retry on a fresh connection)"),
     "request_id": ("nginx.conf", _sub(r"^\s*add_header X-Request-ID [^;]*;\n", ""),
                    "the X-Request-ID response header"),
+    "param_scrub": ("uwsgi_params", _sub(r'^uwsgi_param HTTP_[A-Z_]+ "" if_not_empty;\n', ""),
+                    "the empty HTTP_* params that suppress client-sent forwarding headers"),
+    "error_pages": ("nginx.conf", _sub(r"^\s*error_page 50[24] @wsgistack_50[24];\n", ""),
+                    "nginx's own 502/504 pages naming the request id"),
     # The shim keeps loading the app (and the log-record hook); requests go to the app directly.
     "shim": ("wsgistack_app.py", _sub(r"\Z", "\n\napplication = _app  # bench ablation: no readiness wrapper\n",
                                       count=1), "the readiness/request-id wrapper around the app"),
