@@ -3,8 +3,9 @@
 One more process under the process manager (``python -m wsgistack.opsd <runtime>/ops.json``,
 as the app's user), off unless ``ops.port`` is set. It only observes:
 
-* nginx sends it one datagram per request (``access_log syslog:server=unix:...``): status and
-  upstream time, counted here, so the numbers are right across all nginx workers;
+* nginx sends it one datagram per request (``access_log syslog:server=127.0.0.1:PORT``, the
+  listener's own port number in UDP): status and upstream time, counted here, so the numbers
+  are right across all nginx workers;
 * uWSGI's stats socket (workers by state, RSS, respawns, harakiri, the listen queue) and the
   process manager's state file (background process restarts) are read when asked, and every
   ``interval`` seconds for the page's history;
@@ -17,6 +18,7 @@ samples, and a page that draws its charts itself (no CDN, no library: it works o
 from __future__ import annotations
 
 import base64
+import bisect
 import collections
 import hashlib
 import hmac
@@ -41,6 +43,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 MAX_WINDOW = 20000  # request times kept per sample interval for the latency percentiles
+STATUS_CLASS = {b"1": "1xx", b"2": "2xx", b"3": "3xx", b"4": "4xx", b"5": "5xx"}
+RECEIVE_PAUSE = 0.01  # seconds between two drains of nginx's socket (the kernel queues meanwhile)
 
 
 def parse_line(payload: bytes) -> tuple[str, float | None, float] | None:
@@ -49,20 +53,27 @@ def parse_line(payload: bytes) -> tuple[str, float | None, float] | None:
     The upstream time is nginx's $upstream_response_time: "-" when nginx answered itself,
     "0.002, 0.010" when it tried two servers (their sum is what the client waited)."""
     _, sep, body = payload.partition(b": ")
-    parts = (body if sep else payload).decode("ascii", "replace").split()
-    if len(parts) < 2 or not parts[0].isdigit() or len(parts[0]) != 3:
+    parts = (body if sep else payload).split()
+    if len(parts) < 2 or len(parts[0]) != 3 or not parts[0].isdigit():
         return None
     try:
         request_time = float(parts[-1])
     except ValueError:
         return None
     upstream = None
-    for item in " ".join(parts[1:-1]).replace(",", " ").replace(":", " ").split():
-        try:
-            upstream = (upstream or 0.0) + float(item)
-        except ValueError:
-            continue
-    return f"{parts[0][0]}xx", upstream, request_time
+    if len(parts) == 3:  # the usual case: one upstream, or "-"
+        if parts[1] != b"-":
+            try:
+                upstream = float(parts[1])
+            except ValueError:
+                pass
+    else:
+        for item in b" ".join(parts[1:-1]).replace(b",", b" ").replace(b":", b" ").split():
+            try:
+                upstream = (upstream or 0.0) + float(item)
+            except ValueError:
+                continue
+    return STATUS_CLASS.get(parts[0][:1], "other"), upstream, request_time
 
 
 def established(ports: list[int], proc: str = "/proc/net") -> int:
@@ -120,17 +131,20 @@ class State:
         self.started = time.time()
 
     def count(self, status_class: str, upstream: float | None, request_time: float) -> None:
+        self.count_many([(status_class, upstream, request_time)])
+
+    def count_many(self, parsed: list[tuple[str, float | None, float]]) -> None:
         with self.lock:
-            self.requests[status_class] = self.requests.get(status_class, 0) + 1
-            if upstream is not None:
-                self.upstream_count += 1
-                self.upstream_sum += upstream
-                for i, bound in enumerate(UPSTREAM_BUCKETS):
-                    if upstream <= bound:
-                        self.upstream_buckets[i] += 1
-                        break
-            if len(self.window) < MAX_WINDOW:
-                self.window.append(request_time)
+            for status_class, upstream, request_time in parsed:
+                self.requests[status_class] = self.requests.get(status_class, 0) + 1
+                if upstream is not None:
+                    self.upstream_count += 1
+                    self.upstream_sum += upstream
+                    index = bisect.bisect_left(UPSTREAM_BUCKETS, upstream)  # the first bound >= it
+                    if index < len(UPSTREAM_BUCKETS):  # beyond the last: only in +Inf (the count)
+                        self.upstream_buckets[index] += 1
+                if len(self.window) < MAX_WINDOW:
+                    self.window.append(request_time)
 
     # --- what the page and /metrics read -----------------------------------------------
 
@@ -214,7 +228,7 @@ class Collector:
         with st.lock:
             requests = dict(st.requests)
             buckets, count, total = list(st.upstream_buckets), st.upstream_count, st.upstream_sum
-        if st.settings.get("nginx_socket"):
+        if st.settings.get("nginx_udp"):
             family = CounterMetricFamily(
                 "wsgistack_http_requests", "Requests nginx answered, by status class (health checks excluded)",
                 labels=["status_class"],
@@ -332,23 +346,37 @@ def make_handler(state: State, registry: CollectorRegistry) -> type[BaseHTTPRequ
     return Handler
 
 
-def receive(state: State, path: str) -> None:
-    """nginx's datagrams, one per request."""
+def bind_udp(address: str) -> socket.socket | None:
+    """nginx's datagrams, one per request, on loopback UDP (see Plan.ops_udp)."""
+    host, _, port = address.rpartition(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # capped by net.core.rmem_max
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    # Its directory (0700, nginx's workers' user) is what keeps others out; the socket itself
-    # is open, so nginx's workers reach it also when this process runs as root.
-    os.chmod(path, 0o666)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        # Observing must never take the site down: serve the rest, say what is missing.
+        print(f"cannot receive nginx's request lines on udp {address}: {exc.strerror}; "
+              "wsgistack_http_* metrics stay at 0", flush=True)
+        sock.close()
+        return None
+    return sock
+
+
+def receive(state: State, sock: socket.socket) -> None:
     while True:
-        payload = sock.recv(4096)
-        parsed = parse_line(payload)
-        if parsed is not None:
-            state.count(*parsed)
+        # Wait for one line, take every one that is queued, then pause: under load each
+        # wake-up handles hundreds of lines (a wake-up per line cost more than the line).
+        lines = [sock.recv(4096)]
+        sock.setblocking(False)
+        try:
+            while len(lines) < 10000:
+                lines.append(sock.recv(4096))
+        except BlockingIOError:
+            pass
+        finally:
+            sock.setblocking(True)
+        state.count_many([p for p in map(parse_line, lines) if p is not None])
+        time.sleep(RECEIVE_PAUSE)
 
 
 def sample_forever(state: State, interval: float) -> None:
@@ -372,8 +400,10 @@ def serve(settings: dict[str, Any]) -> None:
     state = State(settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(state))  # type: ignore[arg-type]
-    if settings.get("nginx_socket"):
-        threading.Thread(target=receive, args=(state, settings["nginx_socket"]), daemon=True).start()
+    if settings.get("nginx_udp"):
+        sock = bind_udp(settings["nginx_udp"])
+        if sock is not None:
+            threading.Thread(target=receive, args=(state, sock), daemon=True).start()
     threading.Thread(target=sample_forever, args=(state, float(settings.get("interval", 2))), daemon=True).start()
     server = _Server((settings["host"].strip("[]"), int(settings["port"])), make_handler(state, registry))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

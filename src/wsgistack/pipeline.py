@@ -367,15 +367,6 @@ def prepare_runtime_dir(plan: Plan) -> None:
 
         entry = pwd.getpwnam(plan.uwsgi_user)
         os.chown(paths.private, entry.pw_uid, entry.pw_gid)
-    if plan.runs_ops:
-        # The ops listener binds nginx's datagram socket here, as its own user.
-        paths.ops_dir.mkdir(exist_ok=True)
-        os.chmod(paths.ops_dir, 0o700)
-        if plan.ops_user:
-            import pwd
-
-            entry = pwd.getpwnam(plan.ops_user)
-            os.chown(paths.ops_dir, entry.pw_uid, entry.pw_gid)
     paths.nginx_temp.mkdir(exist_ok=True)
     check_reachable(plan)  # (find_app has already checked that the app's user can run it: run.E004)
     for stale in paths.transient:

@@ -164,18 +164,14 @@ class Paths:
     acme_webroot = property(lambda self: self.runtime / "acme-webroot")
     # The process manager's live view (pids, restarts), for `status` and the ops listener.
     manager_state = property(lambda self: self.runtime / "manager.json")
-    # The ops listener: its settings, and the datagram socket nginx sends one line per request
-    # to (in the app user's directory: nginx's workers and the listener both run as that user).
+    # The ops listener's settings.
     ops_conf = property(lambda self: self.runtime / "ops.json")
-    ops_dir = property(lambda self: self.runtime / "ops")
-    ops_socket = property(lambda self: self.runtime / "ops" / "nginx.sock")
 
     @property
     def transient(self) -> tuple[Path, ...]:
         """What a run leaves behind and the next one must not find: cleared before a start,
         removed by the process manager after a stop."""
-        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.manager_state,
-                self.ops_socket)
+        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.manager_state)
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -376,6 +372,13 @@ class Plan:
     def https(self) -> bool:
         """nginx serves HTTPS now (acme: once the first certificate is there)."""
         return self.tls is not None and self.tls.ready
+
+    @property
+    def ops_udp(self) -> str:
+        """Where nginx sends the ops listener one line per request: UDP on loopback, on the
+        listener's own port number (a unix datagram socket queues only 10 lines: lost under
+        load; a UDP socket queues as many as its buffer holds)."""
+        return f"127.0.0.1:{self.config.ops.port}"
 
     @property
     def runs_ops(self) -> bool:

@@ -68,7 +68,10 @@ def test_metrics_count_requests_across_workers(ops_stack: tuple[Stack, str]) -> 
         status, body = get(ops + "/metrics")
         assert status == 200
         text = body.decode()
-        if metric(text, "wsgistack_http_requests_total", '{status_class="2xx"}') >= 30 or time.monotonic() > deadline:
+        counted = (metric(text, "wsgistack_http_requests_total", '{status_class="2xx"}') >= 30
+                   and metric(text, "wsgistack_http_requests_total", '{status_class="4xx"}') >= 5
+                   and metric(text, "wsgistack_http_upstream_seconds_count") >= 35)
+        if counted or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     for name in METRICS:
@@ -86,7 +89,8 @@ def test_status_json_has_history_processes_and_config(ops_stack: tuple[Stack, st
     stack, ops = ops_stack
     for _ in range(10):
         http(stack.url + "/hello")
-    time.sleep(4.5)
+        time.sleep(0.3)
+    time.sleep(2.2)
     status, body = get(ops + "/status.json")
     assert status == 200
     data = json.loads(body)
@@ -106,9 +110,10 @@ def chromium() -> str:
 
 def test_status_page_renders_charts_with_data_in_a_browser(ops_stack: tuple[Stack, str], tmp_path: Path) -> None:
     stack, ops = ops_stack
-    for _ in range(20):
+    for _ in range(14):  # traffic across three or more 2-second samples (latency has points only there)
         http(stack.url + "/hello")
-    time.sleep(4.5)  # two samples with traffic
+        time.sleep(0.4)
+    time.sleep(2.2)
     profile = tempfile.mkdtemp(prefix="wst-chromium-")
     try:
         out = subprocess.run(

@@ -51,7 +51,7 @@ def test_ops_listener_is_off_by_default_and_rendered_when_on(tmp_path: Path) -> 
     env = {"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt"), "WSGISTACK_OPS__PORT": "9100", "WSGISTACK_OPS__BASIC_AUTH": "ops:s3cret"}
     plan = make_plan(load_config(tmp_path, env=env), machine, app)
     files = {f.path: f.content for f in render(plan)}
-    assert f"access_log syslog:server=unix:{plan.paths.ops_socket},nohostname,tag=wsgistack wsgistack_ops;" in files["nginx.conf"]
+    assert "access_log syslog:server=127.0.0.1:9100,nohostname,tag=wsgistack wsgistack_ops;" in files["nginx.conf"]
     settings = json.loads(files["ops.json"])
     assert settings["host"] == "127.0.0.1" and settings["port"] == 9100
     assert "s3cret" not in files["ops.json"]  # a PBKDF2 hash, not the password
@@ -66,7 +66,7 @@ def test_basic_auth(tmp_path: Path) -> None:
     port = free_port()
     env = {"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt"), "WSGISTACK_OPS__PORT": str(port), "WSGISTACK_OPS__BASIC_AUTH": "ops:s3cret"}
     settings = ops_settings(make_plan(load_config(tmp_path, env=env), machine, app))
-    settings.update(nginx_socket=None, uwsgi_stats=None, manager_state=str(tmp_path / "none.json"))
+    settings.update(nginx_udp=None, uwsgi_stats=None, manager_state=str(tmp_path / "none.json"))
     state = opsd.State(settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(opsd.Collector(state))  # type: ignore[arg-type]
@@ -92,3 +92,21 @@ def test_basic_auth(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_counts_by_class_and_upstream_bucket() -> None:
+    state = opsd.State({"manager_state": "/nonexistent", "nginx_udp": "x"})
+    state.count_many([("2xx", 0.004, 0.005), ("2xx", 0.005, 0.006), ("5xx", 30.0, 30.0), ("4xx", None, 0.0)])
+    assert state.requests["2xx"] == 2 and state.requests["5xx"] == 1 and state.requests["4xx"] == 1
+    assert state.upstream_buckets[0] == 2  # both <= 5 ms
+    assert sum(state.upstream_buckets) == 2 and state.upstream_count == 3  # 30 s: only in +Inf
+    text = __import__("prometheus_client").generate_latest(_registry(state)).decode()
+    assert 'wsgistack_http_upstream_seconds_bucket{le="0.005"} 2.0' in text
+    assert 'wsgistack_http_upstream_seconds_bucket{le="+Inf"} 3.0' in text
+    assert 'wsgistack_http_requests_total{status_class="2xx"} 2.0' in text
+
+
+def _registry(state: opsd.State) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(opsd.Collector(state))  # type: ignore[arg-type]
+    return registry

@@ -229,7 +229,7 @@ def ops_settings(plan: Plan) -> dict[str, object]:
         "auth": auth,
         "history": ops.history,
         "interval": 2,
-        "nginx_socket": str(plan.paths.ops_socket) if plan.runs_nginx else None,
+        "nginx_udp": plan.ops_udp if plan.runs_nginx else None,
         "nginx_ports": ports if plan.runs_nginx else [],
         "uwsgi_stats": str(plan.paths.stats) if plan.runs_uwsgi and config.uwsgi.stats else None,
         "manager_state": str(plan.paths.manager_state),
