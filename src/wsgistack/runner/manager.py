@@ -112,14 +112,16 @@ def process_alive_from_pidfile(pidfile: Path) -> int | None:
     return pid
 
 
-def _enlarge_pipe(fd: int) -> None:
-    """Room for a batch of output (PIPE_SIZE), where the kernel allows it (Linux)."""
+def _enlarge_pipe(fd: int) -> bool:
+    """Room for a batch of output (PIPE_SIZE), where the kernel allows it (Linux). False: the
+    pipe keeps its default size (64 KB), too small to wait RELAY_INTERVAL between reads
+    without a busy nginx blocking on it, so the manager then reads as lines come."""
     try:
         import fcntl
 
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", F_SETPIPE_SZ), PIPE_SIZE)
+        return fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", F_SETPIPE_SZ), PIPE_SIZE) >= PIPE_SIZE
     except (ImportError, OSError):
-        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default 64 KB pipe
+        return False  # not Linux, or over /proc/sys/fs/pipe-max-size or the user's pipe quota
 
 
 def _read_available(fd: int, limit: int = 4 * PIPE_SIZE) -> tuple[bytes, bool]:
@@ -322,6 +324,7 @@ class Manager:
         self.started = time.time()
         self._selector: selectors.BaseSelector | None = None
         self.json_logs = self.table.get("log_format") == "json"
+        self._batch_output = True  # every pipe could be enlarged (see RELAY_INTERVAL)
 
     # --- output -------------------------------------------------------------------------
 
@@ -414,7 +417,8 @@ class Manager:
             return
         assert child.proc.stdout is not None
         os.set_blocking(child.proc.stdout.fileno(), False)
-        _enlarge_pipe(child.proc.stdout.fileno())
+        if not _enlarge_pipe(child.proc.stdout.fileno()):
+            self._batch_output = False
         selector.register(child.proc.stdout, selectors.EVENT_READ, child)
         if child.restart:
             child.became_ready = True  # background processes have no readiness probe
@@ -690,7 +694,7 @@ class Manager:
             if self.on_ready is not None:
                 self.on_ready(self)
         while self._active(selector):
-            self._pump(selector, self._restart_due(selector), batch=not self.stopping)
+            self._pump(selector, self._restart_due(selector), batch=self._batch_output and not self.stopping)
             self._reap()
             self._handle_signals()
             if self._drain_until is not None and not self.stopping and time.monotonic() >= self._drain_until:

@@ -192,8 +192,9 @@ def test_output_is_read_in_batches_from_an_enlarged_pipe() -> None:
     r, w = os.pipe()
     try:
         os.set_blocking(r, False)
-        _enlarge_pipe(r)
-        if fcntl.fcntl(r, getattr(fcntl, "F_GETPIPE_SZ", 1032)) >= PIPE_SIZE:
+        enlarged = _enlarge_pipe(r)
+        assert enlarged == (fcntl.fcntl(r, getattr(fcntl, "F_GETPIPE_SZ", 1032)) >= PIPE_SIZE)
+        if enlarged:
             # A batch of access-log lines larger than a default pipe (64 KB) fits without blocking.
             os.set_blocking(w, False)
             os.write(w, b"x" * 200_000)
