@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import WSGISTACK, free_port
+from wsgistack.container.kube import HEALTHCHECK
 from tests.docker.conftest import Container, docker, unique, wait_http
 
 pytestmark = pytest.mark.docker
@@ -53,7 +54,7 @@ def test_worker_role_runs_one_background_process_alone(run_container: type[Conta
                            "WSGISTACK_PROCESSES__TICKER__COMMAND": TICKER})
     wait_for(lambda: "ticker | tick in /app" in c.logs(), timeout=60)
     assert "nginx" not in docker("exec", c.name, "sh", "-c", "cat /proc/[0-9]*/comm").stdout
-    health = docker("exec", c.name, "python3", "-I", "-S", "/opt/venv/wsgistack-healthcheck.py", check=False)
+    health = docker("exec", c.name, *HEALTHCHECK, check=False)  # the image's own HEALTHCHECK command
     assert health.returncode == 0, health.stderr
     started = time.monotonic()
     docker("stop", "-t", "10", c.name)
