@@ -144,6 +144,7 @@ class Reload:
     changes: tuple[record.Change, ...]
     files: tuple[RenderedFile, ...]  # the rendered files that differ from the running ones
     notes: tuple[str, ...]  # what the reload leaves alone, and why
+    data_dir: Path | None = None  # tls.data_dir's default as the start resolved it (kept in the record)
 
     def confirm(self, yes: bool) -> None:
         """A reload that moves the site needs ``yes`` (ops.E003): it takes the site off the
@@ -196,8 +197,9 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
                              config_file=config_file, started={**rec.started(), **kept})
     # The start sequence with the reload's flags: app, plan, render (written by apply_reload).
     # uWSGI keeps the interpreter it was started on (the reloading shell's VIRTUAL_ENV is not it).
+    # Likewise the certificates' data dir the start found in its environment (XDG_DATA_HOME, HOME).
     started = pipeline.start(project, env=env, loaded=loaded, flags=pipeline.RELOAD,
-                             python=interpreter.started(located.private))
+                             python=interpreter.started(located.private), data_dir=rec.data_dir)
     plan = started.plan
     return Reload(
         loaded=loaded,
@@ -206,6 +208,7 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
         # processes.json is left alone: the running manager already has its table.
         files=tuple(f for f in started.files if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
         notes=tuple(_ignored_env(env, loaded)),
+        data_dir=rec.data_dir,
     )
 
 
@@ -214,7 +217,7 @@ def apply_reload(pending: Reload, chain: bool = False) -> list[str]:
     plan = pending.plan
     write_files(list(pending.files), plan.paths.runtime)
     done = reload(plan, chain=chain)
-    record.save(plan.paths.private, pending.loaded)
+    record.save(plan.paths.private, pending.loaded, data_dir=pending.data_dir)
     return done
 
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,12 +80,14 @@ def start(
     loaded: LoadedConfig | None = None,
     machine: Machine | None = None,
     python: AppPython | None = None,
+    data_dir: Path | None = None,
     say: Output = _silent,
 ) -> Started:
     """The whole start, top to bottom. ``env`` is the environment the app runs with; the
     config is resolved from ``config_env`` (default: ``env``) and the ``cli`` overrides,
     unless the caller resolved it already (``loaded``: reload, from the recorded settings);
-    likewise the app's interpreter (``python``: reload, the one the stack was started on).
+    likewise the app's interpreter (``python``: reload, the one the stack was started on) and
+    tls.data_dir's default (``data_dir``: reload, the one the start found in its environment).
     ``machine``: the machine to plan for (default: this one, :func:`detect`); the benchmark
     plans for the CPUs its servers are pinned to, as a user's ``taskset`` would."""
     if loaded is None:
@@ -100,6 +102,8 @@ def start(
         check_uwsgi(python)
     app = find_app(loaded, machine, env, python)  # imports the app, as the user uWSGI will run as
     host = host_facts(loaded, machine, env)  # users' groups, real paths: make_plan itself reads nothing
+    if data_dir is not None:
+        host = replace(host, data_dir=data_dir)
     plan = prepare_tls(make_plan(loaded, machine, app, python, host))  # + the dev certificate (tls.mode self-signed)
     if flags.binaries:
         check_binaries(plan)
@@ -114,7 +118,7 @@ def start(
     if flags.write == "runtime":
         check_writable(plan)
         if flags.remember:  # what `wsgistack reload` keeps: the settings, not the environment
-            record.save(plan.paths.private, loaded)
+            record.save(plan.paths.private, loaded, data_dir=host.data_dir)
             if plan.python is not None:  # ...and the interpreter uWSGI runs
                 save_started(plan.paths.private, plan.python)
         say(describe(plan))

@@ -32,6 +32,9 @@ class Recorded:
     values: Mapping[str, Any]  # dotted key -> JSON value
     origins: Mapping[str, Origin]
     config_file: Path | None
+    # tls.data_dir's default as the start resolved it ($XDG_DATA_HOME or ~/.local/share): a
+    # reload from a shell with another HOME or XDG_DATA_HOME must not swap the certificates.
+    data_dir: Path | None = None
 
     def started(self) -> dict[str, tuple[Any, Origin]]:
         """The values that came from the start's environment or command line: ``load_config``'s
@@ -68,12 +71,14 @@ def record(loaded: LoadedConfig) -> Recorded:
     )
 
 
-def save(private_dir: Path, loaded: LoadedConfig) -> Path:
-    """Write the record, readable by its owner only; atomically, so a reload never reads half."""
+def save(private_dir: Path, loaded: LoadedConfig, data_dir: Path | None = None) -> Path:
+    """Write the record, readable by its owner only; atomically, so a reload never reads half.
+    ``data_dir``: tls.data_dir's default as the start resolved it from its environment."""
     rec = record(loaded)
     data = {
         "version": VERSION,
         "config_file": str(rec.config_file) if rec.config_file else None,
+        "data_dir": str(data_dir) if data_dir else None,
         "settings": {
             k: {"value": v, **({"origin": _origin_json(rec.origins[k])} if k in rec.origins else {})}
             for k, v in rec.values.items()
@@ -120,6 +125,7 @@ def read(private_dir: Path) -> Recorded | None:
                     if k in FIELDS and k not in SECRET and "origin" in item
                 },
                 config_file=Path(data["config_file"]) if data.get("config_file") else None,
+                data_dir=Path(data["data_dir"]) if data.get("data_dir") else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise _bad(path, f"it cannot be read ({exc})") from None

@@ -55,6 +55,20 @@ def test_a_reload_resolves_against_the_record_not_its_own_environment(tmp_path: 
     ]
 
 
+def test_the_record_keeps_the_data_dir_the_start_found(tmp_path: Path) -> None:
+    # tls.data_dir's default comes from the start's XDG_DATA_HOME/HOME: a reload from a shell
+    # with another one must serve the same certificates, not make a new dev CA elsewhere.
+    loaded = load_config(tmp_path, env={})
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    record.save(private, loaded, data_dir=Path("/srv/data/wsgistack"))
+    rec = record.read(private)
+    assert rec is not None and rec.data_dir == Path("/srv/data/wsgistack")
+    record.save(private, loaded)
+    rec = record.read(private)
+    assert rec is not None and rec.data_dir is None
+
+
 def test_no_record_is_none(tmp_path: Path) -> None:
     assert record.read(tmp_path) is None
 
