@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WSGISTACK, clean_env, http
+from tests.conftest import WSGISTACK, clean_env, free_port, http
 from tests.integration.fleet import (NODE_HOSTS, Load, Proc, children, common_port, copy_app, node_runtime_base, node_states,
                                      start_balancer, start_node, wait_until, write_app)
 
@@ -198,3 +198,25 @@ def test_balance_stops_cleanly_on_ctrl_c_and_fails_when_haproxy_dies(tmp_path: P
                 assert "haproxy |" in balancer.log() and "stopped" in balancer.log()
         finally:
             balancer.stop(signal.SIGKILL)
+
+
+def test_a_second_balancer_on_a_port_in_use_fails_instead_of_sharing_it(tmp_path: Path) -> None:
+    """HAProxy binds with SO_REUSEPORT by default: a second `wsgistack balance` on the same port
+    used to start and silently take half the traffic. `noreuseport` makes it fail to bind."""
+    first_dir = tmp_path / "first"
+    first_dir.mkdir()
+    first = start_balancer(first_dir, first_dir, [Proc("n", None, first_dir, first_dir, "127.0.0.2", 9)])  # type: ignore[arg-type]
+    try:
+        wait_until(lambda: "serving http://127.0.0.1" in first.log(), 30, "first balancer serving", [first])
+        second_dir = tmp_path / "second"
+        second_dir.mkdir()
+        second = subprocess.run(
+            [*WSGISTACK, "balance", str(second_dir), "--node", "127.0.0.2:9", "--host", "127.0.0.1",
+             "--port", str(first.port), "--stats-port", str(free_port()), "--runtime-dir", str(second_dir / "rt")],
+            capture_output=True, text=True, env=clean_env(), timeout=60, cwd=second_dir)
+        out = second.stdout + second.stderr
+        assert second.returncode != 0, out
+        assert "cannot bind socket" in out and "Address already in use" in out, out
+        assert first.proc.poll() is None and http(f"http://127.0.0.1:{first.stats_port}/").status == 200  # type: ignore[attr-defined]
+    finally:
+        first.stop(signal.SIGKILL)
