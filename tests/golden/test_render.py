@@ -238,3 +238,24 @@ def test_rendered_haproxy_config_passes_haproxy_c(case: str, tmp_path: Path) -> 
     out = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Configuration file is valid" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_checks_sandbox_is_the_same_render_moved(case: str) -> None:
+    """The preflight runs nginx -t on the start's own rendered files, moved to a temp dir as
+    text (checks.context.relocated), instead of rendering a second time: for every case that
+    equals rendering with the runtime dir there (the upstream socket stays where planned)."""
+    import dataclasses as dc
+
+    from wsgistack.checks.context import relocated
+    from wsgistack.plan import Paths
+
+    env, machine, app = CASES[case]
+    loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": "/run/ws", **env})
+    plan = make_plan(loaded, machine, app, app_python(machine))
+    sandbox = Path("/tmp/sandbox-x/nginx")
+    # (the .json files are the manager's and the ops listener's, not nginx's: not checked there)
+    moved = {f.path: f.content for f in relocated(render(plan), plan, sandbox) if not f.path.endswith(".json")}
+    rendered_there = {f.path: f.content for f in render(dc.replace(plan, paths=Paths(sandbox)))
+                      if not f.path.endswith(".json")}
+    assert moved == rendered_there

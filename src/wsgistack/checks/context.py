@@ -9,6 +9,7 @@ so a check never writes into the project or the real runtime dir.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,14 +60,18 @@ class CheckContext:
     def nginx_dir(self) -> Path | None:
         """A temp dir holding the rendered nginx files, with the runtime paths (pid, temp
         dirs) moved into it so ``nginx -t`` can run without the real runtime dir existing
-        (nginx -t creates its temp dirs and opens its logs: a sandbox render, not the real one).
-        Everything else (upstream, static dirs, user) is exactly as planned."""
+        (nginx -t creates its temp dirs and opens its logs). Everything else (upstream,
+        static dirs, user) is exactly as planned. With the caller's files (the start
+        sequence's one render), they are moved there as text; else rendered for it."""
         if self.plan is None or not self.plan.runs_nginx:
             return None
         directory = self.tempdir() / "nginx"
         directory.mkdir()
-        plan = dataclasses.replace(self.plan, paths=Paths(directory))
-        write_files(render(plan), directory)
+        if self.files is not None:
+            files = relocated(self.files, self.plan, directory)
+        else:
+            files = render(dataclasses.replace(self.plan, paths=Paths(directory)))
+        write_files(list(files), directory)
         (directory / "nginx-temp").mkdir()
         return directory
 
@@ -121,6 +126,22 @@ def build_context(
         loaded=loaded, plan=plan, machine=machine, env=env, deploy=deploy, app_error=app_error, dockerfile=dockerfile,
         python=python,
     )
+
+
+def relocated(files: Sequence[RenderedFile], plan: Plan, directory: Path) -> list[RenderedFile]:
+    """The files as if rendered with the runtime dir at ``directory``: every path under the
+    runtime dir moved there, except the upstream socket (as ``render`` of a plan with other
+    Paths would do: the upstream is planned once). tests/golden/test_render.py proves the two
+    equal for nginx's files in every golden case."""
+    runtime = re.escape(str(plan.paths.runtime))
+    keep = plan.upstream.address if plan.upstream.kind == "unix" else None
+    marker = "\0wsgistack-upstream\0"
+    out = []
+    for f in files:
+        text = f.content.replace(keep, marker) if keep else f.content
+        text = re.sub(runtime + r"(?=[/;\s\"':]|$)", lambda _m: str(directory), text, flags=re.M)
+        out.append(RenderedFile(f.path, text.replace(marker, keep) if keep else text))
+    return out
 
 
 def ini_options(text: str) -> list[tuple[str, str]]:
