@@ -99,7 +99,8 @@ DOCKER_E006 = declare("docker.E006", "installing the app's requirements failed i
 DOCKER_E007 = declare("docker.E007", "installing Debian packages failed in the image", "check the package names (--package, --build-package)")
 DOCKER_E008 = declare("docker.E008", "copying files into the image failed", "a file missing from the build context (excluded by .dockerignore?)")
 DOCKER_E009 = declare("docker.E009", "docker build failed", "read the build output; rerun with --plain to see all of it")
-DOCKER_E010 = declare("docker.E010", "an --env value is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
+DOCKER_E010 = declare("docker.E010", "a `wsgistack compose` option has a bad value (--env, --tcp-uri, --fleet, --port)",
+                      "the message names the option and gives an example, e.g. -e DJANGO_DEBUG=0")
 DOCKER_E011 = declare("docker.E011", "a file wsgistack would write exists and was not written by wsgistack",
                       "pass --force to replace it (keep a copy)")
 DOCKER_E013 = declare("docker.E013", "a requirements file includes (-r/-c) a file outside the project",

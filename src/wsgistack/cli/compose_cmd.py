@@ -43,13 +43,19 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     """
     from wsgistack.container.compose import ComposeOptions, render_compose
     from wsgistack.container.project import find_facts, image_name
-    from wsgistack.errors import WsgistackError
+    from wsgistack.errors import UsageError, WsgistackError
 
+    if fleet is not None and split:
+        raise UsageError(ids.DOCKER_E010, "--fleet does not combine with --split: each node of the fleet is one container "
+                         "(nginx + uWSGI)", "drop --split: wsgistack compose --fleet 3")
+    if fleet is not None and tls not in (None, "off"):
+        raise UsageError(ids.DOCKER_E010, f"--fleet does not combine with --tls {tls}: the fleet's balancer serves plain HTTP",
+                         "drop --tls and terminate TLS in front of the balancer (docs/several-nodes.md)")
     pairs = []
     for item in env:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise WsgistackError(ids.DOCKER_E010, f"--env {item!r} is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
+            raise UsageError(ids.DOCKER_E010, f"--env {item!r} is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
         pairs.append((key, value))
     if tls is None:
         from wsgistack.config import load_config

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from wsgistack import __version__
 from wsgistack.container.dockerfile import IMAGE_PORT, SHARED_DIR, TLS_DIR, TLS_PORT
 from wsgistack.container.project import ProjectFacts
-from wsgistack.errors import WsgistackError
+from wsgistack.errors import UsageError
 from wsgistack.plan import Upstream
 from wsgistack.render import RenderedFile, _env
 from wsgistack import errorids as ids
@@ -40,7 +40,7 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
     unix = options.socket == "unix"
     uri = SOCKET_URI if unix else options.tcp_uri
     if not unix and Upstream.parse(uri).kind != "tcp":
-        raise WsgistackError(ids.DOCKER_E010, f"--tcp-uri {uri!r} must be host:port", "e.g. --tcp-uri 127.0.0.1:8001")
+        raise UsageError(ids.DOCKER_E010, f"--tcp-uri {uri!r} must be host:port", "e.g. --tcp-uri 127.0.0.1:8001")
     if options.split:
         data = [d for d in facts.data_dirs]
     else:  # one container: only uploads need to outlive it (static is collected at each start)
@@ -115,10 +115,10 @@ def render_fleet(facts: ProjectFacts, options: FleetOptions) -> RenderedFile:
     from wsgistack.machine import Machine
 
     if not 1 <= options.nodes <= 50:
-        raise WsgistackError(ids.DOCKER_E010, f"--fleet {options.nodes}: between 1 and 50 nodes", "e.g. --fleet 3")
+        raise UsageError(ids.DOCKER_E010, f"--fleet {options.nodes}: between 1 and 50 nodes", "e.g. --fleet 3")
     nodes = [_FleetNode(FLEET_NODE_PORT + i) for i in range(options.nodes)]
     if options.port in [n.port for n in nodes] or options.stats_port in [n.port for n in nodes]:
-        raise WsgistackError(ids.DOCKER_E010, f"--port {options.port} / --stats-port {options.stats_port} collide with "
+        raise UsageError(ids.DOCKER_E010, f"--port {options.port} / --stats-port {options.stats_port} collide with "
                              f"the nodes' ports ({nodes[0].port}-{nodes[-1].port})", "pick another, e.g. --port 8080")
     env = {
         "WSGISTACK_BALANCER__NODES": " ".join(f"127.0.0.1:{n.port}" for n in nodes),

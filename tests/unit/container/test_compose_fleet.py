@@ -70,3 +70,20 @@ def test_docker_compose_reads_it(tmp_path: Path) -> None:
     out = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yaml"), "config", "-q"], capture_output=True,
                          text=True, cwd=tmp_path, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_bad_fleet_options_are_usage_errors(tmp_path: Path) -> None:
+    """Bad input exits 2 with an id and a hint; --split and --tls are not silently ignored."""
+    from click.testing import CliRunner
+
+    from wsgistack.cli import main
+
+    (tmp_path / "app.py").write_text("def app(environ, start_response):\n    return []\n")
+    runner = CliRunner()
+    for args, says in ((["--fleet", "0"], "between 1 and 50 nodes"),
+                       (["--fleet", "3", "--split"], "--fleet does not combine with --split"),
+                       (["--fleet", "3", "--tls", "self-signed"], "--fleet does not combine with --tls self-signed"),
+                       (["--fleet", "3", "--port", "8002"], "collide")):
+        out = runner.invoke(main, ["compose", str(tmp_path), "--no-detect", *args])
+        assert out.exit_code == 2, (args, out.output)
+        assert "error[docker.E010]" in out.output and "hint:" in out.output and says in out.output, (args, out.output)
