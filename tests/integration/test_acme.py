@@ -247,8 +247,10 @@ def test_unreachable_challenge_port_is_named(tmp_path: Path, stacks: list[Stack]
     pebbles.append(pebble)
     stack = acme_stack(tmp_path, http_port, tls_port, pebble.directory, pebble.ca_bundle, challenge_port=closed)
     stacks.append(stack)
-    wait_for(lambda: "error[tls.E002]" in stack.log(), "the challenge-port error", stack)
+    # The error's lines are relayed one by one: wait for its last one (the hint), not its first.
+    wait_for(lambda: "hint: point the names' DNS at this machine" in stack.log(), "the challenge-port error", stack)
     log = stack.log()
+    assert "error[tls.E002]" in log
     assert f"port {closed} of localhost does not reach this nginx" in log
     assert "the CA said:" in log and "hint: point the names' DNS at this machine" in log
     assert "Traceback" not in log
