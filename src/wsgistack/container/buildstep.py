@@ -33,14 +33,22 @@ def _own(path: Path, uid: int) -> None:
     os.chmod(path, 0o2770)
 
 
-def _make_writable(project: Path, target: Path, uid: int) -> list[str]:
-    rel = target.relative_to(project)
+def _make_writable(project: Path, targets: list[Path], uid: int) -> list[str]:
+    """Make each target directory the app's, and each directory between it and the project
+    that holds nothing but the way to targets (the demo's var/, holding static/ and media/).
+    A directory with anything else in it (bakerydemo/, holding the code and its
+    collect_static/) stays root's: the code is never writable by the app."""
+    on_the_way = {a for t in targets for a in (t, *t.parents) if a.is_relative_to(project)}
     made = []
-    for d in (project / rel.parts[0], target):
-        d.mkdir(parents=True, exist_ok=True)
-        _own(d, uid)
-        made.append(d.relative_to(project).as_posix())
-    return made
+    for target in targets:
+        target.mkdir(parents=True, exist_ok=True)
+        chain = [a for a in reversed(target.parents) if a.is_relative_to(project) and a != project]
+        for d in [*chain, target]:
+            if d != target and any(entry not in on_the_way for entry in d.iterdir()):
+                continue
+            _own(d, uid)
+            made.append(d.relative_to(project).as_posix())
+    return list(dict.fromkeys(made))
 
 
 def _chown_tree(root: Path, uid: int) -> None:
@@ -79,12 +87,13 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
     record.update(app=spec.target, kind=spec.kind)
     data = Path(env.get("DATA_DIR") or "/data")
     static_root: Path | None = None
+    inside: list[Path] = []
     for item in spec.static:
         if item.role not in ("static", "media"):
             continue
         d = item.dir
         if d.is_relative_to(project) and d != project:
-            record["writable"].extend(_make_writable(project, d, uid))
+            inside.append(d)
             if item.role == "static":
                 static_root = d
         elif d.is_relative_to(data):
@@ -94,7 +103,7 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
                 f"{item.role} root {d} is outside the project and $DATA_DIR ({data}): the image does not prepare it; "
                 f"point it inside the project, or mount a volume there"
             )
-    record["writable"] = list(dict.fromkeys(record["writable"]))
+    record["writable"] = _make_writable(project, inside, uid)
     if record["writable"]:
         notes.append("writable by the app: " + ", ".join(f"/app/{w}" if project == Path("/app") else w for w in record["writable"]))
     if spec.kind == "django" and spec.staticfiles and config.app.collectstatic and static_root is not None:

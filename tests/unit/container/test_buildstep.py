@@ -67,3 +67,18 @@ def test_findings_said_at_the_last_start_are_one_line(tmp_path: Path) -> None:
     assert len(again) == 1 and again[0].startswith("2 check findings, the same as at the last start")
     assert len(said_once(findings[:1], env)) == 2  # changed: said in full
     assert len(said_once(findings, {})) == 3  # no data volume: always in full
+
+
+def test_a_static_root_inside_the_code_package_leaves_the_package_read_only(tmp_path: Path) -> None:
+    """bakerydemo's shape: STATIC_ROOT = <package>/collect_static, MEDIA_ROOT = <package>/media."""
+    from wsgistack.container.buildstep import _make_writable
+
+    project = tmp_path / "app"
+    (project / "site").mkdir(parents=True)
+    (project / "site" / "settings.py").write_text("")
+    made = _make_writable(project, [project / "site" / "collect_static", project / "site" / "media"], os.getuid())
+    assert made == ["site/collect_static", "site/media"]
+    assert (project / "site").stat().st_mode & 0o7777 != 0o2770
+    (project / "var").mkdir()
+    assert _make_writable(project, [project / "var" / "static", project / "var" / "media"], os.getuid()) == [
+        "var", "var/static", "var/media"]
