@@ -56,6 +56,11 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph on one line (its first line alone can stop mid-sentence)."""
+    return " ".join(line.strip() for line in doc.strip().split("\n\n")[0].splitlines())
+
+
 def markdown() -> str:
     sections: dict[str, list[str]] = {}
     for dotted, info in FIELDS.items():
@@ -66,7 +71,7 @@ def markdown() -> str:
         doc = ""
         if section:
             model = Config.model_fields[section].annotation
-            doc = ((getattr(model, "__doc__", "") or "").strip().splitlines() or [""])[0]
+            doc = _first_paragraph(getattr(model, "__doc__", "") or "")
         out.append(f"\n## {'[' + section + ']' if section else 'Top level'}\n")
         if doc:
             out.append(f"{doc}\n")

@@ -241,7 +241,7 @@ class UwsgiSection(_Section):
 class KubeSection(_Section):
     """`wsgistack kube`: the Kubernetes manifests rendered from this same config (docs/kubernetes.md)."""
 
-    image: str = Field("", description="image the manifests run, as `wsgistack build` made it and a registry serves it (--image)", json_schema_extra=flag("--image", "kube"))
+    image: str = Field("", description="image the manifests run, as `wsgistack build` made it and a registry serves it", json_schema_extra=flag("--image", "kube"))
     name: str = Field("", description="name of the Deployment, Service and friends (default: the project directory's name)", json_schema_extra=flag("--name", "kube"))
     namespace: str = Field("", description="namespace for every resource (kustomize sets it); empty = the one kubectl uses", json_schema_extra=flag("--namespace", "kube"))
     replicas: int = Field(2, ge=1, le=1000, description="pods of the web Deployment (when autoscaling is off)", json_schema_extra=flag("--replicas", "kube"))
@@ -448,7 +448,9 @@ def split_address(value: str) -> tuple[str, int]:
 
 
 class BalancerSection(_Section):
-    """HAProxy in front of several nodes (`wsgistack balance`), and optionally the database."""
+    """HAProxy in front of several nodes (`wsgistack balance`), and optionally the database.
+    Flags of `wsgistack balance` and `wsgistack rollout`: `--node` (balancer.nodes, repeatable),
+    `--host`, `--port`, `--stats-port`."""
 
     nodes: tuple[str, ...] = Field((), description="app nodes as host:port (each a `wsgistack run`)")
     host: str = Field("0.0.0.0", description="address HAProxy listens on for clients (and the stats page)")
@@ -560,7 +562,7 @@ class Config(_Section):
     balancer: BalancerSection = Field(default_factory=BalancerSection)
     ops: OpsSection = Field(default_factory=OpsSection)
     processes: dict[str, ProcessSection] = Field(
-        default_factory=dict, description="background processes run beside nginx and uWSGI, [processes.NAME]"
+        default_factory=dict, description="background processes run beside nginx and uWSGI, [processes.NAME] (the number of uWSGI workers is [uwsgi] processes)"
     )
 
     @field_validator("processes")

@@ -167,6 +167,16 @@ def test_unknown_file_key_names_the_file(tmp_path: Path, text: str, key: str) ->
     assert exc.value.message == f"unknown setting {key} (in wsgistack.toml)"
 
 
+def test_top_level_processes_as_a_number_points_to_uwsgi_processes(tmp_path: Path) -> None:
+    # Issue 16's example, `processes = 4` at the top: [processes] is the background processes'
+    # table now, so it is not unknown; the hint says where the worker count goes.
+    write(tmp_path / "wsgistack.toml", "processes = 4\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={})
+    assert "processes (from wsgistack.toml)" in exc.value.message
+    assert "[uwsgi] processes" in exc.value.hint
+
+
 def test_every_unknown_top_level_key_is_reported(tmp_path: Path) -> None:
     write(tmp_path / "wsgistack.toml", "workers = 4\n[bogus]\nx = 1\n")
     with pytest.raises(ConfigError) as exc:
