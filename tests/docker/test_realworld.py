@@ -199,3 +199,23 @@ def test_a_rebuild_reuses_the_cache_and_leaves_no_litter(built: tuple[str, subpr
     assert "removed the previous build" in proc.stderr, proc.stderr[-2000:]
     assert docker("image", "inspect", before, check=False).returncode != 0  # the previous image is gone
     assert docker("ps", "-a", "-q", "--filter", f"ancestor={tag}").stdout.strip() == ""
+
+
+def test_a_failing_build_leaves_no_container_and_says_why(built: tuple[str, subprocess.CompletedProcess[str]],
+                                                         context: Path, tmp_path: Path) -> None:
+    """A requirement that does not exist: docker.E006, and the container of the failing step
+    is gone (docker's default keeps it, stopped). The cached layers before it are reused."""
+    import re
+
+    broken = tmp_path / "broken"
+    shutil.copytree(context, broken, ignore=shutil.ignore_patterns(".wsgistack", "Dockerfile.wsgistack"))
+    base = broken / "requirements" / "base.txt"
+    base.write_text(base.read_text() + "wsgistack-no-such-package-i9==1.0\n")
+    tag = unique("broken") + ":test"
+    proc = subprocess.run([*WSGISTACK, "build", str(broken), "-t", tag, "--plain"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "docker.E006" in proc.stderr, proc.stderr[-3000:]
+    ran = re.findall(r"---> Running in ([0-9a-f]{12})", proc.stderr)
+    assert ran, proc.stderr[-3000:]
+    for container in ran:
+        assert docker("inspect", container, check=False).returncode != 0, f"container {container} was left behind"
+    assert docker("image", "inspect", tag, check=False).returncode != 0
