@@ -21,7 +21,7 @@ BALANCE_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
 
 def balance_options(func: Any) -> Any:
     func = table_options(BALANCE_OPTIONS)(func)
-    return click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
                         help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)")(func)
 
 

@@ -16,7 +16,7 @@ KUBE_OPTIONS = model_options("kube")  # declared on the [kube] settings (config/
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
 @table_options(KUBE_OPTIONS)
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploy"), show_default=True,
               help="directory the kustomize base is written to")

@@ -64,7 +64,7 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--config",
         "config_file",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        type=click.Path(dir_okay=False, path_type=Path),
         help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)",
     )(func)
     return func

@@ -166,6 +166,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             [WsgistackError(ids.CONFIG_E004, f"{path} is not valid TOML: {exc}", "fix the syntax at the position shown")]
         ) from None
+    except FileNotFoundError:
+        raise ConfigError([WsgistackError(ids.CONFIG_E004, f"the config file {path} does not exist",
+                                          "check the path given to --config (relative to the current directory)")]) from None
     except OSError as exc:
         raise ConfigError([WsgistackError(ids.CONFIG_E004, f"cannot read {path}: {exc.strerror}", "check the file's permissions")]) from None
 

@@ -177,6 +177,14 @@ def test_top_level_processes_as_a_number_points_to_uwsgi_processes(tmp_path: Pat
     assert "[uwsgi] processes" in exc.value.hint
 
 
+def test_a_missing_config_file_is_an_error_with_an_id(tmp_path: Path) -> None:
+    # `--config nope.toml` was click's own "Invalid value" usage error, without an id or hint.
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path, env={}, config_file=tmp_path / "nope.toml")
+    assert exc.value.id == "config.E004" and exc.value.exit_code == 2
+    assert "nope.toml does not exist" in exc.value.message and "--config" in exc.value.hint
+
+
 def test_every_unknown_top_level_key_is_reported(tmp_path: Path) -> None:
     write(tmp_path / "wsgistack.toml", "workers = 4\n[bogus]\nx = 1\n")
     with pytest.raises(ConfigError) as exc:
