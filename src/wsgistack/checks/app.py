@@ -130,6 +130,14 @@ def run_django_probe(ctx: CheckContext) -> dict[str, Any]:
     }
     env = {**ctx.env, **plan.app_env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(app.path), ctx.env.get("PYTHONPATH", "")]))
+    python = plan.python.python if plan.python else ctx.machine.python
+    cache = _restart_cache(app.path, request, env, python)
+    if cache is not None:
+        try:
+            cached: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
+            return cached
+        except (OSError, ValueError):
+            pass
     with tempfile.TemporaryDirectory(prefix="wsgistack-checks-") as tmp:
         req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
         req.write_text(json.dumps(request))
@@ -140,7 +148,36 @@ def run_django_probe(ctx: CheckContext) -> dict[str, Any]:
         if proc.returncode != 0 or not res.exists():
             return {"error": "probe-crashed", "detail": (proc.stderr or proc.stdout)[-4000:]}
         result: dict[str, Any] = json.loads(res.read_text())
-        return result
+    if cache is not None and "error" not in result:
+        try:
+            cache.parent.mkdir(exist_ok=True)
+            for old in cache.parent.glob("django-checks-*.json"):
+                old.unlink()
+            cache.write_text(json.dumps(result), encoding="utf-8")
+        except OSError:
+            pass  # a read-only volume: checked at every start, as before
+    return result
+
+
+def _restart_cache(project: Path, request: dict[str, Any], env: dict[str, str], python: str) -> Path | None:
+    """In an image wsgistack built, with a data volume ($DATA_DIR): where the result of
+    Django's checks for this very image (its build record), config and environment is kept,
+    so a restart skips the subprocess (0.5-1 s). Anything different (another image, another
+    variable or value; the container's HOSTNAME aside) checks again. None elsewhere."""
+    import hashlib
+
+    from wsgistack.container.buildstep import RECORD
+
+    data = env.get("DATA_DIR", "")
+    try:
+        record = (project / RECORD).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if not data:
+        return None
+    material = json.dumps([request, sorted((k, v) for k, v in env.items() if k != "HOSTNAME"), record, python],
+                          sort_keys=True)
+    return Path(data) / ".wsgistack" / f"django-checks-{hashlib.sha256(material.encode()).hexdigest()[:32]}.json"
 
 
 def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:

@@ -82,3 +82,21 @@ def test_a_static_root_inside_the_code_package_leaves_the_package_read_only(tmp_
     (project / "var").mkdir()
     assert _make_writable(project, [project / "var" / "static", project / "var" / "media"], os.getuid()) == [
         "var", "var/static", "var/media"]
+
+
+def test_djangos_checks_are_kept_for_a_restart_of_the_same_image_and_environment(tmp_path: Path) -> None:
+    from wsgistack.checks.app import _restart_cache
+
+    project = tmp_path / "app"
+    (project / ".wsgistack").mkdir(parents=True)
+    request = {"path": str(project), "settings": "s", "deploy": True, "server_names": []}
+    env = {"DATA_DIR": str(tmp_path / "data"), "SECRET_KEY": "k", "HOSTNAME": "c1"}
+    assert _restart_cache(project, request, env, "python") is None  # not an image wsgistack built
+    (project / RECORD).write_text('{"static_collected": {"stamp": "a"}}')
+    first = _restart_cache(project, request, env, "python")
+    assert first is not None and first.parent == tmp_path / "data" / ".wsgistack"
+    assert _restart_cache(project, request, {**env, "HOSTNAME": "c2"}, "python") == first  # a new container
+    assert _restart_cache(project, request, {**env, "SECRET_KEY": "other"}, "python") != first
+    (project / RECORD).write_text('{"static_collected": {"stamp": "b"}}')  # another build
+    assert _restart_cache(project, request, env, "python") != first
+    assert _restart_cache(project, request, {k: v for k, v in env.items() if k != "DATA_DIR"}, "python") is None
