@@ -43,6 +43,7 @@ class Status:
     # The process manager's table: every process it runs (background ones included), with
     # state and restarts; empty when no manager runs there.
     processes: tuple[dict[str, Any], ...] = ()
+    draining: bool = False  # the drain marker exists: readiness answers 503 (`wsgistack drain`)
 
     @property
     def running(self) -> bool:
@@ -92,6 +93,7 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
         uwsgi_pid=uwsgi_pid,
         stats=found,
         processes=tuple(manager["processes"]) if manager else (),
+        draining=paths.drain.exists(),
     )
 
 

@@ -3,13 +3,15 @@ apps loaded through wsgistack's shim by path (a factory app started as root)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, Stack, http, shared_dir, start_stack
+from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, http, shared_dir, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +34,13 @@ def test_health_answers_for_any_host_without_the_app_and_drains(tmp_path: Path, 
     marker.touch()
     draining = http(stack.url + READY)
     assert (draining.status, draining.body) == (503, b"draining\n")
+    # `wsgistack status` says so (a drained node looks healthy otherwise).
+    st = subprocess.run([*WSGISTACK, "status", str(EXAMPLES / "hello"), "--runtime-dir", str(stack.runtime_dir)],
+                        capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert st.returncode == 0 and "readiness: draining" in st.stdout, st.stdout + st.stderr
+    st = subprocess.run([*WSGISTACK, "status", str(EXAMPLES / "hello"), "--runtime-dir", str(stack.runtime_dir), "--json"],
+                        capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert json.loads(st.stdout)["draining"] is True
     assert http(stack.url + LIVE).status == 200  # nginx is alive while the node drains...
     assert http(stack.url + "/hello").status == 200  # ...and still serves what reaches it
     marker.unlink()

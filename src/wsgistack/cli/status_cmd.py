@@ -30,13 +30,16 @@ def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) 
     st = ops.status(ops.locate(path, overrides(params), config_file, os.environ))
     if as_json:
         click.echo(json.dumps(
-            {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "processes": list(st.processes), "stats": st.stats}, indent=2
+            {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "draining": st.draining, "processes": list(st.processes),
+             "stats": st.stats}, indent=2
         ))
         sys.exit(0 if st.running else 1)
     console = Console()
     console.print(f"runtime dir: {st.runtime_dir}")
     console.print(f"nginx: {'running, pid %d' % st.nginx_pid if st.nginx_pid else 'not running'}")
     console.print(f"uWSGI: {'running, pid %d' % st.uwsgi_pid if st.uwsgi_pid else 'not running'}")
+    if st.draining and st.running:
+        console.print("readiness: draining (answers 503, balancers send nothing new; `wsgistack undrain` puts it back)")
     background = [p for p in st.processes if p.get("kind") == "background"]
     if background:
         table = Table("process", "pid", "state", "restarts", "restart", "last exit")
