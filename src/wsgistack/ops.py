@@ -188,7 +188,10 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
             "restart the stack with this version of wsgistack (it records them), or reload without re-rendering: "
             "wsgistack reload --no-render",
         )
-    config_file = config_file or rec.config_file
+    if config_file is None and rec.config_file is not None and not _found_by_itself(project, rec.config_file):
+        config_file = rec.config_file  # given with --config at start: still that file
+    # else the project's wsgistack.toml / pyproject.toml is looked for again, as a start would:
+    # removing it is a change like any other (it used to fail: "cannot read" the removed file).
     wanted = load_config(project, env={}, cli=cli, config_file=config_file, started=rec.started())
     changes = tuple(record.changes(rec, wanted))
     # What the manager was given at start stays as it runs: keep the running values.
@@ -212,6 +215,11 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
         notes=tuple(_ignored_env(env, loaded)),
         data_dir=rec.data_dir,
     )
+
+
+def _found_by_itself(project: Path, config_file: Path) -> bool:
+    """Whether the start found this config file in the project (not given with --config)."""
+    return config_file.name in ("wsgistack.toml", "pyproject.toml") and config_file.parent.resolve() == project.resolve()
 
 
 def apply_reload(pending: Reload, chain: bool = False) -> list[str]:

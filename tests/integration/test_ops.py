@@ -129,3 +129,18 @@ def test_the_record_keeps_no_secret(tmp_path: Path, stacks: list[Stack]) -> None
     text = (stack.runtime_dir / "private" / "settings.json").read_text()
     assert "hunter2" not in text and "app.env" not in text
     assert json.loads(text)["settings"]["server.port"]["value"] == stack.port
+
+
+def test_reload_after_the_config_file_was_removed(tmp_path: Path, stacks: list[Stack]) -> None:
+    # The start found wsgistack.toml in the project; once it is removed, a reload goes back to
+    # the defaults for what it set (it used to fail: config.E004, cannot read the removed file).
+    project = shared_dir(tmp_path, "proj")
+    (project / "hello.py").write_text((EXAMPLES / "hello" / "hello.py").read_text())
+    (project / "wsgistack.toml").write_text("[uwsgi]\nthreads = 2\n")
+    stack = start_stack(tmp_path, project, "--app", "hello:application")
+    stacks.append(stack)
+    (project / "wsgistack.toml").unlink()
+    rl = cli("reload", str(project), "--runtime-dir", str(stack.runtime_dir))
+    assert rl.returncode == 0, rl.stdout + rl.stderr
+    assert "uwsgi.threads: 2 -> 1 (default)" in rl.stdout
+    assert http(stack.url + "/hello").status == 200
