@@ -378,6 +378,14 @@ def test_command_writes_the_base_and_refuses_a_missing_image(tmp_path: Path) -> 
     hpa = yaml.safe_load((out / "hpa.yaml").read_text())
     assert hpa["spec"]["minReplicas"] == 3  # kube.replicas from the file, within the CLI's bound
 
+    # Autoscaling off again: the old hpa.yaml goes (it looked current beside the base); a file
+    # of the user's in the same directory stays.
+    (out / "mine.yaml").write_text("kind: ConfigMap\n")
+    result = runner.invoke(main, ["kube", str(project), "--no-detect", "--image", "r.example.com/shop:2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not (out / "hpa.yaml").exists() and "removed" in result.output
+    assert (out / "mine.yaml").read_text() == "kind: ConfigMap\n"
+
 
 def test_run_processes_off_leaves_role_all_without_background_processes() -> None:
     """What WSGISTACK_RUN_PROCESSES=false in the web container means to the process manager."""
