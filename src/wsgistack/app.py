@@ -56,6 +56,7 @@ class AppSpec:
     static: tuple[StaticDir, ...] = ()
     staticfiles: bool = False  # Django's staticfiles app is installed (collectstatic works)
     writes: tuple[Path, ...] = ()  # other directories the app writes: each SQLite database's directory
+    databases: tuple[tuple[str, str], ...] = ()  # Django: (alias, ENGINE) of each database in settings.DATABASES
 
     @property
     def target(self) -> str:
@@ -222,6 +223,7 @@ def detect_app(
         static=static,
         staticfiles=bool(result.get("staticfiles")),
         writes=tuple((path / w).resolve() for w in result.get("writes", [])),
+        databases=tuple((str(alias), str(engine)) for alias, engine in result.get("databases", [])),
     )
 
 

@@ -312,6 +312,7 @@ class Plan:
     notes: tuple[str, ...] = ()  # how "auto" values were resolved, and anything capped
     python: AppPython | None = None  # the app's interpreter and its uWSGI (None for role web)
     tls: TlsPlan | None = None  # HTTPS (tls.mode != off, nginx roles only)
+    migrate: bool = False  # Django's migrate runs at start (app.migrate, "auto" resolved by migrates_at_start)
 
     @property
     def trusted_proxies(self) -> tuple[str, ...]:
@@ -505,6 +506,38 @@ def _locations(config: Config, app: AppSpec | None, project: Path, host: HostFac
     )
 
 
+def is_sqlite(engine: str) -> bool:
+    """A Django database ENGINE that is SQLite: django.db.backends.sqlite3, SpatiaLite
+    (django.contrib.gis.db.backends.spatialite) and wrappers of them (e.g. django_prometheus's)."""
+    return "sqlite" in engine.lower() or "spatialite" in engine.lower()
+
+
+def migrates_at_start(config: Config, app: AppSpec | None, notes: list[str]) -> bool:
+    """Whether Django's migrate runs before start: app.migrate true or false as set; "auto"
+    when every database the app uses is SQLite. A SQLite file serves this node only, so
+    migrating it at start is safe and is what a fresh data volume needs (without it the first
+    page is a 500, "no such table"); a shared database (MySQL, PostgreSQL, ...) is migrated
+    once per release instead (one node with app.migrate = true, the Kubernetes migration Job,
+    or --migrate), since N nodes migrating at once race each other. A worker container never
+    migrates: that is the app container's step."""
+    if app is None or app.kind != "django" or config.role == "worker":
+        return False
+    setting = config.app.migrate
+    if setting != "auto":
+        return bool(setting)
+    if not app.databases:
+        notes.append("app.migrate auto = false (settings.DATABASES is empty: nothing to migrate)")
+        return False
+    shared = [f"{alias} ({engine})" for alias, engine in app.databases if not is_sqlite(engine)]
+    if shared:
+        notes.append(f"app.migrate auto = false (database {', '.join(shared)} is not SQLite: migrate it once per release, "
+                     "e.g. --migrate on one node or the Kubernetes migration Job)")
+        return False
+    notes.append(f"app.migrate auto = true (every database is SQLite: {', '.join(a for a, _ in app.databases)}; "
+                 "a file database serves this node only)")
+    return True
+
+
 def background_processes(config: Config) -> tuple[Background, ...]:
     """The copies of each [processes.NAME] this role runs: all of them with role all (unless
     run_processes is off), the one named by `process` with role worker (one container per
@@ -662,6 +695,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     if app is not None and app.django_settings:
         app_env["DJANGO_SETTINGS_MODULE"] = app.django_settings
     app_env.update(config.app.env)
+    migrate = migrates_at_start(config, app, notes)  # before Plan(): its note goes in notes
 
     return Plan(
         config=config,
@@ -692,6 +726,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         notes=tuple(notes),
         python=python,
         tls=_tls_plan(config, project, host),
+        migrate=migrate,
     )
 
 

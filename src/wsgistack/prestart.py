@@ -31,7 +31,7 @@ def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
         django_steps = []
         if collects_static(plan):
             django_steps.append("collectstatic")
-        if plan.config.app.migrate:
+        if plan.migrate:
             django_steps.append("migrate")
         if django_steps:
             steps.append((" + ".join(django_steps), helper_argv(plan.python.python, "djangoprestart", *django_steps)))

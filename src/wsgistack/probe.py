@@ -78,6 +78,8 @@ def probe_django(settings_module: str) -> dict[str, Any]:
         static_url, static_root = settings.STATIC_URL, settings.STATIC_ROOT
         media_url, media_root = settings.MEDIA_URL, settings.MEDIA_ROOT
         installed = list(settings.INSTALLED_APPS)
+        # Each database's engine: app.migrate = auto migrates at start only when all are SQLite.
+        databases = [[str(alias), str(db.get("ENGINE", ""))] for alias, db in settings.DATABASES.items()]
         # SQLite writes the database file and its journal beside it: the directory must be writable.
         writes = [
             os.path.dirname(os.path.abspath(str(db["NAME"])))
@@ -110,6 +112,7 @@ def probe_django(settings_module: str) -> dict[str, Any]:
         "static": static,
         "staticfiles": "django.contrib.staticfiles" in installed,
         "writes": writes,
+        "databases": databases,
     }
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, Stack, app_writable, clean_env, http, shared_dir, start_stack, wait_in_flight
+from tests.conftest import (EXAMPLES, Stack, app_writable, clean_env, deployed_python, http, shared_dir, start_stack,
+                            wait_in_flight)
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +125,32 @@ def test_django_demo_register_post_and_media_round_trip(tmp_path: Path, stacks: 
     raw = urllib.request.urlopen(stack.url + css_url, timeout=10).headers
     assert raw.get_all("Cache-Control") == ["public, max-age=31536000, immutable"], raw.get_all("Cache-Control")
     assert raw.get_all("Expires") is None
+
+
+def test_a_startproject_on_sqlite_migrates_at_start_with_no_migrate_setting(tmp_path: Path, stacks: list[Stack]) -> None:
+    """`django-admin startproject` as it comes (SQLite in the project directory) and a page
+    that reads the database: served with no migrate flag, setting or env var, because
+    app.migrate = auto migrates when every database is SQLite (otherwise: "no such table")."""
+    import subprocess
+
+    project = app_writable(shared_dir(tmp_path, "mysite"))  # SQLite writes db.sqlite3 beside manage.py
+    subprocess.run([deployed_python(), "-m", "django", "startproject", "mysite", str(project)], check=True)
+    (project / "mysite" / "urls.py").write_text(
+        "from django.contrib.auth.models import User\n"
+        "from django.http import HttpResponse\n"
+        "from django.urls import path\n\n"
+        "def home(request):\n"
+        "    return HttpResponse(f'users: {User.objects.count()}')\n\n"
+        "urlpatterns = [path('', home)]\n"
+    )
+    assert not (project / "db.sqlite3").exists()
+    stack = start_stack(tmp_path, project, env=clean_env(), ready_path="/_wsgistack/ready")
+    stacks.append(stack)
+    page = http(stack.url + "/")
+    assert page.status == 200, stack.log()
+    assert page.body == b"users: 0"
+    assert "app.migrate auto = true (every database is SQLite: default;" in stack.log()
+    assert (project / "db.sqlite3").is_file()
 
 
 def test_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:

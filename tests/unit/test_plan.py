@@ -99,3 +99,63 @@ def test_managed_uwsgi_options_are_what_the_template_renders() -> None:
     assert {"shared-import", "max-requests-delta", "socket", "uid", "harakiri"} <= rendered
     assert rendered <= MANAGED_UWSGI_OPTIONS
     assert {"http-socket", "workers", "wsgi-file", "module"} <= MANAGED_UWSGI_OPTIONS
+
+
+# app.migrate = "auto": migrate at start exactly when every database is SQLite (tests/integration/
+# test_run.py serves a startproject-shaped project with no migrate setting).
+SQLITE = ("default", "django.db.backends.sqlite3")
+MYSQL = ("default", "django.db.backends.mysql")
+POSTGRES = ("default", "django.db.backends.postgresql")
+
+
+def migrate_plan(databases: tuple[tuple[str, str], ...], env: dict[str, str] | None = None,
+                 cli: dict[str, tuple[object, str]] | None = None):  # type: ignore[no-untyped-def]
+    from wsgistack.app import AppSpec
+    from wsgistack.interpreter import AppPython
+
+    app = AppSpec(kind="django", module="mysite.wsgi", attr="application", path=Path("/srv/app"),
+                  django_settings="mysite.settings", databases=databases)
+    loaded = load_config(Path("/srv/app"), env=env or {}, cli=cli or {})
+    return make_plan(loaded, MACHINE, app, AppPython(python="/opt/wsgistack/bin/python", why="test"))
+
+
+def test_migrate_defaults_to_auto() -> None:
+    loaded = load_config(Path("/srv/app"), env={})
+    assert loaded.config.app.migrate == "auto"
+    assert str(loaded.origin("app.migrate")) == "default"
+
+
+def test_auto_migrates_when_every_database_is_sqlite_and_says_why() -> None:
+    from wsgistack.prestart import prestart_commands
+
+    plan = migrate_plan((SQLITE, ("cache", "django.contrib.gis.db.backends.spatialite")))
+    assert plan.migrate is True
+    assert [n for n in plan.notes if n.startswith("app.migrate")] == [
+        "app.migrate auto = true (every database is SQLite: default, cache; a file database serves this node only)"]
+    assert any("migrate" in label for label, _argv in prestart_commands(plan))
+
+
+def test_auto_does_not_migrate_a_shared_database() -> None:
+    from wsgistack.prestart import prestart_commands
+
+    for databases in ((MYSQL,), (POSTGRES,), (SQLITE, ("replica", "django.db.backends.postgresql"))):
+        plan = migrate_plan(databases)
+        assert plan.migrate is False, databases
+        note = next(n for n in plan.notes if n.startswith("app.migrate"))
+        assert note.startswith("app.migrate auto = false") and "not SQLite" in note, note
+        assert not any("migrate" in label for label, _argv in prestart_commands(plan))
+    assert migrate_plan(()).migrate is False  # DATABASES = {}: nothing to migrate
+
+
+def test_explicit_migrate_true_or_false_wins_over_the_databases() -> None:
+    assert migrate_plan((MYSQL,), env={"WSGISTACK_APP__MIGRATE": "true"}).migrate is True
+    assert migrate_plan((SQLITE,), env={"WSGISTACK_APP__MIGRATE": "false"}).migrate is False
+    assert migrate_plan((POSTGRES,), cli={"app.migrate": (True, "--migrate")}).migrate is True
+    assert migrate_plan((SQLITE,), cli={"app.migrate": (False, "--no-migrate")}).migrate is False
+    explicit = migrate_plan((SQLITE,), env={"WSGISTACK_APP__MIGRATE": "true"})
+    assert not any(n.startswith("app.migrate") for n in explicit.notes)  # only "auto" is explained
+
+
+def test_a_worker_container_never_migrates() -> None:
+    assert migrate_plan((SQLITE,), env={"WSGISTACK_ROLE": "worker", "WSGISTACK_PROCESS": "jobs",
+                                        "WSGISTACK_PROCESSES__JOBS__COMMAND": "python jobs.py"}).migrate is False

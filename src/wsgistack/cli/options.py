@@ -22,7 +22,10 @@ def _multiple(dotted: str) -> bool:
 
 
 def _is_bool(dotted: str) -> bool:
-    return FIELDS[dotted].annotation is bool
+    """A boolean setting, or one that is true, false or "auto" (app.migrate): --x/--no-x, and
+    neither leaves it to the config (auto by default)."""
+    ann = FIELDS[dotted].annotation
+    return ann is bool or bool in typing.get_args(ann)
 
 
 def model_options(command: str | None = None) -> tuple[Row, ...]:

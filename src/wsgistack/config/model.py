@@ -75,7 +75,12 @@ class AppSection(_Section):
     )
     django_settings: str = Field("", description="Django settings module (default: from manage.py)")
     collectstatic: bool = Field(True, description="Django: run collectstatic --noinput before start", json_schema_extra=flag("--collectstatic", "run"))
-    migrate: bool = Field(False, description="Django: run migrate --noinput before start", json_schema_extra=flag("--migrate", "run"))
+    migrate: bool | Literal["auto"] = Field(
+        "auto",
+        description="Django: run migrate --noinput before start; auto = when every database is SQLite (a file that serves "
+        "this node only), not for a shared database (migrate it once per release: one node with true, the Kubernetes "
+        "migration Job, or --migrate)", json_schema_extra=flag("--migrate", "run")
+    )
     prestart: tuple[str, ...] = Field((), description="extra commands run in app.path before start")
     # Secret: often credentials (DATABASE_URL); never written to disk by wsgistack.
     env: dict[str, str] = Field(

@@ -115,3 +115,27 @@ def test_ctrl_c_exits_130_without_a_traceback(group_with) -> None:  # type: igno
     result = CliRunner().invoke(main, ["boom"])
     assert result.exit_code == 130
     assert "Traceback" not in result.output and "Aborted" not in result.output
+
+
+def test_run_has_migrate_and_no_migrate_and_neither_leaves_auto() -> None:
+    from wsgistack.cli.options import model_options, table_options
+
+    @click.command()
+    @table_options(model_options("run"))
+    def run_flags(**params: Any) -> None:
+        click.echo(repr(overrides(params, model_options("run")).get("app.migrate")))
+
+    def flags(*args: str) -> str:
+        return CliRunner().invoke(run_flags, list(args), catch_exceptions=False).output.strip()
+
+    assert flags("--migrate") == "(True, '--migrate')"
+    assert flags("--no-migrate") == "(False, '--no-migrate')"
+    assert flags() == "None"  # the config decides: app.migrate's default is "auto"
+
+
+def test_config_origin_shows_migrate_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WSGISTACK_APP__MIGRATE", raising=False)
+    result = CliRunner().invoke(main, ["config", "--origin"], catch_exceptions=False, terminal_width=400)
+    line = next(line for line in result.output.splitlines() if "app.migrate" in line)
+    assert "auto" in line and "default" in line, line
