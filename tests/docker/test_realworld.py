@@ -27,9 +27,9 @@ from tests.docker.conftest import Container, docker, unique, wait_http
 pytestmark = pytest.mark.docker
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "realworld"
-# What the project's own docs require in production (its README): SECRET_KEY; and what ours
-# do for a SQLite app: create its tables at start (app.migrate is off by default).
-ENV = {"SECRET_KEY": "realworld-" + "k" * 50, "WSGISTACK_APP__MIGRATE": "true"}
+# What the project's own docs require in production (its README): SECRET_KEY, nothing of ours
+# (SQLite by default: app.migrate = auto creates its tables at start on a fresh volume).
+ENV = {"SECRET_KEY": "realworld-" + "k" * 50}
 PLANTED = {  # secrets by what they are: none may reach the image
     ".env": "SECRET_KEY=CANARY_RW_DOTENV_11aa\n",
     "config/credentials.json": '{"token": "CANARY_RW_CREDENTIALS_22bb"}\n',
@@ -158,6 +158,7 @@ def test_serves_with_its_own_env_only_and_restarts_fast(built: tuple[str, subpro
         assert headers.get_all("Cache-Control") == ["public, max-age=31536000, immutable"]  # type: ignore[attr-defined]
         logs = first.logs()
         assert "collectstatic" not in logs, logs  # collected at build time
+        assert "app.migrate auto = true (every database is SQLite" in logs, logs  # no migrate env var needed
         assert "RuntimeWarning" not in logs and "gixy" not in logs and "pip install" not in logs, logs
         first.close()
         second = Container(tag, env=ENV, args=("-v", f"{volume}:/data"))
