@@ -144,6 +144,8 @@ RUN_E004 = declare("run.E004", "the user the app runs as cannot read the interpr
                    "install the app and its virtualenv where that user can read them, or set user")
 RUN_E005 = declare("run.E005", "the user the app runs as cannot write a directory the app writes (STATIC_ROOT, MEDIA_ROOT, a SQLite database's)",
                    "chown the directories to that user (the message gives the exact command)")
+RUN_E006 = declare("run.E006", "another process already listens on the address and port nginx would listen on",
+                   "stop it (`ss -ltnp` names it) or give the stack another port (--port, PORT, server.port; --tls-port)")
 TLS_E001 = declare("tls.E001", "the ACME CA refused or failed to issue the certificate (logged by the renewer, retried)",
                    "read the CA's message in the log")
 TLS_E002 = declare("tls.E002", "the ACME HTTP-01 challenge does not reach nginx (logged by the renewer, retried)",

@@ -28,7 +28,7 @@ from wsgistack.plan import Paths, Plan, app_user, host_facts, make_plan, prepare
 from wsgistack.prestart import collects_static, run_prestart
 from wsgistack.render import RenderedFile, render, write_files
 from wsgistack.runner.manager import Say, is_ready, process_alive_from_pidfile
-from wsgistack import errorids as ids
+from wsgistack import errorids as ids, hosts
 
 Output = Callable[[str], None]  # where progress lines go (the CLI passes runner.manager.Say)
 Overrides = Mapping[str, tuple[Any, str]]  # dotted key -> (value, the flag that set it)
@@ -216,6 +216,51 @@ def check_binaries(plan: Plan) -> None:
         )
 
 
+def check_ports(plan: Plan) -> None:
+    """Refuse to start where another process already listens on nginx's address and port (a
+    leftover server, another project's stack): nginx would say "Address already in use" five
+    times and exit, and the manager only that nginx died."""
+    if not plan.runs_nginx:
+        return
+    server = plan.config.server
+    ports = [("server.port", "--port, PORT or server.port", server.port)]
+    if plan.tls is not None:
+        ports.append(("tls.port", "--tls-port or tls.port", plan.tls.port))
+    for setting, how, port in ports:
+        if _in_use(server.host, port):
+            raise WsgistackError(
+                ids.RUN_E006,
+                f"{hosts.listen_address(server.host, port)} ({setting}) is already in use by another process",
+                f"stop it (`ss -ltnp 'sport = :{port}'` names it), or give the stack another port: {how}",
+            )
+
+
+def _in_use(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` as nginx does (SO_REUSEADDR, IPv6 only for an IPv6
+    address) fails with EADDRINUSE. Any other failure (an address not on this machine, a
+    privileged port) is left to nginx, whose message names it."""
+    import errno
+    import socket
+
+    host = host.strip().strip("[]")
+    try:
+        infos = socket.getaddrinfo(host if host not in ("", "*") else "0.0.0.0", port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except OSError:
+        return False
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
 def check_reachable(plan: Plan) -> None:
     """Refuse to start a stack whose nginx workers could not reach the uWSGI socket."""
     user = plan.nginx_user
@@ -372,6 +417,7 @@ def prepare_runtime_dir(plan: Plan) -> None:
         entry = pwd.getpwnam(plan.uwsgi_user)
         os.chown(paths.private, entry.pw_uid, entry.pw_gid)
     paths.nginx_temp.mkdir(exist_ok=True)
+    check_ports(plan)  # another process on nginx's port: nginx would retry for 2.5 s, then fail
     check_reachable(plan)  # (find_app has already checked that the app's user can run it: run.E004)
     for stale in paths.transient:
         stale.unlink(missing_ok=True)
@@ -392,6 +438,6 @@ def describe(plan: Plan) -> str:
 
 __all__ = [
     "BENCH", "ENTRYPOINT", "RELOAD", "RENDER", "RUN", "Flags", "Started", "start", "load", "runtime_paths",
-    "find_python", "find_app", "check_binaries", "check_reachable", "check_writable", "app_writes", "wait_for_upstream",
+    "find_python", "find_app", "check_binaries", "check_ports", "check_reachable", "check_writable", "app_writes", "wait_for_upstream",
     "write", "prepare_runtime_dir", "describe",
 ]

@@ -69,3 +69,25 @@ def test_unwritable_data_dir_is_one_error_before_prestart(tmp_path: Path) -> Non
     assert f"chown -R {user}:" in out and str(data / "static") in out and str(data / "media") in out
     assert "prestart:" not in out  # refused before prestart
     assert "Traceback" not in out
+
+
+def test_a_port_in_use_is_one_error_before_anything_starts(tmp_path: Path) -> None:
+    """Another process on nginx's port: run.E006 with the command that names it, instead of
+    nginx's "Address already in use" five times and "nginx exited with code 1"."""
+    import socket
+
+    from tests.conftest import free_port
+
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        for args in (["--port", str(port)], ["--port", str(free_port()), "--tls", "self-signed", "--tls-port", str(port)]):
+            out = subprocess.run(
+                [*WSGISTACK, "run", str(EXAMPLES / "hello"), *args, "--runtime-dir", str(shared_dir(tmp_path, "rt"))],
+                capture_output=True, text=True, env=clean_env(XDG_DATA_HOME=str(tmp_path / "data")), timeout=120)
+            text = out.stdout + out.stderr
+            assert out.returncode != 0, text
+            assert "error[run.E006]" in text and f"127.0.0.1:{port}" in text and f"sport = :{port}" in text, text
+            assert "nginx |" not in text and "uwsgi |" not in text, text  # nothing was started
