@@ -93,7 +93,7 @@ def choose(loaded: LoadedConfig, env: Mapping[str, str], own: str | None = None)
                 WsgistackError(
                     ids.PYTHON_E001,
                     f"app.python = {config.app.python!r} (from {origin}) is not a Python interpreter or a virtualenv: "
-                    f"{candidate} is not an executable file",
+                    + (f"{path} does not exist" if not path.exists() else f"{candidate} is not an executable file"),
                     "point it at the app's interpreter (e.g. /srv/app/.venv/bin/python) or its virtualenv directory; "
                     "leave it empty to use VIRTUAL_ENV or the project's .venv",
                 )

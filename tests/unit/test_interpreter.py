@@ -57,6 +57,12 @@ def test_app_python_that_is_not_an_interpreter_is_a_config_error(tmp_path: Path)
         choose(loaded, {}, "/own")
     assert exc.value.id == "python.E001" and exc.value.exit_code == 2
     assert "CLI --python" in exc.value.message and str(tmp_path / "nope/bin/python") in exc.value.message
+    assert exc.value.message.endswith(f"{tmp_path / 'nope/bin/python'} does not exist")
+    (tmp_path / "notpython").write_text("")  # there, but no interpreter
+    loaded = load_config(tmp_path, cli={"app.python": ("notpython", "--python")})
+    with pytest.raises(ConfigError) as exc:
+        choose(loaded, {}, "/own")
+    assert exc.value.message.endswith(f"{tmp_path / 'notpython'} is not an executable file")
 
 
 def test_inspect_asks_the_interpreter_itself() -> None:
