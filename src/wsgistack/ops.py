@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from wsgistack.errors import UsageError, WsgistackError
 from wsgistack.machine import Machine
 from wsgistack.plan import Paths, Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.runner.manager import process_alive_from_pidfile, with_rss
+from wsgistack.runner.manager import process_alive_from_pidfile, read_uwsgi_stats, with_rss
 from wsgistack import errorids as ids
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
@@ -63,16 +62,6 @@ def read_manager_state(paths: Paths) -> dict[str, Any] | None:
     except PermissionError:
         pass
     return data
-
-
-def read_uwsgi_stats(path: str, timeout: float = 2.0) -> dict[str, Any]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return dict(json.loads(b"".join(chunks)))
 
 
 def status(where: Paths | Plan, stats: bool = True) -> Status:

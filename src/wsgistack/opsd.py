@@ -37,7 +37,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from wsgistack.runner.manager import with_rss
+from wsgistack.runner.manager import read_uwsgi_stats, with_rss
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -93,19 +93,6 @@ def established(ports: list[int], proc: str = "/proc/net") -> int:
     return count
 
 
-def read_json_socket(path: str, timeout: float = 1.0) -> dict[str, Any] | None:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        return dict(json.loads(b"".join(chunks)))
-    except (OSError, ValueError):
-        return None
-
-
 def read_json_file(path: str) -> dict[str, Any] | None:
     try:
         return dict(json.loads(Path(path).read_text()))
@@ -150,7 +137,10 @@ class State:
 
     def uwsgi(self) -> dict[str, Any] | None:
         path = self.settings.get("uwsgi_stats")
-        stats = read_json_socket(path) if path else None
+        try:
+            stats = read_uwsgi_stats(path, timeout=1.0) if path else None
+        except (OSError, ValueError):
+            stats = None
         return with_rss(stats) if stats is not None else None
 
     def manager(self) -> dict[str, Any] | None:

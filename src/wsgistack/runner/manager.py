@@ -186,6 +186,18 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
+def read_uwsgi_stats(path: str, timeout: float = 2.0) -> dict[str, Any]:
+    """uWSGI's stats (a JSON document its stats socket writes, then closes) for `status` and
+    the ops listener; raises OSError/ValueError when the socket is not there or not uWSGI's."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return dict(json.loads(b"".join(chunks)))
+
+
 def with_rss(stats: dict[str, Any]) -> dict[str, Any]:
     """uWSGI's stats report a worker's RSS only with memory-report on, and only once it has
     served a request: fill in the real number from /proc where they say 0 (for `status` and
@@ -217,19 +229,18 @@ def child_pids(pid: int) -> list[int]:
         return found
 
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def memory_and_age(pid: int) -> tuple[float, float] | None:
     """(RSS in MB, seconds since it started) of a live process, or None if it is gone."""
     try:
-        resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
         started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22
         uptime = float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return resident * _PAGE / (1024 * 1024), uptime - started / _TICKS
+    resident = rss_bytes(pid)
+    return (resident / (1024 * 1024), uptime - started / _TICKS) if resident else None
 
 
 @dataclass

@@ -40,15 +40,19 @@ class CertProblem(Exception):
         self.message = message
 
 
-def read_chain(path: Path) -> list[x509.Certificate]:
+def _read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise CertProblem("missing", f"{path} does not exist") from None
     except PermissionError:
         raise CertProblem("unreadable", f"{path} is not readable by uid {os.geteuid()}") from None
     except OSError as exc:
         raise CertProblem("unreadable", f"{path}: {exc.strerror}") from None
+
+
+def read_chain(path: Path) -> list[x509.Certificate]:
+    data = _read(path)
     try:
         chain = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -57,14 +61,7 @@ def read_chain(path: Path) -> list[x509.Certificate]:
 
 
 def read_key(path: Path) -> object:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CertProblem("missing", f"{path} does not exist") from None
-    except PermissionError:
-        raise CertProblem("unreadable", f"{path} is not readable by uid {os.geteuid()}") from None
-    except OSError as exc:
-        raise CertProblem("unreadable", f"{path}: {exc.strerror}") from None
+    data = _read(path)
     try:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
