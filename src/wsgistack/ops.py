@@ -86,15 +86,21 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
     )
 
 
+def _require_running(paths: Paths) -> Status:
+    """What runs in ``paths``, or ops.E001 when nothing does (reload, drain)."""
+    current = status(paths, stats=False)
+    if not current.running:
+        raise WsgistackError(ids.OPS_E001, f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
+    return current
+
+
 def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
     """Ask the running nginx to re-read its config and uWSGI to reload its workers
     gracefully (in-flight requests finish). ``chain`` reloads workers one at a time, so
     there is always a worker serving (needs app.lazy_apps to pick up new code)."""
     paths = where.paths if isinstance(where, Plan) else where
     done: list[str] = []
-    current = status(paths, stats=False)
-    if not current.running:
-        raise WsgistackError(ids.OPS_E001, f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
+    current = _require_running(paths)
     if current.uwsgi_pid:
         command = b"c" if chain else b"r"
         try:
@@ -115,7 +121,7 @@ def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
 
 
 def locate(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
-           env: Mapping[str, str], machine: Machine | None = None) -> Paths:
+           env: Mapping[str, str]) -> Paths:
     """The running stack's paths, from the config alone (no app, no plan). Found from the
     flags, the config file and, of the shell's environment, only the runtime dir: nothing
     else in this shell is the stack's."""
@@ -165,9 +171,8 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     as the start did with its own."""
     from wsgistack import pipeline
 
-    located = locate(project, cli, config_file, env, machine)
-    if not status(located, stats=False).running:
-        raise WsgistackError(ids.OPS_E001, f"nothing is running in {located.runtime}", NOT_RUNNING_HINT)
+    located = locate(project, cli, config_file, env)
+    _require_running(located)
     rec = record.read(located.private)
     if rec is None:
         raise WsgistackError(
@@ -192,7 +197,7 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     # The start sequence with the reload's flags: app, plan, render (written by apply_reload).
     # uWSGI keeps the interpreter it was started on (the reloading shell's VIRTUAL_ENV is not it).
     # Likewise the certificates' data dir the start found in its environment (XDG_DATA_HOME, HOME).
-    started = pipeline.start(project, env=env, loaded=loaded, flags=pipeline.RELOAD,
+    started = pipeline.start(project, env=env, loaded=loaded, flags=pipeline.RELOAD, machine=machine,
                              python=interpreter.started(located.private), data_dir=rec.data_dir)
     plan = started.plan
     return Reload(
@@ -249,8 +254,7 @@ def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
 def drain(paths: Paths) -> str:
     """Create the drain marker: the readiness path answers 503 "draining" at once, so a
     balancer stops sending new requests here; the node itself keeps serving."""
-    if not status(paths, stats=False).running:
-        raise WsgistackError(ids.OPS_E001, f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
+    _require_running(paths)
     paths.drain.touch()
     return f"draining: readiness answers 503 until `wsgistack undrain` ({paths.drain})"
 

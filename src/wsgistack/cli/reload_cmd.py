@@ -26,11 +26,10 @@ def command(path: Path, chain: bool, no_render: bool, yes: bool, config_file: Pa
     the config file as it is now and this command's own flags. This shell's environment is
     not read, except WSGISTACK_RUNTIME_DIR to find the stack."""
     cli = overrides(params)
-    machine = machine_mod.detect()
     if no_render:
-        done = ops.reload(ops.locate(path, cli, config_file, os.environ, machine), chain=chain)
+        done = ops.reload(ops.locate(path, cli, config_file, os.environ), chain=chain)
     else:
-        pending = ops.prepare_reload(path, cli, config_file, os.environ, machine)
+        pending = ops.prepare_reload(path, cli, config_file, os.environ, machine_mod.detect())
         for note in pending.notes:
             click.echo(f"note: {note}")
         lines = pending.lines()
