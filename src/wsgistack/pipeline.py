@@ -242,9 +242,9 @@ def _in_use(host: str, port: int) -> bool:
     import errno
     import socket
 
-    host = host.strip().strip("[]")
+    host = hosts.bare(host)
     try:
-        infos = socket.getaddrinfo(host if host not in ("", "*") else "0.0.0.0", port, type=socket.SOCK_STREAM,
+        infos = socket.getaddrinfo("0.0.0.0" if host in hosts.ANY_V4 else host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
     except OSError:
         return False
@@ -306,10 +306,8 @@ def check_writable(plan: Plan) -> None:
     if not dirs or plan.app is None:
         return
     argv = [plan.python.python if plan.python else plan.machine.python, "-c", _CAN_WRITE, *map(str, dirs)]
-    as_user: dict[str, Any] = {}
-    if plan.uwsgi_user:  # the same identity prestart and uWSGI get
-        as_user = {"user": plan.uwsgi_user, "group": plan.run_group, "extra_groups": []}
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **as_user)
+    # The same identity prestart and uWSGI get.
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **plan.run_as)
     if proc.returncode != 0:
         return  # the python itself cannot run as that user: run.E004 has said so
     blocked = [Path(line) for line in proc.stdout.splitlines() if line]

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wsgistack import hosts
 from wsgistack.app import AppSpec, StaticDir
@@ -391,6 +392,15 @@ class Plan:
         """Who the ops listener runs as: the user nginx's workers (which send it a line per
         request) and uWSGI (whose stats socket it reads) run as; None when not root."""
         return self.uwsgi_user or self.nginx_user
+
+    @property
+    def run_as(self) -> dict[str, Any]:
+        """subprocess keywords that run a command as the app's user (uWSGI's uid and gid, no
+        supplementary groups) when we are root: what prestart and the write check use. Empty
+        otherwise."""
+        if not self.uwsgi_user:
+            return {}
+        return {"user": self.uwsgi_user, "group": self.run_group, "extra_groups": []}
 
     @property
     def runs_background(self) -> bool:

@@ -60,9 +60,7 @@ def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None])
     # (the SQLite database, collected static files, media dirs) must belong to whoever
     # serves them, and the app's code (migrations, settings) never runs as root. Chowning
     # instead would need to know every path an app writes, and would hide the problem.
-    as_user: dict[str, object] = {}
-    if plan.uwsgi_user:
-        as_user = {"user": plan.uwsgi_user, "group": plan.run_group, "extra_groups": []}
+    as_user = plan.run_as
     hint = "fix the problem shown above, or switch the step off (app.collectstatic / app.migrate = false)"
     if plan.uwsgi_user:
         hint = (
