@@ -23,7 +23,6 @@ import collections
 import hashlib
 import hmac
 import json
-import os
 import signal
 import socket
 import sys
@@ -116,9 +115,6 @@ class State:
             maxlen=max(2, int(settings.get("history", 600) / interval))
         )
         self.started = time.time()
-
-    def count(self, status_class: str, upstream: float | None, request_time: float) -> None:
-        self.count_many([(status_class, upstream, request_time)])
 
     def count_many(self, parsed: list[tuple[str, float | None, float]]) -> None:
         with self.lock:

@@ -183,7 +183,6 @@ def socket_reachable(ctx: CheckContext) -> list[Finding]:
                  f"on the way to {plan.upstream.address}", obj="runtime_dir")]
 
 
-_public_host = hosts.is_public  # a wildcard or a name counts as public
 
 
 @register()
@@ -193,7 +192,7 @@ def uwsgi_tcp_private(ctx: CheckContext) -> list[Finding]:
     if plan is None or not plan.runs_uwsgi or plan.upstream.kind != "tcp":
         return []
     host = plan.upstream.address.rpartition(":")[0]
-    if not _public_host(host):
+    if not hosts.is_public(host):  # a wildcard or a name counts as public
         return []
     return [W008(f"uWSGI listens on {plan.upstream.address}", obj=f"uwsgi.tcp_host (from {ctx.loaded.origin('uwsgi.tcp_host')})")]
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from wsgistack.errors import WsgistackError
-from wsgistack import errorids as ids
 
 APP_DIR = PurePosixPath("/app")  # where the project lives in the image
 
@@ -87,12 +86,3 @@ def find_facts(path: Path, detect: bool = True) -> ProjectFacts:
                         processes=processes)
 
 
-def requirements_file(path: Path, requirements: str) -> Path:
-    candidate = path / requirements
-    if not candidate.is_file():
-        raise WsgistackError(
-            ids.DOCKER_E001,
-            f"no {requirements} in {path}: the image needs the app's Python dependencies",
-            "write one (pip freeze > requirements.txt, or list Django/Flask and friends), or name yours with --requirements FILE",
-        )
-    return candidate

@@ -48,7 +48,6 @@ def _env() -> jinja2.Environment:
     )
 
 
-_listen_address = hosts.listen_address
 
 
 def process_table(plan: Plan) -> dict[str, object]:
@@ -113,7 +112,7 @@ def process_table(plan: Plan) -> dict[str, object]:
                 "restart": "always",
                 "stop_signal": "TERM",
                 "stop_timeout": 2,
-                "ready": {"tcp": f"{_probe_host(ops.host)}:{ops.port}"},
+                "ready": {"tcp": f"{hosts.connect_host(ops.host)}:{ops.port}"},
             }
         )
     if plan.runs_nginx:
@@ -191,7 +190,6 @@ def renewer_settings(plan: Plan) -> dict[str, object]:
     }
 
 
-_probe_host = hosts.connect_host
 
 
 def ops_settings(plan: Plan) -> dict[str, object]:
@@ -244,13 +242,13 @@ def render(plan: Plan) -> list[RenderedFile]:
         "plan": plan,
         "version": __version__,
         "hidden_re": HIDDEN_RE,
-        "listen_address": _listen_address(server.host, server.port),
+        "listen_address": hosts.listen_address(server.host, server.port),
         "server_names": " ".join(server.server_names),
         "accept_any_host": "*" in server.server_names,
         "app": plan.app,
         "https": plan.https,
         "tls": plan.tls,
-        "tls_listen": _listen_address(server.host, plan.tls.port) if plan.tls else "",
+        "tls_listen": hosts.listen_address(server.host, plan.tls.port) if plan.tls else "",
         "tls_ciphers": MOZILLA_INTERMEDIATE_CIPHERS,
         "tls_curves": MOZILLA_CURVES,
     }

@@ -16,7 +16,8 @@ import pytest
 from wsgistack.container import wheel
 from wsgistack.container.compose import ComposeOptions, render_compose
 from wsgistack.container.dockerfile import DockerfileOptions, render_dockerfile, writable_dirs
-from wsgistack.container.project import DataDir, ProjectFacts, requirements_file
+from wsgistack.container.project import DataDir, ProjectFacts
+from wsgistack.container.requirements import requirement_tree
 from wsgistack.errors import WsgistackError
 
 FACTS = ProjectFacts(
@@ -96,7 +97,7 @@ def test_options_are_validated() -> None:
 
 def test_missing_requirements_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WsgistackError) as info:
-        requirements_file(tmp_path, "requirements.txt")
+        requirement_tree(tmp_path, "requirements.txt")
     assert info.value.id == "docker.E001" and "--requirements" in info.value.hint
 
 
