@@ -142,7 +142,7 @@ def run_django_probe(ctx: CheckContext) -> dict[str, Any]:
         req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
         req.write_text(json.dumps(request))
         proc = subprocess.run(
-            helper_argv(plan.python.python if plan.python else ctx.machine.python, "djangochecks", str(req), str(res)),
+            helper_argv(python, "djangochecks", str(req), str(res)),
             cwd=app.path, env=env, capture_output=True, text=True, timeout=300,
         )
         if proc.returncode != 0 or not res.exists():
@@ -169,11 +169,11 @@ def _restart_cache(project: Path, request: dict[str, Any], env: dict[str, str], 
     from wsgistack.container.buildstep import RECORD
 
     data = env.get("DATA_DIR", "")
+    if not data:
+        return None
     try:
         record = (project / RECORD).read_text(encoding="utf-8")
     except OSError:
-        return None
-    if not data:
         return None
     material = json.dumps([request, sorted((k, v) for k, v in env.items() if k != "HOSTNAME"), record, python],
                           sort_keys=True)

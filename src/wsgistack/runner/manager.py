@@ -439,10 +439,11 @@ class Manager:
         assert child.proc is not None and child.proc.stdout is not None
         pipe = child.proc.stdout
         try:
-            while chunk := os.read(pipe.fileno(), 65536):
-                self._relay(child, chunk)
-        except (BlockingIOError, OSError, ValueError):
-            pass
+            data, _closed = _read_available(pipe.fileno())
+        except ValueError:  # the pipe is closed already
+            data = b""
+        if data:
+            self._relay(child, data)
         self._relay(child, b"", final=True)
         try:
             selector.unregister(pipe)

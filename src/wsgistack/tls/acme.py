@@ -14,6 +14,7 @@ the certificate's lifetime.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 import subprocess
@@ -64,6 +65,11 @@ class Settings:
         values = {k: Path(data[k]) if k in paths else data[k] for k in cls.__dataclass_fields__}
         values["names"] = tuple(data["names"])
         return cls(**values)
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        """The settings file the renderer wrote (at start, and again on SIGHUP)."""
+        return cls.from_json(json.loads(path.read_text()))
 
 
 def certbot_argv(s: Settings, *, force: bool) -> list[str]:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import sys
@@ -39,7 +38,7 @@ def say(text: str) -> None:
 class Renewer:
     def __init__(self, conf: Path) -> None:
         self.conf = conf
-        self.settings = Settings.from_json(json.loads(conf.read_text()))
+        self.settings = Settings.load(conf)
         self.stop = False
         self.force = False
         self.recheck = False
@@ -102,7 +101,7 @@ class Renewer:
         while not self.stop:
             if self.recheck:
                 self.recheck = False
-                self.settings = Settings.from_json(json.loads(self.conf.read_text()))
+                self.settings = Settings.load(self.conf)
             s = self.settings
             have = s.cert.is_file() and s.key.is_file()
             if have and s.nginx_https_conf.is_file() and "ssl_certificate" not in s.nginx_conf.read_text():
