@@ -47,7 +47,7 @@ def deployed_python() -> str:
     by anyone else; stacks then run on the system Python of the same minor version, which
     sees this venv's packages (and the editable wsgistack) through a .pth file: the same
     code and packages, readable by the unprivileged user. Nothing is chmodded."""
-    from wsgistack.access import unreachable_ancestor
+    from wsgistack.app.access import unreachable_ancestor
 
     user = worker_user()
     paths = sysconfig.get_paths()
@@ -230,8 +230,8 @@ def wait_in_flight(runtime_dir: Path, count: int = 1, timeout: float = 15) -> No
     """Wait until ``count`` uWSGI workers are busy with a request (uWSGI's own stats, which
     wsgistack's stacks keep on a private socket), instead of sleeping and hoping the request
     got there before the signal a test sends next."""
-    from wsgistack import ops
-    from wsgistack.plan import Paths
+    from wsgistack.ops import control as ops
+    from wsgistack.layout import Paths
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -267,9 +267,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> N
 
 
 def termdrain_library() -> Path:
-    """wsgistack's term-drain library (container/termdrain.c), compiled with gcc as the Heroku
+    """wsgistack's term-drain library (image/termdrain.c), compiled with gcc as the Heroku
     Dockerfile does, into a directory every user can read. `make system-deps` installs gcc."""
-    source = REPO / "src" / "wsgistack" / "container" / "termdrain.c"
+    source = REPO / "src" / "wsgistack" / "image" / "termdrain.c"
     out = Path(tempfile.gettempdir()) / f"wsgistack-test-termdrain-{os.getpid()}" / "wsgistack-termdrain.so"
     if not out.exists():
         if not shutil.which("gcc"):

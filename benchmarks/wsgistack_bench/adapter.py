@@ -1,6 +1,6 @@
 """The "wsgistack" stack: whatever ``wsgistack run`` starts with its defaults.
 
-Built by wsgistack's own start sequence (:func:`wsgistack.pipeline.start` with the
+Built by wsgistack's own start sequence (:func:`wsgistack.start.run` with the
 ``BENCH`` flags) and run by wsgistack's own process manager
 (``python -m wsgistack.runner.manager processes.json``), as ``wsgistack run`` does: the
 manager relays nginx's access log (stdout) and checks the workers' memory, and its CPU
@@ -125,7 +125,7 @@ def wsgistack_stack(name: str = "wsgistack", settings: Mapping[str, str] | None 
     on a command line) and bench-only ``ablations`` applied to the rendered files."""
 
     def build(ctx: StackContext) -> StackPlan:
-        from wsgistack import pipeline
+        from wsgistack import start
         from wsgistack.errors import WsgistackError
         from wsgistack.machine import detect
 
@@ -138,8 +138,8 @@ def wsgistack_stack(name: str = "wsgistack", settings: Mapping[str, str] | None 
             # bench must measure the defaults, whatever WSGISTACK_* variables the caller's shell has.
             # Planned for the server CPUs: the harness itself is not pinned.
             machine = dataclasses.replace(detect(), cpus=ctx.server_cpus)
-            started = pipeline.start(ctx.app.project_dir, env=env, config_env={}, cli=cli,
-                                     flags=pipeline.BENCH, machine=machine)
+            started = start.run(ctx.app.project_dir, env=env, config_env={}, cli=cli,
+                                     flags=start.BENCH, machine=machine)
         except WsgistackError as exc:
             raise StackUnavailable(f"wsgistack refused the config: {exc}") from exc
         except Exception as exc:  # a stack that cannot start is reported as skipped, not a crash
@@ -195,10 +195,11 @@ def wsgistack_balanced(ctx: StackContext) -> StackPlan:
     with the haproxy.cfg `wsgistack balance` renders (checks, retries, request ids)."""
     import socket
 
-    from wsgistack.balancer import make_balancer_plan
+    from wsgistack.plan.balancer import make_balancer_plan
     from wsgistack.config import load_config
     from wsgistack.machine import detect
-    from wsgistack.render import render_balancer, write_files
+    from wsgistack.render.balancer import render_balancer
+    from wsgistack.render import write_files
 
     machine = detect()
     if not machine.haproxy:

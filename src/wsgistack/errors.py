@@ -10,7 +10,7 @@ import re
 
 
 class ErrorId(str):
-    """An error id declared once (wsgistack.errorids): the id itself, what it means, and the
+    """An error id declared once (wsgistack.ids): the id itself, what it means, and the
     usual fix. A str, so it compares and prints as the id."""
 
     summary: str

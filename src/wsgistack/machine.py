@@ -11,9 +11,13 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsgistack.config.model import Config
+from wsgistack.config.sources import LoadedConfig
+from wsgistack.layout import default_data_dir
 
 INSTALL_NGINX_HINT = (
     "install it: sudo apt-get install nginx-light (Debian/Ubuntu), "
@@ -29,10 +33,10 @@ class Machine:
     euid: int
     nginx: str | None  # path of the nginx binary
     # wsgistack's own interpreter (the process manager runs on it); the app's, with its
-    # uWSGI, is wsgistack.interpreter's AppPython, in the plan.
+    # uWSGI, is wsgistack.app.interpreter's AppPython, in the plan.
     python: str
     nginx_user: str | None = None  # unprivileged user nginx workers switch to when we are root
-    # wsgistack's term-drain library (container/termdrain.c), built into Heroku images: lets
+    # wsgistack's term-drain library (image/termdrain.c), built into Heroku images: lets
     # nginx and uWSGI drain when every process gets SIGTERM at once.
     termdrain: str | None = None
     # The ACME client (tls.mode = acme): certbot beside this Python (pip install
@@ -145,3 +149,48 @@ def version_tuple(text: str | None) -> tuple[int, ...] | None:
     """(1, 22, 1) from "nginx version: nginx/1.22.1", (2, 0, 30) from "2.0.30.post1"."""
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
     return tuple(int(x) for x in match.groups() if x is not None) if match else None
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What planning would otherwise read from this host (users' groups, symlinks, the home
+    directory): read once by :func:`host_facts` and passed to :func:`make_plan`, which stays
+    pure. The defaults describe an unknown host (rendering for another machine): a user's
+    group is named like the user (nginx's own default), paths are taken as written."""
+
+    groups: Mapping[str, str] = field(default_factory=dict)  # user -> primary group name
+    real_paths: Mapping[Path, Path] = field(default_factory=dict)  # a configured dir -> its resolved path
+    data_dir: Path = Path("/var/lib/wsgistack")  # tls.data_dir's default
+
+
+def host_facts(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str] | None = None) -> HostFacts:
+    """The side effects of planning, in one place: look up the run user's group, resolve the
+    configured static directories, find the data directory's default."""
+    config = loaded.config
+    users = {u for u in (config.user, machine.nginx_user) if u and u != "root"}
+    dirs = [m.dir if m.dir.is_absolute() else loaded.project_dir / m.dir for m in config.server.static]
+    return HostFacts(
+        groups={u: _primary_group(u) for u in users},
+        real_paths={d: d.resolve() for d in dirs},
+        data_dir=default_data_dir(env),
+    )
+
+
+def _primary_group(user: str) -> str:
+    """The user's primary group name; falls back to the user name (nginx's own default)
+    when the user is not known here, e.g. when rendering for another machine."""
+    import grp
+    import pwd
+
+    try:
+        return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+    except (KeyError, OverflowError):
+        return user
+
+
+def app_user(config: Config, machine: Machine) -> str | None:
+    """The unprivileged user the app's code runs as when we are root (None otherwise, or
+    with the explicit user = "root"); make_plan derives the same value for uWSGI."""
+    if not machine.is_root or config.user == "root":
+        return None
+    return config.user or machine.nginx_user

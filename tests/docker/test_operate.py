@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import WSGISTACK, free_port
-from wsgistack.container.kube import HEALTHCHECK
+from wsgistack.render.kube import HEALTHCHECK
 from tests.docker.conftest import Container, docker, unique, wait_http
 
 pytestmark = pytest.mark.docker

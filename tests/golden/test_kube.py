@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from wsgistack.config import load_config
-from wsgistack.container.kube import render_kube
-from wsgistack.container.project import DataDir, ProjectFacts
+from wsgistack.render.kube import render_kube
+from wsgistack.plan.image import DataDir, ProjectFacts
 
 DATA = Path(__file__).parent / "kube"
 PROJECT = Path("/srv/shop")

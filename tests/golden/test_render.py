@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.app import AppSpec, StaticDir
+from wsgistack.app.detect import AppSpec, StaticDir
 from wsgistack.config import load_config
-from wsgistack.interpreter import AppPython
+from wsgistack.app.interpreter import AppPython
 from wsgistack.machine import Machine
-from wsgistack.plan import make_plan
-from wsgistack.render import render
+from wsgistack.plan.stack import make_plan
+from wsgistack.render.stack import render
 
 DATA = Path(__file__).parent / "data"
 APP_DIR = Path("/srv/app")
@@ -162,7 +162,7 @@ def test_rendered_nginx_config_passes_nginx_t(case: str, tmp_path: Path) -> None
 def test_rendered_tls_config_passes_nginx_t(case: str, tmp_path: Path) -> None:
     """Every TLS config nginx may run (for acme: before and after the first certificate)
     with real certificate files in place."""
-    from wsgistack.plan import prepare_tls
+    from wsgistack.start import prepare_tls
     from wsgistack.tls.certs import ensure_self_signed
 
     env, machine, app = CASES[case]
@@ -206,8 +206,8 @@ BALANCER_CASES = {
 
 
 def rendered_balancer(case: str, runtime: str = "/run/ws-balancer") -> dict[str, str]:
-    from wsgistack.balancer import make_balancer_plan
-    from wsgistack.render import render_balancer
+    from wsgistack.plan.balancer import make_balancer_plan
+    from wsgistack.render.balancer import render_balancer
 
     loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": runtime, **BALANCER_CASES[case]})
     return {f.path: f.content for f in render_balancer(make_balancer_plan(loaded, BALANCER_MACHINE))}
@@ -248,7 +248,7 @@ def test_the_checks_sandbox_is_the_same_render_moved(case: str) -> None:
     import dataclasses as dc
 
     from wsgistack.checks.context import relocated
-    from wsgistack.plan import Paths
+    from wsgistack.layout import Paths
 
     env, machine, app = CASES[case]
     loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": "/run/ws", **env})

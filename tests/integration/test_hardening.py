@@ -759,7 +759,7 @@ def test_uwsgi_and_its_stats_are_reachable_only_through_nginx(tmp_path: Path, st
 def test_uwsgi_tcp_socket_must_stay_on_loopback(tmp_path: Path, stacks: list[Stack]) -> None:
     from wsgistack.config import load_config
     from wsgistack.machine import detect
-    from wsgistack.plan import make_plan
+    from wsgistack.plan.stack import make_plan
 
     proj = project(tmp_path)
     env = clean_env(WSGISTACK_UWSGI__SOCKET="tcp", WSGISTACK_UWSGI__TCP_HOST="0.0.0.0",
@@ -925,7 +925,7 @@ def test_large_cookies_work_and_larger_headers_are_4xx_never_5xx(tmp_path: Path,
 def test_a_hung_request_is_killed_by_uwsgi_before_nginx_gives_up(tmp_path: Path, stacks: list[Stack]) -> None:
     from wsgistack.config import load_config
     from wsgistack.machine import detect
-    from wsgistack.plan import make_plan
+    from wsgistack.plan.stack import make_plan
 
     # One setting; everything else is derived and nests: harakiri < nginx < the router.
     for env, expected in (({}, (30, 33, None)), ({"WSGISTACK_PLATFORM": "heroku"}, (25, 28, 30)),

@@ -96,7 +96,7 @@ def test_role_worker_runs_one_process_alone(tmp_path: Path) -> None:
             # Only the ticker: no nginx, no uWSGI, not the other process.
             state = json.loads((runtime / "manager.json").read_text())
             assert [p["name"] for p in state["processes"]] == ["ticker"]
-            hc = subprocess.run(["python3", "-I", "-S", str(Path(__file__).parents[2] / "src/wsgistack/healthcheck.py")],
+            hc = subprocess.run(["python3", "-I", "-S", str(Path(__file__).parents[2] / "src/wsgistack/standalone/healthcheck.py")],
                                 env={"WSGISTACK_RUNTIME_DIR": str(runtime)}, capture_output=True, text=True)
             assert hc.returncode == 0, hc.stderr
         finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import worker_user
-from wsgistack.access import check_user_can_run
+from wsgistack.app.access import check_user_can_run
 from wsgistack.errors import WsgistackError
 
 

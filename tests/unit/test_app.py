@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.app import detect_app
+from wsgistack.app.detect import detect_app
 from wsgistack.errors import AppError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

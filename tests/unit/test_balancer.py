@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.balancer import RETRYABLE_METHODS, make_balancer_plan, prepare
+from wsgistack.plan.balancer import RETRYABLE_METHODS, make_balancer_plan
+from wsgistack.ops.balance import prepare
 from wsgistack.config import load_config
 from wsgistack.errors import ConfigError, MissingBinaryError, WsgistackError
 from wsgistack.machine import Machine

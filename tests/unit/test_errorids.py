@@ -1,4 +1,4 @@
-"""Error ids are declared once (wsgistack.errorids), used by name, and generated into docs/errors.md."""
+"""Error ids are declared once (wsgistack.ids), used by name, and generated into docs/errors.md."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from wsgistack.errorids import markdown
+from wsgistack.ids import markdown
 from wsgistack.errors import ERRORS, WsgistackError
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "wsgistack"
@@ -15,7 +15,7 @@ ID = re.compile(r"^[a-z]+\.[EWI]\d{3}$")
 
 
 def test_the_doc_is_the_generated_one() -> None:
-    assert DOC.read_text() == markdown(), "regenerate it: python -m wsgistack.errorids > docs/errors.md"
+    assert DOC.read_text() == markdown(), "regenerate it: python -m wsgistack.ids > docs/errors.md"
 
 
 def test_no_error_id_is_a_literal_outside_the_declarations() -> None:
@@ -24,12 +24,12 @@ def test_no_error_id_is_a_literal_outside_the_declarations() -> None:
     literals = []
     for path in SRC.rglob("*.py"):
         rel = path.relative_to(SRC)
-        if rel.parts[0] == "checks" or rel.name == "errorids.py":
+        if rel.parts[0] == "checks" or rel.name == "ids.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and ID.match(node.value):
                 literals.append(f"{rel}:{node.lineno} {node.value}")
-    assert not literals, f"declare these in wsgistack/errorids.py and use the constant: {literals}"
+    assert not literals, f"declare these in wsgistack/ids.py and use the constant: {literals}"
 
 
 def test_an_id_means_one_thing() -> None:
@@ -39,7 +39,7 @@ def test_an_id_means_one_thing() -> None:
 
 
 def test_a_raise_site_without_a_hint_gets_the_declared_one() -> None:
-    from wsgistack import errorids as ids
+    from wsgistack import ids
 
     assert WsgistackError(ids.OPS_E002, "x").hint == ids.OPS_E002.hint
     assert WsgistackError(ids.OPS_E002, "x", "specific").hint == "specific"

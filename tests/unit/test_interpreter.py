@@ -12,7 +12,7 @@ import pytest
 
 from wsgistack.config import load_config
 from wsgistack.errors import ConfigError, MissingBinaryError
-from wsgistack.interpreter import HELPERS, AppPython, check_uwsgi, choose, helper_argv, inspect
+from wsgistack.app.interpreter import HELPERS, AppPython, check_uwsgi, choose, helper_argv, inspect
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "wsgistack"
 
@@ -94,7 +94,7 @@ def test_missing_or_old_pyuwsgi_names_the_one_command_that_fixes_it() -> None:
 @pytest.mark.parametrize("helper", sorted(HELPERS))
 def test_app_side_helpers_import_only_the_standard_library(helper: str) -> None:
     """They run in the app's interpreter, which has no wsgistack, pydantic or Jinja2."""
-    tree = ast.parse((SRC / f"{helper}.py").read_text())
+    tree = ast.parse((SRC / "standalone" / f"{helper}.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported - set(sys.stdlib_module_names) - {"__future__", "django"} == set()
@@ -103,7 +103,7 @@ def test_app_side_helpers_import_only_the_standard_library(helper: str) -> None:
 def test_helpers_are_handed_over_as_source_not_imported(tmp_path: Path) -> None:
     argv = helper_argv("/srv/app/.venv/bin/python", "probe", "req.json", "res.json")
     assert argv[:2] == ["/srv/app/.venv/bin/python", "-c"] and argv[3:] == ["req.json", "res.json"]
-    assert argv[2] == (SRC / "probe.py").read_text()
+    assert argv[2] == (SRC / "standalone" / "probe.py").read_text()
     assert "wsgistack" not in " ".join(a for a in argv if a != argv[2])
 
 
@@ -111,7 +111,7 @@ def test_the_oldest_pyuwsgi_is_one_fact() -> None:
     """pyproject's pin (wsgistack installed into the app's venv) says what `run` enforces."""
     import tomllib
 
-    from wsgistack.interpreter import MIN_PYUWSGI_TEXT
+    from wsgistack.app.interpreter import MIN_PYUWSGI_TEXT
 
     deps = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
     assert f"pyuwsgi>={MIN_PYUWSGI_TEXT}" in deps

@@ -30,7 +30,7 @@ def test_checks_do_not_import_the_runner() -> None:
 
 
 def test_the_runner_only_supervises() -> None:
-    forbidden = ("wsgistack.pipeline", "wsgistack.checks", "wsgistack.render", "wsgistack.prestart", "wsgistack.app")
+    forbidden = ("wsgistack.start", "wsgistack.checks", "wsgistack.render", "wsgistack.prestart", "wsgistack.app")
     for path in (SRC / "runner").glob("*.py"):
         bad = [m for m in imports(path) if m.startswith(forbidden)]
         assert not bad, (path.name, bad)

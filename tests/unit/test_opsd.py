@@ -12,12 +12,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import free_port
-from wsgistack import opsd
-from wsgistack.app import AppSpec
+from wsgistack.ops import listener as opsd
+from wsgistack.app.detect import AppSpec
 from wsgistack.config import load_config
 from wsgistack.machine import Machine
-from wsgistack.plan import make_plan
-from wsgistack.render import ops_settings, render
+from wsgistack.plan.stack import make_plan
+from wsgistack.render.stack import ops_settings, render
 
 
 def test_parse_nginx_datagrams() -> None:

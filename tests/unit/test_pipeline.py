@@ -1,4 +1,4 @@
-"""The start sequence (wsgistack.pipeline) with the render flags: config -> app -> plan ->
+"""The start sequence (wsgistack.start) with the render flags: config -> app -> plan ->
 render -> preflight on those very files -> write. No server starts."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from wsgistack import pipeline
+from wsgistack import start
 from wsgistack.runner.manager import Say
 from tests.conftest import shared_dir
 
@@ -16,7 +16,7 @@ HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
 def test_render_flags_write_the_checked_files(tmp_path: Path) -> None:
     tmp_path = shared_dir(tmp_path, "out")  # nginx's workers must reach it when we are root
     lines: list[str] = []
-    started = pipeline.start(HELLO, env={}, cli={"runtime_dir": (str(tmp_path), "--out")}, flags=pipeline.RENDER,
+    started = start.run(HELLO, env={}, cli={"runtime_dir": (str(tmp_path), "--out")}, flags=start.RENDER,
                              out=tmp_path, say=lines.append)
     assert started.plan.app is not None and started.plan.app.target == "hello:application"
     names = {p.name for p in started.written}
@@ -31,23 +31,23 @@ def test_render_flags_write_the_checked_files(tmp_path: Path) -> None:
 def test_the_output_follows_the_log_format(tmp_path: Path, capsysbinary) -> None:  # type: ignore[no-untyped-def]
     tmp_path = shared_dir(tmp_path, "out")
     say = Say()
-    pipeline.start(HELLO, env={"WSGISTACK_SERVER__LOG_FORMAT": "json"}, cli={"runtime_dir": (str(tmp_path), "--out")},
-                   flags=pipeline.RENDER, out=tmp_path, say=say)
+    start.run(HELLO, env={"WSGISTACK_SERVER__LOG_FORMAT": "json"}, cli={"runtime_dir": (str(tmp_path), "--out")},
+                   flags=start.RENDER, out=tmp_path, say=say)
     assert say.json_mode
     say("hello")
     assert json.loads(capsysbinary.readouterr().out.splitlines()[-1])
 
 
 def test_status_needs_only_the_config(tmp_path: Path) -> None:
-    loaded = pipeline.load(tmp_path, env={"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt")})
-    assert pipeline.runtime_paths(loaded).runtime == tmp_path / "rt"
+    loaded = start.load(tmp_path, env={"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt")})
+    assert start.runtime_paths(loaded).runtime == tmp_path / "rt"
 
 
 def test_app_writes_lists_static_media_and_sqlite_dirs(tmp_path: Path) -> None:
     import dataclasses
 
-    from wsgistack.app import AppSpec, StaticDir
-    from wsgistack.plan import make_plan
+    from wsgistack.app.detect import AppSpec, StaticDir
+    from wsgistack.plan.stack import make_plan
     from tests.unit.test_plan import MACHINE
     from wsgistack.config import load_config
 
@@ -55,6 +55,6 @@ def test_app_writes_lists_static_media_and_sqlite_dirs(tmp_path: Path) -> None:
                    static=(StaticDir("/static/", tmp_path / "static", "static"), StaticDir("/media/", tmp_path / "media", "media")),
                    staticfiles=True, writes=(tmp_path / "data",))
     plan = make_plan(load_config(tmp_path, env={}), dataclasses.replace(MACHINE, euid=1000), spec)
-    assert pipeline.app_writes(plan) == [tmp_path / "static", tmp_path / "media", tmp_path / "data"]
+    assert start.app_writes(plan) == [tmp_path / "static", tmp_path / "media", tmp_path / "data"]
     off = make_plan(load_config(tmp_path, env={"WSGISTACK_APP__COLLECTSTATIC": "0"}), dataclasses.replace(MACHINE, euid=1000), spec)
-    assert tmp_path / "static" not in pipeline.app_writes(off)  # nothing writes STATIC_ROOT then
+    assert tmp_path / "static" not in start.app_writes(off)  # nothing writes STATIC_ROOT then

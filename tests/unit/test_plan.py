@@ -6,7 +6,7 @@ from pathlib import Path
 
 from wsgistack.config import load_config
 from wsgistack.machine import Machine
-from wsgistack.plan import make_plan
+from wsgistack.plan.stack import make_plan
 
 MACHINE = Machine(cpus=2, memory_limit=512 * 1024 * 1024, somaxconn=4096, euid=1000,
                   nginx="/usr/sbin/nginx", python="/opt/wsgistack/bin/python")
@@ -36,7 +36,7 @@ def test_trust_everyone_is_written_as_halves_in_nginx_geo() -> None:
 def test_term_drain_library_is_used_on_heroku_only_and_missing_it_is_a_warning() -> None:
     from dataclasses import replace
 
-    from wsgistack.render import process_table
+    from wsgistack.render.stack import process_table
 
     machine = replace(MACHINE, termdrain="/opt/venv/lib/wsgistack-termdrain.so")
     heroku = make_plan(load_config(Path("/srv/app"), env={"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001",
@@ -92,7 +92,7 @@ def test_managed_uwsgi_options_are_what_the_template_renders() -> None:
     import re
     from importlib import resources
 
-    from wsgistack.plan import MANAGED_UWSGI_OPTIONS
+    from wsgistack.plan.stack import MANAGED_UWSGI_OPTIONS
 
     template = resources.files("wsgistack").joinpath("render/templates/uwsgi.ini.j2").read_text()
     rendered = set(re.findall(r"^([a-z][a-z0-9-]*)\s*=", template, re.M))
@@ -110,8 +110,8 @@ POSTGRES = ("default", "django.db.backends.postgresql")
 
 def migrate_plan(databases: tuple[tuple[str, str], ...], env: dict[str, str] | None = None,
                  cli: dict[str, tuple[object, str]] | None = None):  # type: ignore[no-untyped-def]
-    from wsgistack.app import AppSpec
-    from wsgistack.interpreter import AppPython
+    from wsgistack.app.detect import AppSpec
+    from wsgistack.app.interpreter import AppPython
 
     app = AppSpec(kind="django", module="mysite.wsgi", attr="application", path=Path("/srv/app"),
                   django_settings="mysite.settings", databases=databases)
@@ -126,7 +126,7 @@ def test_migrate_defaults_to_auto() -> None:
 
 
 def test_auto_migrates_when_every_database_is_sqlite_and_says_why() -> None:
-    from wsgistack.prestart import prestart_commands
+    from wsgistack.start.prestart import prestart_commands
 
     plan = migrate_plan((SQLITE, ("cache", "django.contrib.gis.db.backends.spatialite")))
     assert plan.migrate is True
@@ -136,7 +136,7 @@ def test_auto_migrates_when_every_database_is_sqlite_and_says_why() -> None:
 
 
 def test_auto_does_not_migrate_a_shared_database() -> None:
-    from wsgistack.prestart import prestart_commands
+    from wsgistack.start.prestart import prestart_commands
 
     for databases in ((MYSQL,), (POSTGRES,), (SQLITE, ("replica", "django.db.backends.postgresql"))):
         plan = migrate_plan(databases)

@@ -7,13 +7,12 @@ declarations. :func:`run_checks` runs them into a :class:`Report`; :func:`prefli
 subset ``run``, ``render`` and the container entrypoint run before starting anything.
 """
 
+# Importing the areas registers their checks (order = the order they run and are documented in).
+from wsgistack.checks import app, config, dockerfile, machine, nginx, security, tls  # noqa: F401, I001
 from wsgistack.checks.context import CheckContext, build_context
 from wsgistack.checks.messages import MESSAGES, CheckMessage, Finding, Level, declare
 from wsgistack.checks.preflight import PreflightError, preflight
 from wsgistack.checks.registry import Report, register, registry, run_checks
-
-# Importing the areas registers their checks (order = the order they run and are documented in).
-from wsgistack.checks import config, app, security, tls, nginx, machine, dockerfile  # noqa: F401, I001
 
 AREAS = ("config", "app", "perms", "tls", "nginx", "machine", "docker", "doctor")
 

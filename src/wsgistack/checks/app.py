@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from wsgistack.app.interpreter import helper_argv
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, Level, declare
 from wsgistack.checks.registry import register
-from wsgistack.interpreter import helper_argv
 
 E100 = declare(
     "app.E100",
@@ -166,13 +166,13 @@ def _restart_cache(project: Path, request: dict[str, Any], env: dict[str, str], 
     variable or value; the container's HOSTNAME aside) checks again. None elsewhere."""
     import hashlib
 
-    from wsgistack.container.buildstep import RECORD
+    from wsgistack.layout import BUILD_RECORD
 
     data = env.get("DATA_DIR", "")
     if not data:
         return None
     try:
-        record = (project / RECORD).read_text(encoding="utf-8")
+        record = (project / BUILD_RECORD).read_text(encoding="utf-8")
     except OSError:
         return None
     material = json.dumps([request, sorted((k, v) for k, v in env.items() if k != "HOSTNAME"), record, python],

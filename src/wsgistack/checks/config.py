@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from wsgistack.checks.context import CheckContext, ini_value, walk
 from wsgistack.checks.messages import ERROR, ID_RE, MESSAGES, WARNING, Finding, declare
 from wsgistack.checks.registry import register
-from wsgistack.plan import FIXED_OVERHEAD, MB, WORKER_BUDGET
+from wsgistack.plan.stack import FIXED_OVERHEAD, MB, WORKER_BUDGET
 
 # Seconds a platform waits after SIGTERM before it sends SIGKILL: stop_timeout must end first.
 SHUTDOWN_GRACE: dict[str, int] = {"heroku": 30}

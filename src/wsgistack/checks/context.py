@@ -19,13 +19,16 @@ from typing import Any, Self
 
 import crossplane
 
+from wsgistack.app.interpreter import AppPython, resolve
 from wsgistack.config.model import Config
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import AppError
-from wsgistack.interpreter import AppPython, resolve
+from wsgistack.layout import Paths
 from wsgistack.machine import Machine
-from wsgistack.plan import Paths, Plan, build_plan
-from wsgistack.render import RenderedFile, render, write_files
+from wsgistack.plan.stack import Plan
+from wsgistack.render import RenderedFile, write_files
+from wsgistack.render.stack import render
+from wsgistack.start import build_plan
 
 
 @dataclass

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from wsgistack.app.interpreter import MIN_PYUWSGI_TEXT
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, WARNING, Finding, declare
 from wsgistack.checks.registry import register
-from wsgistack.interpreter import MIN_PYUWSGI_TEXT
 from wsgistack.machine import INSTALL_NGINX_HINT, nginx_version, version_tuple
-from wsgistack.plan import DEFAULT_LISTEN
+from wsgistack.plan.stack import DEFAULT_LISTEN
 
 # Oldest nginx the rendered files are tested with (Debian 11's); pyuwsgi's is
-# wsgistack.interpreter.MIN_PYUWSGI, which `run` enforces.
+# wsgistack.app.interpreter.MIN_PYUWSGI, which `run` enforces.
 MIN_NGINX = (1, 18)
 
 E001 = declare("machine.E001", ERROR, "nginx is not installed (or not on PATH)", INSTALL_NGINX_HINT)

@@ -9,7 +9,7 @@ from wsgistack.checks.messages import Level
 from wsgistack.checks.registry import Report, run_checks
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import WsgistackError
-from wsgistack.plan import Plan
+from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile
 
 # Not part of a preflight: the caller already checked the binaries (run.E001) or does not

@@ -12,10 +12,10 @@ import stat
 from pathlib import Path
 
 from wsgistack import hosts
+from wsgistack.app.access import unreachable_ancestor
 from wsgistack.checks.context import CheckContext, ini_value
 from wsgistack.checks.messages import ERROR, WARNING, Finding, declare
 from wsgistack.checks.registry import register
-from wsgistack.access import unreachable_ancestor
 
 E001 = declare(
     "perms.E001",

@@ -63,7 +63,14 @@ def certificate_usable(ctx: CheckContext) -> Iterator[Finding]:
     tls = plan.tls if plan is not None else None
     if tls is None or (tls.mode == "acme" and not tls.ready):
         return
-    from wsgistack.tls.certs import CertProblem, covers, key_matches, read_chain, read_key, utcnow
+    from wsgistack.tls.certs import (
+        CertProblem,
+        covers,
+        key_matches,
+        read_chain,
+        read_key,
+        utcnow,
+    )
 
     where = "tls.cert" if tls.mode == "files" else f"tls.mode = {tls.mode}"
     try:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import click
 
-from wsgistack import __version__
+from wsgistack import __version__, ids
 from wsgistack.errors import WsgistackError
-from wsgistack import errorids as ids
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
@@ -67,8 +66,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from wsgistack.cli import config_cmd, reload_cmd, render_cmd, run_cmd, status_cmd
-    from wsgistack.cli import doctor_cmd
+    from wsgistack.cli import (
+        config_cmd,
+        doctor_cmd,
+        reload_cmd,
+        render_cmd,
+        run_cmd,
+        status_cmd,
+    )
 
     main.add_command(run_cmd.command, "run")
     main.add_command(render_cmd.command, "render")

@@ -30,8 +30,8 @@ def balance_options(func: Any) -> Any:
 @balance_options
 def command(path: Path, **params: Any) -> None:
     """Balance requests over the nodes with HAProxy until Ctrl-C (stats page on --stats-port)."""
-    from wsgistack import balancer
     from wsgistack.machine import detect
+    from wsgistack.plan import balancer
     from wsgistack.runner.manager import Manager
 
     loaded = load(path, params, overrides(params, BALANCE_OPTIONS))

@@ -24,11 +24,11 @@ from wsgistack.cli.dockerfile_cmd import project_argument, recipe_options, write
 def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bool, keep_dockerfile: bool,
             **params: Any) -> None:
     """Build the image for the app in PATH (Dockerfile from `wsgistack dockerfile`)."""
-    from wsgistack.container.build import docker_binary, docker_build
-    from wsgistack.container.project import image_name
+    from wsgistack.image.build import docker_binary, docker_build
+    from wsgistack.plan.image import image_name
 
     docker_binary()  # fail first, before writing anything, when there is no docker
-    from wsgistack.container.dockerfile import OWN_DOCKERFILE
+    from wsgistack.render.dockerfile import OWN_DOCKERFILE
 
     if keep_dockerfile:
         dockerfile = OWN_DOCKERFILE if (path / OWN_DOCKERFILE).is_file() else "Dockerfile"

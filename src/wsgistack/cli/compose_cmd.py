@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from wsgistack.container.dockerfile import IMAGE_PORT, TLS_PORT
-from wsgistack import errorids as ids
+from wsgistack import ids
+from wsgistack.layout import IMAGE_PORT, TLS_PORT
 
 
 @click.command()
@@ -41,9 +41,10 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     Static and media directories found in the app are shared through named volumes; in
     split mode the uWSGI socket too (or TCP with --socket tcp).
     """
-    from wsgistack.container.compose import ComposeOptions, render_compose
-    from wsgistack.container.project import find_facts, image_name
     from wsgistack.errors import UsageError, WsgistackError
+    from wsgistack.plan.image import image_name
+    from wsgistack.render.compose import ComposeOptions, render_compose
+    from wsgistack.start import find_facts
 
     if fleet is not None and split:
         raise UsageError(ids.DOCKER_E010, "--fleet does not combine with --split: each node of the fleet is one container "
@@ -70,7 +71,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     if not (path / "Dockerfile").is_file():
         click.echo("wsgistack | note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first", err=True)
     if fleet is not None:
-        from wsgistack.container.compose import FleetOptions, render_fleet
+        from wsgistack.render.compose import FleetOptions, render_fleet
 
         rendered = render_fleet(facts, FleetOptions(
             image=image or image_name(path), nodes=fleet, port=port, host=host, stats_port=stats_port, db=db,

@@ -15,9 +15,9 @@ try:
 except ImportError:  # container images leave rich out (see cli/plain.py)
     from wsgistack.cli.plain import Console, Table  # type: ignore[assignment]
 
+from wsgistack.app.interpreter import choose
 from wsgistack.cli.options import config_options, load
 from wsgistack.config import describe
-from wsgistack.interpreter import choose
 
 
 @click.command()

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from wsgistack.container.dockerfile import DEFAULT_BASE, DockerfileOptions
+from wsgistack.render.dockerfile import DEFAULT_BASE, DockerfileOptions
 
 project_argument = click.argument(
     "path", type=click.Path(exists=True, file_okay=False, path_type=Path), default="."
@@ -75,8 +75,8 @@ def _config_wants_acme(path: Path) -> bool:
 
 def write(path: Path, params: dict[str, Any], stdout: bool = False) -> str:
     """Write the recipe, say what it leaves out of the image; returns the Dockerfile's name."""
-    from wsgistack.container import ignore
-    from wsgistack.container.dockerfile import recipe, write_recipe
+    from wsgistack.image import ignore
+    from wsgistack.image.recipe import recipe, write_recipe
 
     options = options_from(params)
     if not options.acme and _config_wants_acme(path):

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from wsgistack import ops
 from wsgistack.cli.options import config_options, overrides, project_argument
+from wsgistack.ops import control as ops
 
 
 @click.command()

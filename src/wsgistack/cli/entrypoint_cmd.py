@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from wsgistack import entrypoint
 from wsgistack.runner.manager import Say
+from wsgistack.start import entrypoint
 
 
 @click.command()
@@ -27,8 +27,8 @@ def command(path: Path | None, prestart_only: bool, build_step: bool) -> None:
     every environment. PATH defaults to $WSGISTACK_PROJECT_DIR, else /app.
     """
     if build_step:
-        from wsgistack.container.buildstep import build_step as run_step
-        from wsgistack.container.dockerfile import IMAGE_UID
+        from wsgistack.image.buildstep import build_step as run_step
+        from wsgistack.layout import IMAGE_UID
 
         _record, notes = run_step(path or entrypoint.project_dir(os.environ), os.environ, IMAGE_UID)
         for note in notes:

@@ -15,8 +15,8 @@ from wsgistack.cli.dockerfile_cmd import project_argument, recipe_options, write
 @recipe_options
 def command(path: Path, **params: Any) -> None:
     """Write heroku.yml, Dockerfile and .dockerignore for `git push heroku` (heroku stack:set container)."""
-    from wsgistack.container.compose import render_heroku
     from wsgistack.render import write_files
+    from wsgistack.render.compose import render_heroku
 
     params["heroku"] = True  # the Dockerfile builds the term-drain library
     dockerfile = write(path, params)

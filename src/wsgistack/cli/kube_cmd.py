@@ -30,9 +30,9 @@ def command(path: Path, out: Path, no_detect: bool, **params: Any) -> None:
     `kubectl apply -k DIR`. docs/kubernetes.md explains each choice.
     """
     from wsgistack.cli.options import load
-    from wsgistack.container.kube import render_kube
-    from wsgistack.container.project import find_facts
     from wsgistack.render import write_files
+    from wsgistack.render.kube import render_kube
+    from wsgistack.start import find_facts
 
     loaded = load(path, params, extra=overrides(params, KUBE_OPTIONS))
     facts = find_facts(path, detect=not no_detect)

@@ -103,12 +103,12 @@ def overrides(params: dict[str, Any], table: tuple[Row, ...] | None = None) -> d
 
 def load(path: Path, params: dict[str, Any], extra: dict[str, tuple[Any, str]] | None = None) -> LoadedConfig:
     """Resolve the config for a command from its flags, the environment and the config file
-    (the start sequence's first step, pipeline.load)."""
-    from wsgistack import pipeline
+    (the start sequence's first step, start.load)."""
+    from wsgistack import start
 
     cli = overrides(params)
     cli.update(extra or {})
-    return pipeline.load(path, env=os.environ, cli=cli, config_file=params.pop("config_file", None))
+    return start.load(path, env=os.environ, cli=cli, config_file=params.pop("config_file", None))
 
 
 # `wsgistack run myapp:app`, as gunicorn, uvicorn, granian and waitress take it: a PATH that

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from wsgistack import pipeline
+from wsgistack import start
 from wsgistack.cli.options import config_options, overrides, project_argument
 
 
@@ -24,7 +24,7 @@ def command(path: Path, out: Path, config_file: Path | None, **params: Any) -> N
     cli = overrides(params)
     cli.setdefault("runtime_dir", (str(out.resolve()), "--out"))
     # Refuses to write files that would not start or would be unsafe (doctor.E001).
-    started = pipeline.start(path, env=os.environ, cli=cli, config_file=config_file, flags=pipeline.RENDER,
+    started = start.run(path, env=os.environ, cli=cli, config_file=config_file, flags=start.RENDER,
                              out=out, say=lambda line: click.echo(line, err=True))
     for written in started.written:
         click.echo(str(written))

@@ -31,9 +31,9 @@ def command(path: Path, update: str, node_runtime_dir: str, drain_timeout: float
     Give the same settings as `wsgistack balance` (nodes, runtime dir): they name the balancer.
     Stops at the first node that does not come back ready; the others keep serving.
     """
-    from wsgistack.balancer import make_balancer_plan
     from wsgistack.machine import detect
-    from wsgistack.rollout import RolloutOptions, rollout
+    from wsgistack.ops.rollout import RolloutOptions, rollout
+    from wsgistack.plan.balancer import make_balancer_plan
 
     loaded = load(path, params, overrides(params, BALANCE_OPTIONS))
     plan = make_balancer_plan(loaded, detect())

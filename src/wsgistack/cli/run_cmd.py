@@ -9,10 +9,16 @@ from typing import Any
 
 import click
 
-from wsgistack import pipeline
-from wsgistack.cli.options import config_options, model_options, overrides, project_argument, table_options
-from wsgistack.runner import serve
+from wsgistack import start
+from wsgistack.cli.options import (
+    config_options,
+    model_options,
+    overrides,
+    project_argument,
+    table_options,
+)
 from wsgistack.runner.manager import Say
+from wsgistack.start import serve
 
 
 @click.command()
@@ -25,7 +31,7 @@ def command(path: Path, config_file: Path | None, **params: Any) -> None:
     PATH is the project directory (default: the current one), or the WSGI target itself,
     as gunicorn takes it: `wsgistack run myapp:app`, `wsgistack run 'pkg:create_app()'`.
     """
-    # config -> app -> plan -> checks -> render -> write -> prestart (wsgistack/pipeline.py)
-    started = pipeline.start(path, env=os.environ, cli=overrides(params), config_file=config_file,
-                             flags=pipeline.RUN, say=Say())
+    # config -> app -> plan -> checks -> render -> write -> prestart (wsgistack/start.py)
+    started = start.run(path, env=os.environ, cli=overrides(params), config_file=config_file,
+                             flags=start.RUN, say=Say())
     sys.exit(serve(started.plan))  # then supervise nginx and uWSGI until they stop

@@ -16,8 +16,8 @@ try:
 except ImportError:  # container images leave rich out (see cli/plain.py)
     from wsgistack.cli.plain import Console, Table  # type: ignore[assignment]
 
-from wsgistack import ops
 from wsgistack.cli.options import config_options, overrides, project_argument
+from wsgistack.ops import control as ops
 
 
 @click.command()

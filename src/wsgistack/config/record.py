@@ -17,9 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsgistack.config.sources import DEFAULT, FIELDS, SECRET, LoadedConfig, Origin, _flatten
+from wsgistack import ids
+from wsgistack.config.sources import (
+    DEFAULT,
+    FIELDS,
+    SECRET,
+    LoadedConfig,
+    Origin,
+    _flatten,
+)
 from wsgistack.errors import WsgistackError
-from wsgistack import errorids as ids
 
 RECORD = "settings.json"
 VERSION = 1

@@ -18,10 +18,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from wsgistack.config.envvars import ALIASES, NOT_SETTINGS, PREFIX, aliases_for, dotted_from_env, env_name
+from wsgistack import ids
+from wsgistack.config.envvars import (
+    ALIASES,
+    NOT_SETTINGS,
+    PREFIX,
+    aliases_for,
+    dotted_from_env,
+    env_name,
+)
 from wsgistack.config.model import NAMED_SECTIONS, Config, PathMapping
 from wsgistack.errors import ConfigError, WsgistackError
-from wsgistack import errorids as ids
 
 CONFIG_FILE = "wsgistack.toml"
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsgistack import ids
 from wsgistack.errors import WsgistackError
-from wsgistack import errorids as ids
 
 CERTBOT_TIMEOUT = 600
 

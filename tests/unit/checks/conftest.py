@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from wsgistack.app import AppSpec, StaticDir
+from wsgistack.app.detect import AppSpec, StaticDir
 from wsgistack.checks import CheckContext
 from wsgistack.config import load_config
-from wsgistack.interpreter import AppPython
+from wsgistack.app.interpreter import AppPython
 from wsgistack.machine import Machine
-from wsgistack.plan import make_plan
+from wsgistack.plan.stack import make_plan
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MB = 1024 * 1024

@@ -15,7 +15,7 @@ from wsgistack.errors import AppError
 
 
 def answer(*messages: tuple[str, int], **settings: Any) -> dict[str, Any]:
-    """What wsgistack.djangochecks reports, with Django messages as (id, level)."""
+    """What wsgistack.standalone.djangochecks reports, with Django messages as (id, level)."""
     return {
         "django": "5.2",
         "messages": [{"id": i, "level": lv, "msg": f"message of {i}", "hint": "", "obj": "?"} for i, lv in messages],

@@ -13,7 +13,7 @@ import pytest
 
 from tests.unit.checks.conftest import ROOT_MACHINE, MakeCtx, ids, with_nginx_conf
 from wsgistack.checks import nginx
-from wsgistack.plan import Location
+from wsgistack.plan.stack import Location
 
 needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
                                  reason="nginx not installed")

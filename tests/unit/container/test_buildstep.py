@@ -9,7 +9,8 @@ import shutil
 from pathlib import Path
 
 from tests.conftest import EXAMPLES
-from wsgistack.container.buildstep import RECORD, STAMP, build_step, static_collected_at_build
+from wsgistack.layout import BUILD_RECORD as RECORD, COLLECTED_STAMP as STAMP
+from wsgistack.image.buildstep import build_step, static_collected_at_build
 
 
 def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
@@ -58,7 +59,7 @@ def test_an_app_that_needs_its_run_time_environment_is_left_to_the_start(tmp_pat
 
 
 def test_findings_said_at_the_last_start_are_one_line(tmp_path: Path) -> None:
-    from wsgistack.pipeline import said_once
+    from wsgistack.start import said_once
 
     findings = ["warning[app.W110]: (security.W004) no HSTS\n  hint: set it", "warning[app.W105]: hosts"]
     env = {"DATA_DIR": str(tmp_path)}
@@ -71,7 +72,7 @@ def test_findings_said_at_the_last_start_are_one_line(tmp_path: Path) -> None:
 
 def test_a_static_root_inside_the_code_package_leaves_the_package_read_only(tmp_path: Path) -> None:
     """bakerydemo's shape: STATIC_ROOT = <package>/collect_static, MEDIA_ROOT = <package>/media."""
-    from wsgistack.container.buildstep import _make_writable
+    from wsgistack.image.buildstep import _make_writable
 
     project = tmp_path / "app"
     (project / "site").mkdir(parents=True)

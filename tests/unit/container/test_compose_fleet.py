@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.container.test_container import FACTS
-from wsgistack.container.compose import FleetOptions, render_fleet
+from wsgistack.render.compose import FleetOptions, render_fleet
 from wsgistack.errors import WsgistackError
 
 yaml = pytest.importorskip("yaml")

@@ -13,11 +13,11 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from wsgistack.container import wheel
-from wsgistack.container.compose import ComposeOptions, render_compose
-from wsgistack.container.dockerfile import DockerfileOptions, render_dockerfile, writable_dirs
-from wsgistack.container.project import DataDir, ProjectFacts
-from wsgistack.container.requirements import requirement_tree
+from wsgistack.image import wheel
+from wsgistack.render.compose import ComposeOptions, render_compose
+from wsgistack.render.dockerfile import DockerfileOptions, render_dockerfile, writable_dirs
+from wsgistack.plan.image import DataDir, ProjectFacts
+from wsgistack.image.requirements import requirement_tree
 from wsgistack.errors import WsgistackError
 
 FACTS = ProjectFacts(
@@ -74,7 +74,7 @@ def test_heroku_dockerfile_builds_the_term_drain_library() -> None:
     assert "termdrain" not in files()["Dockerfile"]
     text = files(DockerfileOptions(heroku=True))["Dockerfile"]
     assert "python3-venv gcc libc6-dev" in text
-    assert "-o /opt/wsgistack/lib/wsgistack-termdrain.so /opt/wsgistack/lib/python3*/site-packages/wsgistack/container/termdrain.c" in text
+    assert "-o /opt/wsgistack/lib/wsgistack-termdrain.so /opt/wsgistack/lib/python3*/site-packages/wsgistack/image/termdrain.c" in text
 
 
 def test_dockerignore_excludes_nested_secrets_and_host_data() -> None:
@@ -111,8 +111,8 @@ def test_vendored_wheel_is_reproducible_and_installable_without_tooling() -> Non
     assert not {wheel._name(d) for d in deps} & (wheel.NOT_IN_IMAGE | wheel.APP_SIDE) and "pydantic" in {wheel._name(d) for d in deps}
     with zipfile.ZipFile(BytesIO(data)) as zf:
         names = zf.namelist()
-        assert "wsgistack/healthcheck.py" in names and "wsgistack/render/templates/Dockerfile.j2" in names
-        assert "wsgistack/container/termdrain.c" in names  # the Heroku Dockerfile compiles it
+        assert "wsgistack/standalone/healthcheck.py" in names and "wsgistack/render/templates/Dockerfile.j2" in names
+        assert "wsgistack/image/termdrain.c" in names  # the Heroku Dockerfile compiles it
         assert not [n for n in names if "__pycache__" in n]
         meta = zf.read(name.split("-py3")[0] + ".dist-info/METADATA").decode()
     assert 'Requires-Dist: rich>=13; extra == "tools"' in meta
@@ -156,7 +156,7 @@ def _serve_once(status: int) -> tuple[socket.socket, int]:
 def test_healthcheck_counts_below_500_as_healthy(tmp_path: Path, status: int, code: int) -> None:
     srv, port = _serve_once(status)
     (tmp_path / "processes.json").write_text(json.dumps({"processes": [{"name": "nginx", "ready": {"tcp": f"127.0.0.1:{port}"}}]}))
-    import wsgistack.healthcheck as hc
+    import wsgistack.standalone.healthcheck as hc
 
     proc = subprocess.run([sys.executable, "-I", "-S", hc.__file__], env={"WSGISTACK_RUNTIME_DIR": str(tmp_path)},
                           capture_output=True, text=True, timeout=10)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.container.test_container import FACTS, SOURCE, files
-from wsgistack.container import ignore
-from wsgistack.container.dockerfile import DockerfileOptions, render_dockerfile, write_recipe
-from wsgistack.container.requirements import requirement_tree
+from wsgistack.image import ignore
+from wsgistack.render.dockerfile import DockerfileOptions, render_dockerfile
+from wsgistack.image.recipe import write_recipe
+from wsgistack.image.requirements import requirement_tree
 from wsgistack.errors import WsgistackError
 
 REALWORLD = Path(__file__).resolve().parents[2] / "fixtures" / "realworld"

@@ -21,8 +21,8 @@ import yaml
 
 from tests.golden.test_kube import CASES, rendered
 from wsgistack.config import load_config
-from wsgistack.container.dockerfile import IMAGE_UID
-from wsgistack.container.kube import probe_host, render_kube
+from wsgistack.layout import IMAGE_UID
+from wsgistack.render.kube import probe_host, render_kube
 from wsgistack.errors import ConfigError
 
 try:  # in the test extra; without it the schema proofs fail (below), the policy ones still run
@@ -389,7 +389,7 @@ def test_command_writes_the_base_and_refuses_a_missing_image(tmp_path: Path) -> 
 
 def test_run_processes_off_leaves_role_all_without_background_processes() -> None:
     """What WSGISTACK_RUN_PROCESSES=false in the web container means to the process manager."""
-    from wsgistack.plan import background_processes
+    from wsgistack.plan.stack import background_processes
 
     env = {"WSGISTACK_PROCESSES__SENDALERTS__COMMAND": "python manage.py sendalerts"}
     assert [b.name for b in background_processes(load_config("/srv/shop", env=env).config)] == ["sendalerts"]
@@ -403,7 +403,7 @@ def test_run_processes_off_leaves_role_all_without_background_processes() -> Non
 def test_manifests_match_the_image() -> None:
     """The uid, port and health probe the manifests use are the image's (Dockerfile.j2)."""
     from tests.unit.container.test_container import files
-    from wsgistack.container.kube import HEALTHCHECK
+    from wsgistack.render.kube import HEALTHCHECK
 
     text = files()["Dockerfile"]
     assert f"USER {IMAGE_UID}:0" in text

@@ -1,4 +1,4 @@
-"""The term-drain library (container/termdrain.c) on its own: which processes it changes."""
+"""The term-drain library (image/termdrain.c) on its own: which processes it changes."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsgistack.prestart import _known_failure
+from wsgistack.start.prestart import _known_failure
 
 
 def test_unable_to_open_database_file_points_at_the_data_dir(tmp_path: Path) -> None:

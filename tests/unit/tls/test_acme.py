@@ -72,8 +72,8 @@ def test_acme_without_certbot_refuses_to_start() -> None:
     from wsgistack.config import load_config
     from wsgistack.errors import MissingBinaryError
     from wsgistack.machine import Machine
-    from wsgistack.pipeline import check_binaries
-    from wsgistack.plan import make_plan
+    from wsgistack.start import check_binaries
+    from wsgistack.plan.stack import make_plan
 
     machine = Machine(cpus=2, memory_limit=None, somaxconn=4096, euid=1000, nginx="/usr/sbin/nginx",
                       python="/usr/bin/python3", certbot=None)

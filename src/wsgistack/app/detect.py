@@ -1,0 +1,249 @@
+"""Find the WSGI application: Django (manage.py), Flask, or an explicit ``module:callable``.
+
+The import itself happens in :mod:`wsgistack.standalone.probe`, in a subprocess running the same
+interpreter uWSGI will use; this module decides what to look for and turns the probe's
+answer into an :class:`AppSpec` or a distinct, actionable :class:`AppError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from wsgistack import ids
+from wsgistack.app.interpreter import helper_argv
+from wsgistack.errors import AppError
+
+# Tried in order when app.target = "auto" and there is no manage.py.
+FLASK_CANDIDATES = (
+    "wsgi:application",
+    "wsgi:app",
+    "app:app",
+    "app:application",
+    "app:create_app()",
+    "main:app",
+    "application:application",
+)
+
+_MANAGE_RE = re.compile(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([\w.]+)['"]""")
+# A manage.py is Django's when it sets Django up: names DJANGO_SETTINGS_MODULE or imports
+# django (execute_from_command_line). Flask-Script's and Click's manage.py do neither.
+_DJANGO_MANAGE_RE = re.compile(r"DJANGO_SETTINGS_MODULE|^\s*(?:from|import)\s+django\b", re.M)
+
+
+@dataclass(frozen=True)
+class StaticDir:
+    url: str
+    dir: Path
+    role: Literal["static", "media", "extra"] = "static"
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    kind: Literal["django", "flask", "wsgi"]
+    module: str
+    attr: str
+    path: Path
+    factory: bool = False
+    django_settings: str | None = None
+    static: tuple[StaticDir, ...] = ()
+    staticfiles: bool = False  # Django's staticfiles app is installed (collectstatic works)
+    writes: tuple[Path, ...] = ()  # other directories the app writes: each SQLite database's directory
+    databases: tuple[tuple[str, str], ...] = ()  # Django: (alias, ENGINE) of each database in settings.DATABASES
+
+    @property
+    def target(self) -> str:
+        return f"{self.module}:{self.attr}{'()' if self.factory else ''}"
+
+
+def _manage_text(path: Path) -> str | None:
+    manage = path / "manage.py"
+    return manage.read_text(encoding="utf-8", errors="replace") if manage.is_file() else None
+
+
+def is_django_manage(path: Path) -> bool:
+    """True when the project's manage.py sets up Django (not Flask-Script's or another's)."""
+    text = _manage_text(path)
+    return text is not None and _DJANGO_MANAGE_RE.search(text) is not None
+
+
+def django_settings_from_manage(path: Path) -> str | None:
+    text = _manage_text(path)
+    match = _MANAGE_RE.search(text) if text is not None else None
+    return match.group(1) if match else None
+
+
+def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], user: str | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="wsgistack-probe-") as tmp:
+        req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
+        req.write_text(json.dumps(request))
+        as_user: dict[str, Any] = {}
+        if user:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            os.chown(tmp, entry.pw_uid, entry.pw_gid)
+            os.chown(req, entry.pw_uid, entry.pw_gid)
+            as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        proc = subprocess.run(
+            helper_argv(python, "probe", str(req), str(res)),
+            cwd=request["path"],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **as_user,
+        )
+        if proc.returncode != 0 or not res.exists():
+            raise AppError(
+                ids.APP_E009,
+                f"inspecting the application crashed (exit code {proc.returncode})",
+                "run the app's import by hand to see the problem: python -c 'import <your module>'",
+                details=(proc.stderr or proc.stdout)[-4000:],
+            )
+        return json.loads(res.read_text())
+
+
+def _manage_note(path: Path) -> str:
+    return " (there is one, but it does not set up Django)" if (path / "manage.py").is_file() else ""
+
+
+def _raise_for(result: Mapping[str, Any], path: Path, target: str | None) -> None:
+    kind = result["error"]
+    module = result.get("module", "")
+    detail = result.get("detail", "")
+    if kind == "nothing-found":
+        tried = ", ".join(a["target"] for a in result.get("attempts", []))
+        raise AppError(
+            ids.APP_E001,
+            f"no WSGI application found in {path}",
+            "point wsgistack at it: `wsgistack run --app module:callable` or app.target in wsgistack.toml "
+            "(a Django project needs manage.py; a Flask app an `app` or `create_app()` in app.py or wsgi.py)",
+            details=(f"looked for manage.py{_manage_note(path)} and {tried}") if tried else "",
+        )
+    if kind == "missing-module":
+        raise AppError(
+            ids.APP_E002,
+            f'module "{module}" could not be found (from {target or "auto-detection"})',
+            f"check the spelling and that {path} is the project directory (it is put on sys.path)",
+            details=detail,
+        )
+    if kind == "import-failed":
+        raise AppError(
+            ids.APP_E003,
+            f'importing "{module}" raised an exception',
+            "the traceback above is from your code: fix it, then run again",
+            details=detail,
+        )
+    if kind == "missing-attr":
+        raise AppError(
+            ids.APP_E004,
+            f'module "{module}" has no attribute "{result.get("attr")}"',
+            f"use module:callable with one of its callables: {detail}" if detail else "use module:callable",
+        )
+    if kind == "not-callable":
+        raise AppError(
+            ids.APP_E005,
+            f'"{module}:{result.get("attr")}" is a {detail}, not a WSGI callable',
+            "point at the application object (e.g. app = Flask(__name__)) or a factory written as create_app()",
+        )
+    if kind == "factory-failed":
+        raise AppError(
+            ids.APP_E006,
+            f'calling the factory "{module}:{result.get("attr")}()" raised an exception',
+            "the traceback above is from your code",
+            details=detail,
+        )
+    if kind == "no-django":
+        raise AppError(
+            ids.APP_E007,
+            "this is a Django project but Django is not installed in this environment",
+            "install the project's requirements into the app's environment (the interpreter `wsgistack config --origin` "
+            "names): <that python> -m pip install -r requirements.txt, or point app.python (--python) at the right one",
+        )
+    if kind == "no-wsgi-application":
+        raise AppError(ids.APP_E008, f"{module} does not set WSGI_APPLICATION", 'add WSGI_APPLICATION = "<project>.wsgi.application"')
+    raise AppError(ids.APP_E009, f"unexpected probe result: {kind}", "", details=detail)
+
+
+def detect_app(
+    path: Path,
+    target: str = "auto",
+    django_settings: str = "",
+    python: str | None = None,
+    env: Mapping[str, str] | None = None,
+    user: str | None = None,
+) -> AppSpec:
+    """Resolve what uWSGI should load. Raises :class:`AppError` with a distinct id per failure."""
+    import sys
+
+    python = python or sys.executable
+    base_env = dict(env if env is not None else os.environ)
+    base_env.pop("DJANGO_SETTINGS_MODULE", None)
+    request: dict[str, Any] = {"path": str(path)}
+    settings = None
+    if target == "auto":
+        settings = django_settings or django_settings_from_manage(path)
+        if settings:
+            request["django_settings"] = settings
+        elif is_django_manage(path):
+            raise AppError(
+                ids.APP_E010,
+                f"{path / 'manage.py'} does not name a settings module",
+                "set app.django_settings in wsgistack.toml or DJANGO_SETTINGS_MODULE",
+            )
+        else:
+            request["targets"] = list(FLASK_CANDIDATES) + _package_candidates(path)
+    else:
+        request["targets"] = [target]
+        request["explicit"] = True
+        if django_settings:
+            base_env["DJANGO_SETTINGS_MODULE"] = django_settings
+    result = run_probe(python, request, base_env, user)
+    if "error" in result:
+        _raise_for(result, path, None if target == "auto" else target)
+    static = tuple(
+        StaticDir(url=s["url"], dir=(path / s["dir"]).resolve(), role=s.get("role", "static")) for s in result.get("static", [])
+    )
+    kind = result["kind"]
+    return AppSpec(
+        kind=kind,
+        module=result["module"],
+        attr=result["attr"],
+        path=path,
+        factory=bool(result.get("factory")),
+        django_settings=result.get("settings") or (django_settings or None),
+        static=static,
+        staticfiles=bool(result.get("staticfiles")),
+        writes=tuple((path / w).resolve() for w in result.get("writes", [])),
+        databases=tuple((str(alias), str(engine)) for alias, engine in result.get("databases", [])),
+    )
+
+
+def _package_candidates(path: Path) -> list[str]:
+    """Packages and modules in the project dir that define a WSGI app, by a text scan
+    (``create_app``, ``app =``, ``application``), so nothing is imported to find them."""
+    out = []
+    for module in sorted(path.glob("*.py")):
+        if module.stem in ("setup", "manage", "conftest") or f"{module.stem}:" in " ".join(FLASK_CANDIDATES):
+            continue
+        text = module.read_text(encoding="utf-8", errors="replace")
+        for attr, pattern in (("application", r"^(def application\(|application\s*=)"), ("app", r"^app\s*=")):
+            if re.search(pattern, text, re.M):
+                out.append(f"{module.stem}:{attr}")
+                break
+    for init in sorted(path.glob("*/__init__.py")):
+        text = init.read_text(encoding="utf-8", errors="replace")
+        pkg = init.parent.name
+        if "def create_app" in text:
+            out.append(f"{pkg}:create_app()")
+        elif re.search(r"^app\s*=", text, re.M):
+            out.append(f"{pkg}:app")
+    return out

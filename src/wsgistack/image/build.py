@@ -1,0 +1,181 @@
+"""``docker build`` of the generated Dockerfile with a progress display, and failures
+mapped to errors with ids and hints (``docker.E0xx``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsgistack import ids
+from wsgistack.errors import MissingBinaryError, WsgistackError
+from wsgistack.layout import IMAGES_RECORD
+
+STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+FROM_RE = re.compile(r"^FROM\s+\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
+LAYER_RE = re.compile(r"^ ---> ([0-9a-f]{12})$")
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    tag: str
+    seconds: float
+    size: int | None  # bytes, from `docker image inspect`
+    cached_steps: int
+    steps: int
+    stages: tuple[str, ...] = ()  # image ids of the named build stages (builder, code, system): the layer cache
+    removed: tuple[str, ...] = ()  # the previous build's image and stages, removed after this one succeeded
+
+
+def docker_binary() -> str:
+    docker = shutil.which("docker")
+    if docker is None:
+        raise MissingBinaryError(
+            ids.DOCKER_E012,
+            "docker is not installed (or not on PATH)",
+            "install Docker (https://docs.docker.com/engine/install/) or Debian's docker.io; "
+            "`wsgistack dockerfile` writes the Dockerfile without it",
+        )
+    return docker
+
+
+def _failure(tail: list[str], returncode: int) -> WsgistackError:
+    text = "\n".join(tail)
+    step = next((m.group(3) for line in reversed(tail) if (m := STEP_RE.match(line))), "")
+    details = text[-6000:]
+    if "Cannot connect to the Docker daemon" in text or "permission denied while trying to connect" in text:
+        return WsgistackError(
+            ids.DOCKER_E004, "the Docker engine is not reachable", "start it (systemctl start docker) and check that you "
+            "may use it (member of the docker group), then retry", details=details)
+    if "pull access denied" in text or "manifest unknown" in text or "not found: manifest" in text or (
+        "error pulling image" in text.lower()
+    ):
+        return WsgistackError(
+            ids.DOCKER_E005, "the base image could not be pulled", "check --base (a Debian-based image with apt-get, "
+            "e.g. debian:trixie-slim) and that the registry is reachable, or `docker pull` it first", details=details)
+    if "requirements.txt" in step or "-r /tmp/requirements" in step:
+        return WsgistackError(
+            ids.DOCKER_E006, "installing the app's requirements failed in the image", "read pip's message above; a package "
+            "that compiles C code needs build tools and headers: --build-package gcc --build-package libpq-dev "
+            "(and the runtime library with --package libpq5)", details=details)
+    if "apt-get" in step:
+        return WsgistackError(
+            ids.DOCKER_E007, "installing Debian packages failed in the image", "check the package names (--package, "
+            "--build-package) and that the build can reach the Debian mirror (--network host)", details=details)
+    if step.startswith(("COPY", "ADD")):
+        return WsgistackError(
+            ids.DOCKER_E008, f"copying files into the image failed ({step})", "a file missing from the build context "
+            "(excluded by .dockerignore?) or unreadable (a 0600 file owned by another user): check the message above",
+            details=details)
+    return WsgistackError(
+        ids.DOCKER_E009, f"docker build failed (exit code {returncode})" + (f" at: {step}" if step else ""),
+        "read the build output above; rerun with --plain to see all of it", details=details)
+
+
+def _lines(proc: subprocess.Popen[str]) -> Iterator[str]:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        yield line.rstrip("\n")
+
+
+def docker_build(
+    project: Path,
+    tag: str,
+    dockerfile: str = "Dockerfile",
+    network: str = "host",
+    no_cache: bool = False,
+    on_line: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int, str], None] | None = None,
+) -> BuildResult:
+    """Run the build; ``on_step(n, total, instruction)`` for progress, ``on_line`` for every
+    output line. Raises WsgistackError with the last lines of output on failure."""
+    docker = docker_binary()
+    # --force-rm: the container of a failing step goes too (the default keeps it, stopped).
+    argv = [docker, "build", "--force-rm", "-f", str(project / dockerfile), "-t", tag]
+    if network:
+        argv += ["--network", network]
+    if no_cache:
+        argv.append("--no-cache")
+    argv.append(str(project))
+    # The legacy builder prints "Step n/m" lines we can follow; BuildKit would need buildx.
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    started = time.monotonic()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    steps = cached = 0
+    stage_ids: dict[str, str] = {}
+    stage: str | None = None
+    previous = _image_id(docker, tag)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
+    try:
+        for line in _lines(proc):
+            tail.append(line)
+            if on_line:
+                on_line(line)
+            match = STEP_RE.match(line)
+            if match:
+                if (from_ := FROM_RE.match(match.group(3))) is not None:
+                    stage = from_.group(1)
+                steps = int(match.group(2))
+                if on_step:
+                    on_step(int(match.group(1)), steps, match.group(3))
+            elif line.strip() == "---> Using cache":
+                cached += 1
+            elif (layer := LAYER_RE.match(line)) is not None and stage is not None:
+                stage_ids[stage] = layer.group(1)
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        raise
+    if returncode != 0:
+        raise _failure(list(tail), returncode)
+    size = None
+    inspect = subprocess.run([docker, "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True, text=True)
+    if inspect.returncode == 0 and inspect.stdout.strip().isdigit():
+        size = int(inspect.stdout.strip())
+    stages = tuple(dict.fromkeys(stage_ids.values()))
+    removed = _remove_previous(docker, project, tag, previous, stages)
+    return BuildResult(tag=tag, seconds=time.monotonic() - started, size=size, cached_steps=cached, steps=steps,
+                       stages=stages, removed=removed)
+
+
+def _image_id(docker: str, ref: str) -> str | None:
+    out = subprocess.run([docker, "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
+    return out.stdout.strip().removeprefix("sha256:")[:12] if out.returncode == 0 else None
+
+
+def _remove_previous(docker: str, project: Path, tag: str, previous: str | None, stages: tuple[str, ...]) -> tuple[str, ...]:
+    """A rebuild leaves the previous image and its build stages untagged (hundreds of MB each
+    time): remove them, now that the new ones exist. This build's stages stay (untagged):
+    they are the layer cache of the next build. An image still used by a container, or
+    tagged elsewhere, is left alone (``docker image rm`` without force refuses)."""
+    import json
+
+    record_path = project / IMAGES_RECORD
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    current = _image_id(docker, tag)
+    old = record.get(tag, {})
+    candidates = [previous, old.get("image"), *old.get("stages", [])]
+    keep = {current, *stages}
+    removed = []
+    for image in dict.fromkeys(c for c in candidates if c and c not in keep):
+        out = subprocess.run([docker, "image", "rm", image], capture_output=True, text=True)
+        if out.returncode == 0:
+            removed.append(image)
+    record[tag] = {"image": current, "stages": list(stages)}
+    try:
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except OSError:
+        pass  # a read-only checkout: the next build cleans up less, nothing breaks
+    return tuple(removed)

@@ -1,0 +1,197 @@
+"""The image's build step: ``wsgistack entrypoint --build-step``, a RUN in the Dockerfile's
+code stage. What needs the app imported is done here, by the image's own Python with the
+app's requirements installed, so the Python of the machine that runs ``wsgistack build``
+never matters (a Django 6 project builds from a Python 3.11 host):
+
+- detect the app and its STATIC_ROOT / MEDIA_ROOT; those inside the project (and the
+  top-level directory holding each) become the app's: group 0, mode 2770;
+- collect static files once, at build time, when the settings allow it without the
+  run-time environment; a stamp in STATIC_ROOT lets every start skip collectstatic while
+  that directory is the image's (a volume from an older image gets collected again);
+- record what was done in ``/app/.wsgistack/build.json`` for the entrypoint.
+
+Nothing here fails the build for the app's sake: what cannot be done now (settings that
+need run-time environment variables) is said, and left to the start, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wsgistack.layout import BUILD_RECORD, COLLECTED_STAMP
+
+
+def _own(path: Path, uid: int) -> None:
+    os.chown(path, uid, 0)
+    os.chmod(path, 0o2770)
+
+
+def _make_writable(project: Path, targets: list[Path], uid: int) -> list[str]:
+    """Make each target directory the app's, and each directory between it and the project
+    that holds nothing but the way to targets (the demo's var/, holding static/ and media/).
+    A directory with anything else in it (bakerydemo/, holding the code and its
+    collect_static/) stays root's: the code is never writable by the app."""
+    on_the_way = {a for t in targets for a in (t, *t.parents) if a.is_relative_to(project)}
+    made = []
+    for target in targets:
+        target.mkdir(parents=True, exist_ok=True)
+        chain = [a for a in reversed(target.parents) if a.is_relative_to(project) and a != project]
+        for d in [*chain, target]:
+            if d != target and any(entry not in on_the_way for entry in d.iterdir()):
+                continue
+            _own(d, uid)
+            made.append(d.relative_to(project).as_posix())
+    return list(dict.fromkeys(made))
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    """The directories become the app's (a collectstatic at start, into a volume an older
+    image filled, replaces files in them); the files stay root's: some are hard links to the
+    project's own files, which the app must not be able to change."""
+    for dirpath, _dirs, _files in os.walk(root):
+        os.chown(dirpath, uid, 0)
+        os.chmod(dirpath, 0o2770)
+
+
+def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[str, Any], list[str]]:
+    """Run the step in ``project``; returns (the record written, notes for the build log)."""
+    from wsgistack.app.detect import detect_app
+    from wsgistack.app.interpreter import choose, helper_argv
+    from wsgistack.config import load_config
+    from wsgistack.errors import WsgistackError
+
+    project = project.resolve()
+    notes: list[str] = []
+    record: dict[str, Any] = {"app": None, "kind": None, "writable": [], "static_collected": None}
+    try:
+        loaded = load_config(project, env=env)
+        config = loaded.config
+        python, _why = choose(loaded, env)  # the app's interpreter, as at start
+        app_path = (config.app.path if config.app.path.is_absolute() else project / config.app.path).resolve()
+        spec = detect_app(app_path, target=config.app.target, django_settings=config.app.django_settings,
+                          python=python, env=env)
+    except WsgistackError as exc:
+        notes.append(
+            f"the app could not be imported at build time ({exc.id}: {exc.message}); the container finds it at "
+            "start instead, and static files are collected there (give its settings what they need at run time)"
+        )
+        _write(project, record)
+        return record, notes
+    record.update(app=spec.target, kind=spec.kind)
+    data = Path(env.get("DATA_DIR") or "/data")
+    static_root: Path | None = None
+    inside: list[Path] = []
+    for item in spec.static:
+        if item.role not in ("static", "media"):
+            continue
+        d = item.dir
+        if d.is_relative_to(project) and d != project:
+            inside.append(d)
+            if item.role == "static":
+                static_root = d
+        elif d.is_relative_to(data):
+            notes.append(f"{item.role} root {d} is in the data volume ($DATA_DIR)")
+        else:
+            notes.append(
+                f"{item.role} root {d} is outside the project and $DATA_DIR ({data}): the image does not prepare it; "
+                f"point it inside the project, or mount a volume there"
+            )
+    record["writable"] = _make_writable(project, inside, uid)
+    if record["writable"]:
+        notes.append("writable by the app: " + ", ".join(f"/app/{w}" if project == Path("/app") else w for w in record["writable"]))
+    if spec.kind == "django" and spec.staticfiles and config.app.collectstatic and static_root is not None:
+        child_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(app_path), env.get("PYTHONPATH", "")]))}
+        if spec.django_settings:
+            child_env["DJANGO_SETTINGS_MODULE"] = spec.django_settings
+        proc = subprocess.run(helper_argv(python, "djangoprestart", "collectstatic"), cwd=app_path,
+                              env=child_env, capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            stamp = uuid.uuid4().hex
+            (static_root / COLLECTED_STAMP).write_text(stamp + "\n", encoding="utf-8")
+            saved = _link_duplicates(static_root, project, python)
+            _chown_tree(static_root, uid)
+            record["static_collected"] = {"dir": str(static_root), "stamp": stamp, "settings": spec.django_settings}
+            count = sum(len(files) for _d, _s, files in os.walk(static_root))
+            notes.append(f"static files collected into {static_root} ({count} files; {saved / 1e6:.1f} MB of copies "
+                         "linked to their sources): starts skip collectstatic")
+        else:
+            last = ((proc.stderr or proc.stdout).strip().splitlines() or ["?"])[-1]
+            notes.append(f"collectstatic failed at build time ({last}); the container collects at start instead")
+    _write(project, record)
+    return record, notes
+
+
+def _link_duplicates(root: Path, project: Path, python: str) -> int:
+    """Store each collected file once. Collected static files are copies: of the project's
+    own files (hard-linked to them: /app is one layer), of files shipped in the app's
+    packages (Django's admin: symbolic links into the venv, owned like their targets, which
+    nginx's ``disable_symlinks if_not_owner`` accepts), and of each other (manifest storage
+    keeps ``app.js`` beside ``app.<hash>.js``: hard-linked). Returns bytes saved."""
+    import hashlib
+
+    def key(path: Path) -> tuple[int, str]:
+        return path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()
+
+    sources: dict[tuple[int, str], Path] = {}
+    proc = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=False)
+    packages = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+    for top in filter(None, (packages, project)):
+        for dirpath, dirs, files in os.walk(top):
+            here = Path(dirpath)
+            dirs[:] = [d for d in dirs if (here / d) != root and d != "__pycache__"]
+            if "static" not in here.relative_to(top).parts:
+                continue
+            for name in files:
+                path = here / name
+                if path.is_file() and not path.is_symlink():
+                    sources.setdefault(key(path), path)
+    first: dict[tuple[int, str], Path] = {}
+    saved = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in sorted(files):
+            path = Path(dirpath, name)
+            if path.is_symlink() or not path.is_file() or name == COLLECTED_STAMP:
+                continue
+            k = key(path)
+            source = sources.get(k)
+            tmp = path.with_name(f".{name}.wsgistack-link")
+            if source is not None and source.is_relative_to(project):
+                os.link(source, tmp)
+            elif source is not None:
+                os.symlink(source, tmp)
+            elif first.setdefault(k, path) != path:
+                os.link(first[k], tmp)
+            else:
+                continue
+            os.replace(tmp, path)
+            saved += k[0]
+    return saved
+
+
+def _write(project: Path, record: dict[str, Any]) -> None:
+    path = project / BUILD_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def static_collected_at_build(project: Path, static_root: Path, settings: str | None = None) -> bool:
+    """True when the build collected into ``static_root`` with these Django settings, and it
+    still holds that build's files (not a volume filled by an older image, nor one mounted
+    empty)."""
+    try:
+        record = json.loads((project / BUILD_RECORD).read_text(encoding="utf-8"))
+        collected = record.get("static_collected") or {}
+        if Path(collected.get("dir", "")) != static_root:
+            return False
+        if settings is not None and collected.get("settings") not in (None, settings):
+            return False
+        return (static_root / COLLECTED_STAMP).read_text(encoding="utf-8").strip() == collected.get("stamp")
+    except (OSError, ValueError, AttributeError):
+        return False

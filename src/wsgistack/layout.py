@@ -1,0 +1,132 @@
+"""Where each stack's files live: one place for every path a process writes and another reads.
+
+The stack's runtime dir (nginx.conf, uwsgi.ini, sockets, pidfiles, records), the balancer's,
+their default names, the data dir's default, and the fixed paths inside wsgistack's image.
+Nothing here reads or writes a file: these are names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wsgistack.config.sources import LoadedConfig
+
+
+@dataclass(frozen=True)
+class Paths:
+    runtime: Path
+
+    @property
+    def private(self) -> Path:
+        return self.runtime / "private"
+
+    nginx_conf = property(lambda self: self.runtime / "nginx.conf")
+    uwsgi_ini = property(lambda self: self.runtime / "uwsgi.ini")
+    processes = property(lambda self: self.runtime / "processes.json")
+    socket = property(lambda self: self.runtime / "uwsgi.sock")
+    nginx_pid = property(lambda self: self.runtime / "nginx.pid")
+    nginx_temp = property(lambda self: self.runtime / "nginx-temp")
+    # What uWSGI loads by path (wsgi-file): see templates/wsgistack_app.py.j2.
+    shim = property(lambda self: self.runtime / "wsgistack_app.py")
+    # While this file exists, the readiness path answers 503 "draining" (balancers stop
+    # sending new requests before the node stops or reloads).
+    drain = property(lambda self: self.runtime / "drain")
+    guard = property(lambda self: self.runtime / "wsgistack_guard.py")
+    stats = property(lambda self: self.private / "stats.sock")
+    uwsgi_pid = property(lambda self: self.private / "uwsgi.pid")
+    fifo = property(lambda self: self.private / "uwsgi.fifo")
+    # Created by uWSGI once its first worker accepts requests, i.e. once the app is loaded.
+    uwsgi_ready = property(lambda self: self.private / "uwsgi.ready")
+    # TLS: the DH group for the DHE suites; for acme, the HTTPS config nginx switches to once
+    # the first certificate is there, the renewer's settings, and the HTTP-01 webroot.
+    dhparam = property(lambda self: self.runtime / "ffdhe2048.pem")
+    nginx_https_conf = property(lambda self: self.runtime / "nginx-https.conf")
+    renewer_conf = property(lambda self: self.runtime / "tls-renewer.json")
+    acme_webroot = property(lambda self: self.runtime / "acme-webroot")
+    # The process manager's live view (pids, restarts), for `status` and the ops listener.
+    manager_state = property(lambda self: self.runtime / "manager.json")
+    # The ops listener's settings.
+    ops_conf = property(lambda self: self.runtime / "ops.json")
+
+    @property
+    def transient(self) -> tuple[Path, ...]:
+        """What a run leaves behind and the next one must not find: cleared before a start,
+        removed by the process manager after a stop."""
+        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.manager_state)
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where certificates and the ACME account live unless tls.data_dir says otherwise."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wsgistack"
+
+
+def default_runtime_dir(project: Path, euid: int, kind: str = "") -> Path:
+    """The runtime dir a stack (kind "") or a balancer ("balancer") of this project gets by
+    default: short and outside the project (unix socket paths are limited to 107 bytes, and a
+    project on a shared or read-only mount must not receive sockets), one per user."""
+    digest = hashlib.sha1(str(project).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"wsgistack-{kind + '-' if kind else ''}{euid}-{digest}"
+
+
+def runtime_dir(configured: Path | None, project: Path, euid: int, kind: str = "") -> Path:
+    """The runtime_dir setting resolved: its default, or relative to the project."""
+    if configured is None:
+        return default_runtime_dir(project, euid, kind)
+    return configured if configured.is_absolute() else project / configured
+
+
+def runtime_paths(loaded: LoadedConfig, euid: int) -> Paths:
+    """Where the stack's files live: from the config alone (status and reload need no app)."""
+    return Paths(runtime_dir(loaded.config.runtime_dir, loaded.project_dir, euid))
+
+
+@dataclass(frozen=True)
+class BalancerPaths:
+    runtime: Path
+
+    config = property(lambda self: self.runtime / "haproxy.cfg")
+    socket = property(lambda self: self.runtime / "haproxy.sock")  # the runtime API (admin level)
+    processes = property(lambda self: self.runtime / "processes.json")
+
+    @property
+    def transient(self) -> tuple[Path, ...]:
+        return (self.socket,)
+
+
+def balancer_paths(loaded: LoadedConfig, euid: int) -> BalancerPaths:
+    return BalancerPaths(runtime_dir(loaded.config.runtime_dir, loaded.project_dir, euid, "balancer"))
+
+
+# --- inside wsgistack's image ----------------------------------------------------------------
+
+APP_DIR = PurePosixPath("/app")  # the project
+IMAGE_UID = 10001  # the user the image runs as (group 0)
+IMAGE_PORT = 8080
+# Both roles of a split deployment mount a volume here for the uWSGI unix socket; the image
+# creates it owned by the app user, mode 2770, and a fresh named volume copies that.
+SHARED_DIR = PurePosixPath("/run/wsgistack")
+# The app's data home in the image: a volume, writable by the app, named by $DATA_DIR.
+DATA_DIR = PurePosixPath("/data")
+# tls.data_dir in the image: the dev CA, the ACME account key and certificates (a volume).
+TLS_DIR = PurePosixPath("/data/tls")
+TLS_PORT = 8443
+# The image's runtime dir (Dockerfile.j2 sets WSGISTACK_RUNTIME_DIR to it).
+IMAGE_RUNTIME_DIR = PurePosixPath("/tmp/wsgistack")
+
+
+# --- in the project (the image's build context) ----------------------------------------------
+
+WHEELS_DIR = ".wsgistack/wheels"  # wsgistack's own wheel, vendored for the image
+REQUIREMENTS_DIR = ".wsgistack/requirements"  # copies of the requirement files (and their includes)
+BUILD_RECORD = Path(".wsgistack") / "build.json"  # what the image's build step did (relative to the project)
+COLLECTED_STAMP = ".wsgistack-collected"  # in STATIC_ROOT: the build's stamp
+IMAGES_RECORD = ".wsgistack/images.json"  # per tag: the image and its build stages, for the next build's cleanup

@@ -1,0 +1,276 @@
+"""Operating a running stack: status from uWSGI's stats socket and the pidfiles, and
+graceful reloads through nginx's SIGHUP and uWSGI's master FIFO (seed 001's
+``--connect-and-read`` / ``--reload`` done properly)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsgistack import ids
+from wsgistack.app import interpreter
+from wsgistack.config import record
+from wsgistack.config.envvars import env_name
+from wsgistack.config.sources import (
+    DEFAULT,
+    SECRET,
+    LoadedConfig,
+    from_env,
+    load_config,
+)
+from wsgistack.errors import UsageError, WsgistackError
+from wsgistack.layout import Paths
+from wsgistack.machine import Machine
+from wsgistack.plan.stack import Plan
+from wsgistack.render import RenderedFile, write_files
+from wsgistack.runner.manager import (
+    process_alive_from_pidfile,
+    read_uwsgi_stats,
+    with_rss,
+)
+
+NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
+# A change to these takes the site off the address its users reach it on.
+SITE_SETTINGS = ("server.host", "server.port", "tls.port")
+# Settings a reload cannot apply: the process manager's table (the app's environment, stop
+# timeout, which processes run and as whom, the ACME renewer, uWSGI's interpreter) is fixed at
+# start, like the certificates a start prepares for tls.mode, and the runtime dir is where
+# the reload found the stack. ([processes.NAME] are the manager's too; app.env is never recorded.)
+NEXT_START = frozenset({"role", "process", "runtime_dir", "user", "platform", "stop_timeout", "upstream_wait", "tls.mode", "app.python"})
+
+
+@dataclass(frozen=True)
+class Status:
+    runtime_dir: str
+    nginx_pid: int | None
+    uwsgi_pid: int | None
+    stats: dict[str, Any] | None
+    # The process manager's table: every process it runs (background ones included), with
+    # state and restarts; empty when no manager runs there.
+    processes: tuple[dict[str, Any], ...] = ()
+    draining: bool = False  # the drain marker exists: readiness answers 503 (`wsgistack drain`)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.nginx_pid or self.uwsgi_pid or any(p.get("pid") for p in self.processes))
+
+
+def read_manager_state(paths: Paths) -> dict[str, Any] | None:
+    """The process manager's state file, if a live manager wrote it."""
+    try:
+        data = dict(json.loads(paths.manager_state.read_text()))
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(data["manager_pid"]), 0)
+    except (ProcessLookupError, KeyError, ValueError, TypeError):
+        return None
+    except PermissionError:
+        pass
+    return data
+
+
+def status(where: Paths | Plan, stats: bool = True) -> Status:
+    """The stack whose files are at ``where`` (its Paths; a Plan is accepted too). Stats come
+    from uWSGI's stats socket when it has one (uwsgi.stats)."""
+    paths = where.paths if isinstance(where, Plan) else where
+    found = None
+    uwsgi_pid = process_alive_from_pidfile(paths.uwsgi_pid)
+    if uwsgi_pid and stats:
+        try:
+            found = with_rss(read_uwsgi_stats(str(paths.stats)))
+        except (OSError, ValueError):
+            found = None
+    manager = read_manager_state(paths)
+    return Status(
+        runtime_dir=str(paths.runtime),
+        nginx_pid=process_alive_from_pidfile(paths.nginx_pid),
+        uwsgi_pid=uwsgi_pid,
+        stats=found,
+        processes=tuple(manager["processes"]) if manager else (),
+        draining=paths.drain.exists(),
+    )
+
+
+def _require_running(paths: Paths) -> Status:
+    """What runs in ``paths``, or ops.E001 when nothing does (reload, drain)."""
+    current = status(paths, stats=False)
+    if not current.running:
+        raise WsgistackError(ids.OPS_E001, f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
+    return current
+
+
+def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
+    """Ask the running nginx to re-read its config and uWSGI to reload its workers
+    gracefully (in-flight requests finish). ``chain`` reloads workers one at a time, so
+    there is always a worker serving (needs app.lazy_apps to pick up new code)."""
+    paths = where.paths if isinstance(where, Plan) else where
+    done: list[str] = []
+    current = _require_running(paths)
+    if current.uwsgi_pid:
+        command = b"c" if chain else b"r"
+        try:
+            fd = os.open(paths.fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise WsgistackError(
+                ids.OPS_E002, f"cannot open uWSGI's master FIFO {paths.fifo}: {exc.strerror}", "run as the user that started the stack"
+            ) from None
+        try:
+            os.write(fd, command)
+        finally:
+            os.close(fd)
+        done.append(f"uWSGI (pid {current.uwsgi_pid}): {'chain' if chain else 'graceful'} reload requested")
+    if current.nginx_pid:
+        os.kill(current.nginx_pid, signal.SIGHUP)
+        done.append(f"nginx (pid {current.nginx_pid}): configuration reloaded (SIGHUP)")
+    return done
+
+
+def locate(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
+           env: Mapping[str, str]) -> Paths:
+    """The running stack's paths, from the config alone (no app, no plan). Found from the
+    flags, the config file and, of the shell's environment, only the runtime dir: nothing
+    else in this shell is the stack's."""
+    from wsgistack.start import runtime_paths
+
+    name = env_name("runtime_dir")
+    located = load_config(project, env={name: env[name]} if name in env else {}, cli=cli, config_file=config_file)
+    return runtime_paths(located)
+
+
+@dataclass(frozen=True)
+class Reload:
+    """A reload, resolved and rendered, not yet applied."""
+
+    loaded: LoadedConfig
+    plan: Plan
+    changes: tuple[record.Change, ...]
+    files: tuple[RenderedFile, ...]  # the rendered files that differ from the running ones
+    notes: tuple[str, ...]  # what the reload leaves alone, and why
+    data_dir: Path | None = None  # tls.data_dir's default as the start resolved it (kept in the record)
+
+    def confirm(self, yes: bool) -> None:
+        """A reload that moves the site needs ``yes`` (ops.E003): it takes the site off the
+        address its users reach it on."""
+        tls_off = self.loaded.config.tls.mode == "off"
+        moves = tuple(c for c in self.changes if c.setting in SITE_SETTINGS and not (tls_off and c.setting == "tls.port"))
+        if not moves or yes:
+            return
+        raise UsageError(
+            ids.OPS_E003,
+            f"this reload moves the site off the address it listens on ({'; '.join(str(c) for c in moves)}): "
+            "nothing would answer there any more",
+            "pass --yes to move it; to keep it, undo the change where the new value comes from",
+        )
+
+    def lines(self) -> list[str]:
+        """What changes, one line each: setting, old -> new, source."""
+        return [str(c) + (" [not applied: needs a restart]" if c.setting in NEXT_START else "")
+                for c in self.changes]
+
+
+def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
+                   env: Mapping[str, str], machine: Machine) -> Reload:
+    """Resolve what a running stack would run after a reload: the settings it was started
+    with (config.record), the config file as it is now, and the reload's own flags. The
+    shell's environment is not a source (see :func:`locate`); the app is detected with it,
+    as the start did with its own."""
+    from wsgistack import start
+
+    located = locate(project, cli, config_file, env)
+    _require_running(located)
+    rec = record.read(located.private)
+    if rec is None:
+        raise WsgistackError(
+            ids.OPS_E004,
+            f"no record of the settings the stack in {located.runtime} was started with "
+            f"({located.private / record.RECORD})",
+            "restart the stack with this version of wsgistack (it records them), or reload without re-rendering: "
+            "wsgistack reload --no-render",
+        )
+    if config_file is None and rec.config_file is not None and not _found_by_itself(project, rec.config_file):
+        config_file = rec.config_file  # given with --config at start: still that file
+    # else the project's wsgistack.toml / pyproject.toml is looked for again, as a start would:
+    # removing it is a change like any other (it used to fail: "cannot read" the removed file).
+    wanted = load_config(project, env={}, cli=cli, config_file=config_file, started=rec.started())
+    changes = tuple(record.changes(rec, wanted))
+    # What the manager was given at start stays as it runs: keep the running values.
+    kept = {c.setting: (c.old, rec.origins.get(c.setting, DEFAULT)) for c in changes if c.setting in NEXT_START}
+    loaded = wanted
+    if kept:
+        loaded = load_config(project, env={}, cli={k: v for k, v in cli.items() if k not in kept},
+                             config_file=config_file, started={**rec.started(), **kept})
+    # The start sequence with the reload's flags: app, plan, render (written by apply_reload).
+    # uWSGI keeps the interpreter it was started on (the reloading shell's VIRTUAL_ENV is not it).
+    # Likewise the certificates' data dir the start found in its environment (XDG_DATA_HOME, HOME).
+    started = start.run(project, env=env, loaded=loaded, flags=start.RELOAD, machine=machine,
+                             python=interpreter.started(located.private), data_dir=rec.data_dir)
+    plan = started.plan
+    return Reload(
+        loaded=loaded,
+        plan=plan,
+        changes=changes,
+        # processes.json is left alone: the running manager already has its table.
+        files=tuple(f for f in started.files if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
+        notes=tuple(_ignored_env(env, loaded)),
+        data_dir=rec.data_dir,
+    )
+
+
+def _found_by_itself(project: Path, config_file: Path) -> bool:
+    """Whether the start found this config file in the project (not given with --config)."""
+    return config_file.name in ("wsgistack.toml", "pyproject.toml") and config_file.parent.resolve() == project.resolve()
+
+
+def apply_reload(pending: Reload, chain: bool = False) -> list[str]:
+    """Write the changed files, reload nginx and uWSGI, and record what now runs."""
+    plan = pending.plan
+    write_files(list(pending.files), plan.paths.runtime)
+    done = reload(plan, chain=chain)
+    record.save(plan.paths.private, pending.loaded, data_dir=pending.data_dir)
+    return done
+
+
+def _same(path: Path, content: str) -> bool:
+    try:
+        return path.read_text() == content
+    except OSError:
+        return False
+
+
+def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
+    """Settings in the reloading shell's environment that differ from what will run."""
+    notes = []
+    runtime_name = env_name("runtime_dir")
+    shell, _problems = from_env({k: v for k, v in env.items() if k != runtime_name})
+    running = record.values(loaded)
+    for dotted, (_value, origin) in shell.items():
+        if dotted in SECRET:
+            continue
+        now = running.get(dotted)
+        if origin.raw is not None and origin.raw.strip() == ("" if now is None else str(now)):
+            continue
+        notes.append(
+            f"not applied: {origin} from this shell's environment; the stack keeps {dotted} = {record.show(now)} "
+            f"({loaded.origin(dotted)}): change it with a reload flag or in the config file"
+        )
+    return notes
+
+
+def drain(paths: Paths) -> str:
+    """Create the drain marker: the readiness path answers 503 "draining" at once, so a
+    balancer stops sending new requests here; the node itself keeps serving."""
+    _require_running(paths)
+    paths.drain.touch()
+    return f"draining: readiness answers 503 until `wsgistack undrain` ({paths.drain})"
+
+
+def undrain(paths: Paths) -> str:
+    """Remove the drain marker: readiness answers 200 again."""
+    paths.drain.unlink(missing_ok=True)
+    return "ready again: readiness answers 200"

@@ -1,0 +1,168 @@
+"""The balancer: HAProxy in front of several nodes, each a `wsgistack run` (seed 004).
+
+:func:`make_balancer_plan` derives everything haproxy.cfg needs from the config tree (pure,
+like :func:`wsgistack.plan.make_plan`); the template only loops and branches over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wsgistack import hosts, ids
+from wsgistack.config.model import Config, split_address
+from wsgistack.config.sources import LoadedConfig
+from wsgistack.errors import ConfigError, WsgistackError
+from wsgistack.layout import BalancerPaths, balancer_paths
+from wsgistack.machine import Machine
+from wsgistack.plan.stack import DEFAULT_REQUEST_TIMEOUT, NGINX_GRACE
+
+# HAProxy waits for a node a little longer than the node's nginx does, so a slow request
+# ends with the node's own 504 (logged there), not with a cut connection.
+BALANCER_GRACE = 2
+CONNECT_TIMEOUT_S = 3
+# Methods HAProxy may send twice: safe ones only. PUT and DELETE are idempotent by the RFC,
+# but an app's handler often is not (a counter, a notification), so they are treated as POST.
+RETRYABLE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str  # HAProxy's server name, what the runtime API and the stats page call it
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+
+
+@dataclass(frozen=True)
+class BalancerPlan:
+    config: Config
+    paths: BalancerPaths
+    haproxy: str | None
+    servers: tuple[Server, ...]
+    check_path: str
+    live_path: str
+    check_host: str
+    timeout_server: int  # seconds
+    stats_user: str
+    stats_password: str
+    db_primary: Server | None
+    db_replicas: tuple[Server, ...]
+
+    @property
+    def bind(self) -> str:
+        return _bind(self.config.balancer.host, self.config.balancer.port)
+
+    @property
+    def stats_bind(self) -> str:
+        return _bind(self.config.balancer.host, self.config.balancer.stats_port)
+
+    @property
+    def db_bind(self) -> str:
+        return _bind(self.config.balancer.host, self.config.balancer.db_port)
+
+    @property
+    def db_read_bind(self) -> str:
+        return _bind(self.config.balancer.host, self.config.balancer.db_read_port)
+
+    @property
+    def connect_timeout(self) -> int:
+        return CONNECT_TIMEOUT_S
+
+    @property
+    def url(self) -> str:
+        return f"http://{hosts.url_host(self.config.balancer.host)}:{self.config.balancer.port}"
+
+    @property
+    def stats_url(self) -> str:
+        return self.url.rpartition(":")[0] + f":{self.config.balancer.stats_port}/"
+
+    @property
+    def retryable_methods(self) -> str:
+        return " ".join(RETRYABLE_METHODS)
+
+    def server(self, address: str) -> Server:
+        """The server a node address (host:port) names, or a balancer.E002 error."""
+        for server in self.servers:
+            if address in (server.address, server.name):
+                return server
+        known = ", ".join(s.address for s in self.servers) or "none"
+        raise WsgistackError(
+            ids.BALANCER_E002, f"{address} is not one of the balancer's nodes ({known})",
+            "name a node from balancer.nodes (or --node), as host:port",
+        )
+
+
+def _bind(host: str, port: int) -> str:
+    if host in ("", "*"):
+        return f":{port}"
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+
+
+def _check_host(config: Config) -> str:
+    """A Host the nodes serve: the readiness path answers any Host, but a check that names
+    a real one also passes through any Host filter a user puts in front of the node."""
+    if config.balancer.check_host:
+        return config.balancer.check_host
+    named = [n for n in config.server.server_names if "*" not in n]
+    return named[0] if named else "localhost"
+
+
+def _servers(addresses: tuple[str, ...], prefix: str) -> tuple[Server, ...]:
+    return tuple(Server(f"{prefix}{i}", *split_address(a)) for i, a in enumerate(addresses, start=1))
+
+
+def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
+    """Pure: everything haproxy.cfg and the process table need."""
+    config = loaded.config
+    balancer = config.balancer
+    if not balancer.nodes:
+        raise ConfigError(
+            [
+                WsgistackError(
+                    ids.BALANCER_E001,
+                    "the balancer has no nodes",
+                    "give them: wsgistack balance --node 10.0.0.11:8000 --node 10.0.0.12:8000, "
+                    "or balancer.nodes in wsgistack.toml (env WSGISTACK_BALANCER__NODES)",
+                )
+            ]
+        )
+    harakiri = DEFAULT_REQUEST_TIMEOUT if config.request_timeout == "auto" else int(config.request_timeout)
+    user, _, password = balancer.stats_auth.partition(":")
+    server = config.server
+    return BalancerPlan(
+        config=config,
+        paths=balancer_paths(loaded, machine.euid),
+        haproxy=machine.haproxy,
+        servers=_servers(balancer.nodes, "node"),
+        check_path=server.ready_path,
+        live_path=server.live_path,
+        check_host=_check_host(config),
+        timeout_server=harakiri + NGINX_GRACE + BALANCER_GRACE,
+        stats_user=user,
+        stats_password=password,
+        db_primary=Server("primary", *split_address(balancer.db_primary)) if balancer.db_primary else None,
+        db_replicas=_servers(balancer.db_replicas, "replica"),
+    )
+
+
+# --- running it -------------------------------------------------------------------------------
+
+
+
+
+
+
+
+
+# --- the runtime API (HAProxy's stats socket, admin level) ------------------------------------
+
+

@@ -1,0 +1,148 @@
+"""Runs inside the *application's* interpreter, in a subprocess, to inspect the app.
+
+Importing a user's project has side effects (Django can only be configured once per
+process, modules print, sys.path changes), so detection never imports it into wsgistack's
+own process. Usage: ``python -c <this file> REQUEST.json RESULT.json`` (handed over as source by
+wsgistack.app.interpreter.helper_argv: the app's environment needs no wsgistack). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+
+def _split(target: str) -> tuple[str, str, bool]:
+    module, _, attr = target.partition(":")
+    factory = attr.endswith("()")
+    return module, (attr[:-2] if factory else attr) or "application", factory
+
+
+def _module_missing(exc: ModuleNotFoundError, module: str) -> bool:
+    """True when the module itself (or a parent package) is absent, not something it imports."""
+    return exc.name is not None and (module == exc.name or module.startswith(exc.name + "."))
+
+
+def probe_target(target: str) -> dict[str, Any]:
+    module, attr, factory = _split(target)
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if _module_missing(exc, module):
+            return {"error": "missing-module", "module": module, "detail": str(exc)}
+        return {"error": "import-failed", "module": module, "detail": traceback.format_exc()}
+    except BaseException:  # noqa: BLE001 - the user's module may raise anything; report it whole
+        return {"error": "import-failed", "module": module, "detail": traceback.format_exc()}
+    if not hasattr(mod, attr):
+        public = sorted(n for n in vars(mod) if not n.startswith("_") and callable(getattr(mod, n)))
+        return {"error": "missing-attr", "module": module, "attr": attr, "detail": ", ".join(public[:12])}
+    obj = getattr(mod, attr)
+    if not callable(obj):
+        return {"error": "not-callable", "module": module, "attr": attr, "detail": type(obj).__name__}
+    result: dict[str, Any] = {"module": module, "attr": attr, "factory": factory, "kind": "wsgi"}
+    app = obj
+    if factory:
+        try:
+            app = obj()
+        except BaseException:  # noqa: BLE001
+            return {"error": "factory-failed", "module": module, "attr": attr, "detail": traceback.format_exc()}
+        if not callable(app):
+            return {"error": "not-callable", "module": module, "attr": attr + "()", "detail": type(app).__name__}
+    # Flask: let Nginx serve the app's own static folder.
+    if type(app).__module__.startswith("flask") or hasattr(app, "static_url_path") and hasattr(app, "url_map"):
+        result["kind"] = "flask"
+        folder = getattr(app, "static_folder", None)
+        url = getattr(app, "static_url_path", None)
+        if folder and url and os.path.isdir(folder):
+            result["static"] = [{"url": url.rstrip("/") + "/", "dir": os.path.abspath(folder), "role": "static"}]
+    return result
+
+
+def probe_django(settings_module: str) -> dict[str, Any]:
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    try:
+        spec = importlib.util.find_spec(settings_module)
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None:
+        return {"error": "missing-module", "module": settings_module, "detail": "settings module not found"}
+    try:
+        from django.conf import settings
+
+        wsgi_application = settings.WSGI_APPLICATION
+        static_url, static_root = settings.STATIC_URL, settings.STATIC_ROOT
+        media_url, media_root = settings.MEDIA_URL, settings.MEDIA_ROOT
+        installed = list(settings.INSTALLED_APPS)
+        # Each database's engine: app.migrate = auto migrates at start only when all are SQLite.
+        databases = [[str(alias), str(db.get("ENGINE", ""))] for alias, db in settings.DATABASES.items()]
+        # SQLite writes the database file and its journal beside it: the directory must be writable.
+        writes = [
+            os.path.dirname(os.path.abspath(str(db["NAME"])))
+            for db in settings.DATABASES.values()
+            if "sqlite3" in str(db.get("ENGINE", "")) and db.get("NAME") and str(db["NAME"]) != ":memory:"
+            and not str(db["NAME"]).startswith("file:")
+        ]
+    except ModuleNotFoundError as exc:
+        if exc.name == "django":
+            return {"error": "no-django", "module": settings_module, "detail": str(exc)}
+        return {"error": "import-failed", "module": settings_module, "detail": traceback.format_exc()}
+    except BaseException:  # noqa: BLE001
+        return {"error": "import-failed", "module": settings_module, "detail": traceback.format_exc()}
+    if not wsgi_application:
+        return {"error": "no-wsgi-application", "module": settings_module, "detail": ""}
+    module, _, attr = str(wsgi_application).rpartition(".")
+    if importlib.util.find_spec(module) is None:
+        return {"error": "missing-module", "module": module, "detail": f"WSGI_APPLICATION = {wsgi_application!r}"}
+    static = []
+    if static_url and static_root and not str(static_url).startswith(("http://", "https://", "//")):
+        static.append({"url": "/" + str(static_url).strip("/") + "/", "dir": str(static_root), "role": "static"})
+    if media_url and media_root and not str(media_url).startswith(("http://", "https://", "//")):
+        static.append({"url": "/" + str(media_url).strip("/") + "/", "dir": str(media_root), "role": "media"})
+    return {
+        "kind": "django",
+        "module": module,
+        "attr": attr,
+        "factory": False,
+        "settings": settings_module,
+        "static": static,
+        "staticfiles": "django.contrib.staticfiles" in installed,
+        "writes": writes,
+        "databases": databases,
+    }
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[0], encoding="utf-8") as fh:
+        request = json.load(fh)
+    sys.path.insert(0, request["path"])
+    os.chdir(request["path"])
+    result: dict[str, Any]
+    if request.get("django_settings"):
+        result = probe_django(request["django_settings"])
+    else:
+        attempts = []
+        result = {"error": "nothing-found"}
+        for target in request["targets"]:
+            found = probe_target(target)
+            if "error" not in found:
+                result = found
+                break
+            attempts.append({"target": target, **found})
+            # An explicit target, or a candidate that exists but is broken, stops the search:
+            # guessing on past a broken app.py would hide the real error.
+            if request.get("explicit") or found["error"] not in ("missing-module", "missing-attr"):
+                result = found
+                break
+        result.setdefault("attempts", attempts)
+    with open(argv[1], "w", encoding="utf-8") as fh:
+        json.dump(result, fh)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

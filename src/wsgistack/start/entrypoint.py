@@ -1,0 +1,35 @@
+"""The container entrypoint: the start sequence with the deploy flags, then ``exec``.
+
+Order matters, so that a bad container fails *before* anything starts: config from the
+environment -> plan (app detection) -> binaries -> render -> deploy-mode preflight checks ->
+write -> (web role) wait for the uWSGI upstream -> prestart, all in
+:func:`wsgistack.start.run`; then the process manager replaces this process, so it is
+the container's main process and receives its signals directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import NoReturn
+
+from wsgistack import start
+from wsgistack.plan.stack import Plan
+
+DEFAULT_PROJECT = "/app"
+
+
+def project_dir(env: Mapping[str, str]) -> Path:
+    """$WSGISTACK_PROJECT_DIR, else /app when it exists, else the current directory."""
+    return Path(env.get("WSGISTACK_PROJECT_DIR", "") or (DEFAULT_PROJECT if Path(DEFAULT_PROJECT).is_dir() else "."))
+
+
+def prepare(env: Mapping[str, str], project: Path, say: Callable[[str], None]) -> Plan:
+    return start.run(project, env=env, flags=start.ENTRYPOINT, say=say).plan
+
+
+def exec_manager(plan: Plan) -> NoReturn:
+    """Replace this process with the process manager (never returns)."""
+    python = plan.machine.python
+    os.execv(python, [python, "-m", "wsgistack.runner.manager", str(plan.paths.processes)])

@@ -1,0 +1,126 @@
+"""Prestart steps: Django's collectstatic and migrate, then the user's own commands.
+
+They run after the files are written and before anything serves, as the user uWSGI runs as.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from wsgistack import ids
+from wsgistack.app.interpreter import helper_argv
+from wsgistack.errors import PrestartError
+from wsgistack.plan.stack import Plan
+
+
+def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
+    """(label, argv) for each prestart step, in order."""
+    steps: list[tuple[str, list[str]]] = []
+    app = plan.app
+    if app is None:
+        return steps
+    assert plan.python is not None
+    # A worker container runs one background process: collectstatic and migrate are the app
+    # container's (run from several places at once they would race).
+    if app.kind == "django" and plan.role != "worker":
+        django_steps = []
+        if collects_static(plan):
+            django_steps.append("collectstatic")
+        if plan.migrate:
+            django_steps.append("migrate")
+        if django_steps:
+            steps.append((" + ".join(django_steps), helper_argv(plan.python.python, "djangoprestart", *django_steps)))
+    for command in plan.config.app.prestart:
+        steps.append((command, shlex.split(command)))
+    return steps
+
+
+def collects_static(plan: Plan) -> bool:
+    """Django's collectstatic runs: it is on, staticfiles is installed and STATIC_ROOT is set,
+    and the image build has not collected into that very directory already (its stamp is there)."""
+    from wsgistack.image.buildstep import static_collected_at_build
+
+    app = plan.app
+    static_roots = [loc.dir for loc in plan.locations if loc.role == "static"]
+    if not (app and app.kind == "django" and plan.config.app.collectstatic and app.staticfiles and static_roots):
+        return False
+    return not all(static_collected_at_build(app.path, d, app.django_settings) for d in static_roots)
+
+
+def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None]) -> None:
+    assert plan.app is not None or not plan.config.app.prestart
+    cwd = plan.app.path if plan.app else Path.cwd()
+    child_env = {**env, **plan.app_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH", "")]))}
+    # Prestart steps run as the user uWSGI runs as, not as root: the files they create
+    # (the SQLite database, collected static files, media dirs) must belong to whoever
+    # serves them, and the app's code (migrations, settings) never runs as root. Chowning
+    # instead would need to know every path an app writes, and would hide the problem.
+    as_user = plan.run_as
+    hint = "fix the problem shown above, or switch the step off (app.collectstatic / app.migrate = false)"
+    if plan.uwsgi_user:
+        hint = (
+            f"prestart steps run as {plan.uwsgi_user!r}, like uWSGI: the directories they write (database, "
+            f"STATIC_ROOT, MEDIA_ROOT) must be writable by it (chown -R {plan.uwsgi_user}: DIR); otherwise " + hint
+        )
+    for label, argv in prestart_commands(plan):
+        say(f"prestart: {label}" + (f" (as {plan.uwsgi_user})" if plan.uwsgi_user else ""))
+        try:
+            proc = subprocess.run(argv, cwd=cwd, env=child_env, capture_output=True, text=True, check=False, **as_user)  # type: ignore[call-overload]
+        except FileNotFoundError:
+            raise PrestartError(ids.PRESTART_E001, f"prestart command not found: {argv[0]}", "check app.prestart") from None
+        except PermissionError as exc:
+            raise PrestartError(
+                ids.PRESTART_E001, f"prestart step {label!r} cannot start as {plan.uwsgi_user!r}: {exc}", hint
+            ) from None
+        output = (proc.stdout + proc.stderr).strip()
+        if proc.returncode != 0:
+            known = _known_failure(label, output, cwd, plan.uwsgi_user)
+            if known is not None:
+                raise known
+            raise PrestartError(
+                ids.PRESTART_E002,
+                f"prestart step {label!r} failed with exit code {proc.returncode}",
+                hint,
+                details=output[-4000:],
+            )
+        if output:
+            for line in output.splitlines():
+                say(f"  {line}")
+
+
+_DENIED_RE = re.compile(r"Permission denied: '(/[^']+)'")
+
+
+def _known_failure(label: str, output: str, project: Path, user: str | None) -> PrestartError | None:
+    """The two failures a read-only project directory causes (the image's /app), each with
+    the fix, instead of the generic prestart.E002."""
+    who = repr(user) if user else "the app's user"
+    if "unable to open database file" in output:
+        return PrestartError(
+            ids.PRESTART_E003,
+            f"prestart step {label!r}: SQLite is unable to open the database file: its directory is missing or "
+            f"not writable by {who} (in the image the code directory /app is read-only, as it should be)",
+            "keep the database in the data directory: $DATA_DIR (/data in the image, a volume: docker run -v "
+            "myapp-data:/data IMAGE), e.g. DATABASES NAME = Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3'; "
+            "running locally, make the database's directory writable",
+            details=output[-4000:],
+        )
+    denied = _DENIED_RE.search(output)
+    if denied:
+        path = Path(denied.group(1))
+        directory = path if path.is_dir() else path.parent
+        if directory.is_relative_to(project):
+            rel = directory.relative_to(project).as_posix() or "."
+            return PrestartError(
+                ids.PRESTART_E004,
+                f"prestart step {label!r} cannot write {path}: {directory} in the project is not writable by {who}",
+                f"in the image: rebuild with `wsgistack build --writable {rel}` (or move that data to $DATA_DIR, "
+                f"a volume); running locally: chown -R {user or 'USER'}: {directory}",
+                details=output[-4000:],
+            )
+    return None
