@@ -13,6 +13,7 @@ import io
 import sys
 import time
 
+from wsgistack.contracts import ProcessTable, Ready
 from wsgistack.runner.manager import Child, Manager
 
 TEXT = (b'127.0.0.1 "GET /hello HTTP/1.1" 200 14 0.001 "-" "wrk" host=127.0.0.1 upstream=0.000 '
@@ -23,8 +24,8 @@ JSON = (b'{"time":"2026-11-30T11:48:49+00:00","process":"nginx","request_id":"f1
 
 
 def per_line(log_format: str, line: bytes, lines: int, batch: int = 16) -> float:
-    manager = Manager({"processes": [], "log_format": log_format}, out=io.BytesIO())
-    child = Child("nginx", [], {}, "/", None, {})  # type: ignore[arg-type]
+    manager = Manager(ProcessTable(runtime_dir="", processes=(), log_format=log_format), out=io.BytesIO())
+    child = Child("nginx", [], {}, "/", None, Ready())  # type: ignore[arg-type]
     chunk = (line + b"\n") * batch
     started = time.process_time()
     for _ in range(lines // batch):

@@ -63,3 +63,23 @@ def listen_address(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def connect_address(host: str, port: int) -> str:
+    """``host:port`` a local client dials to reach a listener on ``host`` (IPv6 in brackets)."""
+    return f"{url_host(host)}:{port}"
+
+
+def split(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:8000"`` / ``"[::1]:8000"`` -> (bare host, port)."""
+    host, _, port = address.rpartition(":")
+    return bare(host), int(port)
+
+
+def probe_name(server_names: tuple[str, ...]) -> str:
+    """A Host header a probe sends (balancer checks, Kubernetes probes, the HEALTHCHECK): the
+    first plain name served; the health paths answer any Host, so localhost otherwise."""
+    for name in server_names:
+        if "*" not in name and not name.startswith("."):
+            return name
+    return "localhost"

@@ -21,15 +21,31 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Paths:
+    """A stack's runtime dir. Its three parts have three owners (started as root):
+
+    - the runtime dir itself (the starter's; 0711, so nginx's workers reach the socket): the
+      rendered files, the process table, nginx's pidfile, the drain marker, the manager's state;
+    - ``state/`` (the starter's, 0700): records only the starter reads (``start.json``);
+    - ``private/`` (the app's user, 0700): what uWSGI writes after dropping privileges (its
+      pidfile, master FIFO, stats socket, ready marker). Root believes nothing in it without
+      checking (contracts.py): a compromised app owns this directory.
+    """
+
     runtime: Path
 
     @property
     def private(self) -> Path:
         return self.runtime / "private"
 
+    @property
+    def state(self) -> Path:
+        return self.runtime / "state"
+
     nginx_conf = property(lambda self: self.runtime / "nginx.conf")
     uwsgi_ini = property(lambda self: self.runtime / "uwsgi.ini")
     processes = property(lambda self: self.runtime / "processes.json")
+    # For the image's HEALTHCHECK (standalone/healthcheck.py), which reads only this file.
+    health = property(lambda self: self.runtime / "health.json")
     socket = property(lambda self: self.runtime / "uwsgi.sock")
     nginx_pid = property(lambda self: self.runtime / "nginx.pid")
     nginx_temp = property(lambda self: self.runtime / "nginx-temp")
@@ -44,6 +60,8 @@ class Paths:
     fifo = property(lambda self: self.private / "uwsgi.fifo")
     # Created by uWSGI once its first worker accepts requests, i.e. once the app is loaded.
     uwsgi_ready = property(lambda self: self.private / "uwsgi.ready")
+    # What `reload` keeps: the start's resolved settings and interpreter (contracts.StartRecord).
+    start_record = property(lambda self: self.state / "start.json")
     # TLS: the DH group for the DHE suites; for acme, the HTTPS config nginx switches to once
     # the first certificate is there, the renewer's settings, and the HTTP-01 webroot.
     dhparam = property(lambda self: self.runtime / "ffdhe2048.pem")

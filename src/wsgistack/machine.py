@@ -15,7 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsgistack import ids
 from wsgistack.config.model import Config
+from wsgistack.contracts import BuildRecord, Trust
+from wsgistack.errors import ConfigError, WsgistackError
+from wsgistack.layout import BUILD_RECORD
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.layout import default_data_dir
 
@@ -154,18 +158,22 @@ def version_tuple(text: str | None) -> tuple[int, ...] | None:
 @dataclass(frozen=True)
 class HostFacts:
     """What planning would otherwise read from this host (users' groups, symlinks, the home
-    directory): read once by :func:`host_facts` and passed to :func:`make_plan`, which stays
-    pure. The defaults describe an unknown host (rendering for another machine): a user's
-    group is named like the user (nginx's own default), paths are taken as written."""
+    directory, the image's build record): read once by :func:`host_facts` and passed to
+    ``plan.stack.make_plan``, which stays pure. The defaults describe an unknown host (rendering
+    for another machine): a user's group is named like the user (nginx's own default), paths
+    are taken as written."""
 
     groups: Mapping[str, str] = field(default_factory=dict)  # user -> primary group name
     real_paths: Mapping[Path, Path] = field(default_factory=dict)  # a configured dir -> its resolved path
     data_dir: Path = Path("/var/lib/wsgistack")  # tls.data_dir's default
+    build: BuildRecord | None = None  # the image's build record, when this project was built into one
+    data_volume: Path | None = None  # $DATA_DIR: the container's data volume (the restart cache lives there)
 
 
 def host_facts(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str] | None = None) -> HostFacts:
     """The side effects of planning, in one place: look up the run user's group, resolve the
-    configured static directories, find the data directory's default."""
+    configured static directories, find the data directory's default, read the build record."""
+    env = os.environ if env is None else env
     config = loaded.config
     users = {u for u in (config.user, machine.nginx_user) if u and u != "root"}
     dirs = [m.dir if m.dir.is_absolute() else loaded.project_dir / m.dir for m in config.server.static]
@@ -173,7 +181,18 @@ def host_facts(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str] | 
         groups={u: _primary_group(u) for u in users},
         real_paths={d: d.resolve() for d in dirs},
         data_dir=default_data_dir(env),
+        build=read_build_record(loaded.project_dir),
+        data_volume=Path(env["DATA_DIR"]) if env.get("DATA_DIR") else None,
     )
+
+
+def read_build_record(project: Path) -> BuildRecord | None:
+    """The record the image's build step wrote at the project's root, believed only as root's
+    or our own file that no one else may write (in the image: root's, read-only to the app)."""
+    try:
+        return BuildRecord.read(project / BUILD_RECORD, Trust.me())
+    except FileNotFoundError:
+        return None
 
 
 def _primary_group(user: str) -> str:
@@ -188,9 +207,48 @@ def _primary_group(user: str) -> str:
         return user
 
 
-def app_user(config: Config, machine: Machine) -> str | None:
-    """The unprivileged user the app's code runs as when we are root (None otherwise, or
-    with the explicit user = "root"); make_plan derives the same value for uWSGI."""
-    if not machine.is_root or config.user == "root":
-        return None
-    return config.user or machine.nginx_user
+@dataclass(frozen=True)
+class RunAs:
+    """Who runs what, started as root (all None otherwise): the app's user, which uWSGI, the
+    prestart steps, background processes, the app probe and Django's checks run as; its group;
+    the user nginx's workers run as; and the owner of uWSGI's socket. Declared once, here."""
+
+    user: str | None = None  # None: the app runs as whoever started wsgistack (or as root, see root)
+    group: str | None = None
+    nginx_user: str | None = None  # nginx's `user` directive (only when the master runs as root)
+    socket_owner: str | None = None  # uWSGI's chown-socket
+    root: bool = False  # user = "root": uWSGI stays root, on purpose
+
+    @property
+    def subprocess(self) -> dict[str, object]:
+        """subprocess keywords that run a command as the app's user (its uid and gid, no
+        supplementary groups); empty when it is ourselves."""
+        if not self.user:
+            return {}
+        return {"user": self.user, "group": self.group, "extra_groups": []}
+
+
+def run_as(config: Config, machine: Machine, host: HostFacts | None = None) -> RunAs:
+    """Started as root, nothing runs as root but the two masters' first moments: uWSGI drops to
+    ``user`` or, by default, to the user nginx's workers run as (www-data on Debian), which is
+    also the user prestart steps run as, so the files they create (SQLite, media, collected
+    static) belong to whoever serves them. The socket is that user's, mode 660. user = "root"
+    is the one, explicit, way to keep uWSGI as root (rootless containers, where root is an
+    unprivileged user of the host); nginx's workers never are. config.E009 when there is no
+    unprivileged user to run as."""
+    groups = (host or HostFacts()).groups
+    if not machine.is_root:
+        return RunAs()
+    if config.user == "root":
+        nginx_user = machine.nginx_user
+        group = groups.get(nginx_user, nginx_user) if nginx_user else None
+        return RunAs(nginx_user=nginx_user, group=group, socket_owner=f"root:{group}" if group else None, root=True)
+    user = config.user or machine.nginx_user
+    if not user:
+        raise ConfigError([WsgistackError(
+            ids.CONFIG_E009,
+            "started as root, and there is no unprivileged user (www-data, nginx, nobody) to run uWSGI and nginx's workers as",
+            'set user = "appuser" (an existing unprivileged account), or start wsgistack as that user',
+        )])
+    group = groups.get(user, user)
+    return RunAs(user=user, group=group, nginx_user=user, socket_owner=f"{user}:{group}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -73,9 +74,9 @@ def test_reload_from_a_shell_without_port_keeps_what_runs(tmp_path: Path, stacks
     stack = start_stack(tmp_path, project, env=clean_env(WEB_CONCURRENCY="2"), port_from_env=True)
     stacks.append(stack)
     rt = ["--runtime-dir", str(stack.runtime_dir)]
-    private = stack.runtime_dir / "private"
-    assert (private / "settings.json").stat().st_mode & 0o777 == 0o600
-    assert private.stat().st_mode & 0o777 == 0o700
+    state = stack.runtime_dir / "state"
+    assert (state / "start.json").stat().st_mode & 0o777 == 0o600
+    assert state.stat().st_mode & 0o777 == 0o700 and state.stat().st_uid == os.geteuid()
 
     # The config file changes meanwhile: reload applies that, and only that (the stop timeout
     # is the process manager's, given at start: listed, not applied).
@@ -126,7 +127,7 @@ def test_the_record_keeps_no_secret(tmp_path: Path, stacks: list[Stack]) -> None
     env = clean_env(WSGISTACK_APP__ENV="DATABASE_URL=postgres://u:hunter2@db/x")
     stack = start_stack(tmp_path, EXAMPLES / "hello", env=env)
     stacks.append(stack)
-    text = (stack.runtime_dir / "private" / "settings.json").read_text()
+    text = (stack.runtime_dir / "state" / "start.json").read_text()
     assert "hunter2" not in text and "app.env" not in text
     assert json.loads(text)["settings"]["server.port"]["value"] == stack.port
 

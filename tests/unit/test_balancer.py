@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from wsgistack.plan.balancer import RETRYABLE_METHODS, make_balancer_plan
-from wsgistack.ops.balance import prepare
+from wsgistack.start import balancer as prepare
 from wsgistack.config import load_config
 from wsgistack.errors import ConfigError, MissingBinaryError, WsgistackError
 from wsgistack.machine import Machine

@@ -65,7 +65,7 @@ def test_basic_auth(tmp_path: Path) -> None:
     app = AppSpec(kind="wsgi", module="hello", attr="application", path=tmp_path)
     port = free_port()
     env = {"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt"), "WSGISTACK_OPS__PORT": str(port), "WSGISTACK_OPS__BASIC_AUTH": "ops:s3cret"}
-    settings = ops_settings(make_plan(load_config(tmp_path, env=env), machine, app))
+    settings = ops_settings(make_plan(load_config(tmp_path, env=env), machine, app)).to_json()
     settings.update(nginx_udp=None, uwsgi_stats=None, manager_state=str(tmp_path / "none.json"))
     state = opsd.State(settings)
     registry = CollectorRegistry(auto_describe=False)

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from wsgistack import start
-from wsgistack.runner.manager import Say
+from wsgistack.start.runtime import app_writes
+from wsgistack.contracts import Say
 from tests.conftest import shared_dir
 
 HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
@@ -55,6 +56,6 @@ def test_app_writes_lists_static_media_and_sqlite_dirs(tmp_path: Path) -> None:
                    static=(StaticDir("/static/", tmp_path / "static", "static"), StaticDir("/media/", tmp_path / "media", "media")),
                    staticfiles=True, writes=(tmp_path / "data",))
     plan = make_plan(load_config(tmp_path, env={}), dataclasses.replace(MACHINE, euid=1000), spec)
-    assert start.app_writes(plan) == [tmp_path / "static", tmp_path / "media", tmp_path / "data"]
+    assert app_writes(plan) == [tmp_path / "static", tmp_path / "media", tmp_path / "data"]
     off = make_plan(load_config(tmp_path, env={"WSGISTACK_APP__COLLECTSTATIC": "0"}), dataclasses.replace(MACHINE, euid=1000), spec)
-    assert tmp_path / "static" not in start.app_writes(off)  # nothing writes STATIC_ROOT then
+    assert tmp_path / "static" not in app_writes(off)  # nothing writes STATIC_ROOT then

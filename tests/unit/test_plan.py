@@ -42,11 +42,11 @@ def test_term_drain_library_is_used_on_heroku_only_and_missing_it_is_a_warning()
     heroku = make_plan(load_config(Path("/srv/app"), env={"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001",
                                                           "DYNO": "web.1"}), machine, None)
     assert heroku.termdrain == machine.termdrain
-    nginx = process_table(heroku)["processes"][0]  # type: ignore[index]
-    assert nginx["preload"] == machine.termdrain and nginx["env"] == {"_WSGISTACK_TERMDRAIN": "nginx"}
+    nginx = process_table(heroku).processes[0]
+    assert nginx.preload == machine.termdrain and nginx.env == {"_WSGISTACK_TERMDRAIN": "nginx"}
     elsewhere = make_plan(load_config(Path("/srv/app"), env={"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001"}),
                           machine, None)
-    assert elsewhere.termdrain is None and "preload" not in process_table(elsewhere)["processes"][0]  # type: ignore[index]
+    assert elsewhere.termdrain is None and not process_table(elsewhere).processes[0].preload
     assert any("term-drain" in n for n in plan_for({"DYNO": "web.1"}).notes)
     assert not any("term-drain" in n for n in plan_for({}).notes)
 

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from wsgistack import ids
 from wsgistack.app.interpreter import helper_argv
-from wsgistack.errors import AppError
+from wsgistack.contracts import Trust, read_json
+from wsgistack.errors import AppError, WsgistackError
 
 # Tried in order when app.target = "auto" and there is no manage.py.
 FLASK_CANDIDATES = (
@@ -85,6 +86,7 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], u
         req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
         req.write_text(json.dumps(request))
         as_user: dict[str, Any] = {}
+        trust = Trust.me()
         if user:
             import pwd
 
@@ -92,6 +94,7 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], u
             os.chown(tmp, entry.pw_uid, entry.pw_gid)
             os.chown(req, entry.pw_uid, entry.pw_gid)
             as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+            trust = Trust.only(entry.pw_uid)  # what the app's user wrote: never a link, in our temp dir
         proc = subprocess.run(
             helper_argv(python, "probe", str(req), str(res)),
             cwd=request["path"],
@@ -108,7 +111,13 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], u
                 "run the app's import by hand to see the problem: python -c 'import <your module>'",
                 details=(proc.stderr or proc.stdout)[-4000:],
             )
-        return json.loads(res.read_text())
+        try:
+            result = read_json(res, trust)
+        except WsgistackError as exc:
+            raise AppError(ids.APP_E009, "the app probe's answer cannot be believed", exc.hint, details=exc.message) from None
+        if not isinstance(result, dict):
+            raise AppError(ids.APP_E009, "the app probe's answer is not an object", "")
+        return result
 
 
 def _manage_note(path: Path) -> str:

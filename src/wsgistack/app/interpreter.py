@@ -113,7 +113,7 @@ def choose(loaded: LoadedConfig, env: Mapping[str, str], own: str | None = None)
 def helper_argv(python: str, helper: str, *args: str, isolated: bool = False) -> list[str]:
     """argv running one of wsgistack's stdlib-only helpers inside ``python``, as source.
 
-    ``-c`` and not the file's path: ``python .../wsgistack/probe.py`` would put wsgistack's own
+    ``-c`` and not the file's path: ``python .../wsgistack/standalone/probe.py`` would put wsgistack's own
     package directory first on sys.path, where its app.py and plan.py would shadow the
     project's modules; and the source needs no permission to read wsgistack's install
     (a pipx venv under /root) for the unprivileged user the app runs as."""
@@ -190,21 +190,8 @@ def check_uwsgi(python: AppPython) -> None:
         )
 
 
-STARTED = "app-python.json"  # in the runtime dir's private part: the interpreter a start chose
-
-
-def save_started(private: Path, python: AppPython) -> None:
-    """Record the interpreter this start runs, for `reload`: uWSGI keeps its interpreter until
-    a restart, whatever the reloading shell's VIRTUAL_ENV says."""
-    path = private / STARTED
-    path.write_text(json.dumps({"python": python.python, "why": python.why}))
-    path.chmod(0o600)
-
-
-def started(private: Path) -> AppPython | None:
-    """The interpreter the running stack was started with, inspected again (None: no record)."""
-    try:
-        data = json.loads((private / STARTED).read_text())
-    except (OSError, ValueError):
-        return None
-    return inspect(data["python"], f"{data['why']}, as the stack was started")
+def as_started(python: str, why: str) -> AppPython:
+    """The interpreter a running stack was started with (its record, contracts.StartRecord),
+    inspected again: uWSGI keeps it until a restart, whatever the reloading shell's
+    VIRTUAL_ENV says."""
+    return inspect(python, f"{why}, as the stack was started")

@@ -9,7 +9,7 @@ subset ``run``, ``render`` and the container entrypoint run before starting anyt
 
 # Importing the areas registers their checks (order = the order they run and are documented in).
 from wsgistack.checks import app, config, dockerfile, machine, nginx, security, tls  # noqa: F401, I001
-from wsgistack.checks.context import CheckContext, build_context
+from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import MESSAGES, CheckMessage, Finding, Level, declare
 from wsgistack.checks.preflight import PreflightError, preflight
 from wsgistack.checks.registry import Report, register, registry, run_checks
@@ -25,7 +25,6 @@ __all__ = [
     "Level",
     "PreflightError",
     "Report",
-    "build_context",
     "declare",
     "preflight",
     "register",

@@ -21,6 +21,8 @@ from wsgistack.app.interpreter import helper_argv
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, Level, declare
 from wsgistack.checks.registry import register
+from wsgistack.contracts import BuildRecord, RestartCache, Trust, read_json
+from wsgistack.errors import WsgistackError
 
 E100 = declare(
     "app.E100",
@@ -118,7 +120,8 @@ def app_loads(ctx: CheckContext) -> list[Finding]:
 
 
 def run_django_probe(ctx: CheckContext) -> dict[str, Any]:
-    """Django's checks for the planned app, in the app's interpreter (about 0.5-1 s)."""
+    """Django's checks for the planned app, in the app's interpreter, as the app's user
+    (about 0.5-1 s): the settings are the app's code, which never runs as root."""
     plan = ctx.plan
     assert plan is not None and plan.app is not None
     app = plan.app
@@ -131,53 +134,58 @@ def run_django_probe(ctx: CheckContext) -> dict[str, Any]:
     env = {**ctx.env, **plan.app_env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(app.path), ctx.env.get("PYTHONPATH", "")]))
     python = plan.python.python if plan.python else ctx.machine.python
-    cache = _restart_cache(app.path, request, env, python)
-    if cache is not None:
-        try:
-            cached: dict[str, Any] = json.loads(cache.read_text(encoding="utf-8"))
-            return cached
-        except (OSError, ValueError):
-            pass
-    with tempfile.TemporaryDirectory(prefix="wsgistack-checks-") as tmp:
-        req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
-        req.write_text(json.dumps(request))
-        proc = subprocess.run(
-            helper_argv(python, "djangochecks", str(req), str(res)),
-            cwd=app.path, env=env, capture_output=True, text=True, timeout=300,
-        )
-        if proc.returncode != 0 or not res.exists():
-            return {"error": "probe-crashed", "detail": (proc.stderr or proc.stdout)[-4000:]}
-        result: dict[str, Any] = json.loads(res.read_text())
-    if cache is not None and "error" not in result:
-        try:
-            cache.parent.mkdir(exist_ok=True)
-            for old in cache.parent.glob("django-checks-*.json"):
-                old.unlink()
-            cache.write_text(json.dumps(result), encoding="utf-8")
-        except OSError:
-            pass  # a read-only volume: checked at every start, as before
+    key = _restart_key(plan.build, plan.restart_cache, request, env, python)
+    if key is not None and plan.restart_cache is not None:
+        cache = RestartCache.load(plan.restart_cache)
+        if cache.django_key == key and cache.django:
+            return dict(cache.django)
+    result = _probe(plan, python, request, env)
+    if key is not None and plan.restart_cache is not None and "error" not in result:
+        RestartCache.load(plan.restart_cache).replace(django_key=key, django=result).save(plan.restart_cache)
     return result
 
 
-def _restart_cache(project: Path, request: dict[str, Any], env: dict[str, str], python: str) -> Path | None:
-    """In an image wsgistack built, with a data volume ($DATA_DIR): where the result of
-    Django's checks for this very image (its build record), config and environment is kept,
-    so a restart skips the subprocess (0.5-1 s). Anything different (another image, another
-    variable or value; the container's HOSTNAME aside) checks again. None elsewhere."""
+def _probe(plan: Any, python: str, request: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """One run of the djangochecks helper; its answer is read back under the trust rule of a
+    file the app's user wrote (contracts.read_json)."""
+    as_user = plan.run_as
+    with tempfile.TemporaryDirectory(prefix="wsgistack-checks-") as tmp:
+        req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
+        req.write_text(json.dumps(request))
+        trust = Trust.me()
+        if as_user:
+            import pwd
+
+            entry = pwd.getpwnam(as_user["user"])
+            os.chown(tmp, entry.pw_uid, entry.pw_gid)
+            os.chmod(req, 0o644)
+            trust = Trust.only(entry.pw_uid)
+        proc = subprocess.run(
+            helper_argv(python, "djangochecks", str(req), str(res)),
+            cwd=plan.app.path, env=env, capture_output=True, text=True, timeout=300, **as_user,
+        )
+        if proc.returncode != 0 or not res.exists():
+            return {"error": "probe-crashed", "detail": (proc.stderr or proc.stdout)[-4000:]}
+        try:
+            result = read_json(res, trust)
+        except WsgistackError as exc:
+            return {"error": "probe-crashed", "detail": exc.render()}
+        return result if isinstance(result, dict) else {"error": "probe-crashed", "detail": "not an object"}
+
+
+def _restart_key(build: BuildRecord | None, cache: Path | None, request: dict[str, Any], env: dict[str, str],
+                 python: str) -> str | None:
+    """In an image wsgistack built (its build record), with a data volume ($DATA_DIR): the key
+    under which the result of Django's checks for this very image, config and environment is
+    kept, so a restart skips the subprocess (0.5-1 s). Anything different (another image,
+    another variable or value; the container's HOSTNAME aside) checks again. None elsewhere."""
     import hashlib
 
-    from wsgistack.layout import BUILD_RECORD
-
-    data = env.get("DATA_DIR", "")
-    if not data:
+    if build is None or cache is None:
         return None
-    try:
-        record = (project / BUILD_RECORD).read_text(encoding="utf-8")
-    except OSError:
-        return None
-    material = json.dumps([request, sorted((k, v) for k, v in env.items() if k != "HOSTNAME"), record, python],
+    material = json.dumps([request, sorted((k, v) for k, v in env.items() if k != "HOSTNAME"), build.to_json(), python],
                           sort_keys=True)
-    return Path(data) / ".wsgistack" / f"django-checks-{hashlib.sha256(material.encode()).hexdigest()[:32]}.json"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:

@@ -9,7 +9,6 @@ so a check never writes into the project or the real runtime dir.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,16 +18,13 @@ from typing import Any, Self
 
 import crossplane
 
-from wsgistack.app.interpreter import AppPython, resolve
+from wsgistack.app.interpreter import AppPython
 from wsgistack.config.model import Config
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import AppError
-from wsgistack.layout import Paths
 from wsgistack.machine import Machine
 from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.render.stack import render
-from wsgistack.start import build_plan
 
 
 @dataclass
@@ -39,8 +35,8 @@ class CheckContext:
     env: Mapping[str, str] = field(default_factory=dict)
     deploy: bool = False
     app_error: AppError | None = None
-    # The files the caller rendered from this plan and will write (the start sequence renders
-    # once); None: render them here, on first use.
+    # The files rendered from this plan (the start renders once; doctor too): the checks look
+    # at exactly what is written.
     files: Sequence[RenderedFile] | None = None
     dockerfile: Path | None = None
     python: AppPython | None = None  # the app's interpreter (None for role web)
@@ -57,25 +53,29 @@ class CheckContext:
         """The files ``render`` would write, by name; empty without a plan."""
         if self.plan is None:
             return {}
-        return {f.path: f.content for f in (self.files if self.files is not None else render(self.plan))}
+        return {f.path: f.content for f in self.files or ()}
 
     @cached_property
     def nginx_dir(self) -> Path | None:
-        """A temp dir holding the rendered nginx files, with the runtime paths (pid, temp
-        dirs) moved into it so ``nginx -t`` can run without the real runtime dir existing
-        (nginx -t creates its temp dirs and opens its logs). Everything else (upstream,
-        static dirs, user) is exactly as planned. With the caller's files (the start
-        sequence's one render), they are moved there as text; else rendered for it."""
+        """A temp dir holding the rendered nginx files as they are: nginx.conf names every file
+        of the runtime dir relative to nginx's prefix (``-p``), so ``nginx -t -p DIR`` checks
+        them here without the real runtime dir existing (nginx -t creates its temp dirs and
+        opens its logs). A dev certificate that does not exist yet (tls.mode self-signed: the
+        start makes it) is stood in for by a throwaway one here: a check creates nothing else."""
         if self.plan is None or not self.plan.runs_nginx:
             return None
         directory = self.tempdir() / "nginx"
         directory.mkdir()
-        if self.files is not None:
-            files = relocated(self.files, self.plan, directory)
-        else:
-            files = render(dataclasses.replace(self.plan, paths=Paths(directory)))
-        write_files(list(files), directory)
-        (directory / "nginx-temp").mkdir()
+        files = list(self.files or ())
+        tls = self.plan.tls
+        if tls is not None and tls.mode == "self-signed" and not (tls.cert.is_file() and tls.key.is_file()):
+            from wsgistack.render.stack import render
+            from wsgistack.tls.certs import throwaway_certificate
+
+            cert, key = throwaway_certificate(directory / "tls", tls.names)
+            files = render(dataclasses.replace(self.plan, tls=dataclasses.replace(tls, cert=cert, key=key)))
+        write_files(files, directory)
+        (directory / "nginx-temp").mkdir(exist_ok=True)
         return directory
 
     @cached_property
@@ -108,43 +108,8 @@ class CheckContext:
         self.close()
 
 
-def build_context(
-    loaded: LoadedConfig,
-    machine: Machine,
-    env: Mapping[str, str],
-    *,
-    deploy: bool = False,
-    dockerfile: Path | None = None,
-) -> CheckContext:
-    """Detect the app and plan; an app that cannot be loaded becomes a finding (app.E100)
-    instead of an exception, so the other checks still run. Bad config still raises."""
-    plan: Plan | None = None
-    app_error: AppError | None = None
-    python = resolve(loaded, env) if loaded.config.role != "web" else None
-    try:
-        plan = build_plan(loaded, machine, env, python)
-    except AppError as exc:
-        app_error = exc
-    return CheckContext(
-        loaded=loaded, plan=plan, machine=machine, env=env, deploy=deploy, app_error=app_error, dockerfile=dockerfile,
-        python=python,
-    )
 
 
-def relocated(files: Sequence[RenderedFile], plan: Plan, directory: Path) -> list[RenderedFile]:
-    """The files as if rendered with the runtime dir at ``directory``: every path under the
-    runtime dir moved there, except the upstream socket (as ``render`` of a plan with other
-    Paths would do: the upstream is planned once). tests/golden/test_render.py proves the two
-    equal for nginx's files in every golden case."""
-    runtime = re.escape(str(plan.paths.runtime))
-    keep = plan.upstream.address if plan.upstream.kind == "unix" else None
-    marker = "\0wsgistack-upstream\0"
-    out = []
-    for f in files:
-        text = f.content.replace(keep, marker) if keep else f.content
-        text = re.sub(runtime + r"(?=[/;\s\"':]|$)", lambda _m: str(directory), text, flags=re.M)
-        out.append(RenderedFile(f.path, text.replace(marker, keep) if keep else text))
-    return out
 
 
 def ini_options(text: str) -> list[tuple[str, str]]:

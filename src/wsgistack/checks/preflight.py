@@ -41,7 +41,7 @@ def preflight(
     *,
     app_checks: bool | None = None,
     silenced: Collection[str] = (),
-    files: Sequence[RenderedFile] | None = None,
+    files: Sequence[RenderedFile],
 ) -> Report:
     """Check a plan before anything is started; raise :class:`PreflightError` on ERROR findings.
 
@@ -59,7 +59,7 @@ def preflight(
       app's own checks read its settings from it, as the app will.
     - Machine checks (binaries, versions) and the Dockerfile lint are not part of it.
     - ``files``: what the caller rendered from ``plan`` and will write; checked as they are
-      (rendered here when not given).
+      (a check never renders).
     - Silenced ids: ``loaded.config.silence`` plus ``silenced``; a silenced finding never stops a start.
     - Returns the :class:`Report` (warnings included, for the caller to show) when no finding
       is at ERROR or above; otherwise raises :class:`PreflightError` (id ``doctor.E001``,

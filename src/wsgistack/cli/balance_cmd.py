@@ -30,18 +30,16 @@ def balance_options(func: Any) -> Any:
 @balance_options
 def command(path: Path, **params: Any) -> None:
     """Balance requests over the nodes with HAProxy until Ctrl-C (stats page on --stats-port)."""
-    from wsgistack.machine import detect
-    from wsgistack.plan import balancer
+    from wsgistack import start
+    from wsgistack.contracts import ProcessTable
     from wsgistack.runner.manager import Manager
 
     loaded = load(path, params, overrides(params, BALANCE_OPTIONS))
-    plan = balancer.prepare(loaded, detect())
+    plan = start.balancer(loaded)
     _say(f"haproxy -> {', '.join(s.address for s in plan.servers)}; readiness GET {plan.check_path} (Host {plan.check_host})")
     _say(f"stats page {plan.stats_url} (Prometheus at /metrics); runtime API {plan.paths.socket}")
     _say(f"runtime dir: {plan.paths.runtime}")
-    import json
-
-    sys.exit(Manager(json.loads(plan.paths.processes.read_text())).run())
+    sys.exit(Manager(ProcessTable.read(plan.paths.processes)).run())
 
 
 def _say(text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -44,7 +45,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     from wsgistack.errors import UsageError, WsgistackError
     from wsgistack.plan.image import image_name
     from wsgistack.render.compose import ComposeOptions, render_compose
-    from wsgistack.start import find_facts
+    from wsgistack.start import project_facts
 
     if fleet is not None and split:
         raise UsageError(ids.DOCKER_E010, "--fleet does not combine with --split: each node of the fleet is one container "
@@ -65,7 +66,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
             tls = load_config(path, env={}).config.tls.mode
         except WsgistackError:
             tls = "off"
-    facts = find_facts(path, detect=not no_detect)
+    facts = project_facts(path, os.environ, detect_app_dirs=not no_detect)
     for note in facts.notes:
         click.echo(f"wsgistack | {note}", err=True)
     if not (path / "Dockerfile").is_file():

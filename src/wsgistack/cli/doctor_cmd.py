@@ -17,8 +17,8 @@ try:
 except ImportError:  # container images leave rich out (see cli/plain.py)
     from wsgistack.cli.plain import Console, Text  # type: ignore[assignment]
 
-from wsgistack import machine as machine_mod
-from wsgistack.checks import Level, Report, build_context, run_checks
+from wsgistack import start
+from wsgistack.checks import Level, Report
 from wsgistack.cli.options import config_options, load
 
 STYLES = {Level.CRITICAL: "bold red", Level.ERROR: "bold red", Level.WARNING: "yellow", Level.INFO: "cyan", Level.DEBUG: "dim"}
@@ -44,8 +44,7 @@ def command(
 ) -> None:
     """Check the app in PATH for problems before (or while) it runs, like Django's `check`."""
     loaded = load(path, params)
-    with build_context(loaded, machine_mod.detect(), os.environ, deploy=deploy, dockerfile=dockerfile) as ctx:
-        report = run_checks(ctx, deploy=deploy, silenced={*loaded.config.silence, *silence})
+    report = start.doctor(loaded, env=os.environ, deploy=deploy, dockerfile=dockerfile, silenced=silence)
     threshold = Level.parse(fail_level)
     if as_json:
         click.echo(json.dumps(_as_dict(report, deploy, threshold), indent=2))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from wsgistack.runner.manager import Say
+from wsgistack.contracts import Say
 from wsgistack.start import entrypoint
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,10 @@ def command(path: Path, out: Path, no_detect: bool, **params: Any) -> None:
     from wsgistack.cli.options import load
     from wsgistack.render import write_files
     from wsgistack.render.kube import render_kube
-    from wsgistack.start import find_facts
+    from wsgistack.start import project_facts
 
     loaded = load(path, params, extra=overrides(params, KUBE_OPTIONS))
-    facts = find_facts(path, detect=not no_detect)
+    facts = project_facts(path, os.environ, detect_app_dirs=not no_detect)
     for note in facts.notes:
         click.echo(f"wsgistack | {note}", err=True)
     files = render_kube(loaded.config, facts)

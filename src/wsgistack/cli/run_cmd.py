@@ -17,7 +17,7 @@ from wsgistack.cli.options import (
     project_argument,
     table_options,
 )
-from wsgistack.runner.manager import Say
+from wsgistack.contracts import Say
 from wsgistack.start import serve
 
 

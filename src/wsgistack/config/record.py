@@ -3,7 +3,7 @@
 A reload runs in another shell, whose environment is not the stack's: resolving ``PORT`` or
 ``WEB_CONCURRENCY`` there again would silently move or resize the running stack. So a start
 records the resolved values (never the raw environment, never a secret setting such as
-``app.env``) with their origins, in the runtime dir's private part, and a reload resolves
+``app.env``) with their origins, in the runtime dir's state part (contracts.StartRecord), and a reload resolves
 against those + the config file + its own flags (``sources.load_config(started=...)``).
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsgistack import ids
+from wsgistack.contracts import RecordedOrigin, RecordedSetting, StartRecord, Trust
 from wsgistack.config.sources import (
     DEFAULT,
     FIELDS,
@@ -27,9 +27,11 @@ from wsgistack.config.sources import (
     _flatten,
 )
 from wsgistack.errors import WsgistackError
+from wsgistack.layout import Paths
 
-RECORD = "settings.json"
-VERSION = 1
+if TYPE_CHECKING:
+    from wsgistack.app.interpreter import AppPython
+
 
 
 @dataclass(frozen=True)
@@ -78,69 +80,58 @@ def record(loaded: LoadedConfig) -> Recorded:
     )
 
 
-def save(private_dir: Path, loaded: LoadedConfig, data_dir: Path | None = None) -> Path:
-    """Write the record, readable by its owner only; atomically, so a reload never reads half.
-    ``data_dir``: tls.data_dir's default as the start resolved it from its environment."""
+def save(paths: Paths, loaded: LoadedConfig, data_dir: Path | None = None, python: AppPython | None = None,
+         app_uid: int | None = None) -> Path:
+    """Write the record into the runtime dir's state part, readable by its owner only.
+    ``data_dir``: tls.data_dir's default as the start resolved it from its environment;
+    ``python``: the interpreter uWSGI runs; ``app_uid``: the app's user (started as root)."""
     rec = record(loaded)
-    data = {
-        "version": VERSION,
-        "config_file": str(rec.config_file) if rec.config_file else None,
-        "data_dir": str(data_dir) if data_dir else None,
-        "settings": {
-            k: {"value": v, **({"origin": _origin_json(rec.origins[k])} if k in rec.origins else {})}
-            for k, v in rec.values.items()
-        },
-    }
-    target = private_dir / RECORD
-    tmp = private_dir / f".{RECORD}.tmp"
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=1)
-    os.replace(tmp, target)
-    return target
+    data = StartRecord(
+        settings={k: RecordedSetting(v, RecordedOrigin(rec.origins[k].kind, rec.origins[k].where, rec.origins[k].raw)
+                                     if k in rec.origins else None) for k, v in rec.values.items()},
+        config_file=str(rec.config_file) if rec.config_file else None,
+        data_dir=str(data_dir) if data_dir else None,
+        python=python.python if python else None,
+        python_why=python.why if python else "",
+        app_uid=app_uid,
+    )
+    data.write(paths.start_record, 0o600)
+    return paths.start_record
 
 
-def _origin_json(origin: Origin) -> dict[str, Any]:
-    return {"kind": origin.kind, "where": origin.where, "raw": origin.raw}
+@dataclass(frozen=True)
+class Started:
+    """A stack's record, read back: its settings and what else the start resolved."""
+
+    recorded: Recorded
+    python: str | None
+    python_why: str
+    app_uid: int | None
 
 
-def read(private_dir: Path) -> Recorded | None:
-    """The record, or None when there is none. Started as root, the private dir belongs to the
-    app's user, who could put a file there: only a file of our own user is believed."""
-    path = private_dir / RECORD
+def read(paths: Paths) -> Started | None:
+    """The record, or None when there is none. Only a private file of our own user, in our own
+    state dir, never a link, is believed (contracts.Trust): the app's user (who owns the
+    runtime dir's private part) can neither plant nor read it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        rec = StartRecord.read(paths.start_record, Trust.only(os.geteuid(), private=True))
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise _bad(path, exc.strerror or str(exc)) from None
-    with os.fdopen(fd, encoding="utf-8") as src:
-        info = os.fstat(src.fileno())
-        if info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077:
-            raise _bad(path, f"it is not a private file of this user (owner uid {info.st_uid}, mode {info.st_mode & 0o777:o})")
-        try:
-            data = json.load(src)
-            settings = data["settings"]
-            if data.get("version") != VERSION:
-                raise ValueError(f"version {data.get('version')!r}")
-            return Recorded(
-                values={k: item["value"] for k, item in settings.items() if k in FIELDS and k not in SECRET},
-                origins={
-                    k: Origin(item["origin"]["kind"], item["origin"]["where"], item["origin"]["raw"])
-                    for k, item in settings.items()
-                    if k in FIELDS and k not in SECRET and "origin" in item
-                },
-                config_file=Path(data["config_file"]) if data.get("config_file") else None,
-                data_dir=Path(data["data_dir"]) if data.get("data_dir") else None,
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _bad(path, f"it cannot be read ({exc})") from None
+    except WsgistackError as exc:
+        raise _bad(paths.start_record, exc.message, exc.id) from None
+    recorded = Recorded(
+        values={k: s.value for k, s in rec.settings.items() if k in FIELDS and k not in SECRET},
+        origins={k: Origin(s.origin.kind, s.origin.where, s.origin.raw)  # type: ignore[arg-type]
+                 for k, s in rec.settings.items() if k in FIELDS and k not in SECRET and s.origin is not None},
+        config_file=Path(rec.config_file) if rec.config_file else None,
+        data_dir=Path(rec.data_dir) if rec.data_dir else None,
+    )
+    return Started(recorded, rec.python, rec.python_why, rec.app_uid)
 
 
-def _bad(path: Path, why: str) -> WsgistackError:
+def _bad(path: Path, why: str, id: str = ids.OPS_E004) -> WsgistackError:
     return WsgistackError(
-        ids.OPS_E004,
+        id,
         f"the record of the settings the stack was started with, {path}, is not usable: {why}",
         "restart the stack (it writes a new record), or reload without re-rendering: wsgistack reload --no-render",
     )

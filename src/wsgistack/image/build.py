@@ -15,6 +15,7 @@ from pathlib import Path
 
 from wsgistack import ids
 from wsgistack.errors import MissingBinaryError, WsgistackError
+from wsgistack.contracts import ImagesRecord
 from wsgistack.layout import IMAGES_RECORD
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -156,12 +157,10 @@ def _remove_previous(docker: str, project: Path, tag: str, previous: str | None,
     time): remove them, now that the new ones exist. This build's stages stay (untagged):
     they are the layer cache of the next build. An image still used by a container, or
     tagged elsewhere, is left alone (``docker image rm`` without force refuses)."""
-    import json
-
     record_path = project / IMAGES_RECORD
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = dict(ImagesRecord.read(record_path).tags)  # the builder's own file
+    except (OSError, WsgistackError):
         record = {}
     current = _image_id(docker, tag)
     old = record.get(tag, {})
@@ -175,7 +174,7 @@ def _remove_previous(docker: str, project: Path, tag: str, previous: str | None,
     record[tag] = {"image": current, "stages": list(stages)}
     try:
         record_path.parent.mkdir(parents=True, exist_ok=True)
-        record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        ImagesRecord(tags=record).write(record_path)
     except OSError:
         pass  # a read-only checkout: the next build cleans up less, nothing breaks
     return tuple(removed)

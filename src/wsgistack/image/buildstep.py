@@ -16,7 +16,6 @@ need run-time environment variables) is said, and left to the start, as before.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import uuid
@@ -24,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wsgistack import ids
+from wsgistack.contracts import BuildRecord
 from wsgistack.layout import BUILD_RECORD, COLLECTED_STAMP
 
 
@@ -61,21 +62,29 @@ def _chown_tree(root: Path, uid: int) -> None:
 
 def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[str, Any], list[str]]:
     """Run the step in ``project``; returns (the record written, notes for the build log)."""
-    from wsgistack.app.detect import detect_app
-    from wsgistack.app.interpreter import choose, helper_argv
-    from wsgistack.config import load_config
+    from wsgistack import start
+    from wsgistack.app.interpreter import helper_argv
     from wsgistack.errors import WsgistackError
+    from wsgistack.machine import detect as detect_machine
 
     project = project.resolve()
     notes: list[str] = []
-    record: dict[str, Any] = {"app": None, "kind": None, "writable": [], "static_collected": None}
+    record: dict[str, Any] = {"app": None, "kind": None, "writable": [], "static_collected": None, "app_path": None}
     try:
-        loaded = load_config(project, env=env)
+        # The start's own stages: resolve, then the interpreter and the one detection entry
+        # (as the image's root: the build's own user; nothing here runs as the app).
+        loaded = start.resolve(project, env=env)
         config = loaded.config
-        python, _why = choose(loaded, env)  # the app's interpreter, as at start
-        app_path = (config.app.path if config.app.path.is_absolute() else project / config.app.path).resolve()
-        spec = detect_app(app_path, target=config.app.target, django_settings=config.app.django_settings,
-                          python=python, env=env)
+        found = start.find_python(loaded, env)
+        assert found is not None or config.role == "web"
+        python = found.python if found else ""
+        app_path = start.app_path(loaded)
+        record["app_path"] = str(app_path)
+        # At build time the image's root imports it, as docker build runs every RUN (the build is the
+        # project's own code, before any request): the start imports it as the app's user.
+        spec = start.detect(loaded, detect_machine(), env, found, as_app_user=False)
+        if spec is None:
+            raise WsgistackError(ids.APP_E001, "role web: no app in this image", "")
     except WsgistackError as exc:
         notes.append(
             f"the app could not be imported at build time ({exc.id}: {exc.message}); the container finds it at "
@@ -123,7 +132,7 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
         else:
             last = ((proc.stderr or proc.stdout).strip().splitlines() or ["?"])[-1]
             notes.append(f"collectstatic failed at build time ({last}); the container collects at start instead")
-    _write(project, record)
+    _write(project, record, notes)
     return record, notes
 
 
@@ -175,23 +184,11 @@ def _link_duplicates(root: Path, project: Path, python: str) -> int:
     return saved
 
 
-def _write(project: Path, record: dict[str, Any]) -> None:
+def _write(project: Path, record: dict[str, Any], notes: list[str] | None = None) -> None:
+    """The build record (contracts.BuildRecord) at the project's root, where every start reads
+    it (app.path may be a subdirectory): root's, mode 0644, read-only to the app."""
     path = project / BUILD_RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-
-
-def static_collected_at_build(project: Path, static_root: Path, settings: str | None = None) -> bool:
-    """True when the build collected into ``static_root`` with these Django settings, and it
-    still holds that build's files (not a volume filled by an older image, nor one mounted
-    empty)."""
-    try:
-        record = json.loads((project / BUILD_RECORD).read_text(encoding="utf-8"))
-        collected = record.get("static_collected") or {}
-        if Path(collected.get("dir", "")) != static_root:
-            return False
-        if settings is not None and collected.get("settings") not in (None, settings):
-            return False
-        return (static_root / COLLECTED_STAMP).read_text(encoding="utf-8").strip() == collected.get("stamp")
-    except (OSError, ValueError, AttributeError):
-        return False
+    BuildRecord(app=record["app"], kind=record["kind"], app_path=record.get("app_path"),
+                writable=tuple(record["writable"]), static_collected=record["static_collected"],
+                notes=tuple(notes or ())).write(path, 0o644)

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 from wsgistack import ids
@@ -32,10 +33,10 @@ def recipe(
     outside the project."""
     from wsgistack.image import wheel
     from wsgistack.image.requirements import requirement_tree
-    from wsgistack.start import find_facts
+    from wsgistack.start import project_facts
 
     tree = requirement_tree(project, options.requirements)
-    facts = find_facts(project, detect=detect)
+    facts = project_facts(project, os.environ, detect_app_dirs=detect)
     source, vendored = wheel.resolve()
     files = render_dockerfile(facts, source, options) + list(tree.files)
     notes = list(tree.notes) + list(facts.notes) + ([source.note] if source.note else [])

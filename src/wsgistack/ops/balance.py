@@ -1,15 +1,13 @@
 """Running the balancer: HAProxy's config checked by HAProxy itself, the runtime directory
-prepared, and the runtime API (`wsgistack rollout`, drain/undrain at the balancer)."""
+and the runtime API (`wsgistack rollout`, drain/undrain at the balancer)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from wsgistack import ids
-from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import WsgistackError
-from wsgistack.machine import Machine
-from wsgistack.plan.balancer import BalancerPlan, make_balancer_plan
+from wsgistack.plan.balancer import BalancerPlan
 
 INSTALL_HAPROXY_HINT = (
     "install it: sudo apt-get install haproxy (Debian/Ubuntu), sudo dnf install haproxy (Fedora), "
@@ -32,34 +30,9 @@ def check_config(plan: BalancerPlan, path: Path) -> None:
         )
 
 
-def prepare(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
-    """Plan, binary, render, write, ``haproxy -c``: everything before the process manager."""
-    import os
-
-    from wsgistack.errors import MissingBinaryError
-    from wsgistack.render import write_files
-    from wsgistack.render.balancer import render_balancer
-
-    plan = make_balancer_plan(loaded, machine)
-    if not plan.haproxy:
-        raise MissingBinaryError(ids.BALANCER_E004, "haproxy is not installed (or not on PATH)", INSTALL_HAPROXY_HINT)
-    plan.paths.runtime.mkdir(parents=True, exist_ok=True)
-    os.chmod(plan.paths.runtime, 0o700)
-    live = _socket_answers(plan.paths.socket)
-    if live:
-        raise WsgistackError(
-            ids.BALANCER_E005,
-            f"a balancer from another `wsgistack balance` is running there ({plan.paths.socket} answers)",
-            "stop it first (Ctrl-C in its terminal), or set a different runtime_dir",
-        )
-    for stale in plan.paths.transient:
-        stale.unlink(missing_ok=True)
-    write_files(render_balancer(plan), plan.paths.runtime)
-    check_config(plan, plan.paths.config)
-    return plan
 
 
-def _socket_answers(path: Path) -> bool:
+def socket_answers(path: Path) -> bool:
     import socket
 
     try:

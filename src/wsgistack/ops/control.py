@@ -4,9 +4,11 @@ graceful reloads through nginx's SIGHUP and uWSGI's master FIFO (seed 001's
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import errno
 import os
 import signal
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,8 @@ from wsgistack.layout import Paths
 from wsgistack.machine import Machine
 from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.runner.manager import (
-    process_alive_from_pidfile,
-    read_uwsgi_stats,
-    with_rss,
-)
+from wsgistack.procfs import read_uwsgi_stats, with_rss
+from wsgistack.contracts import ManagerState, Trust, untrusted
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
 # A change to these takes the site off the address its users reach it on.
@@ -54,46 +53,46 @@ class Status:
     # state and restarts; empty when no manager runs there.
     processes: tuple[dict[str, Any], ...] = ()
     draining: bool = False  # the drain marker exists: readiness answers 503 (`wsgistack drain`)
+    manager_pid: int | None = None
 
     @property
     def running(self) -> bool:
         return bool(self.nginx_pid or self.uwsgi_pid or any(p.get("pid") for p in self.processes))
 
 
-def read_manager_state(paths: Paths) -> dict[str, Any] | None:
-    """The process manager's state file, if a live manager wrote it."""
+def read_manager_state(paths: Paths) -> ManagerState | None:
+    """The process manager's state file, if a live manager wrote it, believed only as our own
+    (or root's) file that no one else may write: its pids get signals."""
     try:
-        data = dict(json.loads(paths.manager_state.read_text()))
-    except (OSError, ValueError):
+        state = ManagerState.read(paths.manager_state, Trust.me())
+    except FileNotFoundError:
         return None
-    try:
-        os.kill(int(data["manager_pid"]), 0)
-    except (ProcessLookupError, KeyError, ValueError, TypeError):
-        return None
-    except PermissionError:
-        pass
-    return data
+    return state if state.alive else None
 
 
 def status(where: Paths | Plan, stats: bool = True) -> Status:
-    """The stack whose files are at ``where`` (its Paths; a Plan is accepted too). Stats come
-    from uWSGI's stats socket when it has one (uwsgi.stats)."""
+    """The stack whose files are at ``where`` (its Paths; a Plan is accepted too). Its pids come
+    from the process manager's own state file, each checked to still be the manager's child
+    (never from a pidfile the app's user could write); stats from uWSGI's stats socket when it
+    has one (uwsgi.stats)."""
     paths = where.paths if isinstance(where, Plan) else where
+    manager = read_manager_state(paths)
+    uwsgi_pid = manager.pid("uwsgi") if manager else None
+    nginx_pid = manager.pid("nginx") if manager else None
     found = None
-    uwsgi_pid = process_alive_from_pidfile(paths.uwsgi_pid)
     if uwsgi_pid and stats:
         try:
             found = with_rss(read_uwsgi_stats(str(paths.stats)))
         except (OSError, ValueError):
             found = None
-    manager = read_manager_state(paths)
     return Status(
         runtime_dir=str(paths.runtime),
-        nginx_pid=process_alive_from_pidfile(paths.nginx_pid),
+        nginx_pid=nginx_pid,
         uwsgi_pid=uwsgi_pid,
         stats=found,
-        processes=tuple(manager["processes"]) if manager else (),
+        processes=tuple(dataclasses.asdict(p) for p in manager.processes) if manager else (),
         draining=paths.drain.exists(),
+        manager_pid=manager.manager_pid if manager else None,
     )
 
 
@@ -105,25 +104,48 @@ def _require_running(paths: Paths) -> Status:
     return current
 
 
+def _app_uid(paths: Paths) -> int:
+    """Who may own what uWSGI writes (its FIFO): the app's user the start recorded, or ourselves."""
+    try:
+        started = record.read(paths)
+    except WsgistackError:
+        started = None
+    return started.app_uid if started is not None and started.app_uid is not None else os.geteuid()
+
+
+def write_fifo(fifo: Path, command: bytes, owner: int) -> None:
+    """Write a command to uWSGI's master FIFO, in the app's own directory: never through a
+    link, only into a FIFO (a regular file or a device planted there is refused: trust.E001),
+    owned by the app's user or ourselves, and without blocking when no master reads it."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise untrusted(fifo, "it is a symbolic link") from None
+        raise WsgistackError(
+            ids.OPS_E002, f"cannot open uWSGI's master FIFO {fifo}: {exc.strerror}", "run as the user that started the stack"
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISFIFO(info.st_mode):
+            raise untrusted(fifo, "it is not a FIFO")
+        if info.st_uid not in (owner, os.geteuid()):
+            raise untrusted(fifo, f"it belongs to uid {info.st_uid}, not to the app's user (uid {owner})")
+        os.write(fd, command)
+    finally:
+        os.close(fd)
+
+
 def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
     """Ask the running nginx to re-read its config and uWSGI to reload its workers
     gracefully (in-flight requests finish). ``chain`` reloads workers one at a time, so
-    there is always a worker serving (needs app.lazy_apps to pick up new code)."""
+    there is always a worker serving (needs app.lazy_apps to pick up new code). Signals go
+    only to the manager's own children (contracts.ManagerState)."""
     paths = where.paths if isinstance(where, Plan) else where
     done: list[str] = []
     current = _require_running(paths)
     if current.uwsgi_pid:
-        command = b"c" if chain else b"r"
-        try:
-            fd = os.open(paths.fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            raise WsgistackError(
-                ids.OPS_E002, f"cannot open uWSGI's master FIFO {paths.fifo}: {exc.strerror}", "run as the user that started the stack"
-            ) from None
-        try:
-            os.write(fd, command)
-        finally:
-            os.close(fd)
+        write_fifo(paths.fifo, b"c" if chain else b"r", _app_uid(paths))
         done.append(f"uWSGI (pid {current.uwsgi_pid}): {'chain' if chain else 'graceful'} reload requested")
     if current.nginx_pid:
         os.kill(current.nginx_pid, signal.SIGHUP)
@@ -153,6 +175,7 @@ class Reload:
     files: tuple[RenderedFile, ...]  # the rendered files that differ from the running ones
     notes: tuple[str, ...]  # what the reload leaves alone, and why
     data_dir: Path | None = None  # tls.data_dir's default as the start resolved it (kept in the record)
+    app_uid: int | None = None  # the app's user the start recorded
 
     def confirm(self, yes: bool) -> None:
         """A reload that moves the site needs ``yes`` (ops.E003): it takes the site off the
@@ -184,15 +207,16 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
 
     located = locate(project, cli, config_file, env)
     _require_running(located)
-    rec = record.read(located.private)
-    if rec is None:
+    found = record.read(located)
+    if found is None:
         raise WsgistackError(
             ids.OPS_E004,
             f"no record of the settings the stack in {located.runtime} was started with "
-            f"({located.private / record.RECORD})",
+            f"({located.start_record})",
             "restart the stack with this version of wsgistack (it records them), or reload without re-rendering: "
             "wsgistack reload --no-render",
         )
+    rec = found.recorded
     if config_file is None and rec.config_file is not None and not _found_by_itself(project, rec.config_file):
         config_file = rec.config_file  # given with --config at start: still that file
     # else the project's wsgistack.toml / pyproject.toml is looked for again, as a start would:
@@ -208,8 +232,9 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     # The start sequence with the reload's flags: app, plan, render (written by apply_reload).
     # uWSGI keeps the interpreter it was started on (the reloading shell's VIRTUAL_ENV is not it).
     # Likewise the certificates' data dir the start found in its environment (XDG_DATA_HOME, HOME).
-    started = start.run(project, env=env, loaded=loaded, flags=start.RELOAD, machine=machine,
-                             python=interpreter.started(located.private), data_dir=rec.data_dir)
+    python = interpreter.as_started(found.python, found.python_why) if found.python else None
+    started = start.run(project, env=env, loaded=loaded, flags=start.RELOAD, machine=machine, python=python,
+                        data_dir=rec.data_dir)
     plan = started.plan
     return Reload(
         loaded=loaded,
@@ -219,6 +244,7 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
         files=tuple(f for f in started.files if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
         notes=tuple(_ignored_env(env, loaded)),
         data_dir=rec.data_dir,
+        app_uid=found.app_uid,
     )
 
 
@@ -232,7 +258,7 @@ def apply_reload(pending: Reload, chain: bool = False) -> list[str]:
     plan = pending.plan
     write_files(list(pending.files), plan.paths.runtime)
     done = reload(plan, chain=chain)
-    record.save(plan.paths.private, pending.loaded, data_dir=pending.data_dir)
+    record.save(plan.paths, pending.loaded, data_dir=pending.data_dir, python=plan.python, app_uid=pending.app_uid)
     return done
 
 
@@ -266,7 +292,8 @@ def drain(paths: Paths) -> str:
     """Create the drain marker: the readiness path answers 503 "draining" at once, so a
     balancer stops sending new requests here; the node itself keeps serving."""
     _require_running(paths)
-    paths.drain.touch()
+    # In the runtime dir, ours: never through a link all the same.
+    os.close(os.open(paths.drain, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
     return f"draining: readiness answers 503 until `wsgistack undrain` ({paths.drain})"
 
 

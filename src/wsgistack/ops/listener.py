@@ -31,17 +31,19 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
+
+from wsgistack.errors import WsgistackError
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
 
-from wsgistack.runner.manager import read_uwsgi_stats, with_rss
+from wsgistack.contracts import ManagerState, OpsSettings, Trust
+from wsgistack.procfs import read_uwsgi_stats, with_rss
 
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -96,11 +98,6 @@ def established(ports: list[int], proc: str = "/proc/net") -> int:
     return count
 
 
-def read_json_file(path: str) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError):
-        return None
 
 
 class State:
@@ -144,7 +141,11 @@ class State:
         return with_rss(stats) if stats is not None else None
 
     def manager(self) -> dict[str, Any] | None:
-        return read_json_file(self.settings["manager_state"])
+        """The process manager's state, believed as root's or our own file (contracts.Trust)."""
+        try:
+            return ManagerState.read(self.settings["manager_state"], Trust.me()).to_json()
+        except (OSError, WsgistackError):
+            return None
 
     def connections(self) -> int | None:
         ports = self.settings.get("nginx_ports") or []
@@ -408,7 +409,12 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m wsgistack.ops.listener OPS.json", file=sys.stderr)
         return 2
-    serve(json.loads(Path(argv[0]).read_text()))
+    try:
+        settings = OpsSettings.read(argv[0], Trust.me())
+    except (OSError, WsgistackError) as exc:
+        print(exc.render() if isinstance(exc, WsgistackError) else f"cannot read {argv[0]}: {exc}", file=sys.stderr)
+        return 2
+    serve(settings.to_json())
     return 0
 
 

@@ -1,9 +1,6 @@
-"""Facts about the user's project that the image and compose files need, found once.
-
-The only side effect is app detection (a subprocess in the project's interpreter, as
-``wsgistack run`` does). It is best effort here: a project whose dependencies are not
-installed on this machine still gets a Dockerfile, without the detected data directories.
-"""
+"""What an image, its compose files and manifests need to know of a project (values only:
+``start.project_facts`` finds them with the start's own stages), and how the image gets
+wsgistack itself."""
 
 from __future__ import annotations
 
@@ -33,6 +30,7 @@ class ProjectFacts:
     data_dirs: tuple[DataDir, ...]  # detected STATIC_ROOT / MEDIA_ROOT inside the project
     notes: tuple[str, ...] = ()
     processes: tuple[str, ...] = ()  # [processes.NAME] names: one worker service each (split compose)
+    detected: bool = False  # the app was imported here (else data_dirs is unknown, not empty)
 
 
 def image_name(path: Path) -> str:

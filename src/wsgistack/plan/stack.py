@@ -29,7 +29,8 @@ from wsgistack.config.model import (
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.layout import Paths, runtime_paths
-from wsgistack.machine import HostFacts, Machine
+from wsgistack.contracts import BuildRecord, Ready, RestartCache
+from wsgistack.machine import HostFacts, Machine, run_as
 
 MB = 1024 * 1024
 # Memory a worker of a typical Django app needs (measured: ~38 MB RSS, ~20 MB private),
@@ -101,9 +102,12 @@ class Upstream:
         return f"unix:{self.address}" if self.kind == "unix" else self.address
 
     @property
-    def ready(self) -> dict[str, str]:
-        """How the process manager's readiness probe reaches it (runner/manager.py:is_ready)."""
-        return {self.kind: self.address}
+    def ready(self) -> Ready:
+        """How a readiness probe reaches it (runner/manager.py:is_ready)."""
+        if self.kind == "unix":
+            return Ready(unix=self.address)
+        host, port = hosts.split(self.address)
+        return Ready(tcp_host=host, tcp_port=port)
 
     @classmethod
     def parse(cls, uri: str) -> Upstream:
@@ -251,6 +255,10 @@ class Plan:
     python: AppPython | None = None  # the app's interpreter and its uWSGI (None for role web)
     tls: TlsPlan | None = None  # HTTPS (tls.mode != off, nginx roles only)
     migrate: bool = False  # Django's migrate runs at start (app.migrate, "auto" resolved by migrates_at_start)
+    project: Path = Path(".")  # the project dir (where wsgistack.toml and the build record are)
+    build: BuildRecord | None = None  # the image's build record (a start inside wsgistack's image)
+    restart_cache: Path | None = None  # in the data volume: what the last start of this image learnt
+    data_dir: Path = Path("/var/lib/wsgistack")  # tls.data_dir's default, as found on this host
 
     @property
     def trusted_proxies(self) -> tuple[str, ...]:
@@ -332,12 +340,22 @@ class Plan:
 
     @property
     def run_as(self) -> dict[str, Any]:
-        """subprocess keywords that run a command as the app's user (uWSGI's uid and gid, no
-        supplementary groups) when we are root: what prestart and the write check use. Empty
-        otherwise."""
+        """subprocess keywords that run a command as the app's user (machine.RunAs): what
+        prestart, the write check and Django's checks use. Empty when that is ourselves."""
         if not self.uwsgi_user:
             return {}
         return {"user": self.uwsgi_user, "group": self.run_group, "extra_groups": []}
+
+    @property
+    def public_env(self) -> dict[str, str]:
+        """The app's environment without app.env, whose values (often credentials) no file
+        holds: what the process table may carry."""
+        return {k: v for k, v in self.app_env.items() if k not in self.config.app.env}
+
+    @property
+    def probe_host(self) -> str:
+        """The Host header probes send (HEALTHCHECK, balancer checks, Kubernetes probes)."""
+        return hosts.probe_name(self.config.server.server_names)
 
     @property
     def runs_background(self) -> bool:
@@ -583,29 +601,10 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     # collected static) belong to whoever serves them. The socket is that user's, mode 660.
     # user = "root" is the one, explicit, way to keep uWSGI as root (rootless containers,
     # where root is an unprivileged user of the host); nginx's workers never are.
-    nginx_user = uwsgi_user = socket_owner = run_group = None
-    if machine.is_root and config.user == "root":
-        nginx_user = machine.nginx_user
-        if nginx_user:
-            run_group = host.groups.get(nginx_user, nginx_user)
-            socket_owner = f"root:{run_group}"
+    who = run_as(config, machine, host)
+    if who.root:
         notes.append('warning: uWSGI runs as root because user = "root" (from '
                      f'{loaded.origin("user")}): the app can do anything root can')
-    elif machine.is_root:
-        run_user = config.user or machine.nginx_user
-        if not run_user:
-            raise ConfigError(
-                [
-                    WsgistackError(
-                        ids.CONFIG_E009,
-                        "started as root, and there is no unprivileged user (www-data, nginx, nobody) to run uWSGI and nginx's workers as",
-                        'set user = "appuser" (an existing unprivileged account), or start wsgistack as that user',
-                    )
-                ]
-            )
-        nginx_user = uwsgi_user = run_user
-        run_group = host.groups.get(run_user, run_user)
-        socket_owner = f"{run_user}:{run_group}"
 
     if config.platform == "heroku" and not machine.termdrain:
         notes.append(
@@ -636,10 +635,14 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         nginx_workers=max(1, nginx_workers),
         max_body_bytes=parse_size(config.server.max_body_size),
         locations=_locations(config, app, project, host),
-        nginx_user=nginx_user,
-        uwsgi_user=uwsgi_user,
-        socket_owner=socket_owner,
-        run_group=run_group,
+        nginx_user=who.nginx_user,
+        uwsgi_user=who.user,
+        socket_owner=who.socket_owner,
+        run_group=who.group,
+        project=project,
+        build=host.build,
+        data_dir=host.data_dir,
+        restart_cache=host.data_volume / ".wsgistack" / RestartCache.FILE if host.data_volume else None,
         uwsgi_buffer_size=config.uwsgi.buffer_size,
         header_buffer_kb=header_buffer_kb(config.uwsgi.buffer_size),
         uwsgi_max_vars=max_vars(header_buffer_kb(config.uwsgi.buffer_size)),

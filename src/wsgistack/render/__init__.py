@@ -7,7 +7,6 @@ all from one Jinja environment (:func:`environment`); only :func:`write_files` t
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ class RenderedFile:
     path: str  # relative to the output directory
     content: str
     mode: int = 0o644
+    shared: bool = False  # read by the app's user too: its group (the file's mode says how much)
 
 
 @functools.cache
@@ -37,16 +37,17 @@ def environment() -> jinja2.Environment:
     )
 
 
-def write_files(files: list[RenderedFile], out_dir: Path) -> list[Path]:
-    """Write atomically (temp file + rename) so a running nginx never reads half a file."""
+def write_files(files: list[RenderedFile], out_dir: Path, *, shared_gid: int = -1) -> list[Path]:
+    """Write atomically (a new file renamed over the old: a running nginx never reads half a
+    file), never through a link, each with its mode from the start; ``shared`` files get the
+    group ``shared_gid`` (the app's)."""
+    from wsgistack.contracts import write_bytes
+
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for f in files:
         target = out_dir / f.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(f.content, encoding="utf-8")
-        os.chmod(tmp, f.mode)
-        os.replace(tmp, target)
+        write_bytes(target, f.content.encode("utf-8"), f.mode, gid=shared_gid if f.shared else -1)
         written.append(target)
     return written

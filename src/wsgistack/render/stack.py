@@ -3,10 +3,11 @@ and the settings of the processes beside them (ops listener, ACME renewer). Pure
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 
 from wsgistack import __version__, hosts
+from wsgistack.contracts import Health, OpsAuth, OpsSettings, ProcessSpec, ProcessTable, Ready, RenewerSettings
 from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile, environment
 from wsgistack.tls import FFDHE2048, MOZILLA_CURVES, MOZILLA_INTERMEDIATE_CIPHERS
@@ -17,150 +18,153 @@ from wsgistack.tls import FFDHE2048, MOZILLA_CURVES, MOZILLA_INTERMEDIATE_CIPHER
 HIDDEN_RE = r'"/\.(?!well-known/)|/#|~$|\.(?:swp|swo|swn|bak|old|orig|rej|save|pyc)$"'
 
 
-def process_table(plan: Plan) -> dict[str, object]:
-    """What the process manager runs. Holds no environment from the caller: secrets stay
-    in the manager's own environment and are inherited, never written to disk."""
+def process_table(plan: Plan) -> ProcessTable:
+    """What the process manager runs. Holds no secret: the app's own environment (app.env,
+    often credentials) reaches the manager in memory or in its environment (contracts.SECRET_ENV)
+    and the processes marked ``secret_env`` get it from there, so no file holds it."""
     machine = plan.machine
-    processes: list[dict[str, object]] = []
+    public_env = plan.public_env
+    processes: list[ProcessSpec] = []
     if plan.runs_uwsgi:
         assert plan.app is not None
         uwsgi = plan.python.uwsgi if plan.python else None
-        ready = plan.upstream.ready
-        # ...and the app is loaded: nginx never starts in front of an app that cannot load.
-        ready["file"] = str(plan.paths.uwsgi_ready)
-        processes.append(
-            {
-                "name": "uwsgi",
-                "argv": [uwsgi or "uwsgi", "--ini", str(plan.paths.uwsgi_ini)],
-                "env": dict(plan.app_env),
-                "drop_env_prefix": "UWSGI_",
-                "cwd": str(plan.app.path),
-                "stop_signal": "TERM",
-                "ready": ready,
-                # Memory-based recycling, checked by the process manager on a timer, not by
-                # every worker after every request (uWSGI's reload-on-rss).
-                "recycle": {"rss_mb": plan.reload_on_rss_mb, "min_age": plan.min_worker_lifetime, "interval": 2},
-            }
-        )
+        # ...and the app is loaded (the file): nginx never starts in front of an app that cannot load.
+        processes.append(ProcessSpec(
+            name="uwsgi",
+            argv=(uwsgi or "uwsgi", "--ini", str(plan.paths.uwsgi_ini)),
+            env=public_env,
+            secret_env=True,
+            drop_env_prefix="UWSGI_",
+            cwd=str(plan.app.path),
+            stop_signal="TERM",
+            ready=_ready(plan.upstream.kind, plan.upstream.address, file=str(plan.paths.uwsgi_ready)),
+            # Memory-based recycling, checked by the process manager on a timer, not by
+            # every worker after every request (uWSGI's reload-on-rss).
+            recycle={"rss_mb": float(plan.reload_on_rss_mb), "min_age": float(plan.min_worker_lifetime), "interval": 2.0},
+        ))
     for bg in plan.background:
         assert plan.app is not None
         python = plan.python.python if plan.python else machine.python
-        processes.append(
-            {
-                "name": bg.name,
-                "argv": list(bg.argv),
-                "env": dict(plan.app_env),
-                # As prestart steps and uWSGI see it: the app's Python first on PATH (so
-                # "python manage.py ..." and the venv's scripts are the app's), its dir importable.
-                "env_prepend": {"PATH": os.path.dirname(python), "PYTHONPATH": str(plan.app.path)},
-                "drop_env_prefix": "UWSGI_",
-                "cwd": str(plan.app.path),
-                "user": plan.uwsgi_user or "",
-                "group": plan.run_group or "",
-                "restart": bg.restart,
-                "stop_signal": bg.stop_signal,
-                "stop_timeout": bg.stop_timeout,
-                "stop_group": "background",
-                "ready": {},
-            }
-        )
+        processes.append(ProcessSpec(
+            name=bg.name,
+            argv=tuple(bg.argv),
+            env=public_env,
+            secret_env=True,
+            # As prestart steps and uWSGI see it: the app's Python first on PATH (so
+            # "python manage.py ..." and the venv's scripts are the app's), its dir importable.
+            env_prepend={"PATH": os.path.dirname(python), "PYTHONPATH": str(plan.app.path)},
+            drop_env_prefix="UWSGI_",
+            cwd=str(plan.app.path),
+            user=plan.uwsgi_user or "",
+            group=plan.run_group or "",
+            restart=bg.restart,
+            stop_signal=bg.stop_signal,
+            stop_timeout=float(bg.stop_timeout),
+            stop_group="background",
+        ))
     if plan.runs_ops:
         ops = plan.config.ops
-        processes.append(
-            {
-                "name": "ops",
-                # wsgistack's own interpreter (prometheus_client is wsgistack's, not the app's).
-                "argv": [machine.python, "-m", "wsgistack.ops.listener", str(plan.paths.ops_conf)],
-                "env": {},
-                "cwd": str(plan.paths.runtime),
-                "user": plan.ops_user or "",
-                "group": plan.run_group or "",
-                # Restarted if it fails: it only observes, so it never takes the site down.
-                "restart": "always",
-                "stop_signal": "TERM",
-                "stop_timeout": 2,
-                "ready": {"tcp": f"{hosts.connect_host(ops.host)}:{ops.port}"},
-            }
-        )
+        processes.append(ProcessSpec(
+            name="ops",
+            # wsgistack's own interpreter (prometheus_client is wsgistack's, not the app's).
+            argv=(machine.python, "-m", "wsgistack.ops.listener", str(plan.paths.ops_conf)),
+            cwd=str(plan.paths.runtime),
+            user=plan.ops_user or "",
+            group=plan.run_group or "",
+            # Restarted if it fails: it only observes, so it never takes the site down.
+            restart="always",
+            stop_signal="TERM",
+            stop_timeout=2.0,
+            ready=_ready("tcp", hosts.connect_address(ops.host, ops.port)),
+        ))
     if plan.runs_nginx:
-        host = plan.config.server.host
-        probe_host = hosts.connect_host(host)
-        processes.append(
-            {
-                "name": "nginx",
-                "argv": [machine.nginx or "nginx", "-p", str(plan.paths.runtime), "-c", str(plan.paths.nginx_conf)],
-                "env": {},
-                "cwd": str(plan.paths.runtime),
-                # QUIT = graceful: stop accepting, finish in-flight requests, then exit.
-                "stop_signal": "QUIT",
-                "death_signal": "TERM",
-                "ready": {"tcp": f"{probe_host}:{plan.config.server.port}"},
-            }
-        )
+        processes.append(ProcessSpec(
+            name="nginx",
+            argv=(machine.nginx or "nginx", "-p", f"{plan.paths.runtime}/", "-c", str(plan.paths.nginx_conf)),
+            cwd=str(plan.paths.runtime),
+            # QUIT = graceful: stop accepting, finish in-flight requests, then exit.
+            stop_signal="QUIT",
+            death_signal="TERM",
+            ready=_ready("tcp", hosts.connect_address(plan.config.server.host, plan.config.server.port)),
+        ))
     if plan.tls is not None and plan.tls.mode == "acme":
         # Obtains the first certificate (nginx serves HTTP and the challenge meanwhile) and
         # renews it when the CA suggests; started after nginx, whose webroot it needs.
-        processes.append(
-            {
-                "name": "acme",
-                "argv": [machine.python, "-m", "wsgistack.tls.renewer", str(plan.paths.renewer_conf)],
-                "env": {},
-                "cwd": str(plan.paths.runtime),
-                # It retries a CA's refusal itself; a crash (a bug) is restarted with backoff.
-                "restart": "on-failure",
-                "stop_signal": "TERM",
-                "ready": {},
-            }
-        )
+        processes.append(ProcessSpec(
+            name="acme",
+            argv=(machine.python, "-m", "wsgistack.tls.renewer", str(plan.paths.renewer_conf)),
+            cwd=str(plan.paths.runtime),
+            # It retries a CA's refusal itself; a crash (a bug) is restarted with backoff.
+            restart="on-failure",
+            stop_signal="TERM",
+        ))
     if plan.termdrain:
         # Heroku: nginx reads SIGTERM as QUIT, uWSGI's workers leave it to their master. The
         # library's mode is the process's name (image/termdrain.c).
-        for spec in processes:
-            spec["preload"] = plan.termdrain
-            spec["env"] = {**spec["env"], "_WSGISTACK_TERMDRAIN": spec["name"]}  # type: ignore[dict-item]
-    table: dict[str, object] = {
-        "runtime_dir": str(plan.paths.runtime),
-        "stop_timeout": plan.config.stop_timeout,
-        "url": plan.url if plan.runs_nginx else "",
-        "cleanup": [str(p) for p in plan.paths.transient],
-        # For the image's HEALTHCHECK (healthcheck.py), which reads only this file.
-        "health": {"live": plan.config.server.live_path, "ready": plan.config.server.ready_path},
-        "state_file": str(plan.paths.manager_state),
-        "log_format": plan.config.server.log_format,
-        "processes": processes,
-    }
-    if plan.config.drain_delay:
+        processes = [dataclasses.replace(s, preload=plan.termdrain, env={**s.env, "_WSGISTACK_TERMDRAIN": s.name})
+                     for s in processes]
+    return ProcessTable(
+        runtime_dir=str(plan.paths.runtime),
+        processes=tuple(processes),
+        stop_timeout=float(plan.config.stop_timeout),
+        url=plan.url if plan.runs_nginx else "",
+        cleanup=tuple(str(p) for p in plan.paths.transient),
+        state_file=str(plan.paths.manager_state),
+        log_format=plan.config.server.log_format,
         # Drain before stop: readiness answers 503 (the shim sees the marker) while nginx and
         # uWSGI still serve, so a balancer takes the node out before it stops accepting.
-        table["drain"] = {"file": str(plan.paths.drain), "delay": plan.config.drain_delay}
-    return table
+        drain_file=str(plan.paths.drain) if plan.config.drain_delay else "",
+        drain_delay=float(plan.config.drain_delay),
+    )
 
 
-def renewer_settings(plan: Plan) -> dict[str, object]:
+def _ready(kind: str, address: str, file: str = "") -> Ready:
+    if kind == "unix":
+        return Ready(file=file, unix=address)
+    host, port = hosts.split(address)
+    return Ready(file=file, tcp_host=host, tcp_port=port)
+
+
+def health(plan: Plan) -> Health:
+    """What the image's HEALTHCHECK asks (standalone/healthcheck.py): through nginx when this
+    role runs it, with a Host nginx serves (an unknown Host is refused by design); else uWSGI's
+    socket; else the background processes."""
+    server = plan.config.server
+    http_host, http_port = "", 0
+    if plan.runs_nginx:
+        http_host, http_port = hosts.split(hosts.connect_address(server.host, server.port))
+    uwsgi = _ready(plan.upstream.kind, plan.upstream.address) if plan.runs_uwsgi else None
+    return Health(
+        http_host=http_host, http_port=http_port, path=server.ready_path, host_header=plan.probe_host, uwsgi=uwsgi,
+        state_file=str(plan.paths.manager_state), background=tuple(b.name for b in plan.background),
+    )
+
+
+def renewer_settings(plan: Plan) -> RenewerSettings:
     """What the ACME renewer (tls/renewer.py) needs, written next to processes.json."""
     tls = plan.tls
     assert tls is not None
-    return {
-        "names": list(tls.names),
-        "cert": str(tls.cert),
-        "key": str(tls.key),
-        "config_dir": str(tls.acme_dir),
-        "webroot": str(plan.paths.acme_webroot),
-        "directory": tls.directory,
-        "email": tls.email,
-        "ca_bundle": str(tls.ca_bundle) if tls.ca_bundle else "",
-        "challenge_port": tls.challenge_port,
-        "certbot": plan.machine.certbot or "certbot",
-        "nginx_pid": str(plan.paths.nginx_pid),
-        "nginx_conf": str(plan.paths.nginx_conf),
-        "nginx_https_conf": str(plan.paths.nginx_https_conf),
-    }
+    return RenewerSettings(
+        names=tuple(tls.names),
+        cert=str(tls.cert),
+        key=str(tls.key),
+        config_dir=str(tls.acme_dir),
+        webroot=str(plan.paths.acme_webroot),
+        directory=tls.directory,
+        email=tls.email,
+        ca_bundle=str(tls.ca_bundle) if tls.ca_bundle else "",
+        challenge_port=tls.challenge_port,
+        certbot=plan.machine.certbot or "certbot",
+        nginx_pid=str(plan.paths.nginx_pid),
+        nginx_conf=str(plan.paths.nginx_conf),
+        nginx_https_conf=str(plan.paths.nginx_https_conf),
+    )
 
 
-def ops_settings(plan: Plan) -> dict[str, object]:
+def ops_settings(plan: Plan) -> OpsSettings:
     """What the ops listener (wsgistack.ops.listener) reads: where to listen and look, and the
-    configuration summary its page shows. The basic-auth password is stored as a PBKDF2 hash
-    (this file is readable by the app's user)."""
+    configuration summary its page shows. The basic-auth password is stored as a PBKDF2 hash,
+    in a file only the app's user and the starter may read (mode 0640, the app's group)."""
     import hashlib
 
     ops = plan.config.ops
@@ -170,7 +174,7 @@ def ops_settings(plan: Plan) -> dict[str, object]:
         # Deterministic salt (rendering is pure): unique per runtime dir and user.
         salt = hashlib.sha256(f"wsgistack-ops:{plan.paths.runtime}:{user}".encode()).hexdigest()[:32]
         digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 100_000).hex()
-        auth = {"user": user, "salt": salt, "iterations": 100_000, "hash": digest}
+        auth = OpsAuth(user=user, salt=salt, iterations=100_000, hash=digest)
     ports = [plan.config.server.port] + ([plan.tls.port] if plan.tls is not None else [])
     config = plan.config
     summary = {
@@ -178,7 +182,7 @@ def ops_settings(plan: Plan) -> dict[str, object]:
         "app": f"{plan.app.kind} {plan.app.target}" if plan.app else None,
         "url": plan.url if plan.runs_nginx else None,
         "uwsgi": f"{plan.processes} processes x {plan.threads} threads" if plan.runs_uwsgi else None,
-        "listen queue": plan.listen if plan.runs_uwsgi else None,
+        "listen queue": str(plan.listen) if plan.runs_uwsgi else None,
         "request timeout": f"{plan.harakiri}s (nginx {plan.nginx_timeout}s)",
         "reload on rss": f"{plan.reload_on_rss_mb} MB" if plan.runs_uwsgi else None,
         "background": ", ".join(b.name for b in plan.background) or None,
@@ -186,18 +190,19 @@ def ops_settings(plan: Plan) -> dict[str, object]:
         "tls": config.tls.mode,
         "runtime dir": str(plan.paths.runtime),
     }
-    return {
-        "host": ops.host,
-        "port": ops.port,
-        "auth": auth,
-        "history": ops.history,
-        "interval": 2,
-        "nginx_udp": plan.ops_udp if plan.runs_nginx else None,
-        "nginx_ports": ports if plan.runs_nginx else [],
-        "uwsgi_stats": str(plan.paths.stats) if plan.runs_uwsgi and config.uwsgi.stats else None,
-        "manager_state": str(plan.paths.manager_state),
-        "summary": {k: v for k, v in summary.items() if v is not None},
-    }
+    return OpsSettings(
+        host=ops.host,
+        port=ops.port,
+        auth=auth,
+        history=ops.history,
+        interval=2,
+        nginx_udp=plan.ops_udp if plan.runs_nginx else None,
+        nginx_ports=tuple(ports) if plan.runs_nginx else (),
+        uwsgi_stats=str(plan.paths.stats) if plan.runs_uwsgi and config.uwsgi.stats else None,
+        uwsgi_socket=plan.upstream.address if plan.runs_uwsgi and plan.upstream.kind == "unix" else None,
+        manager_state=str(plan.paths.manager_state),
+        summary={k: v for k, v in summary.items() if v is not None},
+    )
 
 
 def render(plan: Plan) -> list[RenderedFile]:
@@ -225,7 +230,7 @@ def render(plan: Plan) -> list[RenderedFile]:
         if plan.tls is not None and plan.tls.mode == "acme":
             # The HTTPS config the renewer swaps in once the first certificate is there.
             files.append(RenderedFile("nginx-https.conf", env.get_template("nginx.conf.j2").render({**ctx, "https": True})))
-            files.append(RenderedFile("tls-renewer.json", json.dumps(renewer_settings(plan), indent=2) + "\n"))
+            files.append(RenderedFile(RenewerSettings.FILE, renewer_settings(plan).text(), 0o600))
         files.append(RenderedFile("uwsgi_params", env.get_template("uwsgi_params.j2").render(ctx)))
         files.append(RenderedFile("mime.types", env.get_template("mime.types.j2").render(ctx)))
     if plan.runs_uwsgi:
@@ -235,6 +240,7 @@ def render(plan: Plan) -> list[RenderedFile]:
         if plan.uwsgi_user:
             files.append(RenderedFile("wsgistack_guard.py", env.get_template("wsgistack_guard.py.j2").render(ctx)))
     if plan.runs_ops:
-        files.append(RenderedFile("ops.json", json.dumps(ops_settings(plan), indent=2) + "\n"))
-    files.append(RenderedFile("processes.json", json.dumps(process_table(plan), indent=2) + "\n"))
+        files.append(RenderedFile(OpsSettings.FILE, ops_settings(plan).text(), 0o640, shared=True))
+    files.append(RenderedFile(Health.FILE, health(plan).text()))
+    files.append(RenderedFile(ProcessTable.FILE, process_table(plan).text()))
     return files

@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from wsgistack.contracts import SECRET_ENV, ManagerState, ProcessState, ProcessTable, Ready, log_line
+from wsgistack.procfs import child_pids, memory_and_age
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 START_TIMEOUT = 60.0
@@ -54,13 +57,8 @@ KILL_GRACE = 1.0  # stop_timeout (8 s) + this stays inside Docker's 10 s
 RELAY_INTERVAL = 0.1
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python >= 3.10 on Linux has the name)
-# Background processes: the first restart waits RESTART_BACKOFF, each quick one after it twice
-# as long (up to RESTART_BACKOFF_MAX). A run shorter than RESTART_RESET is a quick exit, and
-# RESTART_LIMIT quick exits in a row are a crash loop: it fails the stack.
-RESTART_BACKOFF = 1.0
+# Background processes: a restart waits at most this long (see ProcessTable.restart_backoff).
 RESTART_BACKOFF_MAX = 30.0
-RESTART_RESET = 10.0
-RESTART_LIMIT = 5
 
 
 def _prctl(option: int, value: int) -> None:
@@ -77,39 +75,23 @@ def _child_setup(death_signal: signal.Signals = signal.SIGKILL) -> None:
     _prctl(PR_SET_PDEATHSIG, death_signal)
 
 
-def is_ready(ready: Mapping[str, str]) -> bool:
+def is_ready(ready: Ready) -> bool:
     """True when every condition holds: the file exists (a process can create it once it is
     really ready: uWSGI binds its socket before it imports the app), and the process
     accepts connections on its socket."""
     try:
-        if "file" in ready and not os.path.exists(ready["file"]):
+        if ready.file and not os.path.exists(ready.file):
             return False
-        if "unix" in ready:
+        if ready.unix:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(0.5)
-                s.connect(ready["unix"])
-        if "tcp" in ready:
-            host, _, port = ready["tcp"].rpartition(":")
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
+                s.connect(ready.unix)
+        if ready.tcp_port:
+            with socket.create_connection((ready.tcp_host, ready.tcp_port), timeout=0.5):
                 pass
     except OSError:
         return False
     return True
-
-
-def process_alive_from_pidfile(pidfile: Path) -> int | None:
-    """The pid in ``pidfile`` if that process still exists, else None."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
 
 
 def _enlarge_pipe(fd: int) -> bool:
@@ -142,30 +124,10 @@ def _read_available(fd: int, limit: int = 4 * PIPE_SIZE) -> tuple[bytes, bool]:
     return b"".join(chunks), False
 
 
-def log_time() -> str:
-    """The time as nginx writes it in JSON logs ($time_iso8601): local, with its offset."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime()).replace("+0000", "+00:00")
 
 
-def log_line(process: str, text: str, json_mode: bool, width: int = 9, when: str | None = None) -> bytes:
-    """One line of output: ``NAME | text``, or with server.log_format = "json" a JSON object
-    (so that ``docker logs | jq`` reads every line)."""
-    if json_mode:
-        return (json.dumps({"time": when or log_time(), "process": process, "message": text}) + "\n").encode()
-    return f"{process:>{width}} | {text}\n".encode()
 
 
-@dataclass
-class Say:
-    """wsgistack's own lines before the manager runs (`run`, the entrypoint): text until the
-    config says server.log_format = "json" (``json_mode``), then JSON like the manager's."""
-
-    json_mode: bool = False
-
-    def __call__(self, text: str) -> None:
-        for part in text.splitlines() or [""]:
-            sys.stdout.buffer.write(log_line("wsgistack", part, self.json_mode))
-        sys.stdout.flush()
 
 
 def _valid_utf8(line: bytes) -> bytes:
@@ -177,35 +139,10 @@ def _valid_utf8(line: bytes) -> bytes:
     return line
 
 
-def rss_bytes(pid: int) -> int:
-    """A process's resident set from /proc (0 if it is gone or not ours to read)."""
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
-def read_uwsgi_stats(path: str, timeout: float = 2.0) -> dict[str, Any]:
-    """uWSGI's stats (a JSON document its stats socket writes, then closes) for `status` and
-    the ops listener; raises OSError/ValueError when the socket is not there or not uWSGI's."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return dict(json.loads(b"".join(chunks)))
 
 
-def with_rss(stats: dict[str, Any]) -> dict[str, Any]:
-    """uWSGI's stats report a worker's RSS only with memory-report on, and only once it has
-    served a request: fill in the real number from /proc where they say 0 (for `status` and
-    the ops listener)."""
-    for worker in stats.get("workers", []):
-        if not worker.get("rss") and worker.get("pid"):
-            worker["rss"] = rss_bytes(int(worker["pid"]))
-    return stats
 
 
 def describe_status(status: int) -> str:
@@ -214,33 +151,10 @@ def describe_status(status: int) -> str:
     return f"exited with code {status}"
 
 
-def child_pids(pid: int) -> list[int]:
-    """The children of ``pid`` (uWSGI's master: its workers), from /proc."""
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except (OSError, ValueError):  # a kernel without CONFIG_PROC_CHILDREN: scan
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(stat.parent.name))
-            except (OSError, ValueError, IndexError):
-                continue
-        return found
 
 
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def memory_and_age(pid: int) -> tuple[float, float] | None:
-    """(RSS in MB, seconds since it started) of a live process, or None if it is gone."""
-    try:
-        started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    resident = rss_bytes(pid)
-    return (resident / (1024 * 1024), uptime - started / _TICKS) if resident else None
 
 
 @dataclass
@@ -250,7 +164,7 @@ class Child:
     env: dict[str, str]
     cwd: str
     stop_signal: signal.Signals
-    ready: dict[str, str]
+    ready: Ready
     drop_env_prefix: str = ""
     death_signal: signal.Signals = signal.SIGKILL
     preload: str = ""  # a library for LD_PRELOAD (before any the environment already names)
@@ -294,47 +208,49 @@ class Child:
 
 @dataclass
 class Manager:
-    table: Mapping[str, Any]
+    table: ProcessTable
     out: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
     on_ready: Callable[[Manager], None] | None = None
+    # The app's own environment (app.env): never in the table's file (contracts.SECRET_ENV).
+    secret_env: Mapping[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
     exit_code: int = 0
     stopping: bool = False
     reason: str = ""
     _signals: list[int] = field(default_factory=list)
-    _drain_until: float | None = None  # draining before a stop (table "drain"): when it ends
+    _drain_until: float | None = None  # draining before a stop (drain_delay): when it ends
 
     def __post_init__(self) -> None:
-        for spec in self.table["processes"]:
+        for spec in self.table.processes:
             self.children.append(
                 Child(
-                    name=spec["name"],
-                    argv=list(spec["argv"]),
-                    env=dict(spec.get("env", {})),
-                    cwd=spec.get("cwd") or os.getcwd(),
-                    stop_signal=signal.Signals["SIG" + spec.get("stop_signal", "TERM")],
-                    ready=dict(spec.get("ready", {})),
-                    drop_env_prefix=str(spec.get("drop_env_prefix", "")),
-                    death_signal=signal.Signals["SIG" + spec.get("death_signal", "KILL")],
-                    preload=str(spec.get("preload") or ""),
-                    restart=str(spec.get("restart", "")),
-                    user=str(spec.get("user") or ""),
-                    group=str(spec.get("group") or ""),
-                    env_prepend=dict(spec.get("env_prepend", {})),
-                    stop_timeout=spec.get("stop_timeout"),
-                    stop_group=str(spec.get("stop_group", "")),
-                    recycle={k: float(v) for k, v in (spec.get("recycle") or {}).items()},
+                    name=spec.name,
+                    argv=list(spec.argv),
+                    env={**spec.env, **(self.secret_env if spec.secret_env else {})},
+                    cwd=spec.cwd or os.getcwd(),
+                    stop_signal=signal.Signals["SIG" + spec.stop_signal],
+                    ready=spec.ready,
+                    drop_env_prefix=spec.drop_env_prefix,
+                    death_signal=signal.Signals["SIG" + spec.death_signal],
+                    preload=spec.preload,
+                    restart=spec.restart,
+                    user=spec.user,
+                    group=spec.group,
+                    env_prepend=dict(spec.env_prepend),
+                    stop_timeout=spec.stop_timeout,
+                    stop_group=spec.stop_group,
+                    recycle=dict(spec.recycle),
                 )
             )
-        self.stop_timeout = float(self.table.get("stop_timeout", 8))
+        self.stop_timeout = float(self.table.stop_timeout)
         self.width = max((len(c.name) for c in self.children), default=5)
-        self.restart_backoff = float(self.table.get("restart_backoff", RESTART_BACKOFF))
-        self.restart_reset = float(self.table.get("restart_reset", RESTART_RESET))
-        self.restart_limit = int(self.table.get("restart_limit", RESTART_LIMIT))
-        self.state_file = str(self.table.get("state_file", ""))
+        self.restart_backoff = self.table.restart_backoff
+        self.restart_reset = self.table.restart_reset
+        self.restart_limit = self.table.restart_limit
+        self.state_file = self.table.state_file
         self.started = time.time()
         self._selector: selectors.BaseSelector | None = None
-        self.json_logs = self.table.get("log_format") == "json"
+        self.json_logs = self.table.log_format == "json"
         self._batch_output = True  # every pipe could be enlarged (see RELAY_INTERVAL)
 
     # --- output -------------------------------------------------------------------------
@@ -453,34 +369,30 @@ class Manager:
 
     def _save_state(self) -> None:
         """Write what runs, for `wsgistack status` and the ops listener (atomically: they may
-        read it at any moment)."""
+        read it at any moment; contracts.ManagerState, readable by all, writable by us only)."""
         if not self.state_file:
             return
         now, wall = time.monotonic(), time.time()
-        data = {
-            "manager_pid": os.getpid(),
-            "started": self.started,
-            "stopping": self.stopping,
-            "processes": [
-                {
-                    "name": c.name,
-                    "kind": "background" if c.restart else "server",
-                    "pid": c.proc.pid if c.running and c.proc is not None else None,
-                    "state": c.state,
-                    "restarts": c.restarts,
-                    "restart": c.restart or None,
-                    "since": round(wall - (now - c.started_at), 3) if c.proc is not None else None,
-                    "last_exit": c.last_exit,
-                }
+        state = ManagerState(
+            manager_pid=os.getpid(),
+            started=self.started,
+            stopping=self.stopping,
+            processes=tuple(
+                ProcessState(
+                    name=c.name,
+                    kind="background" if c.restart else "server",
+                    pid=c.proc.pid if c.running and c.proc is not None else None,
+                    state=c.state,
+                    restarts=c.restarts,
+                    restart=c.restart or None,
+                    since=round(wall - (now - c.started_at), 3) if c.proc is not None else None,
+                    last_exit=c.last_exit,
+                )
                 for c in self.children
-            ],
-        }
-        tmp = f"{self.state_file}.tmp"
+            ),
+        )
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.state_file)
+            state.write(self.state_file, 0o644)
         except OSError:
             pass
 
@@ -496,7 +408,7 @@ class Manager:
                     # Background processes have no common meaning for HUP (it kills most).
                     if child.running and child.proc is not None and not child.restart:
                         os.kill(child.proc.pid, signal.SIGHUP)
-            elif not self.stopping and self._drain_until is None and self.table.get("drain"):
+            elif not self.stopping and self._drain_until is None and self.table.drain_file:
                 self.begin_drain(signal.Signals(signum).name)
             elif not self.stopping and (self._drain_until is None or signum == signal.SIGINT):
                 self.say(f"{signal.Signals(signum).name} received: stopping gracefully (up to {self.stop_timeout:g}s)")
@@ -579,15 +491,16 @@ class Manager:
         """Before a stop: the drain marker makes the readiness path answer 503 while nginx and
         uWSGI go on serving, for `drain.delay` seconds, so a balancer takes this node out
         before nginx stops accepting connections (no request of its meets a closed port)."""
-        drain = self.table["drain"]
+        table = self.table
         try:
-            Path(drain["file"]).touch()
+            # Never through a link (the runtime dir is ours; O_NOFOLLOW all the same).
+            os.close(os.open(table.drain_file, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
         except OSError as exc:
-            self.say(f"could not create the drain marker {drain['file']}: {exc.strerror}; stopping now")
+            self.say(f"could not create the drain marker {table.drain_file}: {exc.strerror}; stopping now")
             self.begin_stop()
             return
-        self._drain_until = time.monotonic() + float(drain["delay"])
-        self.say(f"{why} received: draining for {drain['delay']}s (readiness answers 503), then stopping gracefully "
+        self._drain_until = time.monotonic() + table.drain_delay
+        self.say(f"{why} received: draining for {table.drain_delay:g}s (readiness answers 503), then stopping gracefully "
                  "(Ctrl-C again: stop now)")
 
     def begin_stop(self) -> None:
@@ -690,7 +603,7 @@ class Manager:
                 break
             self._start(child, selector)
             deadline = time.monotonic() + START_TIMEOUT
-            while not self.stopping and child.ready and not is_ready(child.ready):
+            while not self.stopping and not child.ready.empty and not is_ready(child.ready):
                 self._pump(selector, 0.02)
                 self._reap()
                 self._handle_signals()
@@ -701,8 +614,8 @@ class Manager:
             child.became_ready = not self.stopping
             self._save_state()
         if not self.stopping:
-            if self.table.get("url"):
-                self.say(f"serving {self.table['url']}  (Ctrl-C to stop)")
+            if self.table.url:
+                self.say(f"serving {self.table.url}  (Ctrl-C to stop)")
             if self.on_ready is not None:
                 self.on_ready(self)
         while self._active(selector):
@@ -761,7 +674,7 @@ class Manager:
                 pass
         except ChildProcessError:
             pass
-        for path in self.table.get("cleanup", []):
+        for path in self.table.cleanup:
             try:
                 Path(path).unlink()
             except FileNotFoundError:
@@ -774,8 +687,18 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m wsgistack.runner.manager PROCESSES.json", file=sys.stderr)
         return 2
-    table = json.loads(Path(argv[0]).read_text())
-    return Manager(table).run()
+    import json
+
+    from wsgistack.errors import WsgistackError
+
+    # The app's secret environment, from the entrypoint that exec'd us: not passed on as such.
+    secret = json.loads(os.environ.pop(SECRET_ENV, "") or "{}")
+    try:
+        table = ProcessTable.read(argv[0])  # ours (or root's), never a link, writable by no one else
+    except (WsgistackError, FileNotFoundError) as exc:
+        print(exc.render() if isinstance(exc, WsgistackError) else f"no process table: {exc}", file=sys.stderr)
+        return 2
+    return Manager(table, secret_env=secret).run()
 
 
 if __name__ == "__main__":

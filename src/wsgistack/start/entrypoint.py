@@ -1,28 +1,29 @@
-"""The container entrypoint: the start sequence with the deploy flags, then ``exec``.
+"""The container entrypoint: the start with the deploy flags, then ``exec`` of the manager.
 
 Order matters, so that a bad container fails *before* anything starts: config from the
 environment -> plan (app detection) -> binaries -> render -> deploy-mode preflight checks ->
-write -> (web role) wait for the uWSGI upstream -> prestart, all in
-:func:`wsgistack.start.run`; then the process manager replaces this process, so it is
-the container's main process and receives its signals directly.
+write -> (web role) wait for the uWSGI upstream -> prestart, all in :func:`wsgistack.start.run`;
+then the process manager replaces this process, so it is the container's main process and
+receives its signals directly.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
 from wsgistack import start
+from wsgistack.contracts import SECRET_ENV
+from wsgistack.layout import APP_DIR
 from wsgistack.plan.stack import Plan
-
-DEFAULT_PROJECT = "/app"
 
 
 def project_dir(env: Mapping[str, str]) -> Path:
     """$WSGISTACK_PROJECT_DIR, else /app when it exists, else the current directory."""
-    return Path(env.get("WSGISTACK_PROJECT_DIR", "") or (DEFAULT_PROJECT if Path(DEFAULT_PROJECT).is_dir() else "."))
+    return Path(env.get("WSGISTACK_PROJECT_DIR", "") or (str(APP_DIR) if Path(APP_DIR).is_dir() else "."))
 
 
 def prepare(env: Mapping[str, str], project: Path, say: Callable[[str], None]) -> Plan:
@@ -30,6 +31,11 @@ def prepare(env: Mapping[str, str], project: Path, say: Callable[[str], None]) -
 
 
 def exec_manager(plan: Plan) -> NoReturn:
-    """Replace this process with the process manager (never returns)."""
+    """Replace this process with the process manager (never returns). The app's own
+    environment (app.env) goes in the manager's environment, which only its user and root can
+    read, never in a file (contracts.SECRET_ENV)."""
     python = plan.machine.python
-    os.execv(python, [python, "-m", "wsgistack.runner.manager", str(plan.paths.processes)])
+    env = dict(os.environ)
+    if plan.config.app.env:
+        env[SECRET_ENV] = json.dumps(dict(plan.config.app.env))
+    os.execve(python, [python, "-m", "wsgistack.runner.manager", str(plan.paths.processes)], env)

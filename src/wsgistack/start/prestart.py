@@ -15,6 +15,8 @@ from pathlib import Path
 from wsgistack import ids
 from wsgistack.app.interpreter import helper_argv
 from wsgistack.errors import PrestartError
+from wsgistack.contracts import BuildRecord
+from wsgistack.layout import COLLECTED_STAMP
 from wsgistack.plan.stack import Plan
 
 
@@ -43,13 +45,27 @@ def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
 def collects_static(plan: Plan) -> bool:
     """Django's collectstatic runs: it is on, staticfiles is installed and STATIC_ROOT is set,
     and the image build has not collected into that very directory already (its stamp is there)."""
-    from wsgistack.image.buildstep import static_collected_at_build
-
     app = plan.app
     static_roots = [loc.dir for loc in plan.locations if loc.role == "static"]
     if not (app and app.kind == "django" and plan.config.app.collectstatic and app.staticfiles and static_roots):
         return False
-    return not all(static_collected_at_build(app.path, d, app.django_settings) for d in static_roots)
+    return not all(static_collected_at_build(plan.build, d, app.django_settings) for d in static_roots)
+
+
+
+def static_collected_at_build(build: BuildRecord | None, static_root: Path, settings: str | None = None) -> bool:
+    """True when the image's build collected into ``static_root`` with these Django settings
+    (its build record says so) and it still holds that build's files: not a volume filled by
+    an older image, nor one mounted empty (the stamp in it is the build's)."""
+    collected = build.static_collected if build is not None else None
+    if not collected or Path(collected.get("dir", "")) != static_root:
+        return False
+    if settings is not None and collected.get("settings") not in (None, settings):
+        return False
+    try:
+        return (static_root / COLLECTED_STAMP).read_text(encoding="utf-8").strip() == collected.get("stamp")
+    except OSError:
+        return False
 
 
 def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None]) -> None:

@@ -14,7 +14,6 @@ the certificate's lifetime.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import secrets
 import subprocess
@@ -23,9 +22,9 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wsgistack import ids
+from wsgistack.contracts import RenewerSettings, Trust
 from wsgistack.errors import WsgistackError
 
 CERTBOT_TIMEOUT = 600
@@ -43,7 +42,7 @@ _NOISE = (
 
 @dataclass(frozen=True)
 class Settings:
-    """What ``render.renewer_settings`` wrote into tls-renewer.json."""
+    """The renewer's settings (contracts.RenewerSettings, from render.stack.renewer_settings), with paths as Paths."""
 
     names: tuple[str, ...]
     cert: Path
@@ -60,16 +59,15 @@ class Settings:
     nginx_https_conf: Path
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Settings:
+    def from_contract(cls, data: RenewerSettings) -> Settings:
         paths = ("cert", "key", "config_dir", "webroot", "nginx_pid", "nginx_conf", "nginx_https_conf")
-        values = {k: Path(data[k]) if k in paths else data[k] for k in cls.__dataclass_fields__}
-        values["names"] = tuple(data["names"])
-        return cls(**values)
+        return cls(**{k: Path(getattr(data, k)) if k in paths else getattr(data, k) for k in cls.__dataclass_fields__})
 
     @classmethod
     def load(cls, path: Path) -> Settings:
-        """The settings file the renderer wrote (at start, and again on SIGHUP)."""
-        return cls.from_json(json.loads(path.read_text()))
+        """The settings file the start wrote (contracts.RenewerSettings: ours, private), read at
+        start and again on SIGHUP."""
+        return cls.from_contract(RenewerSettings.read(path, Trust.me(private=True)))
 
 
 def certbot_argv(s: Settings, *, force: bool) -> list[str]:

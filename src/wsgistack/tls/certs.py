@@ -218,3 +218,23 @@ def trust_instructions(ca: Path) -> str:
         f"-k /Library/Keychains/System.keychain {ca}; Firefox: Settings > Certificates > Import; "
         f"curl/Python: --cacert {ca} / SSL_CERT_FILE={ca}"
     )
+
+
+def throwaway_certificate(directory: Path, names: tuple[str, ...]) -> tuple[Path, Path]:
+    """A self-signed certificate for ``names`` in ``directory`` (a check's sandbox), standing
+    in for the dev certificate a start would make: ``nginx -t`` needs one to exist."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = utcnow()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wsgistack doctor")])
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(_san(names)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    _write(key_path, _pem_key(key), 0o600)
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return cert_path, key_path

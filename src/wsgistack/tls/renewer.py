@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from wsgistack.contracts import Trust, read_pidfile
 from wsgistack.errors import WsgistackError
 from wsgistack.tls.acme import Settings, obtain, renewal_time
 
@@ -58,10 +59,14 @@ class Renewer:
 
     def reload_nginx(self, why: str) -> None:
         s = self.settings
+        # nginx is our sibling under the process manager: a pid in its pidfile that is not the
+        # manager's child (stale, or planted) gets no signal.
         try:
-            pid = int(s.nginx_pid.read_text().strip())
+            pid = read_pidfile(s.nginx_pid, Trust.me(), parent=os.getppid())
+            if pid is None:
+                raise OSError("no nginx of this stack is running")
             os.kill(pid, signal.SIGHUP)
-        except (OSError, ValueError) as exc:
+        except (OSError, WsgistackError) as exc:
             say(f"could not reload nginx ({s.nginx_pid}: {exc}); it serves the new certificate after its next reload")
             return
         say(f"{why}: nginx reloaded gracefully (HUP to {pid})")

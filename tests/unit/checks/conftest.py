@@ -18,6 +18,7 @@ from wsgistack.checks import CheckContext
 from wsgistack.config import load_config
 from wsgistack.app.interpreter import AppPython
 from wsgistack.machine import Machine
+from wsgistack.render.stack import render
 from wsgistack.plan.stack import make_plan
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -77,7 +78,8 @@ def make_ctx(project: Path, public_dir: Path) -> Iterator[MakeCtx]:
         plan = make_plan(loaded, machine, spec, python)  # type: ignore[arg-type]
         if plan_changes:
             plan = dataclasses.replace(plan, **plan_changes)
-        ctx = CheckContext(loaded=loaded, plan=plan, machine=machine, env={}, deploy=deploy, python=python)
+        ctx = CheckContext(loaded=loaded, plan=plan, machine=machine, env={}, deploy=deploy, python=python,
+                           files=render(plan))
         contexts.append(ctx)
         return ctx
 

@@ -16,13 +16,13 @@ from wsgistack.checks.registry import registry
 
 def test_a_clean_plan_passes_and_returns_the_report(make_ctx: MakeCtx) -> None:
     ctx = make_ctx()
-    report = preflight(ctx.plan, ctx.loaded, deploy=False, env={})
+    report = preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=False, env={})
     assert report.errors == []
 
 
 def test_machine_and_dockerfile_checks_are_not_part_of_it(make_ctx: MakeCtx) -> None:
     ctx = make_ctx(machine=dataclasses.replace(MACHINE, nginx=None, somaxconn=16))
-    report = preflight(ctx.plan, ctx.loaded, deploy=True, env={}, app_checks=False)
+    report = preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=True, env={}, app_checks=False)
     assert not [f for f in report.findings if f.id.startswith(("machine.", "docker."))]
     assert {c.name for c in registry.checks if c.tags & set(PREFLIGHT_EXCLUDES)} >= {"binaries_present", "dockerfile_lint"}
 
@@ -30,7 +30,7 @@ def test_machine_and_dockerfile_checks_are_not_part_of_it(make_ctx: MakeCtx) -> 
 def test_an_error_refuses_to_start_with_every_finding_and_its_hint(make_ctx: MakeCtx, project: Path) -> None:
     ctx = make_ctx({"WSGISTACK_SERVER__STATIC": "/files/=.", "WSGISTACK_PLATFORM": "heroku"}, nginx_timeout=40)
     with pytest.raises(PreflightError) as exc:
-        preflight(ctx.plan, ctx.loaded, deploy=False, env={})
+        preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=False, env={})
     err = exc.value
     assert err.id == "doctor.E001"
     assert err.exit_code == 1
@@ -44,17 +44,17 @@ def test_an_error_refuses_to_start_with_every_finding_and_its_hint(make_ctx: Mak
 
 def test_silenced_findings_never_stop_a_start(make_ctx: MakeCtx) -> None:
     ctx = make_ctx({"WSGISTACK_SERVER__STATIC": "/files/=.", "WSGISTACK_SILENCE": "perms.E009"})
-    report = preflight(ctx.plan, ctx.loaded, deploy=False, env={})
+    report = preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=False, env={})
     assert ids(report.silenced) == ["perms.E009"]
     ctx = make_ctx({"WSGISTACK_SERVER__STATIC": "/files/=."})
-    assert preflight(ctx.plan, ctx.loaded, deploy=False, env={}, silenced={"perms.E009"}).errors == []
+    assert preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=False, env={}, silenced={"perms.E009"}).errors == []
 
 
 def test_deploy_mode_is_stricter(make_ctx: MakeCtx) -> None:
     ctx = make_ctx(machine=ROOT_MACHINE, uwsgi_user=None)
-    assert ids(preflight(ctx.plan, ctx.loaded, deploy=False, env={}).findings) == ["perms.W002"]
+    assert ids(preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=False, env={}).findings) == ["perms.W002"]
     with pytest.raises(PreflightError, match="perms.E001"):
-        preflight(ctx.plan, ctx.loaded, deploy=True, env={}, app_checks=False)
+        preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=True, env={}, app_checks=False)
 
 
 def test_deploy_mode_runs_the_apps_own_checks(make_ctx: MakeCtx, project: Path) -> None:
@@ -64,7 +64,7 @@ def test_deploy_mode_runs_the_apps_own_checks(make_ctx: MakeCtx, project: Path) 
     (project / "mysite" / "settings.py").write_text('DEBUG = True\nSECRET_KEY = "x" * 60 + "abcdefgh"\nALLOWED_HOSTS = ["*"]\n')
     ctx = make_ctx(app="django")
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(__import__("sys").path)}
-    assert not [f for f in preflight(ctx.plan, ctx.loaded, deploy=False, env=env).findings if f.id.startswith("app.")]
+    assert not [f for f in preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=False, env=env).findings if f.id.startswith("app.")]
     with pytest.raises(PreflightError) as exc:
-        preflight(ctx.plan, ctx.loaded, deploy=True, env=env)
+        preflight(ctx.plan, ctx.loaded, files=ctx.files, deploy=True, env=env)
     assert ids(exc.value.report.errors) == ["app.E101"]

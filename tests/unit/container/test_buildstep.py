@@ -10,7 +10,9 @@ from pathlib import Path
 
 from tests.conftest import EXAMPLES
 from wsgistack.layout import BUILD_RECORD as RECORD, COLLECTED_STAMP as STAMP
-from wsgistack.image.buildstep import build_step, static_collected_at_build
+from wsgistack.contracts import BuildRecord
+from wsgistack.image.buildstep import build_step
+from wsgistack.start.prestart import static_collected_at_build
 
 
 def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
@@ -24,7 +26,10 @@ def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
     assert (project / "var" / "media").stat().st_mode & 0o7777 == 0o2770
     static = project / "var" / "static"
     assert record["static_collected"]["dir"] == str(static)
-    assert json.loads((project / RECORD).read_text()) == record
+    written = BuildRecord.read(project / RECORD)
+    assert (written.app, written.kind, list(written.writable), written.static_collected) == (
+        record["app"], record["kind"], record["writable"], record["static_collected"])
+    assert written.app_path == str(project)
     assert (static / "staticfiles.json").is_file() and (static / STAMP).is_file()
     assert any("starts skip collectstatic" in n for n in notes), notes
     # Collected copies are stored once: package files are symbolic links into the venv, the
@@ -36,13 +41,13 @@ def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
     png = next(static.glob("posts/logo.*.png"))
     assert png.samefile(project / "posts" / "static" / "posts" / "logo.png")
     assert png.stat().st_uid == 0 and png.stat().st_mode & 0o022 == 0
-    assert static_collected_at_build(project, static) and static_collected_at_build(project, static, "demo.settings")
-    assert not static_collected_at_build(project, static, "demo.settings_production")  # collected with other settings
+    assert static_collected_at_build(written, static) and static_collected_at_build(written, static, "demo.settings")
+    assert not static_collected_at_build(written, static, "demo.settings_production")  # collected with other settings
     # A volume over STATIC_ROOT from an older image (another stamp), or empty: collect again.
     (static / STAMP).write_text("older\n")
-    assert not static_collected_at_build(project, static)
+    assert not static_collected_at_build(written, static)
     (static / STAMP).unlink()
-    assert not static_collected_at_build(project, static)
+    assert not static_collected_at_build(written, static)
 
 
 def test_an_app_that_needs_its_run_time_environment_is_left_to_the_start(tmp_path: Path) -> None:
@@ -59,15 +64,19 @@ def test_an_app_that_needs_its_run_time_environment_is_left_to_the_start(tmp_pat
 
 
 def test_findings_said_at_the_last_start_are_one_line(tmp_path: Path) -> None:
-    from wsgistack.start import said_once
+    from wsgistack.start.runtime import said_once
 
     findings = ["warning[app.W110]: (security.W004) no HSTS\n  hint: set it", "warning[app.W105]: hosts"]
-    env = {"DATA_DIR": str(tmp_path)}
-    assert said_once(findings, env) == [line for f in findings for line in f.splitlines()]
-    again = said_once(findings, env)
+    cache = tmp_path / ".wsgistack" / "restart.json"
+    assert said_once(findings, cache) == [line for f in findings for line in f.splitlines()]
+    again = said_once(findings, cache)
     assert len(again) == 1 and again[0].startswith("2 check findings, the same as at the last start")
-    assert len(said_once(findings[:1], env)) == 2  # changed: said in full
-    assert len(said_once(findings, {})) == 3  # no data volume: always in full
+    assert len(said_once(findings[:1], cache)) == 2  # changed: said in full
+    assert len(said_once(findings, None)) == 3  # no data volume: always in full
+    # A cache someone else could write is not believed: the findings are said again.
+    said_once(findings, cache)
+    cache.chmod(0o666)
+    assert len(said_once(findings, cache)) == 3
 
 
 def test_a_static_root_inside_the_code_package_leaves_the_package_read_only(tmp_path: Path) -> None:
@@ -86,18 +95,16 @@ def test_a_static_root_inside_the_code_package_leaves_the_package_read_only(tmp_
 
 
 def test_djangos_checks_are_kept_for_a_restart_of_the_same_image_and_environment(tmp_path: Path) -> None:
-    from wsgistack.checks.app import _restart_cache
+    from wsgistack.checks.app import _restart_key
 
-    project = tmp_path / "app"
-    (project / ".wsgistack").mkdir(parents=True)
-    request = {"path": str(project), "settings": "s", "deploy": True, "server_names": []}
-    env = {"DATA_DIR": str(tmp_path / "data"), "SECRET_KEY": "k", "HOSTNAME": "c1"}
-    assert _restart_cache(project, request, env, "python") is None  # not an image wsgistack built
-    (project / RECORD).write_text('{"static_collected": {"stamp": "a"}}')
-    first = _restart_cache(project, request, env, "python")
-    assert first is not None and first.parent == tmp_path / "data" / ".wsgistack"
-    assert _restart_cache(project, request, {**env, "HOSTNAME": "c2"}, "python") == first  # a new container
-    assert _restart_cache(project, request, {**env, "SECRET_KEY": "other"}, "python") != first
-    (project / RECORD).write_text('{"static_collected": {"stamp": "b"}}')  # another build
-    assert _restart_cache(project, request, env, "python") != first
-    assert _restart_cache(project, request, {k: v for k, v in env.items() if k != "DATA_DIR"}, "python") is None
+    request = {"path": "/app", "settings": "s", "deploy": True, "server_names": []}
+    env = {"SECRET_KEY": "k", "HOSTNAME": "c1"}
+    cache = tmp_path / "data" / ".wsgistack" / "restart.json"
+    build = BuildRecord(static_collected={"stamp": "a"})
+    assert _restart_key(None, cache, request, env, "python") is None  # not an image wsgistack built
+    first = _restart_key(build, cache, request, env, "python")
+    assert first is not None
+    assert _restart_key(build, cache, request, {**env, "HOSTNAME": "c2"}, "python") == first  # a new container
+    assert _restart_key(build, cache, request, {**env, "SECRET_KEY": "other"}, "python") != first
+    assert _restart_key(BuildRecord(static_collected={"stamp": "b"}), cache, request, env, "python") != first  # another build
+    assert _restart_key(build, None, request, env, "python") is None  # no data volume

@@ -155,7 +155,11 @@ def _serve_once(status: int) -> tuple[socket.socket, int]:
 @pytest.mark.parametrize(("status", "code"), [(200, 0), (400, 0), (502, 1)])
 def test_healthcheck_counts_below_500_as_healthy(tmp_path: Path, status: int, code: int) -> None:
     srv, port = _serve_once(status)
-    (tmp_path / "processes.json").write_text(json.dumps({"processes": [{"name": "nginx", "ready": {"tcp": f"127.0.0.1:{port}"}}]}))
+    from wsgistack.contracts import Health
+
+    # What the start writes (contracts.Health), read by the stdlib-only probe.
+    Health(http_host="127.0.0.1", http_port=port, path="/_wsgistack/ready", host_header="example.com").write(
+        tmp_path / "health.json")
     import wsgistack.standalone.healthcheck as hc
 
     proc = subprocess.run([sys.executable, "-I", "-S", hc.__file__], env={"WSGISTACK_RUNTIME_DIR": str(tmp_path)},
@@ -200,3 +204,15 @@ def test_dockerfile_keeps_tls_data_in_one_directory_and_installs_certbot_for_acm
     assert "certbot" not in plain
     acme = next(f.content for f in render_dockerfile(FACTS, source, DockerfileOptions(acme=True)) if f.path == "Dockerfile")
     assert '"certbot>=2.1"' in acme
+
+
+def test_healthcheck_believes_no_file_others_could_write(tmp_path: Path) -> None:
+    from wsgistack.contracts import Health
+
+    import wsgistack.standalone.healthcheck as hc
+
+    Health(http_host="127.0.0.1", http_port=1, path="/").write(tmp_path / "health.json")
+    (tmp_path / "health.json").chmod(0o666)
+    proc = subprocess.run([sys.executable, "-I", "-S", hc.__file__], env={"WSGISTACK_RUNTIME_DIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 1 and "not the stack's own file" in proc.stderr

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.unit.runner.tables import as_table
 from wsgistack.runner.manager import Manager
 
 PY = sys.executable
@@ -41,7 +42,7 @@ def run(table: dict[str, object], after: float | None = None) -> tuple[int, str,
         if after is not None:
             threading.Timer(after, lambda: m._signals.append(signal.SIGTERM)).start()
 
-    manager = Manager(table, out=out, on_ready=stop_later)
+    manager = Manager(as_table(table), out=out, on_ready=stop_later)
     code = manager.run()
     return code, out.getvalue().decode(), manager
 
@@ -139,7 +140,7 @@ def test_state_file_lists_processes_with_restarts(tmp_path: Path) -> None:
 
     table = {"stop_timeout": 5, "restart_backoff": 0.1, "restart_reset": 0.2, "state_file": str(state),
              "processes": [server(tmp_path / "log"), background("flaky", "import time; time.sleep(0.3)")]}
-    Manager(table, out=io.BytesIO(), on_ready=look).run()
+    Manager(as_table(table), out=io.BytesIO(), on_ready=look).run()
     procs = {p["name"]: p for p in seen["processes"]}  # type: ignore[index]
     assert procs["server"]["kind"] == "server" and procs["server"]["state"] == "running"
     assert procs["flaky"]["kind"] == "background" and procs["flaky"]["restarts"] >= 1
@@ -175,7 +176,7 @@ def test_json_log_format_makes_every_line_one_object(tmp_path: Path) -> None:
         "sys.stdout.flush()\n"
     )
     out = io.BytesIO()
-    Manager({"stop_timeout": 1, "log_format": "json", "processes": [background("app", code, restart="never")]}, out=out).run()
+    Manager(as_table({"stop_timeout": 1, "log_format": "json", "processes": [background("app", code, restart="never")]}), out=out).run()
     objs = [json.loads(line.decode("utf-8")) for line in out.getvalue().splitlines()]
     assert all(isinstance(o, dict) for o in objs)
     app = [o for o in objs if o.get("process") == "app"]

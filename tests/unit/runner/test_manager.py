@@ -10,7 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from wsgistack.runner.manager import Manager, describe_status, process_alive_from_pidfile
+from tests.unit.runner.tables import as_table
+from wsgistack.contracts import Trust, read_pidfile
+from wsgistack.runner.manager import Manager, describe_status
 
 PY = sys.executable
 
@@ -36,7 +38,7 @@ def test_child_exit_stops_the_others_and_exits_non_zero(tmp_path: Path) -> None:
         proc("app", sleeper(tmp_path / "order", "app")),
         proc("web", "import time, sys; time.sleep(0.3); print('bye'); sys.exit(7)"),
     ]}
-    manager = Manager(table, out=out)
+    manager = Manager(as_table(table), out=out)
     assert manager.run() == 7
     text = out.getvalue().decode()
     assert "web exited with code 7 unexpectedly; stopping app" in text
@@ -47,7 +49,7 @@ def test_child_exit_stops_the_others_and_exits_non_zero(tmp_path: Path) -> None:
 def test_killed_child_is_reported_with_the_signal(tmp_path: Path) -> None:
     out = io.BytesIO()
     table = {"stop_timeout": 3, "processes": [proc("app", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")]}
-    assert Manager(table, out=out).run() == 1
+    assert Manager(as_table(table), out=out).run() == 1
     assert "app was killed by signal SIGKILL unexpectedly" in out.getvalue().decode()
 
 
@@ -59,7 +61,7 @@ def test_stop_is_graceful_and_in_reverse_order(tmp_path: Path) -> None:
         proc("second", sleeper(log, "second"), stop="QUIT"),
     ]}
     # Give the children time to install their handlers before the stop begins.
-    manager = Manager(table, out=out, on_ready=lambda m: threading.Timer(0.5, lambda: m._signals.append(signal.SIGTERM)).start())
+    manager = Manager(as_table(table), out=out, on_ready=lambda m: threading.Timer(0.5, lambda: m._signals.append(signal.SIGTERM)).start())
     assert manager.run() == 0
     assert log.read_text() == "second\nfirst\n"
     assert "stopped" in out.getvalue().decode()
@@ -69,7 +71,7 @@ def test_a_process_that_ignores_stop_is_killed_after_the_timeout(tmp_path: Path)
     out = io.BytesIO()
     code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
     table = {"stop_timeout": 1, "processes": [proc("stubborn", code)]}
-    manager = Manager(table, out=out, on_ready=lambda m: m._signals.append(signal.SIGTERM))
+    manager = Manager(as_table(table), out=out, on_ready=lambda m: m._signals.append(signal.SIGTERM))
     started = time.monotonic()
     manager.run()
     assert time.monotonic() - started < 10
@@ -87,7 +89,7 @@ def test_waits_for_readiness_before_starting_the_next(tmp_path: Path) -> None:
     out = io.BytesIO()
     table = {"stop_timeout": 2, "cleanup": [str(sock)], "processes": [
         proc("server", server, ready={"unix": str(sock)}), proc("client", client)]}
-    manager = Manager(table, out=out, on_ready=lambda m: threading.Timer(0.5, lambda: m._signals.append(signal.SIGTERM)).start())
+    manager = Manager(as_table(table), out=out, on_ready=lambda m: threading.Timer(0.5, lambda: m._signals.append(signal.SIGTERM)).start())
     manager.run()
     text = out.getvalue().decode()
     assert "client | socket there" in text
@@ -97,17 +99,18 @@ def test_waits_for_readiness_before_starting_the_next(tmp_path: Path) -> None:
 def test_output_lines_are_prefixed_even_when_split_across_reads(tmp_path: Path) -> None:
     code = "import sys, time\nsys.stdout.write('par'); sys.stdout.flush(); time.sleep(0.2); print('tial line')\n"
     out = io.BytesIO()
-    Manager({"stop_timeout": 1, "processes": [proc("p", code)]}, out=out).run()
+    Manager(as_table({"stop_timeout": 1, "processes": [proc("p", code)]}), out=out).run()
     assert "p | partial line\n" in out.getvalue().decode()
 
 
 def test_pidfile_helpers(tmp_path: Path) -> None:
     pidfile = tmp_path / "x.pid"
-    assert process_alive_from_pidfile(pidfile) is None
+    assert read_pidfile(pidfile, Trust.me()) is None
     pidfile.write_text(str(os.getpid()))
-    assert process_alive_from_pidfile(pidfile) == os.getpid()
+    assert read_pidfile(pidfile, Trust.me()) == os.getpid()
+    assert read_pidfile(pidfile, Trust.me(), parent=os.getpid()) is None  # not our child
     pidfile.write_text("999999999")
-    assert process_alive_from_pidfile(pidfile) is None
+    assert read_pidfile(pidfile, Trust.me()) is None
     assert describe_status(3) == "exited with code 3"
     assert describe_status(-9) == "was killed by signal SIGKILL"
 
@@ -118,7 +121,7 @@ def test_uwsgi_option_variables_are_not_passed_on(monkeypatch, tmp_path: Path) -
     code = "import os; print('uri=%s keep=%s' % (os.environ.get('UWSGI_URI'), os.environ.get('KEEP_ME')))"
     spec = {**proc("uwsgi", code), "drop_env_prefix": "UWSGI_"}
     out = io.BytesIO()
-    Manager({"stop_timeout": 1, "processes": [spec]}, out=out).run()
+    Manager(as_table({"stop_timeout": 1, "processes": [spec]}), out=out).run()
     assert "uri=None keep=yes" in out.getvalue().decode()
 
 
@@ -149,7 +152,7 @@ def test_a_worker_over_its_memory_limit_is_recycled_gracefully(tmp_path: Path) -
     )
     spec = {**proc("uwsgi", code), "recycle": {"rss_mb": 40, "min_age": 0.2, "interval": 0.1}}
     out = io.BytesIO()
-    manager = Manager({"stop_timeout": 3, "processes": [spec]}, out=out)
+    manager = Manager(as_table({"stop_timeout": 3, "processes": [spec]}), out=out)
     threading.Timer(2.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
     assert manager.run() == 0
     text = out.getvalue().decode()
@@ -175,7 +178,7 @@ def test_drain_before_stop_marks_the_node_then_stops_after_the_delay(tmp_path: P
         sent.append(time.monotonic())
         m._signals.append(signal.SIGTERM)
 
-    manager = Manager(table, out=out, on_ready=lambda m: threading.Timer(0.3, term, (m,)).start())
+    manager = Manager(as_table(table), out=out, on_ready=lambda m: threading.Timer(0.3, term, (m,)).start())
     assert manager.run() == 0
     existed, at = log.read_text().split()
     assert existed == "True"  # readiness answered 503 while the app still served

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
+from wsgistack.contracts import RenewerSettings
 from wsgistack.tls.acme import Settings, ca_message, certbot_argv, renewal_time
 from wsgistack.tls.certs import ensure_self_signed
 
@@ -17,7 +18,7 @@ def settings(tmp_path: Path, **changes: object) -> Settings:
             "directory": "https://127.0.0.1:9/dir", "email": "ops@example.com", "ca_bundle": "",
             "challenge_port": 80, "certbot": "/usr/bin/certbot", "nginx_pid": "/run/ws/nginx.pid",
             "nginx_conf": "/run/ws/nginx.conf", "nginx_https_conf": "/run/ws/nginx-https.conf", **changes}
-    return Settings.from_json(data)
+    return Settings.from_contract(RenewerSettings.from_json({"version": 1, **data}))
 
 
 def test_certbot_argv(tmp_path: Path) -> None:

@@ -1,0 +1,96 @@
+"""What the kernel and uWSGI say about running processes: /proc and uWSGI's stats socket.
+
+Standard library only (the process manager uses it to recycle workers; `status` and the ops
+listener to show them). Reading never believes a path it should not: the stats socket must be
+a socket, not a link, in a directory of its owner's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set from /proc (0 if it is gone or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def parent_of(pid: int) -> int | None:
+    """A live process's parent pid, or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return int(text.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of ``pid`` (uWSGI's master: its workers), from /proc."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):  # a kernel without CONFIG_PROC_CHILDREN: scan
+        return [int(s.parent.name) for s in Path("/proc").glob("[0-9]*/stat") if parent_of(int(s.parent.name)) == pid]
+
+
+def memory_and_age(pid: int) -> tuple[float, float] | None:
+    """(RSS in MB, seconds since it started) of a live process, or None if it is gone."""
+    try:
+        started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    resident = rss_bytes(pid)
+    return (resident / (1024 * 1024), uptime - started / _TICKS) if resident else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_uwsgi_stats(path: str, timeout: float = 2.0) -> dict[str, Any]:
+    """uWSGI's stats (a JSON document its stats socket writes, then closes); raises OSError /
+    ValueError when the socket is not there, not a socket (a link is never followed) or not
+    uWSGI's."""
+    info = os.lstat(path)
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ValueError(f"{path} is not a socket")
+    parent = os.lstat(os.path.dirname(path) or ".")
+    if parent.st_uid != info.st_uid and parent.st_uid != 0:
+        raise ValueError(f"{path} is not its directory owner's")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        chunks, size = [], 0
+        while (chunk := sock.recv(65536)) and size < 16 << 20:
+            chunks.append(chunk)
+            size += len(chunk)
+    data = json.loads(b"".join(chunks))
+    if not isinstance(data, dict):
+        raise ValueError("not uWSGI's stats")
+    return data
+
+
+def with_rss(stats: dict[str, Any]) -> dict[str, Any]:
+    """uWSGI's stats report a worker's RSS only with memory-report on, and only once it has
+    served a request: fill in the real number from /proc where they say 0."""
+    for worker in stats.get("workers", []):
+        if not worker.get("rss") and isinstance(worker.get("pid"), int):
+            worker["rss"] = rss_bytes(int(worker["pid"]))
+    return stats
