@@ -111,21 +111,6 @@ def app_venv(requirements: Path | None) -> Path:
         target.chmod(0o755)
         done.touch()
     return target
-    build = Path(tempfile.mkdtemp(prefix="wst-appenv-build-"))
-    build.chmod(0o755)
-    if with_uwsgi:
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(build)], check=True)
-        pip = [str(build / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(requirements), "pyuwsgi>=2.0.28"], check=True, capture_output=True, text=True)
-    else:
-        subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(build)], check=True)
-    # The venv's scripts name its interpreter by its path: build where it will live.
-    try:
-        build.rename(target)
-    except OSError:  # another session built it meanwhile
-        shutil.rmtree(build, ignore_errors=True)
-        return target
-    return target
 
 
 def app_writable(path: Path) -> Path:

@@ -83,3 +83,30 @@ def probe_name(server_names: tuple[str, ...]) -> str:
         if "*" not in name and not name.startswith("."):
             return name
     return "localhost"
+
+
+def is_ip(name: str) -> bool:
+    """An IP address literal (IPv6 with or without brackets), not a name."""
+    try:
+        ipaddress.ip_address(bare(name))
+    except ValueError:
+        return False
+    return True
+
+
+def is_local(host: str) -> bool:
+    """An address of this machine: loopback, localhost, or one a socket can bind here."""
+    import socket
+
+    host = bare(host)
+    if is_loopback(host):
+        return True
+    if not is_ip(host):
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, 0))
+        except OSError:
+            return False
+    return True

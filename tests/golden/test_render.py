@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from wsgistack.app.detect import AppSpec, StaticDir
+from wsgistack.app.spec import AppSpec, StaticDir
 from wsgistack.config import load_config
 from wsgistack.app.interpreter import AppPython
 from wsgistack.machine import Machine

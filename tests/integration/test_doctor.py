@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, REPO, WSGISTACK, Stack, clean_env, free_port, http, shared_dir, start_stack
+from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, free_port, http, shared_dir, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +167,26 @@ def test_hadolint_reports_nothing_on_the_dockerfile_we_generate(tmp_path: Path) 
     assert gen.returncode == 0, gen.stderr
     out = subprocess.run([hadolint, "--no-color", "-f", "json", "Dockerfile"], cwd=project, capture_output=True, text=True)
     assert json.loads(out.stdout or "[]") == [], out.stdout
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if "__pycache__" not in p.parts} if root.exists() else set()
+
+
+def test_doctor_writes_nothing(tmp_path: Path) -> None:
+    """doctor only looks: with a fresh HOME and data dir, tls.mode = self-signed (a start
+    would make a dev CA) and a runtime dir it would use, it leaves every one of them as it
+    found them, and the project too."""
+    home, data = shared_dir(tmp_path, "home"), shared_dir(tmp_path, "data")
+    runtime = tmp_path / "rt"
+    env = demo_env(tmp_path, HOME=str(home), DATA_DIR=str(data), WSGISTACK_TLS__MODE="self-signed",
+                   WSGISTACK_RUNTIME_DIR=str(runtime))
+    env.pop("XDG_DATA_HOME", None)
+    project = EXAMPLES / "django_demo"
+    before = _files(project)
+    out = doctor(str(project), "--deploy", "--json", env=env, cwd=tmp_path)
+    assert out.returncode in (0, 1), out.stdout + out.stderr
+    assert json.loads(out.stdout)["facts"]["nginx"]  # nginx -t ran (on a throwaway certificate)
+    assert _files(home) == set() and _files(data) == set()
+    assert not runtime.exists()
+    assert _files(project) == before

@@ -8,8 +8,6 @@ The ACME mode, with a real ACME server (pebble), is in test_acme.py.
 from __future__ import annotations
 
 import http.client
-import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -142,7 +140,7 @@ def test_missing_certificate_file_refuses_to_start(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "site.pem"
     log = run_fails(tmp_path, clean_env(WSGISTACK_TLS__MODE="files", WSGISTACK_TLS__CERT=str(missing),
                                         WSGISTACK_TLS__KEY=str(missing.with_suffix(".key"))))
-    assert f"error[tls.E101]: tls.cert (from env WSGISTACK_TLS__CERT" in log
+    assert "error[tls.E101]: tls.cert (from env WSGISTACK_TLS__CERT" in log
     assert f"{missing} does not exist" in log and "hint: set tls.cert" in log
 
 

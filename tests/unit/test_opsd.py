@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.conftest import free_port
 from wsgistack.ops import listener as opsd
-from wsgistack.app.detect import AppSpec
+from wsgistack.app.spec import AppSpec
 from wsgistack.config import load_config
 from wsgistack.machine import Machine
 from wsgistack.plan.stack import make_plan

@@ -47,7 +47,7 @@ def test_status_needs_only_the_config(tmp_path: Path) -> None:
 def test_app_writes_lists_static_media_and_sqlite_dirs(tmp_path: Path) -> None:
     import dataclasses
 
-    from wsgistack.app.detect import AppSpec, StaticDir
+    from wsgistack.app.spec import AppSpec, StaticDir
     from wsgistack.plan.stack import make_plan
     from tests.unit.test_plan import MACHINE
     from wsgistack.config import load_config

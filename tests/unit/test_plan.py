@@ -110,7 +110,7 @@ POSTGRES = ("default", "django.db.backends.postgresql")
 
 def migrate_plan(databases: tuple[tuple[str, str], ...], env: dict[str, str] | None = None,
                  cli: dict[str, tuple[object, str]] | None = None):  # type: ignore[no-untyped-def]
-    from wsgistack.app.detect import AppSpec
+    from wsgistack.app.spec import AppSpec
     from wsgistack.app.interpreter import AppPython
 
     app = AppSpec(kind="django", module="mysite.wsgi", attr="application", path=Path("/srv/app"),

@@ -13,12 +13,12 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from wsgistack import ids
 from wsgistack.app.interpreter import helper_argv
+from wsgistack.app.spec import AppSpec, StaticDir
 from wsgistack.contracts import Trust, read_json
 from wsgistack.errors import AppError, WsgistackError
 
@@ -37,31 +37,6 @@ _MANAGE_RE = re.compile(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([\w.]+)['"]"""
 # A manage.py is Django's when it sets Django up: names DJANGO_SETTINGS_MODULE or imports
 # django (execute_from_command_line). Flask-Script's and Click's manage.py do neither.
 _DJANGO_MANAGE_RE = re.compile(r"DJANGO_SETTINGS_MODULE|^\s*(?:from|import)\s+django\b", re.M)
-
-
-@dataclass(frozen=True)
-class StaticDir:
-    url: str
-    dir: Path
-    role: Literal["static", "media", "extra"] = "static"
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    kind: Literal["django", "flask", "wsgi"]
-    module: str
-    attr: str
-    path: Path
-    factory: bool = False
-    django_settings: str | None = None
-    static: tuple[StaticDir, ...] = ()
-    staticfiles: bool = False  # Django's staticfiles app is installed (collectstatic works)
-    writes: tuple[Path, ...] = ()  # other directories the app writes: each SQLite database's directory
-    databases: tuple[tuple[str, str], ...] = ()  # Django: (alias, ENGINE) of each database in settings.DATABASES
-
-    @property
-    def target(self) -> str:
-        return f"{self.module}:{self.attr}{'()' if self.factory else ''}"
 
 
 def _manage_text(path: Path) -> str | None:

@@ -8,15 +8,14 @@ so a ``.hadolint.yaml`` there is honoured.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, declare
 from wsgistack.checks.registry import register
+from wsgistack.machine import find_tool
 
 I001 = declare(
     "docker.I001",
@@ -60,8 +59,7 @@ LEVELS = {"error": E003, "warning": W004, "info": I005, "style": I005}
 
 
 def find_hadolint() -> str | None:
-    beside = Path(sys.executable).parent / "hadolint"
-    return str(beside) if beside.is_file() else shutil.which("hadolint")
+    return find_tool("hadolint", beside_python=True)
 
 
 def run_hadolint(hadolint: str, dockerfile: Path) -> list[dict[str, Any]]:

@@ -191,7 +191,7 @@ def uwsgi_tcp_private(ctx: CheckContext) -> list[Finding]:
     plan = ctx.plan
     if plan is None or not plan.runs_uwsgi or plan.upstream.kind != "tcp":
         return []
-    host = plan.upstream.address.rpartition(":")[0]
+    host, _port = hosts.split(plan.upstream.address)
     if not hosts.is_public(host):  # a wildcard or a name counts as public
         return []
     return [W008(f"uWSGI listens on {plan.upstream.address}", obj=f"uwsgi.tcp_host (from {ctx.loaded.origin('uwsgi.tcp_host')})")]

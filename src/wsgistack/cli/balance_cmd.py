@@ -8,25 +8,20 @@ from typing import Any
 
 import click
 
-from wsgistack.cli.options import load, overrides, table_options
+from wsgistack.cli.console import note
 
-BALANCE_OPTIONS: tuple[tuple[str, str, str, bool], ...] = (
-    ("--node", "balancer.nodes", "an app node as host:port (repeatable)", True),
-    ("--host", "balancer.host", "address HAProxy listens on", False),
-    ("--port", "balancer.port", "port HAProxy listens on", False),
-    ("--stats-port", "balancer.stats_port", "port of the stats page and /metrics", False),
-    ("--runtime-dir", "runtime_dir", "directory for haproxy.cfg and the runtime API socket", False),
-)
+from wsgistack.cli.options import command_options, config_file_option, load, overrides, project_dir_argument, table_options
+
+# The [balancer] settings' own flags (declared on the model: config/model.py), and --runtime-dir.
+BALANCE_OPTIONS = command_options("balance")
 
 
 def balance_options(func: Any) -> Any:
-    func = table_options(BALANCE_OPTIONS)(func)
-    return click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-                        help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)")(func)
+    return config_file_option(table_options(BALANCE_OPTIONS)(func))
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_dir_argument
 @balance_options
 def command(path: Path, **params: Any) -> None:
     """Balance requests over the nodes with HAProxy until Ctrl-C (stats page on --stats-port)."""
@@ -43,4 +38,4 @@ def command(path: Path, **params: Any) -> None:
 
 
 def _say(text: str) -> None:
-    click.echo(f"wsgistack | {text}")
+    note(f"{text}", err=False)

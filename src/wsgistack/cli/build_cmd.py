@@ -9,11 +9,14 @@ from typing import Any
 
 import click
 
-from wsgistack.cli.dockerfile_cmd import project_argument, recipe_options, write
+from wsgistack.cli.console import note
+
+from wsgistack.cli.dockerfile_cmd import recipe_options, write
+from wsgistack.cli.options import project_dir_argument
 
 
 @click.command()
-@project_argument
+@project_dir_argument
 @recipe_options
 @click.option("-t", "--tag", default=None, help="image name[:tag] (default: the project directory's name)")
 @click.option("--network", default="host", show_default=True, help="network for the build's RUN steps")
@@ -42,7 +45,7 @@ def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bo
         close()
     size = f", {result.size / 1e6:.1f} MB" if result.size else ""
     if result.removed:
-        click.echo(f"wsgistack | removed the previous build of {result.tag} ({len(result.removed)} untagged images)", err=True)
+        note(f"removed the previous build of {result.tag} ({len(result.removed)} untagged images)")
     click.echo(f"built {result.tag} in {result.seconds:.1f}s ({result.cached_steps} of {result.steps} steps cached{size})")
     click.echo(f"run it: docker run --rm -p 8080:8080 {result.tag}", err=True)
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import typing
+
 import click
+
+from wsgistack.config import FIELDS
+
+from wsgistack.cli.options import project_dir_argument
+
+from wsgistack.cli.console import note
 
 from wsgistack import ids
 from wsgistack.layout import IMAGE_PORT, TLS_PORT
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_dir_argument
 @click.option("--split", is_flag=True, help="two containers: nginx (role web) and uWSGI (role app)")
 @click.option("--socket", type=click.Choice(["unix", "tcp"]), default="unix", show_default=True,
               help="split: uWSGI on a unix socket in a shared volume, or on TCP")
@@ -22,12 +30,13 @@ from wsgistack.layout import IMAGE_PORT, TLS_PORT
 @click.option("--host", default="0.0.0.0", show_default=True, help="address nginx listens on (host networking)")
 @click.option("--env-file", default="", help="env file compose reads at `up` (settings, secrets per environment)")
 @click.option("-e", "--env", "env", multiple=True, help="KEY=VALUE for the app's environment (repeatable)")
-@click.option("--tls", type=click.Choice(["off", "self-signed", "files", "acme"]), default=None,
+@click.option("--tls", type=click.Choice(list(typing.get_args(FIELDS["tls.mode"].annotation))), default=None,
               help="HTTPS in the nginx container (default: tls.mode from the project's config file); adds a volume for its certificates")
 @click.option("--fleet", type=int, default=None, metavar="N",
               help="seed 004's whole topology: HAProxy (wsgistack balance's haproxy.cfg) in front of N app nodes, "
                    "a MariaDB primary + replica, Cassandra with --cassandra")
-@click.option("--stats-port", type=int, default=9080, show_default=True, help="--fleet: the balancer's stats page")
+@click.option("--stats-port", type=int, default=FIELDS["balancer.stats_port"].default, show_default=True,
+              help="--fleet: the balancer's stats page (balancer.stats_port)")
 @click.option("--db/--no-db", default=True, show_default=True, help="--fleet: the MariaDB primary + replica")
 @click.option("--cassandra", is_flag=True, help="--fleet: a Cassandra service, and POSTS_BACKEND=cassandra on the nodes")
 @click.option("--tls-port", type=int, default=TLS_PORT, show_default=True, help="with --tls: the port nginx serves HTTPS on")
@@ -67,10 +76,10 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
         except WsgistackError:
             tls = "off"
     facts = project_facts(path, os.environ, detect_app_dirs=not no_detect)
-    for note in facts.notes:
-        click.echo(f"wsgistack | {note}", err=True)
+    for line in facts.notes:
+        note(line)
     if not (path / "Dockerfile").is_file():
-        click.echo("wsgistack | note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first", err=True)
+        note("note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first")
     if fleet is not None:
         from wsgistack.render.compose import FleetOptions, render_fleet
 

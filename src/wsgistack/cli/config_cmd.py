@@ -9,19 +9,15 @@ from typing import Any
 
 import click
 
-try:
-    from rich.console import Console
-    from rich.table import Table
-except ImportError:  # container images leave rich out (see cli/plain.py)
-    from wsgistack.cli.plain import Console, Table  # type: ignore[assignment]
+from wsgistack.cli.console import Console, Table
 
 from wsgistack.app.interpreter import choose
-from wsgistack.cli.options import config_options, load
+from wsgistack.cli.options import config_options, load, project_dir_argument
 from wsgistack.config import describe
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_dir_argument
 @click.option("--origin", is_flag=True, help="show where each value came from and its env var names")
 @click.option("--json", "as_json", is_flag=True, help="print the resolved config as JSON")
 @config_options

@@ -9,11 +9,12 @@ from typing import Any
 
 import click
 
+from wsgistack.cli.options import project_dir_argument
+
+from wsgistack.cli.console import note
+
 from wsgistack.render.dockerfile import DEFAULT_BASE, DockerfileOptions
 
-project_argument = click.argument(
-    "path", type=click.Path(exists=True, file_okay=False, path_type=Path), default="."
-)
 
 
 def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,8 +83,8 @@ def write(path: Path, params: dict[str, Any], stdout: bool = False) -> str:
     if not options.acme and _config_wants_acme(path):
         options = dataclasses.replace(options, acme=True)
     files, wheel, notes = recipe(path, options, detect=not params["no_detect"])
-    for note in notes:
-        click.echo(f"wsgistack | {note}", err=True)
+    for line in notes:
+        note(line)
     if stdout:
         # Only the wheel, the requirement copies and .dockerignore (which protects secrets) go to the project.
         written, notes = write_recipe(path, [f for f in files if f.path != "Dockerfile"], wheel, force=params["force"])
@@ -94,18 +95,18 @@ def write(path: Path, params: dict[str, Any], stdout: bool = False) -> str:
         for item in written:
             click.echo(str(item), err=True)
         name = next((p.name for p in written if p.name.startswith("Dockerfile")), "Dockerfile")
-    for note in notes:
-        click.echo(f"wsgistack | {note}", err=True)
+    for line in notes:
+        note(line)
     dockerignore = path / ".dockerignore"
     if dockerignore.is_file():
         left_out = ignore.left_out(path.resolve(), dockerignore.read_text(encoding="utf-8"))
         for line in ignore.summary(left_out, verbose=params.get("verbose", False)):
-            click.echo(f"wsgistack | {line}", err=True)
+            note(line)
     return name
 
 
 @click.command()
-@project_argument
+@project_dir_argument
 @recipe_options
 @click.option("--stdout", is_flag=True, help="print the Dockerfile instead of writing it (.dockerignore and the wheel are still written)")
 def command(path: Path, stdout: bool, **params: Any) -> None:

@@ -11,22 +11,18 @@ from typing import Any
 
 import click
 
-try:
-    from rich.console import Console
-    from rich.text import Text
-except ImportError:  # container images leave rich out (see cli/plain.py)
-    from wsgistack.cli.plain import Console, Text  # type: ignore[assignment]
+from wsgistack.cli.console import Console, Text
 
 from wsgistack import start
 from wsgistack.checks import Level, Report
-from wsgistack.cli.options import config_options, load
+from wsgistack.cli.options import config_options, load, project_dir_argument
 
 STYLES = {Level.CRITICAL: "bold red", Level.ERROR: "bold red", Level.WARNING: "yellow", Level.INFO: "cyan", Level.DEBUG: "dim"}
 HEADINGS = {Level.CRITICAL: "CRITICALS", Level.ERROR: "ERRORS", Level.WARNING: "WARNINGS", Level.INFO: "INFOS", Level.DEBUG: "DEBUGS"}
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_dir_argument
 @click.option("--deploy", is_flag=True, help="also run the production checks (DEBUG, root, public listen, ...)")
 @click.option(
     "--fail-level",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from wsgistack.cli.console import note
+
 from wsgistack.contracts import Say
 from wsgistack.start import entrypoint
 
@@ -31,8 +33,8 @@ def command(path: Path | None, prestart_only: bool, build_step: bool) -> None:
         from wsgistack.layout import IMAGE_UID
 
         _record, notes = run_step(path or entrypoint.project_dir(os.environ), os.environ, IMAGE_UID)
-        for note in notes:
-            click.echo(f"wsgistack | {note}")
+        for line in notes:
+            note(line, err=False)
         return
     say = Say()  # JSON lines once the config says server.log_format = "json"
     started = time.monotonic()

@@ -7,11 +7,14 @@ from typing import Any
 
 import click
 
-from wsgistack.cli.dockerfile_cmd import project_argument, recipe_options, write
+from wsgistack.cli.console import note
+
+from wsgistack.cli.dockerfile_cmd import recipe_options, write
+from wsgistack.cli.options import project_dir_argument
 
 
 @click.command()
-@project_argument
+@project_dir_argument
 @recipe_options
 def command(path: Path, **params: Any) -> None:
     """Write heroku.yml, Dockerfile and .dockerignore for `git push heroku` (heroku stack:set container)."""
@@ -22,4 +25,4 @@ def command(path: Path, **params: Any) -> None:
     dockerfile = write(path, params)
     for written in write_files([render_heroku(dockerfile)], path):
         click.echo(str(written), err=True)
-    click.echo("wsgistack | next: heroku stack:set container && heroku config:set NGINX_SERVER_NAME=<app>.herokuapp.com", err=True)
+    note("next: heroku stack:set container && heroku config:set NGINX_SERVER_NAME=<app>.herokuapp.com")

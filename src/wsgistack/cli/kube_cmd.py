@@ -8,17 +8,18 @@ from typing import Any
 
 import click
 
-from wsgistack.cli.options import model_options, overrides, table_options
+from wsgistack.cli.console import note
+
+from wsgistack.cli.options import config_file_option, model_options, overrides, project_dir_argument, table_options
 
 # (flag, dotted config key, help, multiple): each flag sets one kube.* setting.
 KUBE_OPTIONS = model_options("kube")  # declared on the [kube] settings (config/model.py)
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_dir_argument
 @table_options(KUBE_OPTIONS)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)")
+@config_file_option
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploy"), show_default=True,
               help="directory the kustomize base is written to")
 @click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs")
@@ -37,8 +38,8 @@ def command(path: Path, out: Path, no_detect: bool, **params: Any) -> None:
 
     loaded = load(path, params, extra=overrides(params, KUBE_OPTIONS))
     facts = project_facts(path, os.environ, detect_app_dirs=not no_detect)
-    for note in facts.notes:
-        click.echo(f"wsgistack | {note}", err=True)
+    for line in facts.notes:
+        note(line)
     files = render_kube(loaded.config, facts)
     written = write_files(files, out)
     for path in written:
@@ -50,8 +51,8 @@ def command(path: Path, out: Path, no_detect: bool, **params: Any) -> None:
     for stale in sorted(out.glob("*.yaml")):
         if stale.name not in keep and _ours(stale):
             stale.unlink()
-            click.echo(f"wsgistack | removed {stale}: no longer generated; if it was applied, delete that object "
-                       "from the cluster too (kubectl apply -k does not)", err=True)
+            note(f"removed {stale}: no longer generated; if it was applied, delete that object "
+                       "from the cluster too (kubectl apply -k does not)")
 
 
 def _ours(path: Path) -> bool:

@@ -4,7 +4,6 @@ declarations (config.model.flag): a new setting with a flag appears on every com
 from __future__ import annotations
 
 import os
-import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import click
 
 from wsgistack.config import FIELDS, LoadedConfig
+from wsgistack.config.model import WSGI_TARGET
 
 Row = tuple[str, str, str, bool]  # (flag, dotted config key, help, multiple)
 
@@ -62,15 +62,17 @@ def table_options(table: tuple[Row, ...]) -> Callable[[Callable[..., Any]], Call
     return decorate
 
 
+config_file_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)",
+)
+
+
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = table_options(CONFIG_OPTIONS)(func)
-    func = click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)",
-    )(func)
-    return func
+    """Every shared config flag (the model's), and --config."""
+    return config_file_option(table_options(CONFIG_OPTIONS)(func))
 
 
 def _commands_with_flags() -> list[str]:
@@ -78,8 +80,17 @@ def _commands_with_flags() -> list[str]:
                    for c in info.json_schema_extra.get("commands", ())})
 
 
-# Every flag of every command: what overrides() looks for in a command's params.
-ALL_OPTIONS = tuple(row for command in (None, *_commands_with_flags()) for row in model_options(command))
+def command_options(command: str | None) -> tuple[Row, ...]:
+    """The flags a command that resolves a config has: the shared ones and its own (the
+    balancer's commands have only their own: its --host and --port are HAProxy's)."""
+    if command in BALANCER_COMMANDS:
+        return model_options(command) + tuple(r for r in CONFIG_OPTIONS if r[1] == "runtime_dir")
+    if command:
+        return CONFIG_OPTIONS + model_options(command)
+    return CONFIG_OPTIONS + tuple(r for c in _commands_with_flags() if c not in BALANCER_COMMANDS for r in model_options(c))
+
+
+BALANCER_COMMANDS = ("balance", "rollout")
 
 
 def overrides(params: dict[str, Any], table: tuple[Row, ...] | None = None) -> dict[str, tuple[Any, str]]:
@@ -88,7 +99,10 @@ def overrides(params: dict[str, Any], table: tuple[Row, ...] | None = None) -> d
     out: dict[str, tuple[Any, str]] = {}
     ctx = click.get_current_context(silent=True)
     target = ctx.meta.get(_TARGET_META) if ctx and table is None else None
-    for flag, dotted, _help, multiple in (table if table is not None else ALL_OPTIONS):
+    if table is None:
+        name = ctx.info_name if ctx else None
+        table = command_options(name if name in (*_commands_with_flags(), *BALANCER_COMMANDS) else None)
+    for flag, dotted, _help, multiple in table:
         value = params.pop(_param_name(flag), None)
         if multiple:
             value = list(value) if value else None
@@ -113,7 +127,6 @@ def load(path: Path, params: dict[str, Any], extra: dict[str, tuple[Any, str]] |
 
 # `wsgistack run myapp:app`, as gunicorn, uvicorn, granian and waitress take it: a PATH that
 # does not exist and has a WSGI target's shape is the target (app.target), served from ".".
-TARGET_SHAPE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(\))?")
 _TARGET_META = "wsgistack.target"
 
 
@@ -121,13 +134,16 @@ class ProjectOrTarget(click.Path):
     name = "path"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and TARGET_SHAPE.fullmatch(value) and not Path(value).exists():
+        if isinstance(value, str) and ":" in value and WSGI_TARGET.fullmatch(value) and not Path(value).exists():
             if ctx is not None:
                 ctx.meta[_TARGET_META] = value
             return Path(".")
         return super().convert(value, param, ctx)
 
 
+# The project directory (default: the current one), or for the commands that serve it, the
+# WSGI target itself, as gunicorn takes it.
 project_argument = click.argument(
     "path", type=ProjectOrTarget(exists=True, file_okay=False, path_type=Path), default=".", metavar="[PATH|TARGET]"
 )
+project_dir_argument = click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")

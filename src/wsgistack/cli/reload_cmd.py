@@ -9,12 +9,12 @@ from typing import Any
 import click
 
 from wsgistack import machine as machine_mod
-from wsgistack.cli.options import config_options, overrides
+from wsgistack.cli.options import config_options, overrides, project_dir_argument
 from wsgistack.ops import control as ops
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_dir_argument
 @click.option("--chain", is_flag=True, help="reload uWSGI workers one at a time (zero downtime; needs app.lazy_apps)")
 @click.option("--no-render", is_flag=True, help="reload without re-rendering the configuration")
 @click.option("--yes", is_flag=True, help="allow a change of the listening address or port (the old one stops answering)")

@@ -8,12 +8,16 @@ from typing import Any
 
 import click
 
+from wsgistack import hosts
+
+from wsgistack.cli.console import note
+
 from wsgistack.cli.balance_cmd import BALANCE_OPTIONS, balance_options
-from wsgistack.cli.options import load, overrides
+from wsgistack.cli.options import load, overrides, project_dir_argument
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@project_dir_argument
 @balance_options
 @click.option("--command", "update", default="",
               help="how to update a node, run by the shell: {host} {port} {node} {name} are filled in "
@@ -42,7 +46,7 @@ def command(path: Path, update: str, node_runtime_dir: str, drain_timeout: float
     if node_runtime_dir and not update:
         # One reload command per node: its own runtime dir.
         for server in plan.servers:
-            directory = node_runtime_dir.format(host=server.host.strip("[]"), port=server.port, name=server.name)
+            directory = node_runtime_dir.format(host=hosts.bare(server.host), port=server.port, name=server.name)
             options = RolloutOptions(reload_argv=[*reload_argv, "--runtime-dir", directory],
                                      drain_timeout=drain_timeout, ready_timeout=ready_timeout)
             rollout(plan, options, _say, nodes=[server])
@@ -53,4 +57,4 @@ def command(path: Path, update: str, node_runtime_dir: str, drain_timeout: float
 
 
 def _say(text: str) -> None:
-    click.echo(f"wsgistack | {text}")
+    note(f"{text}", err=False)

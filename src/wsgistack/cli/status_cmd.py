@@ -10,11 +10,7 @@ from typing import Any
 
 import click
 
-try:
-    from rich.console import Console
-    from rich.table import Table
-except ImportError:  # container images leave rich out (see cli/plain.py)
-    from wsgistack.cli.plain import Console, Table  # type: ignore[assignment]
+from wsgistack.cli.console import Console, Table
 
 from wsgistack.cli.options import config_options, overrides, project_argument
 from wsgistack.ops import control as ops

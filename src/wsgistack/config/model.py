@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# A WSGI target as users type it (gunicorn's shape): module, module:callable, module:factory().
+WSGI_TARGET = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*(\(\))?)?")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)[bB]?\s*$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -94,7 +96,7 @@ class AppSection(_Section):
         v = v.strip()
         if v == "auto":
             return v
-        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*(\(\))?)?", v):
+        if not WSGI_TARGET.fullmatch(v):
             raise ValueError(f"{v!r} is not a WSGI target; expected auto, module, module:callable or module:factory()")
         return v
 
@@ -453,14 +455,16 @@ def split_address(value: str) -> tuple[str, int]:
 
 
 class BalancerSection(_Section):
-    """HAProxy in front of several nodes (`wsgistack balance`), and optionally the database.
-    Flags of `wsgistack balance` and `wsgistack rollout`: `--node` (balancer.nodes, repeatable),
-    `--host`, `--port`, `--stats-port`."""
+    """HAProxy in front of several nodes (`wsgistack balance`), and optionally the database."""
 
-    nodes: tuple[str, ...] = Field((), description="app nodes as host:port (each a `wsgistack run`)")
-    host: str = Field("0.0.0.0", description="address HAProxy listens on for clients (and the stats page)")
-    port: int = Field(80, ge=1, le=65535, description="port HAProxy listens on for clients")
-    stats_port: int = Field(9080, ge=1, le=65535, description="port of the stats page and /metrics (Prometheus)")
+    nodes: tuple[str, ...] = Field((), description="app nodes as host:port (each a `wsgistack run`), repeatable",
+                                   json_schema_extra=flag("--node", "balance", "rollout"))
+    host: str = Field("0.0.0.0", description="address HAProxy listens on for clients (and the stats page)",
+                      json_schema_extra=flag("--host", "balance", "rollout"))
+    port: int = Field(80, ge=1, le=65535, description="port HAProxy listens on for clients",
+                      json_schema_extra=flag("--port", "balance", "rollout"))
+    stats_port: int = Field(9080, ge=1, le=65535, description="port of the stats page and /metrics (Prometheus)",
+                            json_schema_extra=flag("--stats-port", "balance", "rollout"))
     stats_auth: str = Field(
         "",
         description='"user:password" the stats page asks for from anywhere but loopback (empty: loopback only)',

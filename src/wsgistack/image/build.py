@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections import deque
@@ -17,6 +16,7 @@ from wsgistack import ids
 from wsgistack.errors import MissingBinaryError, WsgistackError
 from wsgistack.contracts import ImagesRecord
 from wsgistack.layout import IMAGES_RECORD
+from wsgistack.machine import find_tool
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 FROM_RE = re.compile(r"^FROM\s+\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
@@ -36,7 +36,7 @@ class BuildResult:
 
 
 def docker_binary() -> str:
-    docker = shutil.which("docker")
+    docker = find_tool("docker")
     if docker is None:
         raise MissingBinaryError(
             ids.DOCKER_E012,

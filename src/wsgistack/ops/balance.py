@@ -1,5 +1,5 @@
-"""Running the balancer: HAProxy's config checked by HAProxy itself, the runtime directory
-and the runtime API (`wsgistack rollout`, drain/undrain at the balancer)."""
+"""A running balancer: HAProxy's runtime API (`wsgistack rollout`, drain/undrain at the
+balancer). Its start (plan, render, write, ``haproxy -c``) is :mod:`wsgistack.start.balancer`."""
 
 from __future__ import annotations
 
@@ -7,41 +7,7 @@ from pathlib import Path
 
 from wsgistack import ids
 from wsgistack.errors import WsgistackError
-from wsgistack.plan.balancer import BalancerPlan
 
-INSTALL_HAPROXY_HINT = (
-    "install it: sudo apt-get install haproxy (Debian/Ubuntu), sudo dnf install haproxy (Fedora), "
-    "brew install haproxy (macOS)"
-)
-
-
-def check_config(plan: BalancerPlan, path: Path) -> None:
-    """``haproxy -c`` on the written config: HAProxy's own word before anything starts."""
-    import subprocess
-
-    assert plan.haproxy is not None
-    out = subprocess.run([plan.haproxy, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        raise WsgistackError(
-            ids.BALANCER_E003,
-            f"HAProxy refuses the rendered {path}",
-            "this is a wsgistack bug unless a [balancer] setting is at fault: check the lines HAProxy names",
-            details=(out.stdout + out.stderr).strip()[-4000:],
-        )
-
-
-
-
-def socket_answers(path: Path) -> bool:
-    import socket
-
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(1)
-            s.connect(str(path))
-    except OSError:
-        return False
-    return True
 
 
 class RuntimeAPI:

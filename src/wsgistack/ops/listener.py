@@ -42,6 +42,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from wsgistack import hosts
 from wsgistack.contracts import ManagerState, OpsSettings, Trust
 from wsgistack.procfs import read_uwsgi_stats, with_rss
 
@@ -339,7 +340,7 @@ def make_handler(state: State, registry: CollectorRegistry) -> type[BaseHTTPRequ
 
 def bind_udp(address: str) -> socket.socket | None:
     """nginx's datagrams, one per request, on loopback UDP (see Plan.ops_udp)."""
-    host, _, port = address.rpartition(":")
+    host, port = hosts.split(address)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # capped by net.core.rmem_max
     try:
@@ -396,7 +397,7 @@ def serve(settings: dict[str, Any]) -> None:
         if sock is not None:
             threading.Thread(target=receive, args=(state, sock), daemon=True).start()
     threading.Thread(target=sample_forever, args=(state, float(settings.get("interval", 2))), daemon=True).start()
-    server = _Server((settings["host"].strip("[]"), int(settings["port"])), make_handler(state, registry))
+    server = _Server((hosts.bare(settings["host"]), int(settings["port"])), make_handler(state, registry))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"ops listener on http://{settings['host']}:{settings['port']}/status (/metrics, /status.json)", flush=True)
     try:

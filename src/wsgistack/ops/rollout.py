@@ -9,9 +9,7 @@ node keeps serving, and the error says which node and how to put it back.
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,7 +17,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from wsgistack import ids
+from wsgistack import hosts, ids
 from wsgistack.errors import WsgistackError
 from wsgistack.ops.balance import RuntimeAPI
 from wsgistack.plan.balancer import BalancerPlan, Server
@@ -35,44 +33,28 @@ class RolloutOptions:
     ready_timeout: float = 120.0  # seconds to wait for a node to be ready again after its update
 
 
-def is_local(host: str) -> bool:
-    """True when host is an address of this machine (loopback, or one we can bind)."""
-    host = host.strip("[]")
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return True
-    except ValueError:
-        return host == "localhost"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, 0))
-        except OSError:
-            return False
-    return True
 
 
 def update_command(server: Server, options: RolloutOptions) -> list[str] | str:
     if options.command:
         filled = options.command
-        for key, value in (("host", server.host.strip("[]")), ("port", str(server.port)), ("node", server.address),
+        for key, value in (("host", hosts.bare(server.host)), ("port", str(server.port)), ("node", server.address),
                            ("name", server.name)):
             filled = filled.replace("{" + key + "}", value)  # not str.format: shell ${VAR} stays as it is
         return filled
-    if not is_local(server.host):
+    if not hosts.is_local(server.host):
         raise WsgistackError(
             ids.ROLLOUT_E003,
             f"{server.address} is not on this machine, and no --command says how to update it",
             "give one, e.g. --command 'ssh {host} sudo systemctl reload myapp' ({host} {port} {node} are filled in)",
         )
-    return [*options.reload_argv, "--host", server.host.strip("[]"), "--port", str(server.port)]
+    return [*options.reload_argv, "--host", hosts.bare(server.host), "--port", str(server.port)]
 
 
 def node_ready(plan: BalancerPlan, server: Server, timeout: float = 2.0) -> str:
     """The node's readiness path, asked directly with the Host the balancer's check uses:
     "" when it answers 200, else what it answered."""
-    host = f"[{server.host.strip('[]')}]" if ":" in server.host else server.host
-    request = urllib.request.Request(f"http://{host}:{server.port}{plan.check_path}", headers={"Host": plan.check_host})
+    request = urllib.request.Request(f"http://{hosts.url_host(server.host)}:{server.port}{plan.check_path}", headers={"Host": plan.check_host})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - a node's own address
             return "" if resp.status == 200 else f"HTTP {resp.status}"

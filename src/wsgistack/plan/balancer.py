@@ -55,19 +55,19 @@ class BalancerPlan:
 
     @property
     def bind(self) -> str:
-        return _bind(self.config.balancer.host, self.config.balancer.port)
+        return hosts.listen_address(self.config.balancer.host, self.config.balancer.port)
 
     @property
     def stats_bind(self) -> str:
-        return _bind(self.config.balancer.host, self.config.balancer.stats_port)
+        return hosts.listen_address(self.config.balancer.host, self.config.balancer.stats_port)
 
     @property
     def db_bind(self) -> str:
-        return _bind(self.config.balancer.host, self.config.balancer.db_port)
+        return hosts.listen_address(self.config.balancer.host, self.config.balancer.db_port)
 
     @property
     def db_read_bind(self) -> str:
-        return _bind(self.config.balancer.host, self.config.balancer.db_read_port)
+        return hosts.listen_address(self.config.balancer.host, self.config.balancer.db_read_port)
 
     @property
     def connect_timeout(self) -> int:
@@ -79,7 +79,7 @@ class BalancerPlan:
 
     @property
     def stats_url(self) -> str:
-        return self.url.rpartition(":")[0] + f":{self.config.balancer.stats_port}/"
+        return f"http://{hosts.url_host(self.config.balancer.host)}:{self.config.balancer.stats_port}/"
 
     @property
     def retryable_methods(self) -> str:
@@ -97,12 +97,6 @@ class BalancerPlan:
         )
 
 
-def _bind(host: str, port: int) -> str:
-    if host in ("", "*"):
-        return f":{port}"
-    if ":" in host and not host.startswith("["):
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
 
 
 

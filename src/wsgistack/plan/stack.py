@@ -7,8 +7,8 @@ side effects (detecting the app, reading the machine) happen in :func:`build_pla
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from wsgistack import hosts, ids
-from wsgistack.app.detect import AppSpec, StaticDir
+from wsgistack.app.spec import AppSpec, StaticDir
+from wsgistack.app.spec import StaticDir as Location  # the plan's name for one: where nginx serves files from
 from wsgistack.app.interpreter import AppPython
 from wsgistack.config.model import (
     LETSENCRYPT_DIRECTORY,
@@ -132,12 +133,6 @@ class Background:
     stop_timeout: int
 
 
-@dataclass(frozen=True)
-class Location:
-    url: str
-    dir: Path
-    role: str  # static | media | extra
-    immutable: bool  # hashed file names (Django's manifest storage): cache them for a year
 
 
 
@@ -178,12 +173,6 @@ class TlsPlan:
         return "" if self.redirect_port == 443 else f":{self.redirect_port}"
 
 
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def tls_names(config: Config) -> tuple[str, ...]:
@@ -191,7 +180,7 @@ def tls_names(config: Config) -> tuple[str, ...]:
     no wildcards, which HTTP-01 cannot validate)."""
     names = tuple(n for n in config.server.server_names if n != "*")
     if config.tls.mode == "acme":
-        names = tuple(n for n in names if not _is_ip(n) and not n.startswith("*"))
+        names = tuple(n for n in names if not hosts.is_ip(n) and not n.startswith("*"))
     return names or ("localhost",)
 
 
@@ -452,7 +441,7 @@ def _locations(config: Config, app: AppSpec | None, project: Path, host: HostFac
     hashed = app is not None and app.kind == "django"
     # Longest prefix first, so /static/admin/ would win over /static/ in a reader's eye too.
     return tuple(
-        Location(url=s.url, dir=s.dir, role=s.role, immutable=hashed and s.role == "static")
+        dataclasses.replace(s, immutable=hashed and s.role == "static")
         for s in sorted(found.values(), key=lambda s: (-len(s.url), s.url))
     )
 

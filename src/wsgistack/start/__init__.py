@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from wsgistack import ids
 from wsgistack.app.access import check_user_can_run
-from wsgistack.app.detect import AppSpec, detect_app
+from wsgistack.app.detect import detect_app
+from wsgistack.app.spec import AppSpec
 from wsgistack.app.interpreter import AppPython, check_uwsgi
 from wsgistack.app.interpreter import resolve as resolve_python
 from wsgistack.config import LoadedConfig, load_config, record
@@ -51,7 +52,6 @@ from wsgistack.start.runtime import check_writable, describe, prepare_runtime_di
 
 if TYPE_CHECKING:
     from wsgistack.checks.registry import Report
-    from wsgistack.plan.balancer import BalancerPlan
     from wsgistack.runner.manager import Manager
 
 Output = Callable[[str], None]  # where progress lines go (the CLI passes contracts.Say)
@@ -394,33 +394,9 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
                         processes=processes, detected=detected)
 
 
-# --- the balancer: its own plan, render, write and check ----------------------------------------
 
 
-def balancer(loaded: LoadedConfig, machine: Machine | None = None) -> BalancerPlan:
-    """`wsgistack balance`: plan, binary, render, write, ``haproxy -c``: everything before the
-    process manager."""
-    from wsgistack.ops.balance import INSTALL_HAPROXY_HINT, check_config, socket_answers
-    from wsgistack.plan.balancer import make_balancer_plan
-    from wsgistack.render.balancer import render_balancer
-    from wsgistack.start.runtime import own_dir
-
-    planned = make_balancer_plan(loaded, machine or detect_machine())
-    if not planned.haproxy:
-        raise MissingBinaryError(ids.BALANCER_E004, "haproxy is not installed (or not on PATH)", INSTALL_HAPROXY_HINT)
-    own_dir(planned.paths.runtime, 0o700)
-    if socket_answers(planned.paths.socket):
-        raise WsgistackError(
-            ids.BALANCER_E005,
-            f"a balancer from another `wsgistack balance` is running there ({planned.paths.socket} answers)",
-            "stop it first (Ctrl-C in its terminal), or set a different runtime_dir",
-        )
-    for stale in planned.paths.transient:
-        stale.unlink(missing_ok=True)
-    write_files(render_balancer(planned), planned.paths.runtime)
-    check_config(planned, planned.paths.config)
-    return planned
-
+from wsgistack.start.balancer import balancer  # noqa: E402 (it composes the stages above)
 
 __all__ = [
     "BENCH", "ENTRYPOINT", "RELOAD", "RENDER", "RUN", "Flags", "Started", "resolve", "plan", "render", "check",

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsgistack import hosts
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -86,7 +87,7 @@ def covers(cert: x509.Certificate, name: str) -> bool:
     """Does the certificate's SAN cover this server name (as a browser would match it)?"""
     dns, ips = san_names(cert)
     try:
-        return ipaddress.ip_address(name.strip("[]")) in ips
+        return ipaddress.ip_address(hosts.bare(name)) in ips
     except ValueError:
         pass
     name = name.lower().rstrip(".")
@@ -159,7 +160,7 @@ def _san(names: Iterable[str]) -> list[x509.GeneralName]:
     out: list[x509.GeneralName] = []
     for name in names:
         try:
-            out.append(x509.IPAddress(ipaddress.ip_address(name.strip("[]"))))
+            out.append(x509.IPAddress(ipaddress.ip_address(hosts.bare(name))))
         except ValueError:
             out.append(x509.DNSName(name.lower()))
     return out
@@ -185,7 +186,7 @@ def ensure_self_signed(data_dir: Path, names: tuple[str, ...], leaf_dir: Path) -
     first = next((n for n in names if not n.startswith("*")), names[0])
     leaf = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first.strip("[]"))]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts.bare(first))]))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from wsgistack.app.detect import AppSpec, StaticDir
+from wsgistack.app.spec import AppSpec, StaticDir
 from wsgistack.checks import CheckContext
 from wsgistack.config import load_config
 from wsgistack.app.interpreter import AppPython

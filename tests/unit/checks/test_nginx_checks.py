@@ -45,7 +45,7 @@ def test_nginx_accepts_the_root_render(make_ctx: MakeCtx) -> None:
 @needs_nginx
 def test_nginx_rejecting_the_config_is_an_error_with_its_message(make_ctx: MakeCtx) -> None:
     # A directory name with ";" ends the alias early: nginx sees an unknown directive.
-    ctx = make_ctx(locations=(Location("/files/", Path("/srv/a;b"), "extra", False),))
+    ctx = make_ctx(locations=(Location("/files/", Path("/srv/a;b"), "extra"),))
     found = nginx.nginx_accepts_config(ctx)
     assert ids(found) == ["nginx.E001"]
     assert "unknown directive" in found[0].message

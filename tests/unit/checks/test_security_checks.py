@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.checks.conftest import ROOT_MACHINE, MakeCtx, ids
-from wsgistack.app.detect import AppSpec, StaticDir
+from wsgistack.app.spec import AppSpec, StaticDir
 from wsgistack.checks import security
 
 

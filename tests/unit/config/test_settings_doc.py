@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from wsgistack.cli import main
-from wsgistack.cli.options import ALL_OPTIONS, CONFIG_OPTIONS, model_options
+from wsgistack.cli.options import CONFIG_OPTIONS, command_options, model_options
 from wsgistack.config.docs import markdown
 from wsgistack.config.envvars import env_name
 from wsgistack.config.sources import FIELDS
@@ -26,9 +26,13 @@ def test_the_doc_lists_every_setting_with_its_env_var() -> None:
 
 
 def test_flags_and_their_help_come_from_the_model() -> None:
-    flags = {flag: dotted for flag, dotted, _help, _multiple in ALL_OPTIONS}
-    assert flags["--port"] == "server.port" and flags["--migrate"] == "app.migrate" and flags["--ingress-host"] == "kube.hosts"
-    assert len(flags) == len(ALL_OPTIONS), "a flag is declared on two settings"
+    for command in (None, "run", "kube", "balance", "rollout"):
+        rows = command_options(command)
+        assert len({flag for flag, *_ in rows}) == len(rows), f"a flag of {command} is declared on two settings"
+    run = {flag: dotted for flag, dotted, _help, _multiple in command_options("run")}
+    assert run["--port"] == "server.port" and run["--migrate"] == "app.migrate"
+    assert {flag: dotted for flag, dotted, *_ in command_options("kube")}["--ingress-host"] == "kube.hosts"
+    assert {flag: dotted for flag, dotted, *_ in command_options("balance")}["--port"] == "balancer.port"
     run_help = CliRunner().invoke(main, ["run", "--help"], terminal_width=200).output
     for flag, dotted, help_text, _multiple in (*CONFIG_OPTIONS, *model_options("run")):
         assert flag in run_help and f"[{dotted}]" in run_help, flag

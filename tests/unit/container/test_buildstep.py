@@ -3,7 +3,6 @@ Dockerfile's RUN does inside the image, with this interpreter standing in for th
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path

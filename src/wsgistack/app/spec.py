@@ -1,0 +1,38 @@
+"""What an app is, once detected: values only (detection is :mod:`wsgistack.app.detect`, which
+imports the app; the plan and the checks need only these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class StaticDir:
+    """A URL prefix nginx serves from a directory: what the app says (Django's STATIC_ROOT and
+    MEDIA_ROOT, Flask's static folder) and what server.static adds (role "extra"); the plan's
+    locations are these, with ``immutable`` set where file names carry a content hash."""
+
+    url: str
+    dir: Path
+    role: Literal["static", "media", "extra"] = "static"
+    immutable: bool = False  # hashed file names (Django's manifest storage): cache them for a year
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    kind: Literal["django", "flask", "wsgi"]
+    module: str
+    attr: str
+    path: Path
+    factory: bool = False
+    django_settings: str | None = None
+    static: tuple[StaticDir, ...] = ()
+    staticfiles: bool = False  # Django's staticfiles app is installed (collectstatic works)
+    writes: tuple[Path, ...] = ()  # other directories the app writes: each SQLite database's directory
+    databases: tuple[tuple[str, str], ...] = ()  # Django: (alias, ENGINE) of each database in settings.DATABASES
+
+    @property
+    def target(self) -> str:
+        return f"{self.module}:{self.attr}{'()' if self.factory else ''}"
