@@ -308,6 +308,10 @@ def run(
     planned = plan(loaded, env=env, machine=machine, python=python, data_dir=data_dir, uwsgi=flags.binaries)
     if flags.binaries:
         check_binaries(planned)
+    if flags.write == "runtime":
+        # The dev certificate (tls.mode self-signed), before the checks: they look at the one
+        # nginx will serve. In the data dir, not the runtime dir; doctor makes none.
+        planned = make_certificates(planned)
     files = render(planned)
     if flags.checks:
         findings = check(planned, files, loaded, env=env, deploy=flags.deploy).findings
@@ -315,7 +319,6 @@ def run(
             say(line)
     written = write(planned, files, flags.write, out)
     if flags.write == "runtime":
-        planned = make_certificates(planned)
         check_writable(planned)
         if flags.remember:
             remember(planned, loaded, planned.data_dir)
