@@ -95,7 +95,7 @@ def _live_instance(plan: Plan) -> str | None:
     pid = read_pidfile(paths.nginx_pid, Trust.me())
     if pid:
         return f"nginx (pid {pid}, {paths.nginx_pid})"
-    if plan.upstream.kind == "unix" and os.path.exists(plan.upstream.address):
+    if plan.runs_uwsgi and plan.upstream.kind == "unix" and os.path.exists(plan.upstream.address):
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(0.5)
