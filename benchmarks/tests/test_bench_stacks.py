@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from wsgistack_bench import stacks
 from wsgistack_bench.adapter import listen_port, plan_from_rendered
 
@@ -14,8 +15,10 @@ from wsgistack_bench.adapter import listen_port, plan_from_rendered
 @pytest.fixture
 def ctx(tmp_path: Path) -> stacks.StackContext:
     app = stacks.AppTarget("hello", tmp_path / "proj", "hello:application", "/hello")
+    # Free ports: the wsgistack stack's start refuses a port another process listens on (a
+    # benchmark running meanwhile), though these tests only render.
     return stacks.StackContext(
-        workdir=tmp_path / "stack", app=app, port=18080, aux_port=18081, static_dir=tmp_path / "static",
+        workdir=tmp_path / "stack", app=app, port=free_port(), aux_port=free_port(), static_dir=tmp_path / "static",
         bin_dir=tmp_path / "bin", src_dir=tmp_path / "src", server_cpus=1,
     )
 
@@ -27,11 +30,11 @@ def test_candidate_defaults_render(ctx: stacks.StackContext) -> None:
     assert "processes = 2" in ini and "listen = 1024" in ini and "disable-logging = true" in ini
     assert f"socket = {ctx.workdir}/uwsgi.sock" in ini
     assert f"uwsgi_pass unix:{ctx.workdir}/uwsgi.sock;" in conf
-    assert "listen 127.0.0.1:18080 backlog=4096;" in conf
+    assert f"listen 127.0.0.1:{ctx.port} backlog=4096;" in conf
     assert "access_log off;" in conf
-    assert listen_port(conf) == 18080
+    assert listen_port(conf) == ctx.port
     assert [p.name for p in plan.processes] == ["uwsgi", "nginx"]
-    assert plan.base_url == "http://127.0.0.1:18080"
+    assert plan.base_url == f"http://127.0.0.1:{ctx.port}"
     assert plan.processes[0].env["BENCH_APP"] == "hello:application"
 
 
@@ -44,10 +47,10 @@ def test_candidate_knobs(ctx: stacks.StackContext) -> None:
     stacks.candidate_stack("c", cand)(ctx)
     ini = (ctx.workdir / "uwsgi.ini").read_text()
     conf = (ctx.workdir / "nginx.conf").read_text()
-    assert "threads = 2" in ini and "socket = 127.0.0.1:18081" in ini
+    assert "threads = 2" in ini and f"socket = 127.0.0.1:{ctx.aux_port}" in ini
     assert "disable-logging" not in ini and "buffer-size" not in ini
     assert "max-requests = 5000" in ini and "harakiri = 30" in ini
-    assert "uwsgi_pass 127.0.0.1:18081;" in conf
+    assert f"uwsgi_pass 127.0.0.1:{ctx.aux_port};" in conf
     assert "buffer=64k flush=1s" in conf and "keepalive_timeout 0;" in conf
     assert "uwsgi_buffering off;" in conf
 
@@ -87,7 +90,7 @@ def test_ceiling_and_alone_stacks(ctx: stacks.StackContext, tmp_path: Path) -> N
     plan = stacks.uwsgi_alone(ctx2)
     assert plan.app_alone and plan.client_headers == ("Connection: close",)
     ini = (ctx2.workdir / "uwsgi.ini").read_text()
-    assert "http-socket = 127.0.0.1:18080" in ini and "add-header = Connection: close" in ini
+    assert f"http-socket = 127.0.0.1:{ctx.port}" in ini and "add-header = Connection: close" in ini
 
 
 def test_gunicorn_and_granian_need_their_binaries(ctx: stacks.StackContext) -> None:
@@ -133,7 +136,7 @@ def hello_ctx() -> Iterator[stacks.StackContext]:
     tmp_path.chmod(0o755)
     app = stacks.AppTarget("hello", REPO / "examples" / "hello", "hello:application", "/hello")
     yield stacks.StackContext(
-        workdir=tmp_path / "stack", app=app, port=18080, aux_port=18081, static_dir=tmp_path / "static",
+        workdir=tmp_path / "stack", app=app, port=free_port(), aux_port=free_port(), static_dir=tmp_path / "static",
         bin_dir=Path(sys.executable).parent, src_dir=REPO / "benchmarks", server_cpus=1,
     )
     shutil.rmtree(tmp_path, ignore_errors=True)
