@@ -146,9 +146,20 @@ def test_a_runtime_dir_another_user_made_first_is_refused(tmp_path: Path) -> Non
     (project / "wsgistack.toml").write_text('[app]\ntarget = "hello:application"\n')
     default = default_runtime_dir(project.resolve(), 0)
     target = shared_dir(tmp_path, "roots")
-    for plant in (f"os.mkdir({str(default)!r}, 0o777)", f"os.symlink({str(target)!r}, {str(default)!r})"):
-        made = as_user(app_user, f"import os; {plant}")
-        assert made.returncode == 0, made.stderr
+    entry = pwd.getpwnam(app_user)
+
+    def their_dir() -> None:
+        os.mkdir(default, 0o777)
+        os.chown(default, entry.pw_uid, entry.pw_gid)
+
+    def their_link() -> None:
+        os.symlink(target, default)
+        os.lchown(default, entry.pw_uid, entry.pw_gid)
+
+    # Made as root and given to the other user: what they would make themselves in a /tmp
+    # anyone may write (1777), without depending on this machine's /tmp mode.
+    for plant in (their_dir, their_link):
+        plant()
         try:
             out = wsgistack("run", str(project), "--port", "1")
             assert out.returncode != 0 and "run.E007" in out.stderr, out.stdout + out.stderr
