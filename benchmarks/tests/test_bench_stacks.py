@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +106,61 @@ def test_gunicorn_and_granian_need_their_binaries(ctx: stacks.StackContext) -> N
     plan = stacks.granian_nginx(ctx)
     assert "0666" in plan.processes[0].argv
     assert "keepalive 32;" in (ctx.workdir / "nginx.conf").read_text()
+
+
+def _flag(argv: tuple[str, ...], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_granian_runs_with_every_default_spelled_out_and_recorded(ctx: stacks.StackContext) -> None:
+    ctx.bin_dir.mkdir()
+    (ctx.bin_dir / "granian").touch()
+    plan = stacks.granian_nginx(ctx)
+    argv = plan.processes[0].argv
+    # granian 2.8's own defaults for WSGI and one worker, not left to the installed version.
+    assert _flag(argv, "--workers") == "1" and _flag(argv, "--blocking-threads") == "512"
+    assert _flag(argv, "--backpressure") == "1024" and _flag(argv, "--backlog") == "1024"
+    assert _flag(argv, "--runtime-mode") == "mt" and _flag(argv, "--runtime-threads") == "1"
+    assert _flag(argv, "--http") == "auto" and "--http1-keep-alive" in argv and "--no-access-log" in argv
+    assert _flag(argv, "--uds") == str(ctx.workdir / "granian.sock")
+    assert plan.config["blocking_threads"] == 512 and plan.config["upstream_keepalive"] == 32
+    recorded = json.loads((ctx.workdir / "granian.json").read_text())
+    assert recorded == json.loads(json.dumps(dict(plan.config)))
+    conf = (ctx.workdir / "nginx.conf").read_text()
+    assert "proxy_http_version 1.1;" in conf and 'proxy_set_header Connection "";' in conf
+
+
+def test_granian_knobs_change_granian_and_its_upstream(ctx: stacks.StackContext, tmp_path: Path) -> None:
+    ctx.bin_dir.mkdir()
+    (ctx.bin_dir / "granian").touch()
+    knobs = stacks.GranianKnobs().with_assignments(
+        {"blocking_threads": "1", "backpressure": "64", "workers": "2", "runtime-mode": "st", "upstream_keepalive": "0"})
+    plan = stacks.granian_stack("g", knobs)(ctx)
+    argv = plan.processes[0].argv
+    assert _flag(argv, "--blocking-threads") == "1" and _flag(argv, "--backpressure") == "64"
+    assert _flag(argv, "--workers") == "2" and _flag(argv, "--runtime-mode") == "st"
+    conf = (ctx.workdir / "nginx.conf").read_text()
+    # No kept upstream connection: nginx's proxy default, HTTP/1.0 and a connection per request.
+    assert "upstream app" not in conf and f"proxy_pass http://unix:{ctx.workdir}/granian.sock;" in conf
+    # With 2 workers granian's formulas give 512 backpressure and 256 threads each.
+    resolved = stacks.GranianKnobs(workers=2).resolved(server_cpus=1)
+    assert (resolved["backpressure"], resolved["blocking_threads"]) == (512, 256)
+    alone = stacks.granian_alone(stacks.StackContext(**{**ctx.__dict__, "workdir": tmp_path / "alone"}))
+    assert alone.app_alone and _flag(alone.processes[0].argv, "--port") == "18080"
+    assert _flag(alone.processes[0].argv, "--blocking-threads") == "512"
+
+
+@pytest.mark.parametrize("assignments", [{"blocking": "1"}, {"runtime_mode": "auto"}, {"http": "3"},
+                                         {"blocking_threads": "-1"}, {"access_log": "maybe"}])
+def test_bad_granian_knobs_are_refused(assignments: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        stacks.GranianKnobs().with_assignments(assignments)
+
+
+def test_servers_config_variables_are_not_inherited() -> None:
+    env = stacks.inherited_env({"PATH": "/bin", "GRANIAN_BLOCKING_THREADS": "1", "UWSGI_PROCESSES": "8",
+                                "GUNICORN_CMD_ARGS": "--workers 9", "GRANIANX": "kept"})
+    assert env == {"PATH": "/bin", "GRANIANX": "kept"}
 
 
 def test_plan_from_rendered(ctx: stacks.StackContext, tmp_path: Path) -> None:

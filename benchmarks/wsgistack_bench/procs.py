@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .load import pin
-from .stacks import Process, StackPlan
+from .stacks import Process, StackPlan, inherited_env
 
 
 class StackStartError(RuntimeError):
@@ -51,7 +51,7 @@ def start(plan: StackPlan, workdir: Path, cpus: tuple[int, ...], check_path: str
 
 def _spawn(proc: Process, workdir: Path, cpus: tuple[int, ...]) -> subprocess.Popen[bytes]:
     log = open(workdir / f"{proc.name}.log", "ab")  # noqa: SIM115 -- owned by the child
-    env = {**os.environ, **proc.env}
+    env = {**inherited_env(os.environ), **proc.env}
     try:
         return subprocess.Popen(
             pin(list(proc.argv), cpus), cwd=proc.cwd, env=env, stdout=log, stderr=subprocess.STDOUT,

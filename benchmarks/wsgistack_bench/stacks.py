@@ -72,7 +72,21 @@ class StackPlan:
     client_headers: tuple[str, ...] = ()
     app_alone: bool = False  # no Nginx in front: counts for the app-bound limit
     no_app: bool = False  # the ceiling: Nginx answers by itself
+    # The stack's configuration as the results record it (knobs after defaults are resolved).
+    config: Mapping[str, object] = field(default_factory=dict)
 
+
+# Variables the servers read as configuration: granian takes every option from GRANIAN_*,
+# uWSGI from UWSGI_*, gunicorn from GUNICORN_CMD_ARGS. A stack runs what its argv says, so
+# these are dropped from the inherited environment (a plan may still set them itself).
+SERVER_CONFIG_ENV = ("GRANIAN_", "UWSGI_", "GUNICORN_CMD_ARGS")
+
+
+def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if not k.startswith(SERVER_CONFIG_ENV)}
+
+
+StackBuilder = Callable[[StackContext], StackPlan]
 
 # --- knobs -----------------------------------------------------------------
 
@@ -138,6 +152,78 @@ class Candidate:
         )
 
 
+GranianRuntime = Literal["mt", "st"]
+
+
+@dataclass(frozen=True)
+class GranianKnobs:
+    """granian's configuration for a stack, every flag passed explicitly.
+
+    The defaults are granian 2.8's own for ``--interface wsgi`` (what a user gets who
+    passes no tuning flags), written out so that a granian release changing a default
+    cannot change the reference silently: 0 means "granian's formula, resolved here"
+    (``workers``: one per server CPU; ``backpressure``: backlog ÷ workers;
+    ``blocking_threads``: backpressure ÷ 2, i.e. 512 Python threads per worker). Issue 25:
+    those threads make the CPU per request depend on the request rate (5.4 context
+    switches per request at 11k req/s vs 1.1 with one thread).
+    """
+
+    workers: int = 0
+    blocking_threads: int = 0
+    backpressure: int = 0
+    backlog: int = 1024
+    runtime_mode: GranianRuntime = "mt"  # granian's "auto" picks mt for WSGI
+    runtime_threads: int = 1
+    http: Literal["auto", "1", "2"] = "auto"
+    http1_keep_alive: bool = True
+    access_log: bool = False
+    log_level: str = "warning"
+    # nginx's side: idle connections kept per nginx worker in `upstream { keepalive N; }`;
+    # 0: no upstream block, HTTP/1.0 and a new connection per request (nginx's proxy default).
+    upstream_keepalive: int = 32
+
+    def with_assignments(self, assignments: Mapping[str, str]) -> GranianKnobs:
+        changes: dict[str, object] = {}
+        for key, raw in assignments.items():
+            name = key.replace("-", "_").removeprefix("granian.")
+            if name not in _fields(GranianKnobs):
+                raise ValueError(f"unknown granian knob {key!r}; known: {sorted(_fields(GranianKnobs))}")
+            changes[name] = _coerce(GranianKnobs, name, raw)
+        knobs = dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        knobs.validate()
+        return knobs
+
+    def validate(self) -> None:
+        if self.runtime_mode not in ("mt", "st"):
+            raise ValueError(f"granian runtime_mode: mt or st, got {self.runtime_mode!r}")
+        if self.http not in ("auto", "1", "2"):
+            raise ValueError(f"granian http: auto, 1 or 2, got {self.http!r}")
+        if min(self.workers, self.blocking_threads, self.backpressure, self.upstream_keepalive) < 0:
+            raise ValueError("granian knobs are counts: 0 (the default formula) or more")
+
+    def resolved(self, server_cpus: int) -> dict[str, object]:
+        """Every value granian will run with, for ``server_cpus`` server CPUs."""
+        workers = self.workers or max(1, server_cpus)
+        backpressure = self.backpressure or max(1, self.backlog // workers)
+        blocking = self.blocking_threads or max(1, backpressure // 2)
+        return {**dataclasses.asdict(self), "workers": workers, "backpressure": backpressure,
+                "blocking_threads": blocking}
+
+
+def parse_knob_spec(spec: str, what: str = "candidate") -> tuple[str, dict[str, str]]:
+    """``"p4:processes=4,threads=2"`` -> ``("p4", {...})``; a bare ``"name"`` means no overrides."""
+    name, _, rest = spec.partition(":")
+    assignments: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{what} {name!r}: expected knob=value, got {item!r}")
+        assignments[key.strip()] = value.strip()
+    if not name:
+        raise ValueError(f"{what} spec {spec!r} has no name")
+    return name, assignments
+
+
 def _fields(cls: type) -> dict[str, dataclasses.Field[object]]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
@@ -161,16 +247,7 @@ def _coerce(cls: type, name: str, raw: str) -> object:
 
 def parse_candidate_spec(spec: str) -> tuple[str, dict[str, str]]:
     """``"p4:processes=4,threads=2"`` -> ``("p4", {...})``; a bare ``"name"`` means no overrides."""
-    name, _, rest = spec.partition(":")
-    assignments: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"candidate {name!r}: expected knob=value, got {item!r}")
-        assignments[key.strip()] = value.strip()
-    if not name:
-        raise ValueError(f"candidate spec {spec!r} has no name")
-    return name, assignments
+    return parse_knob_spec(spec, "candidate")
 
 
 # --- shared pieces ---------------------------------------------------------
@@ -231,7 +308,7 @@ def _location_for(upstream: Upstream, knobs: NginxKnobs) -> str:
     return f"{headers}        proxy_pass http://{target};\n"
 
 
-def render_nginx_conf(ctx: StackContext, knobs: NginxKnobs, upstream: Upstream) -> str:
+def render_nginx_conf(ctx: StackContext, knobs: NginxKnobs, upstream: Upstream, upstream_keepalive: int = 32) -> str:
     """A complete nginx.conf for ``nginx -p workdir -c nginx.conf``."""
     wd = ctx.workdir
     if knobs.access_log == "off":
@@ -253,7 +330,8 @@ def render_nginx_conf(ctx: StackContext, knobs: NginxKnobs, upstream: Upstream) 
     )
     upstream_block = ""
     if upstream[0] == "proxy-keepalive":
-        upstream_block = f"    upstream app {{\n        server {upstream[1]};\n        keepalive 32;\n    }}\n"
+        upstream_block = (f"    upstream app {{\n        server {upstream[1]};\n        keepalive {upstream_keepalive};\n"
+                          "    }\n")
     app_location = _location_for(upstream, knobs)
     whitenoise = "" if upstream[0] == "return" else (
         f"    location {WHITENOISE_PREFIX} {{\n{app_location}    }}\n"
@@ -460,29 +538,48 @@ def gunicorn_stack(worker_class: Literal["sync", "gthread"]) -> Callable[[StackC
     return build
 
 
-def _granian_argv(ctx: StackContext, bind: list[str]) -> tuple[str, ...]:
+def granian_argv(binary: str, bind: list[str], resolved: Mapping[str, object]) -> tuple[str, ...]:
+    """granian's command line with every setting that shapes its cost spelled out."""
+    r = resolved
     return (
-        _require(ctx, "granian"), "--interface", "wsgi", *bind, "--workers", str(ctx.server_cpus),
-        "--no-access-log", "--log-level", "warning", BENCHAPP,
+        binary, "--interface", "wsgi", *bind,
+        "--workers", str(r["workers"]), "--blocking-threads", str(r["blocking_threads"]),
+        "--backpressure", str(r["backpressure"]), "--backlog", str(r["backlog"]),
+        "--runtime-mode", str(r["runtime_mode"]), "--runtime-threads", str(r["runtime_threads"]),
+        "--http", str(r["http"]), "--http1-keep-alive" if r["http1_keep_alive"] else "--no-http1-keep-alive",
+        "--access-log" if r["access_log"] else "--no-access-log", "--log-level", str(r["log_level"]),
+        BENCHAPP,
     )
 
 
-def granian_nginx(ctx: StackContext) -> StackPlan:
-    """granian behind the candidate Nginx, with upstream keep-alive (its best case)."""
-    _prepare(ctx)
-    sock = ctx.workdir / "granian.sock"
-    # A leading 0 makes granian parse the mode as octal ("666" would be decimal).
-    argv = _granian_argv(ctx, ["--uds", str(sock), "--uds-permissions", "0666"])
-    conf = _write(ctx, "nginx.conf", render_nginx_conf(ctx, NginxKnobs(), ("proxy-keepalive", f"unix:{sock}")))
-    app = Process("granian", argv, app_env(ctx), ctx.app.project_dir)
-    return StackPlan("granian-nginx", _url(ctx), (app, nginx_process(ctx, conf)))
+def granian_stack(name: str, knobs: GranianKnobs = GranianKnobs(), behind_nginx: bool = True) -> StackBuilder:
+    """granian behind the candidate Nginx (over a unix socket; with upstream keep-alive unless
+    ``upstream_keepalive=0``), or alone on the client port."""
+    knobs.validate()
+
+    def build(ctx: StackContext) -> StackPlan:
+        _prepare(ctx)
+        resolved = knobs.resolved(ctx.server_cpus)
+        config = {"server": "granian", "behind_nginx": behind_nginx, **resolved}
+        _write(ctx, "granian.json", json.dumps(config, indent=2))
+        binary = _require(ctx, "granian")
+        if not behind_nginx:
+            argv = granian_argv(binary, ["--host", "127.0.0.1", "--port", str(ctx.port)], resolved)
+            app = Process("granian", argv, app_env(ctx), ctx.app.project_dir)
+            return StackPlan(name, _url(ctx), (app,), app_alone=True, config=config)
+        sock = ctx.workdir / "granian.sock"
+        # A leading 0 makes granian parse the mode as octal ("666" would be decimal).
+        argv = granian_argv(binary, ["--uds", str(sock), "--uds-permissions", "0666"], resolved)
+        upstream: Upstream = ("proxy-keepalive", f"unix:{sock}") if knobs.upstream_keepalive else ("proxy", f"unix:{sock}")
+        conf = _write(ctx, "nginx.conf", render_nginx_conf(ctx, NginxKnobs(), upstream, knobs.upstream_keepalive))
+        app = Process("granian", argv, app_env(ctx), ctx.app.project_dir)
+        return StackPlan(name, _url(ctx), (app, nginx_process(ctx, conf)), config=config)
+
+    return build
 
 
-def granian_alone(ctx: StackContext) -> StackPlan:
-    _prepare(ctx)
-    argv = _granian_argv(ctx, ["--host", "127.0.0.1", "--port", str(ctx.port)])
-    app = Process("granian", argv, app_env(ctx), ctx.app.project_dir)
-    return StackPlan("granian-alone", _url(ctx), (app,), app_alone=True)
+granian_nginx = granian_stack("granian-nginx")
+granian_alone = granian_stack("granian-alone", behind_nginx=False)
 
 
 def uwsgi_alone(ctx: StackContext) -> StackPlan:
@@ -502,8 +599,6 @@ def uwsgi_alone(ctx: StackContext) -> StackPlan:
         client_headers=("Connection: close",), app_alone=True,
     )
 
-
-StackBuilder = Callable[[StackContext], StackPlan]
 
 REFERENCE_STACKS: dict[str, StackBuilder] = {
     "ceiling": ceiling,
