@@ -92,3 +92,14 @@ def test_build_request() -> None:
     raw = build_request("http://127.0.0.1:8000/a?b=1", ["X-A: 1"], close=True).decode()
     assert raw.startswith("GET /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nX-A: 1\r\n")
     assert raw.endswith("Connection: close\r\n\r\n")
+
+
+def test_think_time_reaches_wrk_and_the_python_generator() -> None:
+    from wsgistack_bench.load import WRK_LUA, pyload_argv, wrk_script
+
+    assert wrk_script(0) == WRK_LUA
+    assert "delay = function()\n  return 8\nend" in wrk_script(8)
+    spec = LoadSpec(url="http://127.0.0.1:1/x", connections=4, duration_s=1, think_ms=8)
+    argv = pyload_argv(spec)
+    assert argv[argv.index("--think-ms") + 1] == "8"
+    assert "--think-ms" not in pyload_argv(LoadSpec(url="http://127.0.0.1:1/x", connections=4, duration_s=1))

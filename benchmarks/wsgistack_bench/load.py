@@ -126,6 +126,15 @@ class LoadSpec:
     duration_s: float
     headers: tuple[str, ...] = ()
     timeout_s: float = 5.0
+    think_ms: int = 0  # per connection, between a response and the next request (0: back to back)
+
+
+def wrk_script(think_ms: int = 0) -> str:
+    """The Lua for wrk: the JSON report, and with a think time wrk's ``delay()`` hook (the
+    milliseconds each connection waits before its next request)."""
+    if think_ms <= 0:
+        return WRK_LUA
+    return WRK_LUA + f"\ndelay = function()\n  return {int(think_ms)}\nend\n"
 
 
 def wrk_available() -> bool:
@@ -149,6 +158,8 @@ def pyload_argv(spec: LoadSpec) -> list[str]:
         "--connections", str(spec.connections), "--duration", f"{spec.duration_s:g}",
         "--timeout", f"{spec.timeout_s:g}",
     ]
+    if spec.think_ms:
+        argv += ["--think-ms", str(spec.think_ms)]
     for header in spec.headers:
         argv += ["--header", header]
     return argv
@@ -164,9 +175,9 @@ def pin(argv: list[str], cpus: tuple[int, ...]) -> list[str]:
 def run_load(spec: LoadSpec, cpus: tuple[int, ...], workdir: Path, use_wrk: bool) -> LoadResult:
     """Run one bounded load test against 127.0.0.1 and return its result."""
     if use_wrk:
-        script = workdir / "wsgistack-report.lua"
+        script = workdir / (f"wsgistack-report-think{spec.think_ms}.lua" if spec.think_ms else "wsgistack-report.lua")
         if not script.exists():
-            script.write_text(WRK_LUA)
+            script.write_text(wrk_script(spec.think_ms))
         threads = max(1, min(len(cpus) or 1, spec.connections))
         argv = pin(wrk_argv(spec, threads, script), cpus)
         return parse_wrk(_run(argv, spec.duration_s))

@@ -64,7 +64,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def _load_worker(url: str, request: bytes, deadline: float, timeout: float,
-                       latencies: list[float], counts: Counter[str]) -> None:
+                       latencies: list[float], counts: Counter[str], think_s: float = 0.0) -> None:
     parts = urlsplit(url)
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     writer: asyncio.StreamWriter | None = None
@@ -81,6 +81,8 @@ async def _load_worker(url: str, request: bytes, deadline: float, timeout: float
             if close:
                 writer.close()
                 conn = writer = None
+            if think_s:
+                await asyncio.sleep(think_s)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             counts["errors"] += 1
             if writer is not None:
@@ -91,13 +93,13 @@ async def _load_worker(url: str, request: bytes, deadline: float, timeout: float
 
 
 async def run_load(url: str, connections: int, duration: float, timeout: float,
-                   headers: list[str]) -> dict[str, object]:
+                   headers: list[str], think_ms: int = 0) -> dict[str, object]:
     request = build_request(url, headers, close=False)
     latencies: list[float] = []
     counts: Counter[str] = Counter()
     start = time.monotonic()
     deadline = start + duration
-    await asyncio.gather(*(_load_worker(url, request, deadline, timeout, latencies, counts)
+    await asyncio.gather(*(_load_worker(url, request, deadline, timeout, latencies, counts, think_ms / 1000)
                            for _ in range(connections)))
     elapsed = time.monotonic() - start
     latencies.sort()
@@ -149,12 +151,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("--think-ms", type=int, default=0, help="pause per connection between requests")
     args = parser.parse_args(argv)
     if urlsplit(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("load stays on loopback: the URL host must be 127.0.0.1")
     result: dict[str, object]
     if args.mode == "load":
-        result = asyncio.run(run_load(args.url, args.connections, args.duration, args.timeout, args.header))
+        result = asyncio.run(run_load(args.url, args.connections, args.duration, args.timeout, args.header,
+                                      args.think_ms))
     else:
         result = asyncio.run(run_burst(args.url, args.connections, args.timeout))
     # This module is a subprocess entry point: stdout is its API.
