@@ -161,3 +161,10 @@ def test_issue_15_checks_per_round_ratios_and_static_cost() -> None:
     assert checks["django-hello c32 ÷ seed (per-round ratios)"].value == pytest.approx(2.2)
     assert checks["static 1k: whitenoise CPU/req ÷ Nginx's"].value == pytest.approx(5.0)
     assert checks["static 1k: whitenoise CPU/req ÷ Nginx's"].passed is False
+
+
+def test_think_times_make_their_own_scenarios() -> None:
+    apps = [AppTarget("hello", Path("."), "hello:application", "/hello", extra_pages=(("-x", "/x"),))]
+    scenarios = default_scenarios(apps, [], [32], static=False, think_ms=(0, 2))
+    assert [(s.name, s.think_ms) for s in scenarios] == [
+        ("hello c32", 0), ("hello c32 t2ms", 2), ("hello-x c32", 0), ("hello-x c32 t2ms", 2)]

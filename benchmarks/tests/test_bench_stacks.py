@@ -37,6 +37,7 @@ def test_candidate_defaults_render(ctx: stacks.StackContext) -> None:
     assert [p.name for p in plan.processes] == ["uwsgi", "nginx"]
     assert plan.base_url == f"http://127.0.0.1:{ctx.port}"
     assert plan.processes[0].env["BENCH_APP"] == "hello:application"
+    assert plan.config["uwsgi"]["processes"] == 2 and plan.config["nginx"]["access_log"] == "off"
 
 
 def test_candidate_knobs(ctx: stacks.StackContext) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from wsgistack_bench import harness, load, report, stacks
+from wsgistack_bench import harness, load, machineload, report, stacks
 from wsgistack_bench.adapter import ABLATIONS, parse_variant_spec, wsgistack_balanced, wsgistack_default, wsgistack_stack
 
 DEFAULT_STACKS = (
@@ -57,9 +58,25 @@ def _variant_builders(variants: list[str]) -> dict[str, stacks.StackBuilder]:
     return out
 
 
-def _builders(names: list[str], candidates: list[str], variants: list[str] = ()) -> dict[str, stacks.StackBuilder]:
+def _granian_builders(specs: list[str]) -> dict[str, stacks.StackBuilder]:
+    out: dict[str, stacks.StackBuilder] = {}
+    for spec in specs:
+        try:
+            gname, assignments = stacks.parse_knob_spec(spec, "granian")
+            knobs = stacks.GranianKnobs().with_assignments(assignments)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--granian") from exc
+        if gname in DEFAULT_STACKS or gname == "wsgistack":
+            raise click.BadParameter(f"{gname!r} is a stack name already", param_hint="--granian")
+        out[gname] = stacks.granian_stack(gname, knobs)
+    return out
+
+
+def _builders(names: list[str], candidates: list[str], variants: list[str] = (),
+              granians: list[str] = ()) -> dict[str, stacks.StackBuilder]:
     builders: dict[str, stacks.StackBuilder] = {}
     pending = _variant_builders(list(variants))
+    pending_granian = _granian_builders(list(granians))
     for name in names:
         if name == "candidate":
             for spec in candidates or ["candidate"]:
@@ -73,11 +90,27 @@ def _builders(names: list[str], candidates: list[str], variants: list[str] = ())
             builders[name] = wsgistack_balanced
         elif name in stacks.REFERENCE_STACKS:
             builders[name] = stacks.REFERENCE_STACKS[name]
+            if name == "granian-nginx":  # granian variants run right after granian's defaults
+                builders.update(pending_granian)
+                pending_granian = {}
         else:
             known = ", ".join(DEFAULT_STACKS)
             raise click.BadParameter(f"unknown stack {name!r}; known: {known}", param_hint="--stacks")
     builders.update(pending)
+    builders.update(pending_granian)
     return builders
+
+
+def _twins(builders: dict[str, stacks.StackBuilder], twins: tuple[str, ...]) -> dict[str, stacks.StackBuilder]:
+    """Add STACK-twin for each --twin STACK; ``all`` twins every stack (every stack a
+    conclusion can name is then validated in the same run)."""
+    wanted = list(builders) if "all" in twins else list(dict.fromkeys(twins))
+    out = dict(builders)
+    for twin in wanted:
+        if twin not in builders:
+            raise click.BadParameter(f"{twin!r} is not among --stacks", param_hint="--twin")
+        out[twin + harness.TWIN_SUFFIX] = builders[twin]
+    return out
 
 
 def _cpus(value: str | None) -> tuple[int, ...]:
@@ -121,17 +154,35 @@ def _cpus(value: str | None) -> tuple[int, ...]:
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--keep-workdir", is_flag=True, help="keep the generated configs and logs")
-@click.option("--twin", "twins", multiple=True, metavar="STACK",
+@click.option("--twin", "twins", multiple=True, metavar="STACK|all",
               help="run STACK twice (the second as STACK-twin) to show how far two identical stacks' CPU per "
-                   "request differ in one run: the method's resolution")
+                   "request differ in one run: the method's resolution; 'all' twins every stack (a target "
+                   "check names the stacks it rests on that ran without a twin)")
+@click.option("--granian", "granians", multiple=True, metavar="NAME:KNOB=V,...",
+              help="one more granian-behind-Nginx stack with granian knobs changed (repeatable), e.g. "
+                   "bt1:blocking_threads=1 or noka:upstream_keepalive=0; knobs: "
+                   + ", ".join(f.name for f in dataclasses.fields(stacks.GranianKnobs)))
+@click.option("--think-ms", "think", default="0", show_default=True,
+              help="comma-separated pauses per connection between requests (ms); 0 = back to back "
+                   "(saturation). E.g. 0,2,8: CPU per request also at a third and a tenth of saturation")
+@click.option("--max-other-cpus", type=click.FloatRange(0.0), default=machineload.DEFAULT_MAX_OTHER_CPUS,
+              show_default=True,
+              help="CPUs of other work above which the machine is too busy: the run does not start, and a "
+                   "sample taken meanwhile is taken again (--noisy-retries) and marked")
+@click.option("--allow-busy", is_flag=True, help="measure on a busy machine anyway (results are marked)")
+@click.option("--noisy-retries", type=click.IntRange(0, 10), default=2, show_default=True)
 def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: tuple[str, ...], rounds: int, duration: int, warmup: int,
             connections: str, static: bool, burst: bool, burst_connections: int, burst_rounds: int,
             burst_stacks: str | None, slow_ms: int, quick: bool, hello_dir: Path, django_dir: Path,
             server_cpus: str | None, load_cpus: str | None, headers: tuple[str, ...], no_wrk: bool,
             markdown_path: Path | None, json_path: Path | None, keep_workdir: bool,
-            twins: tuple[str, ...]) -> None:
+            twins: tuple[str, ...], granians: tuple[str, ...], think: str, max_other_cpus: float,
+            allow_busy: bool, noisy_retries: int) -> None:
     """Benchmark wsgistack against reference stacks, interleaved, medians over rounds."""
     console = Console(stderr=True, width=160)
+    # A TERM (a timeout, a killed job) unwinds like Ctrl-C: run_bench's finally stops every
+    # stack it started (they run in sessions of their own and would outlive the harness).
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(128 + signal.SIGTERM))
     if quick:
         rounds, duration, connections = 3, 3, "32"
     conns = [int(c) for c in connections.split(",") if c.strip()]
@@ -141,11 +192,11 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: 
         console.print("[yellow]wrk not found: using the pure-Python load generator; "
                       "fast stacks will be generator-bound[/]")
     names = [n.strip() for n in stack_list.split(",") if n.strip()]
-    builders = _builders(names, list(candidates), list(variants))
-    for twin in twins:
-        if twin not in builders:
-            raise click.BadParameter(f"{twin!r} is not among --stacks", param_hint="--twin")
-        builders[twin + harness.TWIN_SUFFIX] = builders[twin]
+    builders = _twins(_builders(names, list(candidates), list(variants), list(granians)), twins)
+    try:
+        think_ms = sorted({int(t) for t in think.split(",") if t.strip()}) or [0]
+    except ValueError as exc:
+        raise click.BadParameter(f"expected milliseconds, got {think!r}", param_hint="--think-ms") from exc
     primary_order = [n for n in builders if n == "wsgistack"] + [
         n for n in builders
         if n not in stacks.REFERENCE_STACKS and n != "wsgistack" and not n.endswith(harness.TWIN_SUFFIX)]
@@ -158,14 +209,18 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: 
         use_wrk=use_wrk, burst_connections=burst_connections, burst_rounds=burst_rounds,
         burst_stacks=tuple(bursts), slow_ms=slow_ms,
         memory_app="django" if which in ("django", "all") else "hello",
+        load_policy=machineload.LoadPolicy(max_other_cpus=max_other_cpus, allow_busy=allow_busy),
+        noisy_retries=noisy_retries,
     )
     workroot = Path(tempfile.mkdtemp(prefix="wsgistack-bench-"))
     apps = _apps(which, hello_dir, django_dir, workroot)
     scenarios = [dataclasses.replace(s, headers=(*s.headers, *headers))
-                 for s in harness.default_scenarios(apps, primary_order, conns, static=static)]
+                 for s in harness.default_scenarios(apps, primary_order, conns, static=static, think_ms=think_ms)]
     try:
         results = harness.run_bench(apps, builders, scenarios, options, workroot, harness.free_ports(),
                                     progress=lambda msg: console.print(msg, markup=False, highlight=False))
+    except harness.MachineBusy as exc:
+        raise click.ClickException(f"machine too busy to measure: {exc}") from exc
     finally:
         if keep_workdir:
             console.print(f"configs and logs kept in {workroot}")
@@ -181,9 +236,11 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: 
     out = Console(width=max(120, Console().width))
     out.print(report.table(results))
     if checks:
-        out.print(report.targets_table(checks, primary))
+        out.print(report.targets_table(checks, primary, results))
     for name, reason in results.skipped.items():
         out.print(f"[yellow]skipped {name}[/]: {reason}")
+    for warning in report.load_warnings(results):
+        out.print(f"[red]warning[/]: {warning}")
     if markdown_path:
         markdown_path.write_text(report.markdown(results, checks, primary))
         console.print(f"Markdown report written to {markdown_path}")

@@ -10,7 +10,19 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from .harness import CEILING, BenchResults, Summary, TargetCheck, ratio, serial_bound, summarise, twin_agreement
+import shlex
+
+from .harness import (
+    CEILING,
+    BenchResults,
+    Summary,
+    TargetCheck,
+    ratio,
+    serial_bound,
+    summarise,
+    twin_agreement,
+    twin_coverage,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +39,8 @@ class Row:
     spread: str  # min-max of req/s over rounds, to show the noise
     cpu_us: float | None = None  # CPU µs per request, median over rounds
     cpu_spread: str = ""  # min-max of CPU µs per request over rounds
+    noisy_rounds: int = 0  # rounds measured on a machine busier than the load policy allows
+    other_cpus_max: float | None = None  # CPUs of other work in the busiest round
 
 
 def rows(results: BenchResults) -> list[Row]:
@@ -53,7 +67,24 @@ def _row(summary: Summary, ceiling: Summary | None) -> Row:
         rounds=summary.rounds, spread=f"{lo:.0f}–{hi:.0f}", cpu_us=summary.cpu_us,
         cpu_spread=(f"{min(summary.cpu_us_values):.1f}–{max(summary.cpu_us_values):.1f}"
                     if summary.cpu_us_values else ""),
+        noisy_rounds=summary.noisy_rounds, other_cpus_max=summary.other_cpus_max,
     )
+
+
+def load_warnings(results: BenchResults) -> list[str]:
+    """What makes these numbers less comparable than they look: a busy start (--allow-busy)
+    and samples that stayed over the load threshold after their retries."""
+    out = list(results.warnings)
+    noisy = [s for s in results.samples if s.noisy]
+    if noisy:
+        where = sorted({f"{s.stack} / {s.scenario}" for s in noisy})
+        worst = max(s.interference.other_cpus for s in noisy if s.interference)
+        out.append(f"{len(noisy)} of {len(results.samples)} samples ran while more than "
+                   f"{results.options.load_policy.max_other_cpus:g} CPUs did other work (up to {worst:.2f}), "
+                   f"even after {results.options.noisy_retries} retries: {', '.join(where[:8])}"
+                   + (f" and {len(where) - 8} more" if len(where) > 8 else "") + ". Medians that include them are not comparable "
+                   "with a quiet run (CPU per request depends on the rate a stack is driven at).")
+    return out
 
 
 def _fmt_ratio(value: float | None) -> str:
@@ -67,7 +98,7 @@ def _fmt_cpu(value: float | None) -> str:
 def table(results: BenchResults) -> Table:
     t = Table(title="wsgistack bench: medians over rounds")
     for col in ("scenario", "stack", "req/s", "÷ ceiling", "CPU µs/req", "p50 ms", "p99 ms", "errors", "non-2xx",
-                "rounds"):
+                "rounds", "other CPUs"):
         t.add_column(col, justify="left" if col in ("scenario", "stack") else "right")
     previous = None
     for r in rows(results):
@@ -76,17 +107,21 @@ def table(results: BenchResults) -> Table:
         bad = r.errors or r.non2xx
         t.add_row(scenario, r.stack, f"{r.rps:,.0f}", _fmt_ratio(r.to_ceiling), _fmt_cpu(r.cpu_us), f"{r.p50_ms:.2f}",
                   f"{r.p99_ms:.2f}", f"[red]{r.errors}[/]" if bad else "0",
-                  f"[red]{r.non2xx}[/]" if r.non2xx else "0", str(r.rounds))
+                  f"[red]{r.non2xx}[/]" if r.non2xx else "0", str(r.rounds),
+                  "–" if r.other_cpus_max is None else
+                  (f"[red]{r.other_cpus_max:.2f}[/]" if r.noisy_rounds else f"{r.other_cpus_max:.2f}"))
     return t
 
 
-def targets_table(checks: Sequence[TargetCheck], primary: str) -> Table:
+def targets_table(checks: Sequence[TargetCheck], primary: str, results: BenchResults | None = None) -> Table:
     t = Table(title=f"issue 5 targets for stack '{primary}'")
-    for col in ("target", "value", "limit", "result"):
+    for col in ("target", "value", "limit", "result", "twins"):
         t.add_column(col)
+    summaries = summarise(results.samples) if results else {}
     for c in checks:
         verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "n/a"}[c.passed]
-        t.add_row(c.name, "–" if c.value is None else f"{c.value:.3g}", c.target, verdict)
+        twins = twin_coverage(c, summaries).describe() if results else ""
+        t.add_row(c.name, "–" if c.value is None else f"{c.value:.3g}", c.target, verdict, twins)
     return t
 
 
@@ -109,21 +144,34 @@ def markdown(results: BenchResults, checks: Sequence[TargetCheck], primary: str)
         "# wsgistack bench results", "",
         f"Command: `{results.command}`" if results.command else "", "",
         "## Machine", "",
-        *(f"- {k}: {v}" for k, v in results.machine.items()), "",
+        *(f"- {k}: {v}" for k, v in results.machine.items()),
+        *([f"- before the run: load average {results.machine_load.loadavg[0]:.2f} / "
+           f"{results.machine_load.loadavg[1]:.2f} / {results.machine_load.loadavg[2]:.2f}, "
+           f"{results.machine_load.idle_window.other_cpus:.2f} CPUs busy with other work, "
+           f"steal {results.machine_load.idle_window.steal_cpus:.2f} "
+           f"(threshold {o.load_policy.max_other_cpus:g} CPUs"
+           + (", --allow-busy" if o.load_policy.allow_busy else "") + ")"] if results.machine_load else []),
+        *(f"- **warning**: {w}" for w in load_warnings(results)), "",
         f"Method: every stack runs each scenario once per round, interleaved in the same order "
         f"(A B C A B C …), {o.rounds} rounds of {o.duration_s:g} s after a {o.warmup_s:g} s warm-up; "
         "medians over rounds. Servers (Nginx included) are pinned to the server CPUs, the load "
         "generator to the load CPUs. Errors and non-2xx are summed over rounds. CPU µs/req is the "
         "user + system time of every process of the stack (from /proc/PID/stat, reaped workers "
-        "included) during the run, divided by the requests it completed.", "",
+        "included) during the run, divided by the requests it completed; it depends on the rate the "
+        "stack is driven at (`tNms` scenarios pause N ms per connection between requests, below "
+        "saturation), so compare stacks at the same scenario only. Other work: CPUs busy "
+        "outside the stack, the load generator and the harness during the sample (/proc/stat); "
+        "a sample over the threshold is measured again, the quietest attempt kept.", "",
         "## Throughput, CPU per request and latency", "",
         "| scenario | stack | req/s | ÷ ceiling | CPU µs/req | p50 ms | p99 ms | errors | non-2xx | req/s range "
-        "| CPU µs/req range |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU µs/req range | other work, max CPUs | noisy rounds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows(results):
+        other = "–" if r.other_cpus_max is None else f"{r.other_cpus_max:.2f}"
         lines.append(f"| {r.scenario} | {r.stack} | {r.rps:,.0f} | {_fmt_ratio(r.to_ceiling)} | {_fmt_cpu(r.cpu_us)} | "
-                     f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.non2xx} | {r.spread} | {r.cpu_spread} |")
+                     f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.non2xx} | {r.spread} | {r.cpu_spread} | "
+                     f"{other} | {r.noisy_rounds or ''} |")
     twins = twin_agreement(summarise(results.samples))
     if twins:
         lines += ["", "## Method validation: the same stack twice in one run", "",
@@ -163,11 +211,22 @@ def markdown(results: BenchResults, checks: Sequence[TargetCheck], primary: str)
             total = sum(m.pss_kb for m in members) / 1024
             lines.append(f"| {key} | **total** | | **{total:.1f}** |")
     if checks:
-        lines += ["", f"## Targets (stack `{primary}`)", "", "| target | value | limit | result |",
-                  "|---|---:|---|---|"]
+        lines += ["", f"## Targets (stack `{primary}`)", "",
+                  "A conclusion holds only where every stack it names ran beside its twin (`--twin`, "
+                  "`--twin all`) and the twins agree within the difference claimed.", "",
+                  "| target | value | limit | result | twins |", "|---|---:|---|---|---|"]
         for c in checks:
             verdict = {True: "pass", False: "**FAIL**", None: "n/a"}[c.passed]
-            lines.append(f"| {c.name} | {'–' if c.value is None else f'{c.value:.3g}'} | {c.target} | {verdict} |")
+            lines.append(f"| {c.name} | {'–' if c.value is None else f'{c.value:.3g}'} | {c.target} | {verdict} | "
+                         f"{twin_coverage(c, summaries).describe()} |")
+    if results.configs:
+        lines += ["", "## What each stack ran", ""]
+        for key, config in results.configs.items():
+            settings = config.get("config") or {}
+            lines.append(f"- **{key}**" + (": " + ", ".join(f"{k}={v}" for k, v in settings.items())
+                                           if settings else ""))
+            for proc in config.get("processes", []):  # type: ignore[union-attr]
+                lines.append(f"  - `{shlex.join(proc['argv'])}`")
     if results.skipped:
         lines += ["", "## Skipped stacks", "", *(f"- {k}: {v}" for k, v in results.skipped.items())]
     return "\n".join(lines) + "\n"
@@ -175,20 +234,27 @@ def markdown(results: BenchResults, checks: Sequence[TargetCheck], primary: str)
 
 def to_json(results: BenchResults, checks: Sequence[TargetCheck] = ()) -> dict[str, object]:
     """Raw samples plus summaries, for benchmarks/results/*.json."""
+    summaries = summarise(results.samples)
     return {
         "command": results.command,
         "machine": results.machine,
+        "machine_load": results.machine_load.to_dict() if results.machine_load else None,
+        "warnings": load_warnings(results),
+        "configs": results.configs,
         "options": dataclasses.asdict(results.options),
         "stacks": results.stacks,
         "skipped": results.skipped,
         "samples": [{"stack": s.stack, "scenario": s.scenario, "round": s.round, **s.result.to_dict(),
                      "cpu_s": s.cpu_s, "cpu_us_per_request": s.cpu_us_per_request,
-                     "cpu_split_s": dict(s.cpu_split or {})}
+                     "cpu_split_s": dict(s.cpu_split or {}),
+                     "interference": s.interference.to_dict() if s.interference else None,
+                     "attempts": s.attempts, "noisy": s.noisy}
                     for s in results.samples],
         "summary": [dataclasses.asdict(r) for r in rows(results)],
         "bursts": [{"stack": b.stack, "app": b.app, "round": b.round, **b.result.to_dict()}
                    for b in results.bursts],
         "memory": {k: [dataclasses.asdict(m) for m in v] for k, v in results.memory.items()},
-        "targets": [dataclasses.asdict(c) for c in checks],
+        "targets": [{**dataclasses.asdict(c), "twins": twin_coverage(c, summaries).describe(),
+                     "twins_resolved": twin_coverage(c, summaries).resolved} for c in checks],
     }
 

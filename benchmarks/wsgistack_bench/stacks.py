@@ -464,7 +464,8 @@ def candidate_stack(name: str, candidate: Candidate) -> Callable[[StackContext],
         ini = _write(ctx, "uwsgi.ini", _uwsgi_ini(ctx, candidate.uwsgi, socket_line))
         conf = _write(ctx, "nginx.conf", render_nginx_conf(ctx, candidate.nginx, ("uwsgi", target)))
         _write(ctx, "candidate.json", json.dumps(dataclasses.asdict(candidate), indent=2))
-        return StackPlan(name, _url(ctx), (uwsgi_process(ctx, ini), nginx_process(ctx, conf)))
+        return StackPlan(name, _url(ctx), (uwsgi_process(ctx, ini), nginx_process(ctx, conf)),
+                         config=dataclasses.asdict(candidate))
 
     return build
 
