@@ -158,3 +158,21 @@ def test_every_comparing_target_names_the_stacks_it_rests_on() -> None:
     checks = {c.name: c for c in harness.check_targets(r, "w")}
     assert checks["Django ÷ granian+Nginx"].rests_on == (("w", "django c32"), ("granian-nginx", "django c32"))
     assert ("candidate", "hello c32") in checks["hello c32: CPU/req ÷ candidate"].rests_on
+
+
+def test_the_server_cpus_busy_time_checks_the_accounting() -> None:
+    from wsgistack_bench import report
+
+    per_cpu = machineload.parse_proc_stat_per_cpu(PROC_STAT)
+    assert list(per_cpu) == [0] and per_cpu[0].busy == 26000 + 5 + 19000 + 0 + 1800
+    before = Snapshot(0.0, CpuTicks(0, 0, 0), 0.0, {0: CpuTicks(1000, 0, 0), 1: CpuTicks(0, 0, 0)})
+    after = Snapshot(2.0, CpuTicks(400, 0, 0), 0.0, {0: CpuTicks(1200, 0, 0), 1: CpuTicks(200, 0, 0)})
+    other = machineload.interference(before, after, stack_cpu_s=1.0, clock_ticks=100, server_cpus=(0,))
+    assert other.server_busy_s == pytest.approx(2.0)  # CPU 1 (the load generator's) is not counted
+    assert machineload.interference(before, after, clock_ticks=100).server_busy_s is None  # unpinned
+    seen = Sample("s", "hello c32", 1, LoadResult(1000, 1.0, 1.0, 2.0, 0, 0, "wrk"), 1.0, None, other)
+    assert seen.accounted == pytest.approx(0.5)
+    results = BenchResults(options=BenchOptions(), scenarios=[], stacks={}, samples=[seen])
+    assert summarise(results.samples)[("s", "hello c32")].accounted == pytest.approx(0.5)
+    (warning,) = report.load_warnings(results)
+    assert "s / hello c32 (50%)" in warning and "does not see" in warning

@@ -85,6 +85,15 @@ class Sample:
             return None
         return self.cpu_s * 1e6 / self.result.requests
 
+    @property
+    def accounted(self) -> float | None:
+        """The stack's CPU time ÷ the busy time of the server CPUs it is pinned to (about 1 when
+        nothing else runs there and the harness sees every process and thread of the stack)."""
+        busy = self.interference.server_busy_s if self.interference else None
+        if self.cpu_s is None or not busy:
+            return None
+        return self.cpu_s / busy
+
     def split_us_per_request(self) -> dict[str, float]:
         if not self.cpu_split or not self.result.requests:
             return {}
@@ -118,6 +127,7 @@ class Summary:
     cpu_split_us: Mapping[str, float] = field(default_factory=dict)
     noisy_rounds: int = 0  # rounds measured while the machine was busier than the load policy allows
     other_cpus_max: float | None = None  # the busiest of those rounds: CPUs of other work
+    accounted: float | None = None  # median of Sample.accounted
 
 
 @dataclass
@@ -161,11 +171,14 @@ def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
     split: dict[tuple[str, str], dict[str, list[float]]] = {}
     noisy: dict[tuple[str, str], int] = {}
     other: dict[tuple[str, str], list[float]] = {}
+    accounted: dict[tuple[str, str], list[float]] = {}
     for s in samples:
         grouped.setdefault((s.stack, s.scenario), []).append(s.result)
         noisy[(s.stack, s.scenario)] = noisy.get((s.stack, s.scenario), 0) + int(s.noisy)
         if s.interference is not None:
             other.setdefault((s.stack, s.scenario), []).append(s.interference.other_cpus)
+        if (share := s.accounted) is not None:
+            accounted.setdefault((s.stack, s.scenario), []).append(share)
         if (us := s.cpu_us_per_request) is not None:
             cpu.setdefault((s.stack, s.scenario), []).append(us)
         for kind, value in s.split_us_per_request().items():
@@ -186,6 +199,7 @@ def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
             cpu_split_us={k: statistics.median(v) for k, v in sorted(split.get((stack, scenario), {}).items())},
             noisy_rounds=noisy.get((stack, scenario), 0),
             other_cpus_max=max(other[(stack, scenario)]) if (stack, scenario) in other else None,
+            accounted=statistics.median(accounted[(stack, scenario)]) if (stack, scenario) in accounted else None,
         )
     return out
 
@@ -590,7 +604,8 @@ def measure_sample(stack: procs.RunningStack, name: str, scenario: Scenario, rnd
             result = LoadResult(0, options.duration_s, 0.0, 0.0, 1, 0, "failed")
         cpu_after = procs.cpu_by_process(stack.pids)
         split = {k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in {*cpu_before, *cpu_after}}
-        other = machineload.interference(machine_before, machineload.snapshot(), sum(split.values()))
+        other = machineload.interference(machine_before, machineload.snapshot(), sum(split.values()),
+                                         server_cpus=options.server_cpus)
         noisy = policy.too_busy(other)
         sample = Sample(name, scenario.name, rnd, result, sum(split.values()), split, other, attempt, noisy)
         if best is None or best.interference is None or other.other_cpus < best.interference.other_cpus:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -44,15 +45,29 @@ class CpuTicks:
         return self.busy + self.idle + self.steal
 
 
+def _ticks(fields: list[str]) -> CpuTicks:
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user]
+    values = [int(v) for v in fields[1:9]] + [0] * max(0, 8 - len(fields[1:9]))
+    user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
+    return CpuTicks(busy=user + nice + system + irq + softirq, idle=idle + iowait, steal=steal)
+
+
 def parse_proc_stat(text: str) -> CpuTicks:
     for line in text.splitlines():
         fields = line.split()
         if fields and fields[0] == "cpu":
-            # user nice system idle iowait irq softirq steal [guest guest_nice: already in user]
-            values = [int(v) for v in fields[1:9]] + [0] * max(0, 8 - len(fields[1:9]))
-            user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
-            return CpuTicks(busy=user + nice + system + irq + softirq, idle=idle + iowait, steal=steal)
+            return _ticks(fields)
     raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def parse_proc_stat_per_cpu(text: str) -> dict[int, CpuTicks]:
+    """The ``cpuN`` lines: what each CPU did (the servers' CPUs are pinned, see harness)."""
+    out = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0].startswith("cpu") and fields[0][3:].isdigit():
+            out[int(fields[0][3:])] = _ticks(fields)
+    return out
 
 
 def parse_loadavg(text: str) -> tuple[float, float, float]:
@@ -67,6 +82,7 @@ class Snapshot:
     at: float  # time.monotonic()
     cpu: CpuTicks
     own_s: float  # CPU seconds of the harness and its reaped children (the load generator) so far
+    per_cpu: Mapping[int, CpuTicks] = field(default_factory=dict)
 
 
 def _own_seconds() -> float:
@@ -76,7 +92,8 @@ def _own_seconds() -> float:
 
 
 def snapshot() -> Snapshot:
-    return Snapshot(time.monotonic(), parse_proc_stat(Path("/proc/stat").read_text()), _own_seconds())
+    text = Path("/proc/stat").read_text()
+    return Snapshot(time.monotonic(), parse_proc_stat(text), _own_seconds(), parse_proc_stat_per_cpu(text))
 
 
 @dataclass(frozen=True)
@@ -86,13 +103,16 @@ class Interference:
     other_cpus: float  # busy CPUs minus the stack, the load generator and the harness
     steal_cpus: float
     seconds: float
+    # Busy CPU-seconds of the CPUs the servers are pinned to: the stack's own CPU time should
+    # account for nearly all of it (a process or thread the harness does not see would not).
+    server_busy_s: float | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, float | None]:
+        return {k: None if v is None else round(v, 3) for k, v in asdict(self).items()}
 
 
 def interference(before: Snapshot, after: Snapshot, stack_cpu_s: float = 0.0,
-                 clock_ticks: int = CLOCK_TICKS) -> Interference:
+                 clock_ticks: int = CLOCK_TICKS, server_cpus: Sequence[int] = ()) -> Interference:
     """Other work between two snapshots. ``stack_cpu_s``: the CPU time the stack under test
     spent meanwhile (read from its processes); the harness's own and its reaped children's
     (the load generator, waited for inside the interval) come from the snapshots."""
@@ -100,7 +120,11 @@ def interference(before: Snapshot, after: Snapshot, stack_cpu_s: float = 0.0,
     busy_s = (after.cpu.busy - before.cpu.busy) / clock_ticks
     ours = stack_cpu_s + (after.own_s - before.own_s)
     steal_s = (after.cpu.steal - before.cpu.steal) / clock_ticks
-    return Interference(other_cpus=(busy_s - ours) / seconds, steal_cpus=steal_s / seconds, seconds=seconds)
+    server_busy = None
+    if server_cpus and all(c in before.per_cpu and c in after.per_cpu for c in server_cpus):
+        server_busy = sum(after.per_cpu[c].busy - before.per_cpu[c].busy for c in server_cpus) / clock_ticks
+    return Interference(other_cpus=(busy_s - ours) / seconds, steal_cpus=steal_s / seconds, seconds=seconds,
+                        server_busy_s=server_busy)
 
 
 @dataclass(frozen=True)
