@@ -147,7 +147,7 @@ def test_granian_knobs_change_granian_and_its_upstream(ctx: stacks.StackContext,
     resolved = stacks.GranianKnobs(workers=2).resolved(server_cpus=1)
     assert (resolved["backpressure"], resolved["blocking_threads"]) == (512, 256)
     alone = stacks.granian_alone(stacks.StackContext(**{**ctx.__dict__, "workdir": tmp_path / "alone"}))
-    assert alone.app_alone and _flag(alone.processes[0].argv, "--port") == "18080"
+    assert alone.app_alone and _flag(alone.processes[0].argv, "--port") == str(ctx.port)
     assert _flag(alone.processes[0].argv, "--blocking-threads") == "512"
 
 
