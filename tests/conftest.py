@@ -211,10 +211,54 @@ class Stack:
         return self.proc.wait(timeout=timeout)
 
 
+# The app servers wsgistack runs behind nginx (server.app_server): the guarantees each test
+# checks hold for both, so the tests that check them run against both.
+SERVERS = ("uwsgi", "granian")
+
+
+def server_env(server: str, **extra: str) -> dict[str, str]:
+    """clean_env() for a stack whose app server is ``server``."""
+    return clean_env(**({"WSGISTACK_SERVER__APP_SERVER": server} if server != "uwsgi" else {}), **extra)
+
+
+def app_server_pid(runtime_dir: Path) -> int:
+    """The app server's main process (uWSGI's master, granian's main process), from its pidfile."""
+    for name in ("uwsgi.pid", "granian.pid"):
+        path = runtime_dir / "private" / name
+        if path.exists():
+            return int(path.read_text().split()[0])
+    raise AssertionError(f"no app server pidfile in {runtime_dir / 'private'}")
+
+
+def process_age(pid: int) -> float:
+    """Seconds since ``pid`` started (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    return float(Path("/proc/uptime").read_text().split()[0]) - started / ticks
+
+
+def settle_workers(runtime_dir: Path, age: float = 6.5, timeout: float = 30) -> None:
+    """granian exits when a worker it respawned dies again within 5.5 s (its crash-loop rule,
+    docs/benchmarks.md): before a test kills a worker, wait until every worker is older than
+    that. uWSGI has no such rule; its workers are waited for all the same (it costs nothing)."""
+    master = app_server_pid(runtime_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ages = [process_age(pid) for pid in descendants(master)]
+        except OSError:
+            ages = []
+        if ages and min(ages) > age:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the workers of {master} did not settle within {timeout}s")
+
+
 def wait_in_flight(runtime_dir: Path, count: int = 1, timeout: float = 15) -> None:
-    """Wait until ``count`` uWSGI workers are busy with a request (uWSGI's own stats, which
-    wsgistack's stacks keep on a private socket), instead of sleeping and hoping the request
-    got there before the signal a test sends next."""
+    """Wait until ``count`` workers are busy with a request (uWSGI's own stats, which
+    wsgistack's stacks keep on a private socket; granian's workers as wsgistack's shim reports
+    them), instead of sleeping and hoping the request got there before the signal a test sends
+    next."""
     from wsgistack.ops import control as ops
     from wsgistack.layout import Paths
 

@@ -82,6 +82,15 @@ CONFIG_E014 = declare("config.E014", "tls.mode = acme without a host name it can
 CONFIG_E015 = declare("config.E015", "tls.port is server.port: HTTPS and the plain-HTTP redirect need a port each",
                       "leave tls.port at 8443 (or 443), server.port at 8000 (or 80)")
 CONFIG_E046 = declare("config.E046", "ops.port is also the site's port", "give the ops listener a port of its own, e.g. 9100")
+CONFIG_E047 = declare("config.E047", "server.app_server = granian with a TCP socket: granian's TCP workers each own their socket, "
+                      "so a respawning worker resets the connections queued on it",
+                      "leave uwsgi.socket = unix (the default); for split containers share the unix socket on a volume")
+CONFIG_E048 = declare("config.E048", "server.app_server = granian with a setting only uWSGI implements "
+                      "(uwsgi.options, uwsgi.max_requests, uwsgi.request_log)",
+                      "remove the setting (reload_on_rss recycles by memory with either server), or use app_server = uwsgi")
+CONFIG_E049 = declare("config.E049", "server.app_server = granian on platform heroku: the term-drain library knows only "
+                      "nginx's and uWSGI's signals",
+                      "use app_server = uwsgi on Heroku")
 CONFIG_E044 = declare("config.E044", "role = worker, and process names no [processes.NAME]",
                       "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table")
 CONFIG_E045 = declare("config.E045", "a process's stop timeout is longer than stop_timeout",

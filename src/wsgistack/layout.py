@@ -60,6 +60,16 @@ class Paths:
     fifo = property(lambda self: self.private / "uwsgi.fifo")
     # Created by uWSGI once its first worker accepts requests, i.e. once the app is loaded.
     uwsgi_ready = property(lambda self: self.private / "uwsgi.ready")
+    # server.app_server = "granian": granian runs as the app's user, so what it writes is in
+    # private/: its unix socket (nginx's workers run as that user too), its pidfile, the marker
+    # the shim creates once a worker has loaded the app, and each worker's status for `status`.
+    granian_socket = property(lambda self: self.private / "granian.sock")
+    granian_pid = property(lambda self: self.private / "granian.pid")
+    app_ready = property(lambda self: self.private / "app.ready")
+    workers_dir = property(lambda self: self.private / "workers")
+    # granian imports the app's module by name from a directory on sys.path, which the app's
+    # user must be able to list: the shim gets a directory of its own (root's, 0755).
+    granian_shim = property(lambda self: self.runtime / "granian" / "wsgistack_app.py")
     # What `reload` keeps: the start's resolved settings and interpreter (contracts.StartRecord).
     start_record = property(lambda self: self.state / "start.json")
     # TLS: the DH group for the DHE suites; for acme, the HTTPS config nginx switches to once
@@ -78,6 +88,11 @@ class Paths:
         """What a run leaves behind and the next one must not find: cleared before a start,
         removed by the process manager after a stop."""
         return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.manager_state)
+
+    @property
+    def granian_transient(self) -> tuple[Path, ...]:
+        """The same for granian's files (server.app_server = "granian")."""
+        return (self.granian_socket, self.granian_pid, self.app_ready)
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,42 @@ def with_rss(stats: dict[str, Any]) -> dict[str, Any]:
         if not worker.get("rss") and isinstance(worker.get("pid"), int):
             worker["rss"] = rss_bytes(int(worker["pid"]))
     return stats
+
+
+def _worker_file(path: str) -> dict[str, Any]:
+    """A granian worker's status line, as the shim wrote it (the app's user's file: read for
+    display only, never a link, small, every value checked for its type)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        data = json.loads(os.read(fd, 4096) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    finally:
+        os.close(fd)
+    return data if isinstance(data, dict) else {}
+
+
+def read_granian_stats(main_pid: int, workers_dir: str) -> dict[str, Any]:
+    """granian's workers in the shape of uWSGI's stats (``workers``: id, pid, status, requests,
+    rss): its main process's children from /proc, each with what wsgistack's shim wrote about
+    it (requests served, busy since, draining). granian itself has no stats socket."""
+    workers = []
+    for index, pid in enumerate(sorted(child_pids(main_pid)), 1):
+        info = _worker_file(os.path.join(workers_dir, str(pid)))
+        busy = info.get("busy")
+        requests = info.get("requests")
+        workers.append({
+            "id": index,
+            "pid": pid,
+            "status": ("draining" if info.get("draining") is True else "busy" if isinstance(busy, int | float) else
+                       "idle") if info else "starting",
+            "requests": requests if isinstance(requests, int) else 0,
+            "busy_seconds": round(time.time() - busy, 1) if isinstance(busy, int | float) else None,
+            "rss": rss_bytes(pid),
+        })
+    return {"server": "granian", "workers": workers}

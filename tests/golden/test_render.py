@@ -31,7 +31,8 @@ ROOT_MACHINE = Machine(cpus=4, memory_limit=None, somaxconn=1024, euid=0, nginx=
 # The app's interpreter: pyuwsgi's script re-executed by its venv's python (binary-path),
 # or a compiled uwsgi (no binary-path needed).
 APP_PYTHON = AppPython("/opt/venv/bin/python", "VIRTUAL_ENV", "3.13.5", uwsgi="/opt/venv/bin/uwsgi",
-                       uwsgi_dist="pyuwsgi", uwsgi_version="2.0.30", binary_path="/opt/venv/bin/python")
+                       uwsgi_dist="pyuwsgi", uwsgi_version="2.0.30", binary_path="/opt/venv/bin/python",
+                       granian_version="2.8.9")
 COMPILED_UWSGI = dataclasses.replace(APP_PYTHON, uwsgi_dist="uWSGI", binary_path=None)
 
 
@@ -88,6 +89,17 @@ CASES = {
          "WSGISTACK_TLS__HSTS_MAX_AGE": "31536000", "WSGISTACK_TLS__REDIRECT_PORT": "443"},
         MACHINE, None),
     "app-role": ({"WSGISTACK_ROLE": "app", "WSGISTACK_UWSGI__SOCKET": "tcp"}, MACHINE, DJANGO),
+    # server.app_server = "granian": the same nginx in front, proxying over a kept unix-socket
+    # connection; started as root (granian as the app's user), with trusted proxies, JSON logs,
+    # the ops listener, a background process and TLS files.
+    "granian-django-default": ({"WSGISTACK_SERVER__APP_SERVER": "granian"}, MACHINE, DJANGO),
+    "granian-root-proxy-ops": (
+        {"WSGISTACK_SERVER__APP_SERVER": "granian", "WSGISTACK_SERVER__TRUSTED_PROXIES": "10.0.0.0/8",
+         "WSGISTACK_SERVER__SERVER_NAMES": "example.com", "WSGISTACK_UWSGI__THREADS": "2",
+         "WSGISTACK_SERVER__LOG_FORMAT": "json", "WSGISTACK_OPS__PORT": "9100",
+         "WSGISTACK_PROCESSES__SENDALERTS__COMMAND": "python manage.py sendalerts",
+         "WSGISTACK_TLS__MODE": "files", "WSGISTACK_TLS__CERT": "/etc/ssl/site.pem", "WSGISTACK_TLS__KEY": "/etc/ssl/site.key"},
+        ROOT_MACHINE, DJANGO),
 }
 
 
@@ -105,8 +117,9 @@ def test_golden(case: str) -> None:
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
         for name, content in files.items():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
             (target / name).write_text(content)
-    expected = {p.name: p.read_text() for p in target.iterdir()}
+    expected = {p.relative_to(target).as_posix(): p.read_text() for p in target.rglob("*") if p.is_file()}
     assert sorted(files) == sorted(expected)
     for name, content in files.items():
         assert content == expected[name], f"{case}/{name} differs from the golden file"
@@ -141,13 +154,14 @@ def test_render_is_pure(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")
 @pytest.mark.parametrize("case", ["django-default", "django-root-heroku-proxy", "django-root-proxy-named-hosts",
-                                  "flask-factory-tcp", "web-role"])
+                                  "flask-factory-tcp", "web-role", "granian-django-default"])
 def test_rendered_nginx_config_passes_nginx_t(case: str, tmp_path: Path) -> None:
     env, machine, app = CASES[case]
     if machine.is_root and os.geteuid() != 0:
         pytest.skip("the root case needs root to test its `user` directive")
     loaded = load_config(APP_DIR, env={"WSGISTACK_RUNTIME_DIR": str(tmp_path), **env})
     for f in render(make_plan(loaded, machine, app, app_python(machine))):
+        (tmp_path / f.path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f.path).write_text(f.content)
     (tmp_path / "nginx-temp").mkdir()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -221,8 +235,9 @@ def test_golden_balancer(case: str) -> None:
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
         for name, content in files.items():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
             (target / name).write_text(content)
-    expected = {p.name: p.read_text() for p in target.iterdir()}
+    expected = {p.relative_to(target).as_posix(): p.read_text() for p in target.rglob("*") if p.is_file()}
     assert sorted(files) == sorted(expected)
     for name, content in files.items():
         assert content == expected[name], f"{case}/{name} differs from the golden file"

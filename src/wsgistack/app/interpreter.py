@@ -35,6 +35,10 @@ from wsgistack.machine import version_tuple
 # The oldest pyuwsgi (uWSGI) wsgistack's rendered uwsgi.ini is tested with; checked at start.
 MIN_PYUWSGI = (2, 0, 28)
 MIN_PYUWSGI_TEXT = ".".join(map(str, MIN_PYUWSGI))
+# The oldest granian (server.app_server = "granian") wsgistack is tested with: its worker
+# respawn, unix socket and environ behaviour are what the granian path is built on.
+MIN_GRANIAN = (2, 8, 9)
+MIN_GRANIAN_TEXT = ".".join(map(str, MIN_GRANIAN))
 
 # Stdlib-only modules of this package that run inside the app's interpreter (as source).
 HELPERS = frozenset({"probe", "djangochecks", "djangoprestart", "pyfacts"})
@@ -55,6 +59,7 @@ class AppPython:
     # import pyuwsgi, and the server would be gone after the first reload.
     binary_path: str | None = None
     import_dirs: tuple[str, ...] = ()  # its stdlib and site-packages (who may run it: access.py)
+    granian_version: str | None = None  # granian installed there (server.app_server = "granian")
 
     @property
     def install_uwsgi(self) -> str:
@@ -63,6 +68,26 @@ class AppPython:
     @property
     def upgrade_uwsgi(self) -> str:
         return f"{self.python} -m pip install --upgrade 'pyuwsgi>={MIN_PYUWSGI_TEXT}'"
+
+    @property
+    def granian_argv(self) -> tuple[str, ...]:
+        """How granian runs in that environment: as a module of its interpreter (no script path)."""
+        return (self.python, "-m", "granian")
+
+    @property
+    def install_granian(self) -> str:
+        return f"{self.python} -m pip install 'granian>={MIN_GRANIAN_TEXT}'"
+
+    @property
+    def granian_too_old(self) -> bool:
+        version = version_tuple(self.granian_version)
+        return version is not None and version < MIN_GRANIAN
+
+    def server_version(self, app_server: str) -> str:
+        """What the start prints for the app server that runs there (uWSGI or granian)."""
+        if app_server == "granian":
+            return f"granian {self.granian_version}"
+        return f"{self.uwsgi_dist} {self.uwsgi_version}"
 
     @property
     def uwsgi_too_old(self) -> bool:
@@ -162,6 +187,7 @@ def inspect(python: str, why: str) -> AppPython:
         uwsgi_version=uwsgi.get("version"),
         binary_path=_binary_path(python, command),
         import_dirs=tuple(facts.get("import_dirs") or ()),
+        granian_version=(facts.get("granian") or {}).get("version"),
     )
 
 
@@ -188,6 +214,35 @@ def check_uwsgi(python: AppPython) -> None:
             f"{MIN_PYUWSGI_TEXT}, the oldest wsgistack supports",
             f"upgrade it: {python.upgrade_uwsgi}",
         )
+
+
+def check_granian(python: AppPython) -> None:
+    """Refuse to start granian (server.app_server = "granian") missing from the app's
+    environment, or older than the one wsgistack is tested with."""
+    from wsgistack.errors import MissingBinaryError
+
+    if python.granian_version is None:
+        raise MissingBinaryError(
+            ids.RUN_E001,
+            f"granian is not installed in the app's environment: {python.python}, {python.why} "
+            "(server.app_server = \"granian\")",
+            f"add it there: {python.install_granian}",
+        )
+    if python.granian_too_old:
+        raise MissingBinaryError(
+            ids.PYTHON_E003,
+            f"granian {python.granian_version} in the app's environment ({python.python}) is older than "
+            f"{MIN_GRANIAN_TEXT}, the oldest wsgistack supports",
+            f"upgrade it: {python.install_granian.replace('install', 'install --upgrade', 1)}",
+        )
+
+
+def check_server(python: AppPython, app_server: str) -> None:
+    """The app server the config names, installed (and recent enough) in the app's environment."""
+    if app_server == "granian":
+        check_granian(python)
+    else:
+        check_uwsgi(python)
 
 
 def as_started(python: str, why: str) -> AppPython:

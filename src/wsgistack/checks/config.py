@@ -78,7 +78,7 @@ def _nginx_read_timeout(ctx: CheckContext) -> int | None:
     location has its own, deliberately short one)."""
     found = None
     for directive, parents in walk(ctx.nginx_tree):
-        if directive["directive"] == "uwsgi_read_timeout" and directive["args"]:
+        if directive["directive"] in ("uwsgi_read_timeout", "proxy_read_timeout") and directive["args"]:
             in_app_location = bool(parents) and parents[-1]["directive"] == "location" and parents[-1]["args"] == ["/"]
             if in_app_location or found is None:
                 found = _seconds(directive["args"][0])

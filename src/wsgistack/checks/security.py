@@ -83,7 +83,13 @@ def uwsgi_not_root(ctx: CheckContext) -> list[Finding]:
     plan = ctx.plan
     if plan is None or not plan.runs_uwsgi or not ctx.machine.is_root:
         return []
-    uid = ini_value(ctx.uwsgi_options, "uid")
+    if plan.granian:  # granian has no uid option: the process manager starts it as the user
+        import json
+
+        table = json.loads(ctx.rendered.get("processes.json") or "{}")
+        uid = next((p.get("user") for p in table.get("processes", []) if p.get("name") == "granian"), None)
+    else:
+        uid = ini_value(ctx.uwsgi_options, "uid")
     if uid not in (None, "", "0", "root"):
         return []
     obj = f"user (from {ctx.loaded.origin('user')})"

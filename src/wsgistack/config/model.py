@@ -143,6 +143,13 @@ class ServerSection(_Section):
         description="readiness: answered by a uWSGI worker before the app (200 ready, 503 while draining; no Host check, "
         "no database, not logged)",
     )
+    app_server: Literal["uwsgi", "granian"] = Field(
+        "uwsgi",
+        description='the app server behind nginx: "uwsgi" (the uwsgi protocol, a new unix connection per request) or '
+        '"granian" (HTTP/1.1 over a unix socket with upstream keep-alive; the granian wheel in the app\'s environment); '
+        "the [uwsgi] section's processes, threads, listen and reload_on_rss size either (docs/benchmarks.md)",
+        json_schema_extra=flag("--app-server"),
+    )
 
     @field_validator("worker_processes")
     @classmethod

@@ -30,7 +30,7 @@ from wsgistack.layout import Paths
 from wsgistack.machine import Machine
 from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.procfs import read_uwsgi_stats, with_rss
+from wsgistack.procfs import read_granian_stats, read_uwsgi_stats, with_rss
 from wsgistack.contracts import ManagerState, Trust, untrusted
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
@@ -40,7 +40,17 @@ SITE_SETTINGS = ("server.host", "server.port", "tls.port")
 # timeout, which processes run and as whom, the ACME renewer, uWSGI's interpreter) is fixed at
 # start, like the certificates a start prepares for tls.mode, and the runtime dir is where
 # the reload found the stack. ([processes.NAME] are the manager's too; app.env is never recorded.)
-NEXT_START = frozenset({"role", "process", "runtime_dir", "user", "platform", "stop_timeout", "upstream_wait", "tls.mode", "app.python"})
+NEXT_START = frozenset({"role", "process", "runtime_dir", "user", "platform", "stop_timeout", "upstream_wait", "tls.mode", "app.python",
+                        "server.app_server"})
+# With granian, its command line too: the process manager's table holds it, and granian's
+# reload replaces its workers with the same flags.
+GRANIAN_NEXT_START = frozenset({"uwsgi.processes", "uwsgi.threads", "uwsgi.listen", "server.worker_connections",
+                                "request_timeout"})
+
+
+def next_start(granian: bool) -> frozenset[str]:
+    """The settings only a restart applies (see NEXT_START)."""
+    return NEXT_START | GRANIAN_NEXT_START if granian else NEXT_START
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class Status:
     processes: tuple[dict[str, Any], ...] = ()
     draining: bool = False  # the drain marker exists: readiness answers 503 (`wsgistack drain`)
     manager_pid: int | None = None
+    app_server: str = "uwsgi"  # which one runs (uwsgi_pid is its pid): "uwsgi" or "granian"
 
     @property
     def running(self) -> bool:
@@ -77,10 +88,13 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
     has one (uwsgi.stats)."""
     paths = where.paths if isinstance(where, Plan) else where
     manager = read_manager_state(paths)
-    uwsgi_pid = manager.pid("uwsgi") if manager else None
+    granian_pid = manager.pid("granian") if manager else None
+    uwsgi_pid = granian_pid or (manager.pid("uwsgi") if manager else None)
     nginx_pid = manager.pid("nginx") if manager else None
     found = None
-    if uwsgi_pid and stats:
+    if granian_pid and stats:
+        found = read_granian_stats(granian_pid, str(paths.workers_dir))
+    elif uwsgi_pid and stats:
         try:
             found = with_rss(read_uwsgi_stats(str(paths.stats)))
         except (OSError, ValueError):
@@ -93,6 +107,7 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
         processes=tuple(dataclasses.asdict(p) for p in manager.processes) if manager else (),
         draining=paths.drain.exists(),
         manager_pid=manager.manager_pid if manager else None,
+        app_server="granian" if granian_pid else "uwsgi",
     )
 
 
@@ -144,6 +159,18 @@ def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
     paths = where.paths if isinstance(where, Plan) else where
     done: list[str] = []
     current = _require_running(paths)
+    if current.app_server == "granian" and current.uwsgi_pid and current.manager_pid:
+        # The process manager drains granian's workers first (their responses close their
+        # connections, so nginx keeps none a stopping worker closes under it), then sends
+        # granian its SIGHUP (one worker replaced at a time), and reloads nginx.
+        from wsgistack.plan.stack import GRANIAN_DRAIN
+
+        os.kill(current.manager_pid, signal.SIGHUP)
+        done.append(f"granian (pid {current.uwsgi_pid}): workers drain for {GRANIAN_DRAIN:g}s, then granian replaces "
+                    "them one at a time" + (" (--chain: granian always does)" if chain else ""))
+        if current.nginx_pid:
+            done.append(f"nginx (pid {current.nginx_pid}): configuration reloaded (SIGHUP, by the process manager)")
+        return done
     if current.uwsgi_pid:
         write_fifo(paths.fifo, b"c" if chain else b"r", _app_uid(paths))
         done.append(f"uWSGI (pid {current.uwsgi_pid}): {'chain' if chain else 'graceful'} reload requested")
@@ -193,7 +220,8 @@ class Reload:
 
     def lines(self) -> list[str]:
         """What changes, one line each: setting, old -> new, source."""
-        return [str(c) + (" [not applied: needs a restart]" if c.setting in NEXT_START else "")
+        restart_only = next_start(self.plan.granian)
+        return [str(c) + (" [not applied: needs a restart]" if c.setting in restart_only else "")
                 for c in self.changes]
 
 
@@ -224,7 +252,8 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     wanted = load_config(project, env={}, cli=cli, config_file=config_file, started=rec.started())
     changes = tuple(record.changes(rec, wanted))
     # What the manager was given at start stays as it runs: keep the running values.
-    kept = {c.setting: (c.old, rec.origins.get(c.setting, DEFAULT)) for c in changes if c.setting in NEXT_START}
+    restart_only = next_start(rec.values.get("server.app_server") == "granian")  # what runs now
+    kept = {c.setting: (c.old, rec.origins.get(c.setting, DEFAULT)) for c in changes if c.setting in restart_only}
     loaded = wanted
     if kept:
         loaded = load_config(project, env={}, cli={k: v for k, v in cli.items() if k not in kept},

@@ -53,6 +53,24 @@ RETRY_MARGIN_MS = 1500
 MAX_UNIX_SOCKET_PATH = 107
 DEFAULT_LISTEN = 4096
 
+# server.app_server = "granian": nginx keeps HTTP/1.1 connections to granian's unix socket,
+# this many idle ones per nginx worker, and closes one idle for UPSTREAM_IDLE_TIMEOUT seconds
+# itself: long before granian would (it closes an idle connection after 30 s, its header read
+# timeout), so an idle kept connection is never closed under nginx by granian's timer.
+UPSTREAM_KEEPALIVE = 32
+UPSTREAM_IDLE_TIMEOUT = 2
+# A granian worker that must go (a reload, memory recycling) first answers every response
+# with "Connection: close" for this long: nginx keeps no connection to it, the idle ones time
+# out on nginx's side, and the worker then stops with none that nginx could reuse as it
+# closes (a POST sent on a connection the server is closing fails: nginx retries no POST).
+GRANIAN_DRAIN = UPSTREAM_IDLE_TIMEOUT + 0.5
+# granian exits when a worker it respawned dies again within 5.5 s (its crash-loop rule): the
+# shim's request-timeout watchdog never kills a worker younger than this.
+GRANIAN_CRASH_WINDOW = 6.0
+# granian's reload starts a new worker, waits this long, then stops the old one (one worker at
+# a time); granian 2.8's own default.
+GRANIAN_RESPAWN_INTERVAL = 3.5
+
 # Request headers. nginx hands uWSGI every header as a CGI variable inside one uwsgi packet,
 # which must fit uWSGI's buffer-size (at most 65535: the packet's length is 16 bits). If
 # nginx accepts a header block that does not fit, the client gets a 502 (uWSGI drops the
@@ -297,11 +315,21 @@ class Plan:
         return self.config.role
 
     @property
+    def app_server(self) -> str:
+        """The app server behind nginx: "uwsgi" or "granian" (server.app_server)."""
+        return self.config.server.app_server
+
+    @property
+    def granian(self) -> bool:
+        return self.config.server.app_server == "granian"
+
+    @property
     def runs_nginx(self) -> bool:
         return self.config.role in ("all", "web")
 
     @property
     def runs_uwsgi(self) -> bool:
+        """This role runs the app server (uWSGI, or granian with server.app_server)."""
         return self.config.role in ("all", "app")
 
     @property
@@ -402,6 +430,54 @@ def _timeouts(config: Config, origin: str) -> tuple[int, int, int | None]:
             ]
         )
     return harakiri, nginx, router
+
+
+def _check_granian(loaded: LoadedConfig) -> None:
+    """What granian cannot do as uWSGI does it is refused, never silently dropped."""
+    config = loaded.config
+    if config.server.app_server != "granian":
+        return
+    origin = loaded.origin("server.app_server")
+    problems = []
+    uri = config.uwsgi.uri.strip()
+    tcp_uri = bool(uri) and Upstream.parse(uri).kind == "tcp" and config.role in ("app", "web")
+    if config.uwsgi.socket == "tcp" or tcp_uri:
+        setting = "uwsgi.uri" if tcp_uri else "uwsgi.socket"
+        problems.append(WsgistackError(
+            ids.CONFIG_E047,
+            f"server.app_server = \"granian\" (from {origin}) with {setting} = "
+            f"{(uri if tcp_uri else 'tcp')!r} (from {loaded.origin(setting)}): on TCP each granian worker owns its "
+            "socket, so the connections queued on a worker that is respawned (a reload, memory recycling, a crash) "
+            "are reset; on a unix socket granian's main process holds them",
+            "leave uwsgi.socket = unix (the default); split containers share the unix socket on a volume "
+            "(uwsgi.uri = unix:/run/wsgistack/uwsgi.sock)",
+        ))
+    unsupported = [(name, value) for name, value in (
+        ("uwsgi.options", config.uwsgi.options),
+        ("uwsgi.max_requests", config.uwsgi.max_requests),
+        ("uwsgi.request_log", config.uwsgi.request_log),
+    ) if value]
+    for name, _value in unsupported:
+        why = {
+            "uwsgi.options": "they are uWSGI options, and granian has no such passthrough",
+            "uwsgi.max_requests": "granian cannot recycle a worker after a number of requests",
+            "uwsgi.request_log": "granian's access log does not escape what it writes; nginx logs every request",
+        }[name]
+        problems.append(WsgistackError(
+            ids.CONFIG_E048,
+            f"server.app_server = \"granian\" (from {origin}) with {name} (from {loaded.origin(name)}): {why}",
+            "remove it (uwsgi.reload_on_rss recycles workers by memory with either server), or use app_server = \"uwsgi\"",
+        ))
+    if config.platform == "heroku":
+        problems.append(WsgistackError(
+            ids.CONFIG_E049,
+            f"server.app_server = \"granian\" (from {origin}) with platform = heroku (from {loaded.origin('platform')}): "
+            "Heroku sends SIGTERM to every process of a dyno at once, and wsgistack's term-drain library makes only "
+            "nginx and uWSGI finish their requests then",
+            "use app_server = \"uwsgi\" on Heroku",
+        ))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _check_tcp_host(loaded: LoadedConfig, notes: list[str]) -> None:
@@ -546,6 +622,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     project = loaded.project_dir
     notes: list[str] = []
     paths = runtime_paths(loaded, machine.euid)
+    _check_granian(loaded)
 
     if config.role == "web" or (config.role == "app" and config.uwsgi.uri):
         # Split containers: the app binds where the web role connects (UWSGI_URI), e.g. a
@@ -554,6 +631,8 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     elif config.uwsgi.socket == "tcp":
         _check_tcp_host(loaded, notes)
         upstream = Upstream("tcp", f"{config.uwsgi.tcp_host}:{config.uwsgi.tcp_port}")
+    elif config.server.app_server == "granian":
+        upstream = Upstream("unix", str(paths.granian_socket))
     else:
         upstream = Upstream("unix", str(paths.socket))
     if upstream.kind == "unix" and len(upstream.address) > MAX_UNIX_SOCKET_PATH:

@@ -8,7 +8,7 @@ import os
 
 from wsgistack import __version__, hosts
 from wsgistack.contracts import Health, OpsAuth, OpsSettings, ProcessSpec, ProcessTable, Ready, RenewerSettings
-from wsgistack.plan.stack import Plan
+from wsgistack.plan.stack import GRANIAN_CRASH_WINDOW, GRANIAN_DRAIN, GRANIAN_RESPAWN_INTERVAL, UPSTREAM_IDLE_TIMEOUT, UPSTREAM_KEEPALIVE, Plan
 from wsgistack.render import RenderedFile, environment
 from wsgistack.tls import FFDHE2048, MOZILLA_CURVES, MOZILLA_INTERMEDIATE_CIPHERS
 
@@ -16,6 +16,81 @@ from wsgistack.tls import FFDHE2048, MOZILLA_CURVES, MOZILLA_INTERMEDIATE_CIPHER
 # (vim .swp, emacs #x# and x~, nano .save, patch .orig/.rej): never served. Matched
 # case-insensitively (~*) against the decoded, normalised URI, so %2e and ..%2f tricks land here too.
 HIDDEN_RE = r'"/\.(?!well-known/)|/#|~$|\.(?:swp|swo|swn|bak|old|orig|rej|save|pyc)$"'
+
+
+def granian_argv(plan: Plan) -> tuple[str, ...]:
+    """granian's command line (server.app_server = "granian"), every setting that shapes it
+    spelled out. Run as a module of the app's interpreter, as the app's user (the manager
+    switches users: granian has no option of its own for it), on a unix socket only nginx's
+    workers (the same user) can use. One blocking thread per worker by default (uwsgi.threads):
+    a pool of them costs context switches per request below saturation (docs/benchmarks.md)."""
+    assert plan.python is not None and plan.app is not None
+    paths = plan.paths
+    argv = [
+        *plan.python.granian_argv, "--interface", "wsgi",
+        "--uds", plan.upstream.address, "--uds-permissions", "0660",  # a leading 0: octal
+        "--workers", str(plan.processes), "--blocking-threads", str(plan.threads),
+        # Connections per worker: at least what nginx may open (each of its connections to a
+        # busy worker waits in the worker, not in the kernel's queue).
+        "--backpressure", str(plan.config.server.worker_connections), "--backlog", str(plan.listen),
+        "--runtime-mode", "mt", "--runtime-threads", "1", "--http", "1", "--http1-keep-alive", "--no-ws",
+        # A crashed or killed worker is replaced (nginx retries the idempotent requests it had).
+        "--respawn-failed-workers", "--respawn-interval", f"{GRANIAN_RESPAWN_INTERVAL:g}",
+        # A reload or a stop lets a request finish within request_timeout, then kills it.
+        "--workers-kill-timeout", str(plan.harakiri),
+        # nginx writes the access log; granian's own lines go to the manager (JSON with log_format json).
+        "--no-access-log", "--log-level", "warning",
+        "--pid-file", str(paths.granian_pid), "--working-dir", str(plan.app.path),
+        f"{paths.granian_shim}:application",
+    ]
+    return tuple(argv)
+
+
+def _app_server(plan: Plan) -> ProcessSpec:
+    """The app server under the process manager: uWSGI (its master drops privileges itself), or
+    granian (started as the app's user by the manager)."""
+    assert plan.app is not None
+    public_env = plan.public_env
+    # Memory-based recycling, checked by the process manager on a timer, not by every worker
+    # after every request (uWSGI's reload-on-rss).
+    recycle = {"rss_mb": float(plan.reload_on_rss_mb), "min_age": float(plan.min_worker_lifetime), "interval": 2.0}
+    if not plan.granian:
+        uwsgi = plan.python.uwsgi if plan.python else None
+        # ...and the app is loaded (the file): nginx never starts in front of an app that cannot load.
+        return ProcessSpec(
+            name="uwsgi",
+            argv=(uwsgi or "uwsgi", "--ini", str(plan.paths.uwsgi_ini)),
+            env=public_env,
+            secret_env=True,
+            drop_env_prefix="UWSGI_",
+            cwd=str(plan.app.path),
+            stop_signal="TERM",
+            ready=_ready(plan.upstream.kind, plan.upstream.address, file=str(plan.paths.uwsgi_ready)),
+            recycle=recycle,
+        )
+    # granian: a worker that must go (memory, a reload) first drains its kept connections
+    # (SIGWINCH: the shim answers "Connection: close"), then gets SIGTERM (it finishes its
+    # requests; granian starts another).
+    import signal
+
+    recycle.update(drain=GRANIAN_DRAIN, drain_signal=float(signal.SIGWINCH), signal=float(signal.SIGTERM))
+    return ProcessSpec(
+        name="granian",
+        argv=granian_argv(plan),
+        env=public_env,
+        secret_env=True,
+        # granian reads every GRANIAN_* variable as one of its options.
+        drop_env_prefix="GRANIAN_",
+        cwd=str(plan.app.path),
+        user=plan.uwsgi_user or "",
+        group=plan.run_group or "",
+        stop_signal="TERM",
+        # Killed outright, the manager takes granian along: TERM, so its main process stops
+        # its workers (the shim also ties each worker to it).
+        death_signal="TERM",
+        ready=_ready("unix", plan.upstream.address, file=str(plan.paths.app_ready)),
+        recycle=recycle,
+    )
 
 
 def process_table(plan: Plan) -> ProcessTable:
@@ -26,22 +101,7 @@ def process_table(plan: Plan) -> ProcessTable:
     public_env = plan.public_env
     processes: list[ProcessSpec] = []
     if plan.runs_uwsgi:
-        assert plan.app is not None
-        uwsgi = plan.python.uwsgi if plan.python else None
-        # ...and the app is loaded (the file): nginx never starts in front of an app that cannot load.
-        processes.append(ProcessSpec(
-            name="uwsgi",
-            argv=(uwsgi or "uwsgi", "--ini", str(plan.paths.uwsgi_ini)),
-            env=public_env,
-            secret_env=True,
-            drop_env_prefix="UWSGI_",
-            cwd=str(plan.app.path),
-            stop_signal="TERM",
-            ready=_ready(plan.upstream.kind, plan.upstream.address, file=str(plan.paths.uwsgi_ready)),
-            # Memory-based recycling, checked by the process manager on a timer, not by
-            # every worker after every request (uWSGI's reload-on-rss).
-            recycle={"rss_mb": float(plan.reload_on_rss_mb), "min_age": float(plan.min_worker_lifetime), "interval": 2.0},
-        ))
+        processes.append(_app_server(plan))
     for bg in plan.background:
         assert plan.app is not None
         python = plan.python.python if plan.python else machine.python
@@ -108,7 +168,7 @@ def process_table(plan: Plan) -> ProcessTable:
         processes=tuple(processes),
         stop_timeout=float(plan.config.stop_timeout),
         url=plan.url if plan.runs_nginx else "",
-        cleanup=tuple(str(p) for p in plan.paths.transient),
+        cleanup=tuple(str(p) for p in plan.paths.transient + (plan.paths.granian_transient if plan.granian else ())),
         state_file=str(plan.paths.manager_state),
         log_format=plan.config.server.log_format,
         # Drain before stop: readiness answers 503 (the shim sees the marker) while nginx and
@@ -181,7 +241,7 @@ def ops_settings(plan: Plan) -> OpsSettings:
         "role": config.role,
         "app": f"{plan.app.kind} {plan.app.target}" if plan.app else None,
         "url": plan.url if plan.runs_nginx else None,
-        "uwsgi": f"{plan.processes} processes x {plan.threads} threads" if plan.runs_uwsgi else None,
+        plan.app_server: f"{plan.processes} processes x {plan.threads} threads" if plan.runs_uwsgi else None,
         "listen queue": str(plan.listen) if plan.runs_uwsgi else None,
         "request timeout": f"{plan.harakiri}s (nginx {plan.nginx_timeout}s)",
         "reload on rss": f"{plan.reload_on_rss_mb} MB" if plan.runs_uwsgi else None,
@@ -198,7 +258,7 @@ def ops_settings(plan: Plan) -> OpsSettings:
         interval=2,
         nginx_udp=plan.ops_udp if plan.runs_nginx else None,
         nginx_ports=tuple(ports) if plan.runs_nginx else (),
-        uwsgi_stats=str(plan.paths.stats) if plan.runs_uwsgi and config.uwsgi.stats else None,
+        uwsgi_stats=str(plan.paths.stats) if plan.runs_uwsgi and config.uwsgi.stats and not plan.granian else None,
         uwsgi_socket=plan.upstream.address if plan.runs_uwsgi and plan.upstream.kind == "unix" else None,
         manager_state=str(plan.paths.manager_state),
         summary={k: v for k, v in summary.items() if v is not None},
@@ -221,6 +281,9 @@ def render(plan: Plan) -> list[RenderedFile]:
         "tls_listen": hosts.listen_address(server.host, plan.tls.port) if plan.tls else "",
         "tls_ciphers": MOZILLA_INTERMEDIATE_CIPHERS,
         "tls_curves": MOZILLA_CURVES,
+        "upstream_keepalive": UPSTREAM_KEEPALIVE,
+        "upstream_idle_timeout": UPSTREAM_IDLE_TIMEOUT,
+        "crash_window": GRANIAN_CRASH_WINDOW,
     }
     files: list[RenderedFile] = []
     if plan.runs_nginx:
@@ -231,9 +294,16 @@ def render(plan: Plan) -> list[RenderedFile]:
             # The HTTPS config the renewer swaps in once the first certificate is there.
             files.append(RenderedFile("nginx-https.conf", env.get_template("nginx.conf.j2").render({**ctx, "https": True})))
             files.append(RenderedFile(RenewerSettings.FILE, renewer_settings(plan).text(), 0o600))
-        files.append(RenderedFile("uwsgi_params", env.get_template("uwsgi_params.j2").render(ctx)))
+        if plan.granian:
+            files.append(RenderedFile("proxy_params", env.get_template("proxy_params.j2").render(ctx)))
+        else:
+            files.append(RenderedFile("uwsgi_params", env.get_template("uwsgi_params.j2").render(ctx)))
         files.append(RenderedFile("mime.types", env.get_template("mime.types.j2").render(ctx)))
-    if plan.runs_uwsgi:
+    if plan.runs_uwsgi and plan.granian:
+        # granian imports the shim by name: from a directory of its own the app's user can list.
+        shim = plan.paths.granian_shim.relative_to(plan.paths.runtime)
+        files.append(RenderedFile(str(shim), env.get_template("wsgistack_app.py.j2").render(ctx)))
+    elif plan.runs_uwsgi:
         assert plan.app is not None
         files.append(RenderedFile("uwsgi.ini", env.get_template("uwsgi.ini.j2").render(ctx)))
         files.append(RenderedFile("wsgistack_app.py", env.get_template("wsgistack_app.py.j2").render(ctx)))

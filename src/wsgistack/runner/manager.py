@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from wsgistack.contracts import SECRET_ENV, ManagerState, ProcessState, ProcessTable, Ready, log_line
-from wsgistack.procfs import child_pids, memory_and_age
+from wsgistack.procfs import child_pids, memory_and_age, parent_of
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -188,10 +188,14 @@ class Child:
     finished: bool = False  # exited and, by its restart policy, stays down
     last_exit: str | None = None  # how its previous run ended (kept across a restart)
     # {"rss_mb": limit, "min_age": seconds, "interval": seconds}: recycle this process's
-    # children (uWSGI's workers) above the limit, gracefully (see Manager._recycle_bloated).
+    # children (uWSGI's or granian's workers) above the limit, gracefully (see
+    # Manager._recycle_bloated); with "drain" (seconds), "drain_signal" and "signal" (numbers),
+    # a worker is first told to drain, then given "signal" (granian's), else SIGHUP (uWSGI's).
     recycle: dict[str, float] = field(default_factory=dict)
     next_recycle_check: float = 0.0
     recycling: set[int] = field(default_factory=set)  # workers told to go, not yet gone
+    draining: dict[int, float] = field(default_factory=dict)  # worker -> when its drain ends
+    reload_at: float | None = None  # a SIGHUP due once its workers have drained (granian's reload)
 
     @property
     def running(self) -> bool:
@@ -403,11 +407,14 @@ class Manager:
         while self._signals:
             signum = self._signals.pop(0)
             if signum == signal.SIGHUP:
-                self.say("SIGHUP: reloading nginx and uWSGI gracefully")
+                self.say("SIGHUP: reloading nginx and the app server gracefully")
                 for child in self.children:
                     # Background processes have no common meaning for HUP (it kills most).
                     if child.running and child.proc is not None and not child.restart:
-                        os.kill(child.proc.pid, signal.SIGHUP)
+                        if child.recycle.get("drain"):
+                            self.drain_then_reload(child)
+                        else:
+                            os.kill(child.proc.pid, signal.SIGHUP)
             elif not self.stopping and self._drain_until is None and self.table.drain_file:
                 self.begin_drain(signal.Signals(signum).name)
             elif not self.stopping and (self._drain_until is None or signum == signal.SIGINT):
@@ -638,6 +645,37 @@ class Manager:
             if not self._active(selector):
                 break
 
+    def drain_then_reload(self, child: Child) -> None:
+        """granian's reload: its workers drain first (their responses close their connections,
+        so nginx keeps none a stopping worker would close under it), then granian's own SIGHUP
+        replaces them one at a time."""
+        for pid in child_pids(child.proc.pid) if child.proc is not None else []:
+            self._signal_worker(child, pid, int(child.recycle.get("drain_signal", signal.SIGWINCH)))
+        child.reload_at = time.monotonic() + child.recycle["drain"]
+
+    def _signal_worker(self, child: Child, pid: int, signum: int) -> bool:
+        # Only a worker of this child, as the kernel says now (a pid may have been reused).
+        if child.proc is None or parent_of(pid) != child.proc.pid:
+            return False
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _drained(self) -> None:
+        """Drains that are over: the reload signal, or the worker's own stop signal."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.reload_at is not None and now >= child.reload_at:
+                child.reload_at = None
+                if child.running and child.proc is not None:
+                    os.kill(child.proc.pid, signal.SIGHUP)
+            for pid, until in list(child.draining.items()):
+                if now >= until:
+                    del child.draining[pid]
+                    self._signal_worker(child, pid, int(child.recycle.get("signal", signal.SIGTERM)))
+
     def _recycle_bloated(self) -> None:
         """Memory-based recycling from outside the workers, every few seconds. uWSGI's own
         (reload-on-rss, and memory-report for its stats) makes each worker read /proc after
@@ -645,6 +683,7 @@ class Manager:
         A worker over the limit gets SIGHUP, uWSGI's graceful reload of one worker: it
         finishes the request it has, exits, and its master spawns a fresh one. A worker
         younger than min_age is left alone (uWSGI's min-worker-lifetime: no reload storm)."""
+        self._drained()
         now = time.monotonic()
         for child in self.children:
             if not child.recycle or not child.running or child.proc is None or now < child.next_recycle_check:
@@ -659,10 +698,16 @@ class Manager:
                     continue
                 rss_mb, age = usage
                 if rss_mb > limit_mb and age >= child.recycle.get("min_age", 10.0):
-                    try:
-                        os.kill(pid, signal.SIGHUP)
-                    except ProcessLookupError:
-                        continue
+                    drain = child.recycle.get("drain", 0.0)
+                    if drain:  # granian: drain its connections first, then stop it
+                        if not self._signal_worker(child, pid, int(child.recycle.get("drain_signal", signal.SIGWINCH))):
+                            continue
+                        child.draining[pid] = now + drain
+                    else:  # uWSGI's graceful reload of one worker
+                        try:
+                            os.kill(pid, signal.SIGHUP)
+                        except ProcessLookupError:
+                            continue
                     child.recycling.add(pid)
                     self.say(f"{child.name} worker {pid} uses {rss_mb:.0f} MB, over its limit of {limit_mb:g} MB: "
                              "recycling it gracefully (it finishes its request first)")

@@ -4,8 +4,8 @@ Handed to that interpreter as source (``python -I -c <this file>``), never impor
 wsgistack's own environment, so the app's virtualenv needs nothing of wsgistack. Stdlib
 only, and cheap: it runs at every start, so the installed distributions are found by their
 ``.dist-info`` directories on sys.path (importlib.metadata alone costs ~40 ms to import).
-Prints one JSON object: the interpreter, its version, and the uWSGI (pyuwsgi) that runs on
-it, if any.
+Prints one JSON object: the interpreter, its version, and the uWSGI (pyuwsgi) and granian that
+run on it, if any.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ def uwsgi_facts() -> dict[str, Any] | None:
     return None
 
 
+def granian_facts() -> dict[str, Any] | None:
+    """The granian distribution this interpreter can import (run as ``python -m granian``)."""
+    found = _dist_info("granian")
+    return {"version": found[1]} if found else None
+
+
 def facts() -> dict[str, Any]:
     return {
         "executable": sys.executable,
@@ -70,6 +76,7 @@ def facts() -> dict[str, Any]:
         # What it imports from: uWSGI's unprivileged user must be able to read these.
         "import_dirs": [sysconfig.get_path("stdlib"), sysconfig.get_path("purelib")],
         "uwsgi": uwsgi_facts(),
+        "granian": granian_facts(),
     }
 
 

@@ -34,7 +34,7 @@ from wsgistack import ids
 from wsgistack.app.access import check_user_can_run
 from wsgistack.app.detect import detect_app
 from wsgistack.app.spec import AppSpec
-from wsgistack.app.interpreter import AppPython, check_uwsgi
+from wsgistack.app.interpreter import AppPython, check_server
 from wsgistack.app.interpreter import resolve as resolve_python
 from wsgistack.config import LoadedConfig, load_config, record
 from wsgistack.contracts import Say
@@ -152,7 +152,8 @@ def plan(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | Non
     machine = machine or detect_machine()
     python = python or find_python(loaded, env)
     if uwsgi and python is not None and loaded.config.role != "web":
-        check_uwsgi(python)  # run.E001 (missing from the app's environment), python.E003 (too old)
+        # run.E001 (missing from the app's environment), python.E003 (too old): uWSGI or granian
+        check_server(python, loaded.config.server.app_server)
     host = host_facts(loaded, machine, env)  # users' groups, real paths, the build record: make_plan reads nothing
     if data_dir is not None:
         host = dataclasses.replace(host, data_dir=data_dir)
@@ -324,8 +325,8 @@ def run(
             remember(planned, loaded, planned.data_dir)
         say(describe(planned))
         if planned.python is not None:
-            say(f"app interpreter: {planned.python.python} (Python {planned.python.version}, {planned.python.uwsgi_dist} "
-                f"{planned.python.uwsgi_version}; {planned.python.why})")
+            server = planned.python.server_version(planned.config.server.app_server)
+            say(f"app interpreter: {planned.python.python} (Python {planned.python.version}, {server}; {planned.python.why})")
         for note in planned.notes:
             say(note)
         say(f"runtime dir: {planned.paths.runtime}")

@@ -77,7 +77,7 @@ def prepare_runtime_dir(plan: Plan) -> None:
     own_dir(paths.nginx_temp, 0o700 if not plan.machine.is_root else 0o711)
     check_ports(plan)  # another process on nginx's port: nginx would retry for 2.5 s, then fail
     check_reachable(plan)  # (the app stage has checked that the app's user can run it: run.E004)
-    for stale in paths.transient:
+    for stale in paths.transient + paths.granian_transient:
         stale.unlink(missing_ok=True)
 
 
