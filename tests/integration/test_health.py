@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, http, shared_dir, start_stack
+from tests.conftest import EXAMPLES, SERVERS, WSGISTACK, Stack, clean_env, http, server_env, shared_dir, start_stack
 
 pytestmark = pytest.mark.integration
 
 LIVE, READY = "/_wsgistack/live", "/_wsgistack/ready"
 
 
-def test_health_answers_for_any_host_without_the_app_and_drains(tmp_path: Path, stacks: list[Stack]) -> None:
-    stack = start_stack(tmp_path, EXAMPLES / "hello", ready_path=READY)
+@pytest.mark.parametrize("server", SERVERS)
+def test_health_answers_for_any_host_without_the_app_and_drains(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    stack = start_stack(tmp_path, EXAMPLES / "hello", ready_path=READY, env=server_env(server))
     stacks.append(stack)
     for host in ("localhost", "unknown.example"):  # an unknown Host is refused (444) for any other path
         live = http(stack.url + LIVE, host=host)
@@ -49,15 +50,14 @@ def test_health_answers_for_any_host_without_the_app_and_drains(tmp_path: Path, 
     # Health checks are not written to nginx's access log; the app's requests are. (uWSGI
     # logs 5xx answers, so a draining node's 503s are in its log: a drain is worth seeing.)
     time.sleep(0.3)
-    access = [line for line in stack.log().splitlines() if line.startswith("nginx |")]
+    access = [line for line in stack.log().splitlines() if line.lstrip().startswith("nginx |")]
     assert any("GET /hello" in line for line in access)
     assert not any(LIVE in line or READY in line for line in access)
 
 
-def test_health_paths_are_settings(tmp_path: Path, stacks: list[Stack]) -> None:
-    from tests.conftest import clean_env
-
-    env = clean_env(WSGISTACK_SERVER__LIVE_PATH="/livez", WSGISTACK_SERVER__READY_PATH="/readyz")
+@pytest.mark.parametrize("server", SERVERS)
+def test_health_paths_are_settings(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    env = server_env(server, WSGISTACK_SERVER__LIVE_PATH="/livez", WSGISTACK_SERVER__READY_PATH="/readyz")
     stack = start_stack(tmp_path, EXAMPLES / "hello", env=env, ready_path="/readyz")
     stacks.append(stack)
     assert http(stack.url + "/livez").body == b"live\n"

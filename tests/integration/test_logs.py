@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Stack, clean_env, free_port, http, shared_dir, start_stack
+from tests.conftest import SERVERS, Stack, clean_env, free_port, http, server_env, shared_dir, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +65,9 @@ def wait_for_log(stack: Stack, predicate, timeout: float = 10) -> list[dict[str,
         time.sleep(0.1)
 
 
-def test_request_id_end_to_end_and_json_logs_survive_hostile_bytes(tmp_path: Path, stacks: list[Stack]) -> None:
-    env = clean_env(WSGISTACK_SERVER__LOG_FORMAT="json", WSGISTACK_APP__TARGET="idapp:application")
+@pytest.mark.parametrize("server", SERVERS)
+def test_request_id_end_to_end_and_json_logs_survive_hostile_bytes(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    env = server_env(server, WSGISTACK_SERVER__LOG_FORMAT="json", WSGISTACK_APP__TARGET="idapp:application")
     stack = start_stack(tmp_path, project(tmp_path), env=env, ready_path="/_wsgistack/live")
     stacks.append(stack)
 
@@ -112,16 +113,18 @@ def test_request_id_end_to_end_and_json_logs_survive_hostile_bytes(tmp_path: Pat
     assert any(str(l.get("path")).startswith('/a"b\\c\ufffd\ufffd%22{"x":1}') for l in access), "the hostile path was not logged"
     assert any(l.get("referer") == '"},{"status":999' for l in access)
     assert any(str(l.get("user_agent", "")).startswith('ua"\\\x01') for l in access)
-    # The app's own log line carries the id (the shim's %(request_id)s), wrapped as uWSGI's.
-    app_lines = [l for l in lines if l["process"] == "uwsgi" and "app-log" in str(l.get("message"))]
+    # The app's own log line carries the id (the shim's %(request_id)s), wrapped as the app server's.
+    app_lines = [l for l in lines if l["process"] == server and "app-log" in str(l.get("message"))]
     assert f"app-log id={rid} handling /first" in [l["message"] for l in app_lines]
     assert any(l["process"] == "wsgistack" for l in lines)
 
 
-def test_trusted_proxy_request_id_is_kept_and_502_page_shows_the_id(tmp_path: Path, stacks: list[Stack]) -> None:
-    dead = free_port()  # nothing listens there: every request is nginx's own 502
-    env = clean_env(WSGISTACK_SERVER__TRUSTED_PROXIES="127.0.0.1")
-    stack = start_stack(tmp_path, project(tmp_path), "--role", "web", env={**env, "UWSGI_URI": f"127.0.0.1:{dead}"},
+@pytest.mark.parametrize("server", SERVERS)
+def test_trusted_proxy_request_id_is_kept_and_502_page_shows_the_id(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    # Nothing listens there: every request is nginx's own 502 (granian's upstream is a unix socket).
+    dead = f"127.0.0.1:{free_port()}" if server == "uwsgi" else f"unix:{shared_dir(tmp_path, 'gone')}/app.sock"
+    env = server_env(server, WSGISTACK_SERVER__TRUSTED_PROXIES="127.0.0.1")
+    stack = start_stack(tmp_path, project(tmp_path), "--role", "web", env={**env, "UWSGI_URI": dead},
                         ready_path="/_wsgistack/live")
     stacks.append(stack)
     resp = http(stack.url + "/", headers={"X-Request-ID": "lb-1234-abcd"})

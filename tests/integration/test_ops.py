@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -11,7 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, free_port, http, load, shared_dir, start_stack, wait_in_flight
+from tests.conftest import (
+    EXAMPLES,
+    SERVERS,
+    WSGISTACK,
+    Stack,
+    clean_env,
+    free_port,
+    http,
+    load,
+    server_env,
+    shared_dir,
+    start_stack,
+    wait_in_flight,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +34,9 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run([*WSGISTACK, *args], capture_output=True, text=True, env=env or clean_env(), timeout=60)
 
 
-def test_status_reports_workers_and_reload_keeps_serving(tmp_path: Path, stacks: list[Stack]) -> None:
-    stack = start_stack(tmp_path, EXAMPLES / "hello")
+@pytest.mark.parametrize("server", SERVERS)
+def test_status_reports_workers_and_reload_keeps_serving(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    stack = start_stack(tmp_path, EXAMPLES / "hello", env=server_env(server))
     stacks.append(stack)
     rt = ["--runtime-dir", str(stack.runtime_dir)]
     http(stack.url + "/hello")
@@ -39,13 +54,89 @@ def test_status_reports_workers_and_reload_keeps_serving(tmp_path: Path, stacks:
     # No --port here: reload reuses the options `run` was started with.
     rl = cli("reload", str(EXAMPLES / "hello"), *rt)
     assert rl.returncode == 0, rl.stderr
-    assert "graceful reload requested" in rl.stdout
+    if server == "granian":  # drains, then replaces the workers one at a time, in the background
+        assert "workers drain for 2.5s, then granian replaces them one at a time" in rl.stdout
+    else:
+        assert "graceful reload requested" in rl.stdout
     thread.join(10)
     assert result.get("status") == 200
     statuses = [http(stack.url + "/hello").status for _ in range(20)]
     assert statuses == [200] * 20
-    new = json.loads(cli("status", str(EXAMPLES / "hello"), *rt, "--json").stdout)
-    assert {w["pid"] for w in new["stats"]["workers"]}.isdisjoint(old_workers)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = json.loads(cli("status", str(EXAMPLES / "hello"), *rt, "--json").stdout)
+        current = {w["pid"] for w in new["stats"]["workers"]}
+        if current.isdisjoint(old_workers) and len(current) == len(old_workers):
+            break
+        time.sleep(0.5)
+    assert current.isdisjoint(old_workers), (current, old_workers)
+    assert new["app_server"] == server and all(w["status"] in ("idle", "busy") for w in new["stats"]["workers"])
+
+
+def _until_drained(stack: Stack, clients: int, seconds: float) -> tuple[list[int | str], dict[str, float]]:
+    """``clients`` threads, half of them POSTing, each request on a fresh connection (as a
+    balancer's), until the readiness path says 503: as a balancer would, nothing new is sent
+    after that. Returns every request's status (or error) and when the drain was seen."""
+    statuses: list[int | str] = []
+    drained = threading.Event()
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + seconds
+
+    def watch() -> None:
+        while not drained.is_set() and time.monotonic() < deadline:
+            try:
+                if http(stack.url + "/_wsgistack/ready", timeout=5).status == 503:
+                    seen["drained"] = time.monotonic()
+                    drained.set()
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def client(i: int) -> None:
+        while not drained.is_set() and time.monotonic() < deadline:
+            try:
+                if i % 2:
+                    status = http(stack.url + "/slow?seconds=0.05", data=b"x" * 2000, method="POST", timeout=30).status
+                else:
+                    status = http(stack.url + "/slow?seconds=0.05", timeout=30).status
+            except OSError as exc:
+                status = f"{type(exc).__name__}: {exc}"
+            statuses.append(status)
+
+    threads = [threading.Thread(target=watch)] + [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    return statuses, seen  # the caller joins by waiting for the drain (see below)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_reloads_and_a_drained_stop_under_get_and_post_load_fail_nothing(tmp_path: Path, server: str) -> None:
+    """Reloads (granian: its workers drain, then are replaced one at a time) and a stop with
+    drain_delay (readiness 503 while the node still serves, then nginx stops accepting, then the
+    app server finishes its requests), under GETs and POSTs: not one request fails."""
+    stack = start_stack(tmp_path, EXAMPLES / "hello", env=server_env(server, WSGISTACK_DRAIN_DELAY="2"))
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    try:
+        statuses, seen = _until_drained(stack, clients=16, seconds=60)
+        for _ in range(2):
+            time.sleep(2)
+            rl = cli("reload", str(EXAMPLES / "hello"), *rt, "--no-render")
+            assert rl.returncode == 0, rl.stdout + rl.stderr
+        time.sleep(12)  # granian: 2.5 s of drain, then 3.5 s per worker; and load all along
+        reloaded = len(statuses)
+        stack.proc.send_signal(signal.SIGTERM)  # drain_delay: readiness answers 503 for 2 s first
+        assert stack.proc.wait(30) == 0, stack.log()
+        time.sleep(1)
+    finally:
+        if stack.proc.poll() is None:
+            stack.stop()
+    failed = [s for s in statuses if s != 200]
+    posts = len(statuses) // 2
+    print(f"{server}: {len(statuses)} requests (~{posts} POSTs), {reloaded} before the stop, 2 reloads, "
+          f"drained stop: {len(failed)} failed {failed[:5]}")
+    assert "drained" in seen, stack.log()
+    assert reloaded > 200 and len(statuses) > reloaded, len(statuses)
+    assert failed == [], (failed[:5], stack.log()[-3000:])
 
 
 def test_status_when_nothing_runs(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, http, shared_dir, start_stack, worker_user
+from tests.conftest import EXAMPLES, SERVERS, WSGISTACK, Stack, clean_env, http, server_env, shared_dir, start_stack, worker_user
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +51,10 @@ def wait_for(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped
     raise AssertionError("condition not met in time")
 
 
-def test_background_processes_run_restart_are_listed_and_stop(tmp_path: Path, stacks: list[Stack]) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_background_processes_run_restart_are_listed_and_stop(tmp_path: Path, stacks: list[Stack], server: str) -> None:
     app = project(tmp_path)
-    stack = start_stack(tmp_path, app, ready_path="/")
+    stack = start_stack(tmp_path, app, ready_path="/", env=server_env(server))
     stacks.append(stack)
     assert http(stack.url + "/").status == 200
     user = worker_user() if os.geteuid() == 0 else __import__("pwd").getpwuid(os.getuid()).pw_name
@@ -66,7 +67,7 @@ def test_background_processes_run_restart_are_listed_and_stop(tmp_path: Path, st
                         capture_output=True, text=True, env=clean_env(), timeout=60)
     assert st.returncode == 0, st.stderr
     procs = {p["name"]: p for p in json.loads(st.stdout)["processes"]}
-    assert set(procs) == {"uwsgi", "ticker", "flaky", "nginx"}
+    assert set(procs) == {server, "ticker", "flaky", "nginx"}
     assert procs["ticker"]["state"] == "running" and procs["ticker"]["pid"]
     assert procs["flaky"]["restarts"] >= 1
     text = subprocess.run([*WSGISTACK, "status", str(app), "--runtime-dir", str(stack.runtime_dir)],

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (EXAMPLES, Stack, app_writable, clean_env, deployed_python, http, shared_dir, start_stack,
-                            wait_in_flight)
+from tests.conftest import (EXAMPLES, SERVERS, Stack, app_server_pid, app_writable, clean_env, deployed_python, http,
+                            server_env, shared_dir, start_stack, wait_in_flight)
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +26,15 @@ def uwsgi_lines(stack: Stack) -> list[str]:
     return [line for line in stack.log().splitlines() if line.lstrip().startswith("uwsgi |")]
 
 
-def test_bare_callable_page_through_nginx(tmp_path: Path, stacks: list[Stack]) -> None:
-    stack = start_stack(tmp_path, EXAMPLES / "hello")
+@pytest.mark.parametrize("server", SERVERS)
+def test_bare_callable_page_through_nginx(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    stack = start_stack(tmp_path, EXAMPLES / "hello", env=server_env(server))
     stacks.append(stack)
     resp = http(stack.url + "/hello")
     assert resp.status == 200
     assert resp.body == b"Hello, world!"
     assert resp.headers["server"] == "nginx"  # nginx in front, no version
-    assert "uwsgi.sock" in (stack.runtime_dir / "nginx.conf").read_text()
+    assert f"{server}.sock" in (stack.runtime_dir / "nginx.conf").read_text()
 
 
 def test_flask_demo_and_its_static_folder(tmp_path: Path, stacks: list[Stack]) -> None:
@@ -153,14 +154,18 @@ def test_a_startproject_on_sqlite_migrates_at_start_with_no_migrate_setting(tmp_
     assert (project / "db.sqlite3").is_file()
 
 
-def test_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, EXAMPLES / "hello")
+@pytest.mark.parametrize("server", SERVERS)
+def test_sigterm_leaves_nothing_behind(tmp_path: Path, server: str) -> None:
+    from tests.conftest import descendants
+
+    stack = start_stack(tmp_path, EXAMPLES / "hello", env=server_env(server))
     table = (stack.runtime_dir / "processes.json").read_text()
-    assert "uwsgi" in table
-    master_pid = int((stack.runtime_dir / "private" / "uwsgi.pid").read_text())
+    assert server in table
+    master_pid = app_server_pid(stack.runtime_dir)
+    workers = descendants(master_pid)
     nginx_pid = int((stack.runtime_dir / "nginx.pid").read_text())
     assert stack.stop(signal.SIGTERM) == 0
-    for pid in (master_pid, nginx_pid):
+    for pid in (master_pid, nginx_pid, *workers):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     leftovers = [p.name for p in stack.runtime_dir.rglob("*") if p.suffix in (".sock", ".pid", ".fifo")]
@@ -168,10 +173,11 @@ def test_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "stopped" in stack.log()
 
 
-def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path, server: str) -> None:
     import threading
 
-    stack = start_stack(tmp_path, EXAMPLES / "hello")
+    stack = start_stack(tmp_path, EXAMPLES / "hello", env=server_env(server))
     result: dict[str, object] = {}
 
     def slow() -> None:
@@ -186,16 +192,24 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
     assert result.get("status") == 200, stack.log()
 
 
-def test_killing_uwsgi_makes_run_exit_non_zero(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, EXAMPLES / "hello")
-    master_pid = int((stack.runtime_dir / "private" / "uwsgi.pid").read_text())
+@pytest.mark.parametrize("server", SERVERS)
+def test_killing_uwsgi_makes_run_exit_non_zero(tmp_path: Path, server: str) -> None:
+    from tests.conftest import descendants
+
+    stack = start_stack(tmp_path, EXAMPLES / "hello", env=server_env(server))
+    master_pid = app_server_pid(stack.runtime_dir)
+    workers = descendants(master_pid)
     nginx_pid = int((stack.runtime_dir / "nginx.pid").read_text())
     os.kill(master_pid, signal.SIGKILL)
     code = stack.proc.wait(timeout=15)
     assert code != 0
-    assert "uwsgi was killed by signal SIGKILL unexpectedly" in stack.log()
+    assert f"{server} was killed by signal SIGKILL unexpectedly" in stack.log()
     with pytest.raises(ProcessLookupError):
         os.kill(nginx_pid, 0)
+    deadline = time.monotonic() + 10  # its workers go with it (granian's: the shim ties them to it)
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers), workers
 
 
 def test_broken_app_fails_at_start(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, WSGISTACK, Stack, clean_env, http, shared_dir, start_stack, worker_user
+from tests.conftest import EXAMPLES, SERVERS, WSGISTACK, Stack, clean_env, http, server_env, shared_dir, start_stack, worker_user
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +40,10 @@ def test_factory_target_as_the_first_argument(tmp_path: Path, stacks: list[Stack
     assert http(stack.url + "/").body == b"made by a factory"
 
 
-def test_status_shows_worker_memory_before_any_request(tmp_path: Path, stacks: list[Stack]) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_status_shows_worker_memory_before_any_request(tmp_path: Path, stacks: list[Stack], server: str) -> None:
     """Every worker's RSS is a real number at once, not 0.0 until it served (defect 3)."""
-    stack = start_stack(tmp_path, EXAMPLES / "hello", "--processes", "2")
+    stack = start_stack(tmp_path, EXAMPLES / "hello", "--processes", "2", env=server_env(server))
     stacks.append(stack)
     proc = subprocess.run([*WSGISTACK, "status", str(EXAMPLES / "hello"), "--runtime-dir", str(stack.runtime_dir),
                            "--json"], capture_output=True, text=True, env=clean_env(), timeout=30, check=False)

@@ -18,7 +18,7 @@ from wsgistack.ops import control as ops
 
 @click.command()
 @project_argument
-@click.option("--json", "as_json", is_flag=True, help="print uWSGI's raw stats as JSON")
+@click.option("--json", "as_json", is_flag=True, help="print the app server's stats as JSON (uWSGI's own; granian's workers)")
 @config_options
 def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) -> None:
     """Show whether nginx, uWSGI and the background processes are running, and per-worker uWSGI stats."""
@@ -26,14 +26,15 @@ def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) 
     st = ops.status(ops.locate(path, overrides(params), config_file, os.environ))
     if as_json:
         click.echo(json.dumps(
-            {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "draining": st.draining, "processes": list(st.processes),
-             "stats": st.stats}, indent=2
+            {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "app_server": st.app_server, "draining": st.draining,
+             "processes": list(st.processes), "stats": st.stats}, indent=2
         ))
         sys.exit(0 if st.running else 1)
     console = Console()
     console.print(f"runtime dir: {st.runtime_dir}")
     console.print(f"nginx: {'running, pid %d' % st.nginx_pid if st.nginx_pid else 'not running'}")
-    console.print(f"uWSGI: {'running, pid %d' % st.uwsgi_pid if st.uwsgi_pid else 'not running'}")
+    server = "granian" if st.app_server == "granian" else "uWSGI"
+    console.print(f"{server}: {'running, pid %d' % st.uwsgi_pid if st.uwsgi_pid else 'not running'}")
     if st.draining and st.running:
         console.print("readiness: draining (answers 503, balancers send nothing new; `wsgistack undrain` puts it back)")
     background = [p for p in st.processes if p.get("kind") == "background"]
@@ -45,7 +46,15 @@ def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) 
                 str(p.get("restart") or ""), str(p.get("last_exit") or "-"),
             )
         console.print(table)
-    if st.stats:
+    if st.stats and st.app_server == "granian":
+        # granian has no stats socket: its workers from /proc, with what wsgistack's shim counts.
+        table = Table("worker", "pid", "status", "requests", "busy for", "RSS MB")
+        for w in st.stats.get("workers", []):
+            busy = w.get("busy_seconds")
+            table.add_row(str(w["id"]), str(w["pid"]), str(w["status"]), str(w["requests"]),
+                          "-" if busy is None else f"{busy:.1f}s", f"{w.get('rss', 0) / 1048576:.1f}")
+        console.print(table)
+    elif st.stats:
         sock = (st.stats.get("sockets") or [{}])[0]
         console.print(
             f"listen queue: {st.stats.get('listen_queue', 0)} waiting (max {sock.get('max_queue', '?')}), "
