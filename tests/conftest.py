@@ -265,7 +265,8 @@ def wait_in_flight(runtime_dir: Path, count: int = 1, timeout: float = 15) -> No
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stats = ops.status(Paths(runtime_dir)).stats or {}
-        if sum(1 for w in stats.get("workers", []) if w.get("status") == "busy") >= count:
+        # A granian worker may run (uwsgi.threads > 1) or hold several: count its requests.
+        if sum(w.get("in_flight", 1 if w.get("status") == "busy" else 0) for w in stats.get("workers", [])) >= count:
             return
         time.sleep(0.02)
     raise AssertionError(f"no request in flight in {runtime_dir} after {timeout}s")

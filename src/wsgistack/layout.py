@@ -64,6 +64,9 @@ class Paths:
     # private/: its unix socket (nginx's workers run as that user too), its pidfile, the marker
     # the shim creates once a worker has loaded the app, and each worker's status for `status`.
     granian_socket = property(lambda self: self.private / "granian.sock")
+    # ...unless granian runs as root (user = "root"): then beside nginx.conf, as uWSGI's is, its
+    # group nginx's workers' (root's private/ is no one else's to enter).
+    granian_root_socket = property(lambda self: self.runtime / "granian.sock")
     granian_pid = property(lambda self: self.private / "granian.pid")
     app_ready = property(lambda self: self.private / "app.ready")
     workers_dir = property(lambda self: self.private / "workers")
@@ -92,7 +95,7 @@ class Paths:
     @property
     def granian_transient(self) -> tuple[Path, ...]:
         """The same for granian's files (server.app_server = "granian")."""
-        return (self.granian_socket, self.granian_pid, self.app_ready)
+        return (self.granian_socket, self.granian_root_socket, self.granian_pid, self.app_ready)
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:

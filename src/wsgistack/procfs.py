@@ -124,12 +124,14 @@ def read_granian_stats(main_pid: int, workers_dir: str) -> dict[str, Any]:
         info = _worker_file(os.path.join(workers_dir, str(pid)))
         busy = info.get("busy")
         requests = info.get("requests")
+        in_flight = info.get("in_flight")
         workers.append({
             "id": index,
             "pid": pid,
             "status": ("draining" if info.get("draining") is True else "busy" if isinstance(busy, int | float) else
                        "idle") if info else "starting",
             "requests": requests if isinstance(requests, int) else 0,
+            "in_flight": in_flight if isinstance(in_flight, int) else 0,
             "busy_seconds": round(time.time() - busy, 1) if isinstance(busy, int | float) else None,
             "rss": rss_bytes(pid),
         })

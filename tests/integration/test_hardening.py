@@ -32,11 +32,14 @@ import pytest
 
 from tests.conftest import (
     EXAMPLES,
+    SERVERS,
     Stack,
+    app_server_pid,
     app_writable,
     clean_env,
     deployed_python,
     free_port,
+    settle_workers,
     shared_dir,
     start_stack,
     wait_for_file,
@@ -64,7 +67,9 @@ try:
     import uwsgi  # importable only inside uWSGI: the probe passes, the server does not
 except ImportError:
     uwsgi = None
-if uwsgi is not None and os.environ.get("HARDENING_BREAK_IN_UWSGI"):
+import sys
+IN_SERVER = uwsgi is not None or "granian" in sys.modules  # not in the detection probe
+if IN_SERVER and os.environ.get("HARDENING_BREAK_IN_UWSGI"):
     raise RuntimeError("deliberately broken: this app fails to import inside uWSGI")
 
 ENVIRON_KEYS = ("REMOTE_ADDR", "SERVER_NAME", "SERVER_PORT", "HTTPS", "REQUEST_SCHEME", "UWSGI_SCHEME")
@@ -76,7 +81,9 @@ def application(environ, start_response):
     headers = [("Content-Type", "application/json")]
     body = {}
     if path == "/env":
-        body = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k in ENVIRON_KEYS}
+        wanted = (lambda k: True) if "all=1" in environ.get("QUERY_STRING", "") else (
+            lambda k: k.startswith("HTTP_") or k in ENVIRON_KEYS)
+        body = {k: str(v) for k, v in environ.items() if wanted(k) and (k.isupper() or k in ENVIRON_KEYS)}
         body.update(scheme=environ["wsgi.url_scheme"], pid=os.getpid(), imported_in=IMPORTED_IN, uid=os.getuid())
     elif path == "/slow":
         if query.get("started"):  # a marker file: the request has reached the app
@@ -240,7 +247,13 @@ def children(pid: int) -> list[int]:
 
 
 def uwsgi_master(stack: Stack) -> int:
-    return int((stack.runtime_dir / "private" / "uwsgi.pid").read_text())
+    """The app server's main process: uWSGI's master, or granian's (server.app_server)."""
+    return app_server_pid(stack.runtime_dir)
+
+
+def granian(server: str) -> dict[str, str]:
+    """The environment that makes a stack's app server ``server``."""
+    return {"WSGISTACK_SERVER__APP_SERVER": server} if server != "uwsgi" else {}
 
 
 # --- a deliberately naive stack: what the tutorials ship -------------------------------------
@@ -498,8 +511,9 @@ SPOOFED = [
 ]
 
 
+@pytest.mark.parametrize("server", SERVERS)
 def test_forwarded_headers_are_never_taken_from_a_client(tmp_path: Path, stacks: list[Stack],
-                                                        naive: list[Naive]) -> None:
+                                                        naive: list[Naive], server: str) -> None:
     proj = project(tmp_path)
     bare = naive_stack(tmp_path, proj)
     naive.append(bare)
@@ -507,7 +521,7 @@ def test_forwarded_headers_are_never_taken_from_a_client(tmp_path: Path, stacks:
     # uWSGI turns a client's X-Forwarded-Proto into wsgi.url_scheme: the app thinks it is on HTTPS.
     assert fooled["scheme"] == "https" and fooled["HTTP_X_FORWARDED_FOR"] == "6.6.6.6"
 
-    stack = start(tmp_path, stacks, proj)
+    stack = start(tmp_path, stacks, proj, **granian(server))
     seen = get(stack.port, "/env", SPOOFED).json()
     assert seen["scheme"] == "http" and "HTTPS" not in seen
     assert seen["REMOTE_ADDR"] == "127.0.0.1"
@@ -518,11 +532,16 @@ def test_forwarded_headers_are_never_taken_from_a_client(tmp_path: Path, stacks:
                  "X_SCHEME", "X_URL_SCHEME", "FRONT_END_HTTPS", "X_CLIENT_IP", "TRUE_CLIENT_IP", "X_CLUSTER_CLIENT_IP"):
         assert "HTTP_" + name not in seen, name
     assert "6.6.6.6" not in json.dumps(seen) and "evil" not in json.dumps(seen)
+    # The app's environ holds the request, not the process's environment (granian adds that).
+    assert "HTTP_X_WSGISTACK_CGI" not in seen and seen["SERVER_PORT"] == str(stack.port)
+    every = get(stack.port, "/env?all=1", SPOOFED).json()
+    assert "PATH" not in every and "HOME" not in every, every
 
 
-def test_forwarded_headers_are_taken_only_from_a_trusted_proxy(tmp_path: Path, stacks: list[Stack]) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_forwarded_headers_are_taken_only_from_a_trusted_proxy(tmp_path: Path, stacks: list[Stack], server: str) -> None:
     proj = project(tmp_path)
-    stack = start(tmp_path, stacks, proj, WSGISTACK_SERVER__TRUSTED_PROXIES="127.0.0.2")
+    stack = start(tmp_path, stacks, proj, WSGISTACK_SERVER__TRUSTED_PROXIES="127.0.0.2", **granian(server))
     proxy = [("X-Forwarded-For", "6.6.6.6, 203.0.113.7"), ("X-Forwarded-Proto", "https"),
              ("X-Forwarded-Host", "localhost:8443"), ("X-Forwarded-Port", "8443")]
     # The proxy at 127.0.0.2 is believed (the client address is the last one it appended)...
@@ -540,11 +559,13 @@ def test_forwarded_headers_are_taken_only_from_a_trusted_proxy(tmp_path: Path, s
     assert get(stack.port, "/env", [("X-Forwarded-Proto", "javascript")], source="127.0.0.2").json()["scheme"] == "http"
 
 
-def test_django_is_secure_and_redirects_follow_only_the_trusted_proxy(tmp_path: Path, stacks: list[Stack]) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_django_is_secure_and_redirects_follow_only_the_trusted_proxy(tmp_path: Path, stacks: list[Stack],
+                                                                     server: str) -> None:
     data = app_writable(shared_dir(tmp_path, "data"))
     stack = start(tmp_path, stacks, EXAMPLES / "django_demo", "--migrate", DEMO_DATA_DIR=str(data),
                   DJANGO_SECRET_KEY="x" * 60, DJANGO_SECURE_SSL_REDIRECT="1",
-                  WSGISTACK_SERVER__TRUSTED_PROXIES="127.0.0.2")
+                  WSGISTACK_SERVER__TRUSTED_PROXIES="127.0.0.2", **granian(server))
     host = f"localhost:{stack.port}"
     via_https = get(stack.port, "/whoami", [("X-Forwarded-Proto", "https")], host=host, source="127.0.0.2")
     assert via_https.status == 200 and via_https.json()["is_secure"] is True
@@ -636,9 +657,11 @@ def test_slow_clients_are_cut_off_by_header_and_body_timeouts(tmp_path: Path, st
     assert reply == b"" or reply.startswith(b"HTTP/1.1 408")
 
 
-def test_request_buffering_keeps_slow_uploads_away_from_the_workers(tmp_path: Path, stacks: list[Stack]) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_request_buffering_keeps_slow_uploads_away_from_the_workers(tmp_path: Path, stacks: list[Stack],
+                                                                    server: str) -> None:
     proj = project(tmp_path)
-    stack = start(tmp_path, stacks, proj, WSGISTACK_UWSGI__PROCESSES="1")  # one worker to tie up
+    stack = start(tmp_path, stacks, proj, WSGISTACK_UWSGI__PROCESSES="1", **granian(server))  # one worker to tie up
     result: dict[str, Reply] = {}
 
     def slow_upload() -> None:
@@ -659,9 +682,10 @@ def test_request_buffering_keeps_slow_uploads_away_from_the_workers(tmp_path: Pa
     assert result["upload"].status == 200 and result["upload"].json()["received"] == 30
 
 
-def test_security_headers_are_added_only_where_missing(tmp_path: Path, stacks: list[Stack]) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_security_headers_are_added_only_where_missing(tmp_path: Path, stacks: list[Stack], server: str) -> None:
     proj = project(tmp_path, DEFAULT_STATIC)
-    stack = start(tmp_path, stacks, proj)
+    stack = start(tmp_path, stacks, proj, **granian(server))
     expected = {"x-content-type-options": ["nosniff"], "referrer-policy": ["same-origin"],
                 "x-frame-options": ["SAMEORIGIN"]}
     for path in ("/env", "/static/app.css", "/static/.env", "/nope"):  # app, static, nginx's 404, app's 404
@@ -777,10 +801,11 @@ def test_uwsgi_tcp_socket_must_stay_on_loopback(tmp_path: Path, stacks: list[Sta
 
 
 @needs_root
-def test_uwsgi_never_runs_as_root(tmp_path: Path, stacks: list[Stack]) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_uwsgi_never_runs_as_root(tmp_path: Path, stacks: list[Stack], server: str) -> None:
     import pwd
 
-    stack = start(tmp_path, stacks, project(tmp_path))
+    stack = start(tmp_path, stacks, project(tmp_path), **granian(server))
     master = uwsgi_master(stack)
     workers = children(master)
     assert workers
@@ -789,16 +814,18 @@ def test_uwsgi_never_runs_as_root(tmp_path: Path, stacks: list[Stack]) -> None:
     assert get(stack.port, "/env").json()["uid"] == uid
     assert "running uWSGI as root" not in stack.log()
     # user = "root" is the one explicit way back, and it says so at every start.
-    opted = start(tmp_path, stacks, project(tmp_path, name="proj2"), WSGISTACK_USER="root")
+    opted = start(tmp_path, stacks, project(tmp_path, name="proj2"), WSGISTACK_USER="root", **granian(server))
     assert proc_uid(uwsgi_master(opted)) == 0
-    assert 'warning: uWSGI runs as root because user = "root"' in opted.log()
+    assert f'warning: {"granian" if server == "granian" else "uWSGI"} runs as root because user = "root"' in opted.log()
 
 
-def test_killing_the_manager_outright_leaves_no_orphans(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_killing_the_manager_outright_leaves_no_orphans(tmp_path: Path, server: str) -> None:
     # The kernel's parent-death signal is cleared when uWSGI drops privileges, and nginx's
     # workers are not the manager's children: both need care, or a SIGKILLed (OOM-killed)
-    # manager leaves uWSGI and nginx workers serving, unsupervised, on the port.
-    stack = start_stack(tmp_path, project(tmp_path), env=clean_env())
+    # manager leaves uWSGI and nginx workers serving, unsupervised, on the port. granian's
+    # workers are its main process's children: the shim ties each to it.
+    stack = start_stack(tmp_path, project(tmp_path), env=clean_env(**granian(server)))
     uwsgi = uwsgi_master(stack)
     nginx = int((stack.runtime_dir / "nginx.pid").read_text())
     everyone = [uwsgi, *children(uwsgi), nginx, *children(nginx)]
@@ -851,15 +878,17 @@ def _burst(port: int, n: int, path: str) -> Counter[str]:
     return asyncio.run(main())
 
 
+@pytest.mark.parametrize("server", SERVERS)
 def test_bursts_far_larger_than_the_workers_are_queued_not_502(tmp_path: Path, stacks: list[Stack],
-                                                              naive: list[Naive]) -> None:
+                                                              naive: list[Naive], server: str) -> None:
     burst, path = 1000, "/slow?seconds=0.2"
     bare = naive_stack(tmp_path, EXAMPLES / "hello", module="hello:application", uwsgi="processes = 4\nthreads = 8")
     naive.append(bare)
     naive_result = _burst(bare.port, burst, path)
     assert naive_result["200"] < burst * 0.8, naive_result  # uWSGI's listen 100 overflows: 502s
 
-    stack = start(tmp_path, stacks, EXAMPLES / "hello", WSGISTACK_UWSGI__PROCESSES="4", WSGISTACK_UWSGI__THREADS="8")
+    stack = start(tmp_path, stacks, EXAMPLES / "hello", WSGISTACK_UWSGI__PROCESSES="4", WSGISTACK_UWSGI__THREADS="8",
+                  **granian(server))
     started = time.monotonic()
     result = _burst(stack.port, burst, path)
     took = time.monotonic() - started
@@ -882,8 +911,9 @@ def test_listen_queue_is_capped_at_somaxconn_with_a_warning(tmp_path: Path, stac
     assert get(stack.port, "/healthz").status == 200
 
 
+@pytest.mark.parametrize("server", SERVERS)
 def test_large_cookies_work_and_larger_headers_are_4xx_never_5xx(tmp_path: Path, stacks: list[Stack],
-                                                                naive: list[Naive]) -> None:
+                                                                naive: list[Naive], server: str) -> None:
     import random
 
     proj = project(tmp_path)
@@ -892,7 +922,7 @@ def test_large_cookies_work_and_larger_headers_are_4xx_never_5xx(tmp_path: Path,
     assert get(bare.port, "/healthz", [("Cookie", "a=" + "x" * 6000)]).status == 502
     assert get(bare.port, "/set-cookie?size=8000").status == 502  # nginx's 4 KB uwsgi_buffer_size
 
-    stack = start(tmp_path, stacks, proj)
+    stack = start(tmp_path, stacks, proj, **granian(server))
     assert get(stack.port, "/healthz", [("Cookie", "a=" + "x" * 16384)]).status == 200
     assert get(stack.port, "/healthz", [("Cookie", "a=" + "x" * 8000), ("X-Other", "y" * 8000)]).status == 200
     assert get(stack.port, "/healthz", [("Cookie", "a=" + "x" * 18000)]).status == 400
@@ -922,7 +952,8 @@ def test_large_cookies_work_and_larger_headers_are_4xx_never_5xx(tmp_path: Path,
     assert "invalid request block size" not in log and "too big" not in log and "max vec size" not in log
 
 
-def test_a_hung_request_is_killed_by_uwsgi_before_nginx_gives_up(tmp_path: Path, stacks: list[Stack]) -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_hung_request_is_killed_by_uwsgi_before_nginx_gives_up(tmp_path: Path, stacks: list[Stack], server: str) -> None:
     from wsgistack.config import load_config
     from wsgistack.machine import detect
     from wsgistack.plan.stack import make_plan
@@ -933,13 +964,16 @@ def test_a_hung_request_is_killed_by_uwsgi_before_nginx_gives_up(tmp_path: Path,
         plan = make_plan(load_config(tmp_path, env=env), detect(), None)
         assert (plan.harakiri, plan.nginx_timeout, plan.router_timeout) == expected
 
-    stack = start(tmp_path, stacks, project(tmp_path), "--timeout", "2", WSGISTACK_UWSGI__PROCESSES="1")
+    stack = start(tmp_path, stacks, project(tmp_path), "--timeout", "2", WSGISTACK_UWSGI__PROCESSES="1", **granian(server))
+    if server == "granian":  # the watchdog spares a worker younger than granian's crash window
+        settle_workers(stack.runtime_dir)
     started = time.monotonic()
     reply = get(stack.port, "/slow?seconds=10")
     took = time.monotonic() - started
     # harakiri counts whole seconds, so "2" can fire a little early; nginx would wait 5 s (504).
+    # The shim's watchdog looks every half second.
     assert reply.status == 502 and 1.5 <= took < 4.5, (reply.status, took)
-    assert wait_for(lambda: "HARAKIRI" in stack.log())
+    assert wait_for(lambda: ("ran past request_timeout = 2s" if server == "granian" else "HARAKIRI") in stack.log())
     assert get(stack.port, "/healthz").status == 200  # a fresh worker took over
 
 
@@ -968,22 +1002,82 @@ def test_leaky_workers_are_recycled_by_request_count_and_by_memory(tmp_path: Pat
     assert wait_for(lambda: get(leaky.port, "/env").json()["pid"] != before, 10)
 
 
-def test_a_crashed_worker_is_respawned(tmp_path: Path, stacks: list[Stack]) -> None:
-    stack = start(tmp_path, stacks, project(tmp_path), WSGISTACK_UWSGI__PROCESSES="2")
+@pytest.mark.parametrize("server", ["granian"])
+def test_leaky_granian_workers_are_recycled_by_memory_and_no_post_fails(tmp_path: Path, stacks: list[Stack],
+                                                                        server: str) -> None:
+    """granian: the process manager checks its workers' memory, as it does uWSGI's; a worker over
+    uwsgi.reload_on_rss first drains (its responses close their connections), then stops and
+    granian starts another. POSTs sent all along: none fails (a POST on a kept connection the
+    worker closed would be a 502). granian's workers live at least 10 s first (min_age)."""
+    stack = start(tmp_path, stacks, project(tmp_path), WSGISTACK_UWSGI__PROCESSES="2",
+                  WSGISTACK_UWSGI__RELOAD_ON_RSS="64", **granian(server))
+    statuses: list[int | str] = []
+    done = threading.Event()
+
+    def post() -> None:
+        while not done.is_set():
+            try:
+                statuses.append(get(stack.port, "/upload-size", [("Content-Length", "100")], method="POST",
+                                    body=b"x" * 100).status or "closed")
+            except OSError as exc:
+                statuses.append(type(exc).__name__)
+
+    posters = [threading.Thread(target=post) for _ in range(8)]
+    for t in posters:
+        t.start()
+    try:
+        before = set(children(uwsgi_master(stack)))
+        leaked = {int(str(get(stack.port, "/leak?mb=100").json()["pid"])) for _ in range(2)}
+        assert leaked <= before, (leaked, before)
+        assert wait_for(lambda: not leaked & set(children(uwsgi_master(stack))), 40), stack.log()
+        assert wait_for(lambda: len(children(uwsgi_master(stack))) == 2, 20), stack.log()[-3000:]
+        time.sleep(1)
+    finally:
+        done.set()
+        for t in posters:
+            t.join(30)
+    assert "over its limit of 64 MB: recycling it gracefully" in stack.log()
+    failed = [s for s in statuses if s != 200]
+    print(f"{len(statuses)} POSTs while {len(leaked)} worker(s) were recycled: {len(failed)} failed")
+    assert len(statuses) > 100 and failed == [], failed[:5]
+
+
+@pytest.mark.parametrize("server", ["granian"])
+def test_granian_is_reachable_only_through_nginx(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    """granian's socket is the app user's, mode 660, in its private dir; no TCP listener."""
+    stack = start(tmp_path, stacks, project(tmp_path), **granian(server))
+    sock = stack.runtime_dir / "private" / "granian.sock"
+    assert sock.exists() and sock.stat().st_mode & 0o777 == 0o660
+    assert (stack.runtime_dir / "private").stat().st_mode & 0o777 == 0o700
+    if RUN_USER:
+        import pwd
+
+        assert sock.stat().st_uid == pwd.getpwnam(RUN_USER).pw_uid
+        assert _as_other_user(sock).startswith("refused: PermissionError")
+    master = uwsgi_master(stack)
+    for pid in (master, *children(master)):
+        assert not _socket_inodes(pid) & _tcp_listening_inodes(), pid
+    assert get(stack.port, "/healthz").status == 200
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_crashed_worker_is_respawned(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    stack = start(tmp_path, stacks, project(tmp_path), WSGISTACK_UWSGI__PROCESSES="2", **granian(server))
     master = uwsgi_master(stack)
     victim = children(master)[0]
     os.kill(victim, signal.SIGKILL)
     assert wait_for(lambda: len(children(master)) == 2 and victim not in children(master))
+    settle_workers(stack.runtime_dir)  # granian exits if a worker it respawned dies within 5.5 s
     assert get(stack.port, "/crash").status == 502  # the app kills its own worker mid-request
     assert wait_for(lambda: len(children(master)) == 2)
     assert [get(stack.port, "/healthz").status for _ in range(10)] == [200] * 10
     assert stack.proc.poll() is None
 
 
-@pytest.mark.parametrize("lazy", ["false", "true"])
-def test_a_broken_app_fails_the_start_instead_of_serving_errors(tmp_path: Path, lazy: str) -> None:
+@pytest.mark.parametrize(("lazy", "server"), [("false", "uwsgi"), ("true", "uwsgi"), ("false", "granian")])
+def test_a_broken_app_fails_the_start_instead_of_serving_errors(tmp_path: Path, lazy: str, server: str) -> None:
     proj = project(tmp_path)
-    env = clean_env(HARDENING_BREAK_IN_UWSGI="1", WSGISTACK_APP__LAZY_APPS=lazy)
+    env = clean_env(HARDENING_BREAK_IN_UWSGI="1", WSGISTACK_APP__LAZY_APPS=lazy, **granian(server))
     started = time.monotonic()
     stack = start_stack(tmp_path, proj, env=env, wait=False)
     code = stack.proc.wait(30)
@@ -1027,8 +1121,9 @@ def _in_flight(port: int, seconds: float, started: Path | None = None) -> tuple[
     return thread, result
 
 
+@pytest.mark.parametrize("server", SERVERS)
 def test_sigterm_to_uwsgi_drains_in_flight_requests(tmp_path: Path, stacks: list[Stack],
-                                                   naive: list[Naive]) -> None:
+                                                   naive: list[Naive], server: str) -> None:
     # uWSGI 2.0 (what pyuwsgi ships): SIGTERM means "reload" unless told otherwise, and
     # die-on-term alone (the tutorials' fix) kills the workers mid-request.
     proj = project(tmp_path)
@@ -1042,7 +1137,7 @@ def test_sigterm_to_uwsgi_drains_in_flight_requests(tmp_path: Path, stacks: list
     thread.join(10)
     assert result["status"] != 200, result
 
-    stack = start(tmp_path, stacks, proj)
+    stack = start(tmp_path, stacks, proj, **granian(server))
     thread, result = _in_flight(stack.port, 2)
     wait_in_flight(stack.runtime_dir)
     os.kill(uwsgi_master(stack), signal.SIGTERM)  # as an orchestrator would, in the app role
@@ -1050,8 +1145,12 @@ def test_sigterm_to_uwsgi_drains_in_flight_requests(tmp_path: Path, stacks: list
     assert result["status"] == 200, (result, stack.log())
 
 
-def test_stop_with_a_hung_request_fits_docker_stop_timeout(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, project(tmp_path), env=clean_env())
+@pytest.mark.parametrize("server", SERVERS)
+def test_stop_with_a_hung_request_fits_docker_stop_timeout(tmp_path: Path, server: str) -> None:
+    # granian: two threads per worker, or the short request could be queued behind the hung one
+    # in the same worker (a granian worker takes connections while busy) and never run.
+    threads = {"WSGISTACK_UWSGI__THREADS": "2"} if server == "granian" else {}
+    stack = start_stack(tmp_path, project(tmp_path), env=clean_env(**granian(server), **threads))
     table = json.loads((stack.runtime_dir / "processes.json").read_text())
     from wsgistack.runner.manager import KILL_GRACE
 

@@ -632,7 +632,8 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         _check_tcp_host(loaded, notes)
         upstream = Upstream("tcp", f"{config.uwsgi.tcp_host}:{config.uwsgi.tcp_port}")
     elif config.server.app_server == "granian":
-        upstream = Upstream("unix", str(paths.granian_socket))
+        as_root = machine.is_root and config.user == "root"
+        upstream = Upstream("unix", str(paths.granian_root_socket if as_root else paths.granian_socket))
     else:
         upstream = Upstream("unix", str(paths.socket))
     if upstream.kind == "unix" and len(upstream.address) > MAX_UNIX_SOCKET_PATH:
@@ -671,7 +672,8 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     # where root is an unprivileged user of the host); nginx's workers never are.
     who = run_as(config, machine, host)
     if who.root:
-        notes.append('warning: uWSGI runs as root because user = "root" (from '
+        server = "granian" if config.server.app_server == "granian" else "uWSGI"
+        notes.append(f'warning: {server} runs as root because user = "root" (from '
                      f'{loaded.origin("user")}): the app can do anything root can')
 
     if config.platform == "heroku" and not machine.termdrain:

@@ -82,7 +82,8 @@ def _app_server(plan: Plan) -> ProcessSpec:
         # granian reads every GRANIAN_* variable as one of its options.
         drop_env_prefix="GRANIAN_",
         cwd=str(plan.app.path),
-        user=plan.uwsgi_user or "",
+        # As the app's user; user = "root" keeps root, with nginx's workers' group (the socket's).
+        user=plan.uwsgi_user or ("root" if plan.machine.is_root and plan.run_group else ""),
         group=plan.run_group or "",
         stop_signal="TERM",
         # Killed outright, the manager takes granian along: TERM, so its main process stops

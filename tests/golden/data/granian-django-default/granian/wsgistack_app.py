@@ -112,12 +112,12 @@ def _closing(start_response):
     return start
 
 
-def _status(busy):
+def _status(busy, in_flight):
     """This worker's line for `wsgistack status` (written on change, by the watchdog)."""
     import json
 
     path = os.path.join(_WORKERS_DIR, str(_PID))
-    data = {"pid": _PID, "parent": _PARENT, "requests": _requests, "busy": busy,
+    data = {"pid": _PID, "parent": _PARENT, "requests": _requests, "busy": busy, "in_flight": in_flight,
             "since": time.time() - (time.monotonic() - _BORN), "draining": _draining}
     try:
         with open(path + ".tmp", "w") as out:
@@ -147,10 +147,10 @@ def _watchdog():
                     f"granian worker {_PID} (granian starts another); it was at:\n{where}")
                 sys.stderr.flush()
                 os.kill(_PID, signal.SIGKILL)
-        state = (_requests, None if oldest is None else round(oldest, 1), _draining)
+        state = (_requests, None if oldest is None else round(oldest, 1), _draining, len(_inflight))
         if state != last:
             last = state
-            _status(None if oldest is None else time.time() - (now - oldest))
+            _status(None if oldest is None else time.time() - (now - oldest), len(_inflight))
 
 
 try:
