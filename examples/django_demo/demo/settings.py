@@ -187,6 +187,9 @@ if REPLICA_DATABASES:
     # request that may write (a cookie, so it holds on every node behind a
     # balancer); first, so the pin covers the session and auth reads too.
     MIDDLEWARE.insert(0, "multidb.middleware.PinningRouterMiddleware")
+    # A safe request whose replica is lost mid-query runs once more on the primary (last:
+    # its process_exception sees the view's exception first).
+    MIDDLEWARE.append("demo.routers.ReplicaFailoverMiddleware")
     MULTIDB_PINNING_SECONDS = env_int("DATABASE_PIN_SECONDS", 15)
     MULTIDB_PINNING_COOKIE_HTTPONLY = True
     # How often a worker re-checks that a replica answers and is not behind.
