@@ -47,6 +47,8 @@ BALANCER_E005 = declare("balancer.E005", "a balancer from another `wsgistack bal
 BALANCER_E006 = declare("balancer.E006", "HAProxy's runtime API cannot be reached",
                         "is `wsgistack balance` running with the same settings (runtime_dir)? run this as the same user")
 BALANCER_E007 = declare("balancer.E007", "HAProxy refused to change a server's state", "read HAProxy's reply in the message")
+BALANCER_E008 = declare("balancer.E008", "role = balancer is started by `wsgistack balance` (or the image's entrypoint), "
+                        "not by the stack commands", "run `wsgistack balance` with the same settings, or give this command another role")
 ROLLOUT_E001 = declare("rollout.E001", "updating a node failed; the rollout stops there",
                        "the node stays drained and the others serve: fix it, then run the rollout again")
 ROLLOUT_E002 = declare("rollout.E002", "a node is not ready after its update; the rollout stops there",
@@ -55,6 +57,15 @@ ROLLOUT_E003 = declare("rollout.E003", "a node is not on this machine and no --c
                        "give one, e.g. --command 'ssh {host} sudo systemctl reload myapp'")
 ROLLOUT_E004 = declare("rollout.E004", "no other node is up: draining this one would leave nothing serving",
                        "bring the other nodes back first")
+ROLLOUT_E005 = declare("rollout.E005", "the compose fleet's containers cannot be found or do not match the balancer's nodes",
+                       "bring the fleet up first (docker-compose up -d) and give rollout the same file and project name (-p)")
+ROLLOUT_E006 = declare("rollout.E006", "the new image is not on this Docker engine", "build it first (wsgistack build -t IMAGE), or docker pull it")
+
+# --- verify: probe traffic while something changes (rollout --verify, reload --verify) ----------
+VERIFY_E001 = declare("verify.E001", "probe requests failed while the change ran",
+                      "the line before says how many and which: look at the balancer's and the nodes' logs for those seconds")
+VERIFY_E002 = declare("verify.E002", "the probe's path fails before anything was changed",
+                      "name a path that answers 2xx or 3xx (--verify /, --verify-post a CSRF-exempt path); nothing was touched")
 
 # --- config: reading and validating the configuration ---------------------------------------
 CONFIG_E001 = declare("config.E001", "a setting has an invalid value", "the message names the setting, where it came from and what it accepts")

@@ -157,6 +157,9 @@ TLS_DIR = PurePosixPath("/data/tls")
 TLS_PORT = 8443
 # The image's runtime dir (Dockerfile.j2 sets WSGISTACK_RUNTIME_DIR to it).
 IMAGE_RUNTIME_DIR = PurePosixPath("/tmp/wsgistack")
+# The balancer's image (Dockerfile.balancer.j2): no project, only settings; a wsgistack.toml
+# with a [balancer] table may be mounted here.
+BALANCER_PROJECT_DIR = PurePosixPath("/etc/wsgistack")
 
 
 # --- in the project (the image's build context) ----------------------------------------------
@@ -165,4 +168,7 @@ WHEELS_DIR = ".wsgistack/wheels"  # wsgistack's own wheel, vendored for the imag
 REQUIREMENTS_DIR = ".wsgistack/requirements"  # copies of the requirement files (and their includes)
 BUILD_RECORD = Path(".wsgistack") / "build.json"  # what the image's build step did (relative to the project)
 COLLECTED_STAMP = ".wsgistack-collected"  # in STATIC_ROOT: the build's stamp
+# `wsgistack compose --fleet`: the build contexts of the balancer's image and (--offline) MariaDB's.
+BALANCER_CONTEXT = ".wsgistack/balancer"
+MARIADB_CONTEXT = ".wsgistack/mariadb"
 IMAGES_RECORD = ".wsgistack/images.json"  # per tag: the image and its build stages, for the next build's cleanup

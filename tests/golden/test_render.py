@@ -216,6 +216,12 @@ BALANCER_CASES = {
         "WSGISTACK_BALANCER__MAXCONN": "64", "WSGISTACK_BALANCER__DB_PRIMARY": "10.0.0.21:3306",
         "WSGISTACK_BALANCER__DB_REPLICAS": "10.0.0.22:3306 10.0.0.23:3306", "WSGISTACK_REQUEST_TIMEOUT": "60",
     },
+    # On a compose network (`wsgistack compose --fleet N --network bridge`): nodes by service
+    # name, asked again from Docker's DNS while HAProxy runs (a replaced node's new address).
+    "balancer-compose-network": {
+        "WSGISTACK_BALANCER__NODES": "node1:8080 node2:8080 node3:8080", "WSGISTACK_BALANCER__PORT": "8080",
+        "WSGISTACK_BALANCER__RESOLVER": "127.0.0.11:53",
+    },
 }
 
 

@@ -78,3 +78,97 @@ def test_unknown_node_for_the_runtime_api_is_an_error() -> None:
     with pytest.raises(WsgistackError) as err:
         plan.server("h:2")
     assert err.value.id == "balancer.E002"
+
+
+# --- role balancer (the balancer's image), the runtime API through a relay --------------------
+
+
+def test_role_balancer_is_refused_by_the_stack_commands(tmp_path: Path) -> None:
+    """`wsgistack run` with role balancer would start nothing: it says which command runs it."""
+    from wsgistack import start
+
+    loaded = load_config(tmp_path, env={"WSGISTACK_ROLE": "balancer", "WSGISTACK_BALANCER__NODES": "127.0.0.1:8001"})
+    with pytest.raises(WsgistackError) as err:
+        start.plan(loaded, env={}, machine=MACHINE)
+    assert err.value.id == "balancer.E008" and "wsgistack balance" in err.value.hint
+
+
+def test_the_entrypoint_runs_the_balancers_start_for_role_balancer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Role balancer composes the balancer's own start (plan, render, write, haproxy -c), and
+    its health.json points the image's HEALTHCHECK at HAProxy's own liveness answer."""
+    import json
+
+    from wsgistack.start import entrypoint
+    from wsgistack.plan.balancer import BalancerPlan
+
+    calls = []
+    monkeypatch.setattr("wsgistack.start.balancer", lambda loaded: calls.append(loaded) or plan_for(
+        {"WSGISTACK_BALANCER__NODES": "127.0.0.1:8001", "WSGISTACK_RUNTIME_DIR": str(tmp_path)}))
+    said: list[str] = []
+    env = {"WSGISTACK_ROLE": "balancer", "WSGISTACK_BALANCER__NODES": "127.0.0.1:8001 127.0.0.1:8002"}
+    planned = entrypoint.prepare(env, tmp_path, said.append)
+    assert isinstance(planned, BalancerPlan) and calls[0].config.balancer.nodes == ("127.0.0.1:8001", "127.0.0.1:8002")
+    assert any("role balancer: haproxy ->" in line for line in said)
+    from wsgistack.render.balancer import render_balancer
+
+    health = json.loads({f.path: f.content for f in render_balancer(planned)}["health.json"])
+    assert (health["http_port"], health["path"]) == (planned.config.balancer.port, planned.live_path)
+
+
+def test_the_relay_frames_each_answer_and_the_relayed_api_reads_them(tmp_path: Path) -> None:
+    """`wsgistack entrypoint --runtime-api` (in the balancer's container) against a fake
+    HAProxy socket, read by RelayedRuntimeAPI as a rollout does: several commands, one process."""
+    import socket
+    import sys
+    import threading
+
+    from wsgistack.ops.balance import RelayedRuntimeAPI
+
+    sock_path = tmp_path / "haproxy.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(8)
+    seen: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                line = conn.recv(4096).decode().strip()
+                seen.append(line)
+                conn.sendall(b"" if line.startswith("set server") else f"# pxname,svname\nreply to {line}\n".encode())
+
+    threading.Thread(target=serve, daemon=True).start()
+    code = ("import sys; from pathlib import Path; from wsgistack.ops.balance import RuntimeAPI, relay; "
+            f"relay(RuntimeAPI(Path({str(sock_path)!r})), sys.stdin.buffer, sys.stdout.buffer)")
+    api = RelayedRuntimeAPI([sys.executable, "-c", code], describe="relay")
+    try:
+        assert api.command("show stat") == "# pxname,svname\nreply to show stat\n"
+        api.set_state("nodes", "node1", "drain")  # an empty answer: accepted
+        assert api.command("show info").endswith("reply to show info\n")
+        assert api._proc is not None and api._proc.poll() is None  # one relay for every command
+    finally:
+        api.close()
+        server.close()
+    assert seen == ["show stat", "set server nodes/node1 state drain", "show info"]
+    assert "| relay" in api.how_to("set server nodes/node1 state ready")
+
+
+def test_a_relay_that_cannot_reach_the_socket_is_balancer_e006(tmp_path: Path) -> None:
+    import sys
+
+    from wsgistack.ops.balance import RelayedRuntimeAPI
+
+    code = ("import sys; from pathlib import Path; from wsgistack.ops.balance import RuntimeAPI, relay; "
+            f"relay(RuntimeAPI(Path({str(tmp_path / 'none.sock')!r})), sys.stdin.buffer, sys.stdout.buffer)")
+    api = RelayedRuntimeAPI([sys.executable, "-c", code])
+    with pytest.raises(WsgistackError) as err:
+        api.command("show stat")
+    api.close()
+    assert err.value.id == "balancer.E006"
+    with pytest.raises(WsgistackError) as gone:
+        RelayedRuntimeAPI([sys.executable, "-c", "pass"]).command("show stat")
+    assert gone.value.id == "balancer.E006" and "the relay exited" in gone.value.message

@@ -17,6 +17,8 @@ from wsgistack.cli.console import note
 
 from wsgistack import ids
 from wsgistack.layout import IMAGE_PORT, TLS_PORT
+from wsgistack.plan.image import ProjectFacts
+from wsgistack.render import RenderedFile
 
 
 @click.command()
@@ -39,13 +41,22 @@ from wsgistack.layout import IMAGE_PORT, TLS_PORT
               help="--fleet: the balancer's stats page (balancer.stats_port)")
 @click.option("--db/--no-db", default=True, show_default=True, help="--fleet: the MariaDB primary + replica")
 @click.option("--cassandra", is_flag=True, help="--fleet: a Cassandra service, and POSTS_BACKEND=cassandra on the nodes")
+@click.option("--offline", is_flag=True,
+              help="--fleet: every image built here from the Debian base (MariaDB from Debian's mariadb-server), "
+                   "for machines that reach no image registry; `docker-compose up -d --build`")
+@click.option("--network", "network", type=click.Choice(["auto", "host", "bridge"]), default="auto", show_default=True,
+              help="--fleet: host networking (every service its own port on 127.0.0.1), or a compose network "
+                   "(bridge); auto = bridge when the local Docker engine has one (or none answers), else host")
+@click.option("--secret-env", default="",
+              help="--fleet: the secret every node must share, required in .env (default: DJANGO_SECRET_KEY for a "
+                   "Django project, else SECRET_KEY)")
 @click.option("--tls-port", type=int, default=TLS_PORT, show_default=True, help="with --tls: the port nginx serves HTTPS on")
 @click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write to this file instead of stdout")
 def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | None, port: int, host: str,
             env_file: str, env: tuple[str, ...], tls: str | None, tls_port: int, fleet: int | None, stats_port: int, db: bool,
-            cassandra: bool, no_detect: bool, output: Path | None) -> None:
+            cassandra: bool, offline: bool, network: str, secret_env: str, no_detect: bool, output: Path | None) -> None:
     """Print a compose file (docker-compose 1.29 and `docker compose` read it).
 
     Static and media directories found in the app are shared through named volumes; in
@@ -81,11 +92,8 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     if not (path / "Dockerfile").is_file():
         note("note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first")
     if fleet is not None:
-        from wsgistack.render.compose import FleetOptions, render_fleet
-
-        rendered = render_fleet(facts, FleetOptions(
-            image=image or image_name(path), nodes=fleet, port=port, host=host, stats_port=stats_port, db=db,
-            cassandra=cassandra, env_file=env_file, env=tuple(pairs)))
+        rendered = _fleet(path, facts, image or image_name(path), fleet, port, host, stats_port, db, cassandra, env_file,
+                          tuple(pairs), offline, network, secret_env)
     else:
         rendered = render_compose(facts, ComposeOptions(
             image=image or image_name(path), split=split, socket=socket, tcp_uri=tcp_uri, port=port, host=host,
@@ -95,3 +103,45 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     else:
         output.write_text(rendered.content, encoding="utf-8")
         click.echo(str(output), err=True)
+
+
+def _fleet(path: Path, facts: ProjectFacts, image: str, nodes: int, port: int, host: str, stats_port: int, db: bool,
+           cassandra: bool, env_file: str, env: tuple[tuple[str, str], ...], offline: bool, network: str,
+           secret_env: str) -> RenderedFile:
+    """Render the fleet; write its build contexts into the project (the compose file's
+    directory: node 1 builds `.`) and return compose.yaml for the caller to print or write."""
+    from wsgistack.image import wheel
+    from wsgistack.image.build import engine_has_bridge
+    from wsgistack.layout import BALANCER_CONTEXT
+    from wsgistack.render import write_files
+    from wsgistack.render.compose import FleetOptions, render_fleet
+
+    if network == "auto":
+        bridge = engine_has_bridge()
+        network = "host" if bridge is False else "bridge"
+        why = {None: "no Docker engine answered here: the portable default",
+               True: "this Docker engine has a bridge network", False: "this Docker engine has no bridge network"}[bridge]
+        note(f"note: --network {network} ({why}; --network host|bridge chooses)")
+    if not secret_env:
+        secret_env = "DJANGO_SECRET_KEY" if facts.app_kind == "django" or (path / "manage.py").is_file() else "SECRET_KEY"
+    source, vendored = wheel.resolve()
+    files = render_fleet(facts, FleetOptions(
+        image=image, nodes=nodes, port=port, host=host, stats_port=stats_port, db=db, cassandra=cassandra,
+        env_file=env_file, env=env, offline=offline, network=network, secret_env=secret_env), source)
+    compose, contexts = files[0], files[1:]
+    written = write_files(contexts, path)
+    if source.wheel:  # wsgistack from this source tree: its wheel, as `wsgistack build` vendors it
+        target = path / BALANCER_CONTEXT / source.wheel
+        data = next(iter(vendored.values()))
+        for old in target.parent.glob("wsgistack-*.whl"):
+            if old.name != source.wheel:
+                old.unlink()
+        if not target.is_file() or target.read_bytes() != data:  # same bytes: Docker's cache keeps the layer
+            target.write_bytes(data)
+        written.append(target)
+    dirs = sorted({str(p.parent.relative_to(path)) for p in written})
+    note(f"wrote the build context{'s' if len(dirs) > 1 else ''} {', '.join(dirs)} in {path} (this compose file names them: "
+         "keep it in the project directory)")
+    note(f"set {secret_env}{', DB_PASSWORD, DB_ROOT_PASSWORD, DB_REPLICATION_PASSWORD' if db else ''} in .env beside it, then: "
+         "docker-compose up -d --build")
+    return compose

@@ -21,7 +21,10 @@ from wsgistack.start import entrypoint
 @click.option("--build-step", is_flag=True,
               help="the image build's step (a RUN in the Dockerfile): detect the app with the image's Python, "
                    "make its static/media dirs writable, collect static files")
-def command(path: Path | None, prestart_only: bool, build_step: bool) -> None:
+@click.option("--runtime-api", is_flag=True,
+              help="role balancer: relay HAProxy runtime-API commands, one per line on stdin, to this container's "
+                   "balancer (what `wsgistack rollout --compose` runs with docker exec -i)")
+def command(path: Path | None, prestart_only: bool, build_step: bool, runtime_api: bool) -> None:
     """Render config from the environment, check it, run prestart, then exec nginx + uWSGI.
 
     Settings come only from the environment and the project's wsgistack.toml (PORT,
@@ -35,6 +38,17 @@ def command(path: Path | None, prestart_only: bool, build_step: bool) -> None:
         _record, notes = run_step(path or entrypoint.project_dir(os.environ), os.environ, IMAGE_UID)
         for line in notes:
             note(line, err=False)
+        return
+    if runtime_api:
+        import sys
+
+        from wsgistack import start
+        from wsgistack.machine import detect
+        from wsgistack.ops.balance import RuntimeAPI, relay
+        from wsgistack.plan.balancer import make_balancer_plan
+
+        loaded = start.resolve(path or entrypoint.project_dir(os.environ), env=os.environ)
+        relay(RuntimeAPI(make_balancer_plan(loaded, detect()).paths.socket), sys.stdin.buffer, sys.stdout.buffer)
         return
     say = Say()  # JSON lines once the config says server.log_format = "json"
     started = time.monotonic()

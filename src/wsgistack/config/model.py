@@ -413,7 +413,7 @@ class OpsSection(_Section):
 
 
 # Names the process table already uses, and the roles' own: a background process may not take them.
-RESERVED_PROCESS_NAMES = frozenset({"nginx", "uwsgi", "wsgistack", "haproxy", "ops", "all", "app", "web", "worker"})
+RESERVED_PROCESS_NAMES = frozenset({"nginx", "uwsgi", "wsgistack", "haproxy", "ops", "all", "app", "web", "worker", "balancer"})
 STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL")
 
 
@@ -485,6 +485,11 @@ class BalancerSection(_Section):
     slowstart: int = Field(10, ge=0, le=3600, description="seconds over which a node coming back ramps up to its full share")
     retries: int = Field(3, ge=0, le=20, description="attempts after a failed one (on another node: redispatch)")
     maxconn: int = Field(0, ge=0, description="requests a node gets at once; more wait in HAProxy's queue (0 = no limit)")
+    resolver: str = Field(
+        "",
+        description="DNS server (host:port) HAProxy asks for the nodes' names while it runs, e.g. 127.0.0.11:53 (Docker's, "
+        "on a compose network: a replaced container gets a new address); empty = names resolved once, at start",
+    )
     db_primary: str = Field("", description="database primary as host:port: HAProxy then fronts it on db_port (tcp)")
     db_replicas: tuple[str, ...] = Field((), description="database replicas as host:port, on db_read_port (primary as backup)")
     db_port: int = Field(3306, ge=1, le=65535, description="port for writes (the primary)")
@@ -500,7 +505,7 @@ class BalancerSection(_Section):
             raise ValueError("a node is listed twice")
         return v
 
-    @field_validator("db_primary")
+    @field_validator("db_primary", "resolver")
     @classmethod
     def _primary(cls, v: str) -> str:
         if v:
@@ -532,10 +537,11 @@ class BalancerSection(_Section):
 class Config(_Section):
     """The whole, validated configuration. Frozen: derive, never mutate."""
 
-    role: Literal["all", "app", "web", "worker"] = Field(
+    role: Literal["all", "app", "web", "worker", "balancer"] = Field(
         "all",
         description="all = Nginx + uWSGI (+ background processes); app = uWSGI only; web = Nginx only (proxying to "
-        "uwsgi.uri); worker = the one background process named by `process`",
+        "uwsgi.uri); worker = the one background process named by `process`; balancer = HAProxy in front of "
+        "balancer.nodes (the image's entrypoint runs what `wsgistack balance` runs)",
         json_schema_extra=flag("--role"),
     )
     process: str = Field("", description="role worker: the background process ([processes.NAME]) this container runs")

@@ -178,3 +178,19 @@ def _remove_previous(docker: str, project: Path, tag: str, previous: str | None,
     except OSError:
         pass  # a read-only checkout: the next build cleans up less, nothing breaks
     return tuple(removed)
+
+
+def engine_has_bridge() -> bool | None:
+    """Whether the local Docker engine has a bridge network (compose networks work), None
+    when there is no engine to ask (no docker, or it does not answer)."""
+    docker = find_tool("docker")
+    if docker is None:
+        return None
+    try:
+        out = subprocess.run([docker, "network", "ls", "--filter", "driver=bridge", "--format", "{{.Name}}"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return bool(out.stdout.split())

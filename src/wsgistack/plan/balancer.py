@@ -52,6 +52,7 @@ class BalancerPlan:
     stats_password: str
     db_primary: Server | None
     db_replicas: tuple[Server, ...]
+    resolver: Server | None = None  # DNS for the nodes' names while HAProxy runs (balancer.resolver)
 
     @property
     def bind(self) -> str:
@@ -145,6 +146,7 @@ def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
         stats_password=password,
         db_primary=Server("primary", *split_address(balancer.db_primary)) if balancer.db_primary else None,
         db_replicas=_servers(balancer.db_replicas, "replica"),
+        resolver=Server("dns", *split_address(balancer.resolver)) if balancer.resolver else None,
     )
 
 

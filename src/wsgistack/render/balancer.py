@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wsgistack import __version__, hosts
-from wsgistack.contracts import ProcessSpec, ProcessTable, Ready
+from wsgistack.contracts import Health, ProcessSpec, ProcessTable, Ready
 from wsgistack.plan.balancer import BalancerPlan
 from wsgistack.render import RenderedFile, environment
 
@@ -30,10 +30,19 @@ def balancer_process_table(plan: BalancerPlan) -> ProcessTable:
     )
 
 
+def balancer_health(plan: BalancerPlan) -> Health:
+    """What the image's HEALTHCHECK asks in role balancer: HAProxy's own answer on the
+    clients' port (``monitor-uri``, the liveness path), whatever state the nodes are in."""
+    host, port = hosts.split(hosts.connect_address(plan.config.balancer.host, plan.config.balancer.port))
+    return Health(http_host=host, http_port=port, path=plan.live_path, host_header=plan.check_host)
+
+
 def render_balancer(plan: BalancerPlan) -> list[RenderedFile]:
-    """haproxy.cfg (mode 600: it may hold the stats password) and the process table."""
+    """haproxy.cfg (mode 600: it may hold the stats password), the process table and
+    health.json (the container's HEALTHCHECK)."""
     ctx = {"plan": plan, "version": __version__}
     return [
         RenderedFile("haproxy.cfg", environment().get_template("haproxy.cfg.j2").render(ctx), 0o600),
         RenderedFile(ProcessTable.FILE, balancer_process_table(plan).text()),
+        RenderedFile(Health.FILE, balancer_health(plan).text()),
     ]

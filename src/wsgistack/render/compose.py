@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import re
+
 from wsgistack import __version__, ids
 from wsgistack.errors import UsageError
-from wsgistack.layout import IMAGE_PORT, SHARED_DIR, TLS_DIR, TLS_PORT
-from wsgistack.plan.image import ProjectFacts
+from wsgistack.layout import (
+    BALANCER_CONTEXT,
+    BALANCER_PROJECT_DIR,
+    DATA_DIR,
+    IMAGE_PORT,
+    IMAGE_RUNTIME_DIR,
+    IMAGE_UID,
+    MARIADB_CONTEXT,
+    SHARED_DIR,
+    TLS_DIR,
+    TLS_PORT,
+)
+from wsgistack.plan.image import ProjectFacts, WsgistackSource
 from wsgistack.plan.stack import Upstream
 from wsgistack.render import RenderedFile, environment
+from wsgistack.render.dockerfile import DEFAULT_BASE
 
 SOCKET_URI = f"unix:{SHARED_DIR}/uwsgi.sock"
 DEFAULT_TCP_URI = "127.0.0.1:8001"
@@ -79,9 +93,15 @@ def render_heroku(dockerfile: str = "Dockerfile") -> RenderedFile:
 
 # --- the whole seed-004 topology: balancer, N nodes, database pair, optional Cassandra ------
 
-FLEET_NODE_PORT = 8001  # node i listens on 127.0.0.1:FLEET_NODE_PORT + i - 1 (host networking)
+FLEET_NODE_PORT = 8001  # host networking: node i listens on 127.0.0.1:FLEET_NODE_PORT + i - 1
 FLEET_DRAIN_DELAY = 3  # > check_interval x fall (2 s): the balancer takes a stopping node out first
-FLEET_DB_PORTS = (3306, 3307)  # seed 004: writes through 3306, reads through 3307
+FLEET_DB_PORTS = (3306, 3307)  # seed 004: writes through 3306, reads through 3307 (host networking)
+FLEET_SUBNET = "172.30.23.0/24"  # compose network: the nodes trust X-Forwarded-* from it only (${FLEET_SUBNET})
+DOCKER_DNS = "127.0.0.11:53"  # Docker's embedded DNS on a compose network
+MARIADB_VERSION = "10.11"  # the official image's tag, and Debian bookworm's mariadb-server
+MARIADB_BASE = "debian:bookworm-slim"  # --offline: MariaDB 10.11 from Debian
+APP_IMAGE_VAR = "APP_IMAGE"  # the nodes' image: `wsgistack rollout --compose` sets it, .env keeps it
+NETWORKS = ("host", "bridge")
 
 
 @dataclass(frozen=True)
@@ -95,59 +115,114 @@ class FleetOptions:
     cassandra: bool = False
     env_file: str = ""
     env: tuple[tuple[str, str], ...] = ()
+    offline: bool = False  # every image built here from the Debian base (MariaDB from Debian's mariadb-server)
+    network: str = "host"  # host (every service binds its own port) | bridge (a compose network, names)
+    secret_env: str = "DJANGO_SECRET_KEY"  # the one secret every node must share (sessions, CSRF tokens)
+    base: str = DEFAULT_BASE  # the balancer image's base: the app image's, so the builder layers are shared
 
 
 @dataclass(frozen=True)
 class _FleetNode:
+    name: str
     port: int
+    address: str  # how the balancer reaches it
 
 
-def render_fleet(facts: ProjectFacts, options: FleetOptions) -> RenderedFile:
-    """One compose file: `wsgistack balance`'s haproxy.cfg in HAProxy's official image, the
-    app's image N times (each node its own port, trusting the balancer only, draining on
-    stop), MariaDB primary + replica (the official image's replication variables), and
-    Cassandra when asked. Pure: the haproxy.cfg is the balancer's own render."""
+def _fleet_nodes(options: FleetOptions) -> list[_FleetNode]:
+    if options.network == "host":
+        return [_FleetNode(f"node{i + 1}", FLEET_NODE_PORT + i, f"127.0.0.1:{FLEET_NODE_PORT + i}")
+                for i in range(options.nodes)]
+    return [_FleetNode(f"node{i + 1}", IMAGE_PORT, f"node{i + 1}:{IMAGE_PORT}") for i in range(options.nodes)]
+
+
+def _check_fleet(options: FleetOptions, nodes: list[_FleetNode]) -> None:
+    if not 1 <= options.nodes <= 50:
+        raise UsageError(ids.DOCKER_E010, f"--fleet {options.nodes}: between 1 and 50 nodes", "e.g. --fleet 3")
+    if options.network not in NETWORKS:
+        raise UsageError(ids.DOCKER_E010, f"--network {options.network!r}: host or bridge", "e.g. --network bridge")
+    if options.network == "host" and (options.port in [n.port for n in nodes] or options.stats_port in [n.port for n in nodes]):
+        raise UsageError(ids.DOCKER_E010, f"--port {options.port} / --stats-port {options.stats_port} collide with "
+                             f"the nodes' ports ({nodes[0].port}-{nodes[-1].port})", "pick another, e.g. --port 8080")
+    if options.port == options.stats_port:
+        raise UsageError(ids.DOCKER_E010, f"--port and --stats-port are both {options.port}", "e.g. --stats-port 9080")
+    if options.offline and options.cassandra:
+        raise UsageError(ids.DOCKER_E010, "--offline cannot build Cassandra: Debian ships no Cassandra package",
+                         "drop --cassandra (posts then stay in MariaDB), or leave --offline out to use the official image")
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", options.secret_env):
+        raise UsageError(ids.DOCKER_E010, f"--secret-env {options.secret_env!r} is not an environment variable name",
+                         "e.g. --secret-env SECRET_KEY")
+
+
+def balancer_image(version: str = __version__) -> str:
+    """The balancer image's default tag (${BALANCER_IMAGE} in the file names another)."""
+    return f"wsgistack-balancer:{version}"
+
+
+def balancer_env(options: FleetOptions) -> dict[str, str]:
+    """The balancer service's settings: what its entrypoint renders haproxy.cfg from."""
+    env = {
+        "WSGISTACK_BALANCER__NODES": " ".join(n.address for n in _fleet_nodes(options)),
+        "WSGISTACK_BALANCER__HOST": options.host if options.network == "host" else "0.0.0.0",
+        "WSGISTACK_BALANCER__PORT": str(options.port),
+        "WSGISTACK_BALANCER__STATS_PORT": str(options.stats_port),
+    }
+    if options.network == "bridge":
+        env["WSGISTACK_BALANCER__RESOLVER"] = DOCKER_DNS
+    return env
+
+
+def render_fleet(facts: ProjectFacts, options: FleetOptions, source: WsgistackSource) -> list[RenderedFile]:
+    """compose.yaml and the build contexts it names: the balancer's image (role balancer:
+    `wsgistack balance`'s haproxy.cfg, rendered in the container from the settings in the
+    file), the app's image N times (each node trusting the balancer only, draining on stop,
+    its own data volume, one shared secret), MariaDB primary + replica (the official image, or
+    with ``offline`` one built from Debian's mariadb-server with the same variables), and
+    Cassandra when asked. Pure: the balancer's settings are checked by planning it here."""
     from pathlib import Path
 
     from wsgistack.config import load_config
     from wsgistack.machine import Machine
     from wsgistack.plan.balancer import make_balancer_plan
 
-    if not 1 <= options.nodes <= 50:
-        raise UsageError(ids.DOCKER_E010, f"--fleet {options.nodes}: between 1 and 50 nodes", "e.g. --fleet 3")
-    nodes = [_FleetNode(FLEET_NODE_PORT + i) for i in range(options.nodes)]
-    if options.port in [n.port for n in nodes] or options.stats_port in [n.port for n in nodes]:
-        raise UsageError(ids.DOCKER_E010, f"--port {options.port} / --stats-port {options.stats_port} collide with "
-                             f"the nodes' ports ({nodes[0].port}-{nodes[-1].port})", "pick another, e.g. --port 8080")
-    env = {
-        "WSGISTACK_BALANCER__NODES": " ".join(f"127.0.0.1:{n.port}" for n in nodes),
-        "WSGISTACK_BALANCER__HOST": options.host,
-        "WSGISTACK_BALANCER__PORT": str(options.port),
-        "WSGISTACK_BALANCER__STATS_PORT": str(options.stats_port),
-        "WSGISTACK_RUNTIME_DIR": "/tmp",  # in HAProxy's container: where its runtime API socket goes
-    }
+    nodes = _fleet_nodes(options)
+    _check_fleet(options, nodes)
+    env = balancer_env(options)
     # Settings only, from the environment given here: no project file, so the render is the
-    # same on every machine (the stats page's password comes at `up`, see below).
-    loaded = load_config(Path("/nonexistent-project"), env=env)
-    machine = Machine(cpus=1, memory_limit=None, somaxconn=4096, euid=0, nginx=None, python="python3", haproxy="haproxy")
-    haproxy_cfg = environment().get_template("haproxy.cfg.j2").render(
-        {"plan": make_balancer_plan(loaded, machine), "version": __version__})
+    # same on every machine (the stats page's password comes at `up`). A bad value fails here.
+    loaded = load_config(Path("/nonexistent-project"), env={**env, "WSGISTACK_RUNTIME_DIR": str(IMAGE_RUNTIME_DIR)})
+    machine = Machine(cpus=1, memory_limit=None, somaxconn=4096, euid=IMAGE_UID, nginx=None, python="python3",
+                      haproxy="haproxy")
+    make_balancer_plan(loaded, machine)
+    host_net = options.network == "host"
     media = [_Volume(d.role, str(d.container_path)) for d in facts.data_dirs if d.role == "media"]
-    volumes = [v.volume for v in media]
+    volumes = [v.volume for v in media] + [f"{n.name}-data" for n in nodes]
     volumes += ["db-primary", "db-replica"] if options.db else []
     volumes += ["cassandra"] if options.cassandra else []
+    db_hosts = ("127.0.0.1", "127.0.0.1") if host_net else ("db-primary", "db-replica")
+    db_ports = FLEET_DB_PORTS if host_net else (3306, 3306)
     ctx = {
         "version": __version__,
         "image": options.image,
+        "image_var": APP_IMAGE_VAR,
+        "balancer_image": balancer_image(),
+        "balancer_context": BALANCER_CONTEXT,
+        "mariadb_context": MARIADB_CONTEXT,
+        "db_image": f"wsgistack-mariadb:{MARIADB_VERSION}" if options.offline else f"mariadb:{MARIADB_VERSION}",
+        "offline": options.offline,
+        "host_net": host_net,
+        "subnet": FLEET_SUBNET,
         "nodes": nodes,
         "host": options.host,
         "port": options.port,
         "stats_port": options.stats_port,
-        "haproxy_cfg": haproxy_cfg,
+        "balancer_env": env,
         "drain_delay": FLEET_DRAIN_DELAY,
+        "image_port": IMAGE_PORT,
+        "data_dir": DATA_DIR,
+        "secret_env": options.secret_env,
         "db": options.db,
-        "db_port": FLEET_DB_PORTS[0],
-        "db_read_port": FLEET_DB_PORTS[1],
+        "db_hosts": db_hosts,
+        "db_ports": db_ports,
         "db_name": "app",
         "db_user": "app",
         "cassandra": options.cassandra,
@@ -156,4 +231,19 @@ def render_fleet(facts: ProjectFacts, options: FleetOptions) -> RenderedFile:
         "media": media,
         "volumes": volumes,
     }
-    return RenderedFile("compose.yaml", environment().get_template("compose-fleet.yaml.j2").render(ctx))
+    env_ = environment()
+    files = [
+        RenderedFile("compose.yaml", env_.get_template("compose-fleet.yaml.j2").render(ctx)),
+        RenderedFile(f"{BALANCER_CONTEXT}/Dockerfile", env_.get_template("Dockerfile.balancer.j2").render({
+            "version": __version__, "base": options.base, "source": source, "heroku": False, "build_packages": (),
+            "acme": False, "uid": IMAGE_UID, "port": IMAGE_PORT, "stats_port": 9080,
+            "project_dir": BALANCER_PROJECT_DIR, "runtime_dir": IMAGE_RUNTIME_DIR})),
+    ]
+    if options.offline and options.db:
+        db_ctx = {"version": __version__, "base": MARIADB_BASE, "mariadb_version": MARIADB_VERSION}
+        files += [
+            RenderedFile(f"{MARIADB_CONTEXT}/Dockerfile", env_.get_template("mariadb/Dockerfile.j2").render(db_ctx)),
+            RenderedFile(f"{MARIADB_CONTEXT}/entrypoint.sh", env_.get_template("mariadb/entrypoint.sh.j2").render(db_ctx), 0o755),
+            RenderedFile(f"{MARIADB_CONTEXT}/healthcheck.sh", env_.get_template("mariadb/healthcheck.sh.j2").render(db_ctx), 0o755),
+        ]
+    return files

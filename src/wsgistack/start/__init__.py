@@ -149,6 +149,13 @@ def plan(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | Non
     caller knows (reload: the start's); ``uwsgi``: check the app's uWSGI (once, before the
     app's import: a venv without pyuwsgi is most often the wrong venv, and importing the app
     there would only add a confusing ImportError)."""
+    if loaded.config.role == "balancer":
+        raise WsgistackError(
+            ids.BALANCER_E008,
+            f"role = balancer (from {loaded.origin('role')}) runs HAProxy, not nginx and uWSGI: this command starts a stack",
+            "run `wsgistack balance` with the same settings (the image's entrypoint does that for role balancer), "
+            "or give this command another role (all, app, web, worker)",
+        )
     machine = machine or detect_machine()
     python = python or find_python(loaded, env)
     if uwsgi and python is not None and loaded.config.role != "web":
