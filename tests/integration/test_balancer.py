@@ -4,6 +4,7 @@ load through the balancer while a node is killed, stopped or redeployed (issue 1
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,7 +132,8 @@ def test_sigterm_of_a_node_fails_no_request_posts_included(fleet: Fleet) -> None
 def test_rollout_one_node_at_a_time_fails_no_request_and_new_code_answers(fleet: Fleet) -> None:
     write_app(fleet.app_dir, "v2")
     cmd = [*WSGISTACK, "rollout", str(fleet.app_dir), "--runtime-dir", str(fleet.balancer.runtime_dir),
-           "--node-runtime-dir", str(node_runtime_base(fleet.tmp_path) / "{host}")]
+           "--node-runtime-dir", str(node_runtime_base(fleet.tmp_path) / "{host}"),
+           "--host", "127.0.0.1", "--port", str(fleet.balancer.port), "--verify", "/", "--verify-post", "/form"]
     for node in fleet.nodes:
         cmd += ["--node", node.address]
     with Load("127.0.0.1", fleet.balancer.port, total=5000, concurrency=6, posts=True) as load:
@@ -144,6 +146,10 @@ def test_rollout_one_node_at_a_time_fails_no_request_and_new_code_answers(fleet:
     assert done.returncode == 0, done.stdout + done.stderr
     assert result.failures == [], result.summary()
     assert result.posts > 20
+    # The rollout's own probe (--verify) counted the same: its line, and nothing failed.
+    verified = re.search(r"verify: (\d+) requests, (\d+) failed, p99 during the swap [\d.]+ ms \((\d+) GET .*; (\d+) POST", done.stdout)
+    assert verified, done.stdout
+    assert verified.group(2) == "0" and int(verified.group(3)) > 20 and int(verified.group(4)) > 20, verified.group(0)
     for node in fleet.nodes:
         body = http(f"http://{node.address}/", host="localhost").body.decode()
         assert body.startswith(f"v2 {node.name} "), body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 
 from wsgistack import machine as machine_mod
 from wsgistack.cli.options import config_options, overrides, project_dir_argument
+from wsgistack.cli.rollout_cmd import judge, verified, verify_options
 from wsgistack.ops import control as ops
 
 
@@ -18,16 +20,24 @@ from wsgistack.ops import control as ops
 @click.option("--chain", is_flag=True, help="reload uWSGI workers one at a time (zero downtime; needs app.lazy_apps)")
 @click.option("--no-render", is_flag=True, help="reload without re-rendering the configuration")
 @click.option("--yes", is_flag=True, help="allow a change of the listening address or port (the old one stops answering)")
+@verify_options
+@click.option("--verify-seconds", type=click.FloatRange(1, 600), default=5.0, show_default=True,
+              help="--verify: how long the probe goes on after the reload was asked for (uWSGI's workers restart in it)")
 @config_options
-def command(path: Path, chain: bool, no_render: bool, yes: bool, config_file: Path | None, **params: Any) -> None:
+def command(path: Path, chain: bool, no_render: bool, yes: bool, verify: str, verify_post: str, verify_clients: int,
+            verify_seconds: float, config_file: Path | None, **params: Any) -> None:
     """Apply configuration and code changes to a running `wsgistack run` without dropping requests.
 
     Keeps the settings the stack was started with (from its environment and flags); applies
     the config file as it is now and this command's own flags. This shell's environment is
-    not read, except WSGISTACK_RUNTIME_DIR to find the stack."""
+    not read, except WSGISTACK_RUNTIME_DIR to find the stack. With --verify, probe traffic
+    goes to the stack's own address (nginx) while it reloads."""
     cli = overrides(params)
     if no_render:
-        done = ops.reload(ops.locate(path, cli, config_file, os.environ), chain=chain)
+        paths = ops.locate(path, cli, config_file, os.environ)
+        target = _address(paths) if verify else ("", 0, "")
+        result = verified(verify, verify_post, verify_clients, target[:2], target[2],
+                          lambda on_swap: _swap(on_swap, lambda: ops.reload(paths, chain=chain), verify_seconds, bool(verify)))
     else:
         pending = ops.prepare_reload(path, cli, config_file, os.environ, machine_mod.detect())
         for note in pending.notes:
@@ -39,6 +49,25 @@ def command(path: Path, chain: bool, no_render: bool, yes: bool, config_file: Pa
         pending.confirm(yes)
         for f in pending.files:
             click.echo(f"updated {f.path}")
-        done = ops.apply_reload(pending, chain=chain)
-    for line in done:
+        target = _address(pending.plan.paths) if verify else ("", 0, "")
+        result = verified(verify, verify_post, verify_clients, target[:2], target[2],
+                          lambda on_swap: _swap(on_swap, lambda: ops.apply_reload(pending, chain=chain), verify_seconds,
+                                                bool(verify)))
+    judge(result)
+
+
+def _address(paths: Any) -> tuple[str, int, str]:
+    """Where the running stack answers (its health.json: nginx's address and a Host it serves)."""
+    from wsgistack.contracts import Health
+
+    health = Health.read(paths.health)
+    return health.http_host, health.http_port, health.host_header
+
+
+def _swap(on_swap: Any, do: Any, seconds: float, probing: bool) -> None:
+    on_swap("start")
+    for line in do():
         click.echo(line)
+    if probing:
+        time.sleep(seconds)  # the probe goes on while uWSGI's workers restart
+    on_swap("end")

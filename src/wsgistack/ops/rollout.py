@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from wsgistack import hosts, ids
 from wsgistack.errors import WsgistackError
@@ -64,13 +65,53 @@ def node_ready(plan: BalancerPlan, server: Server, timeout: float = 2.0) -> str:
         return str(getattr(exc, "reason", exc))
 
 
+class Updater(Protocol):
+    """How a node is updated, and how its readiness is asked, once the balancer drained it."""
+
+    def describe(self, server: Server) -> str: ...
+
+    def update(self, server: Server) -> tuple[int, str]:  # (exit code, output)
+        ...
+
+    def ready(self, server: Server) -> str:  # "" when ready, else what it answered
+        ...
+
+
+@dataclass
+class ShellUpdater:
+    """`--command` (run by the shell) or, for a node on this machine, `wsgistack reload`."""
+
+    plan: BalancerPlan
+    options: RolloutOptions
+
+    def describe(self, server: Server) -> str:
+        argv = update_command(server, self.options)
+        return argv if isinstance(argv, str) else shlex.join(argv)
+
+    def update(self, server: Server) -> tuple[int, str]:
+        argv = update_command(server, self.options)
+        done = subprocess.run(argv, shell=isinstance(argv, str), capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout + done.stderr
+
+    def ready(self, server: Server) -> str:
+        return node_ready(self.plan, server)
+
+
 def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], None],
-            nodes: Sequence[Server] | None = None) -> None:
-    api = RuntimeAPI(plan.paths.socket)
+            nodes: Sequence[Server] | None = None, *, api: RuntimeAPI | None = None,
+            updater: Updater | None = None, on_swap: Callable[[str], None] | None = None) -> None:
+    """Each node in turn: drain, update, ready, undrain. ``on_swap("start")`` before the first
+    drain and ``on_swap("end")`` once the last node is back (the probe's window)."""
+    api = api or RuntimeAPI(plan.paths.socket)
+    updater = updater or ShellUpdater(plan, options)
     interval = plan.config.balancer.check_interval / 1000
     rise = plan.config.balancer.rise
-    for server in nodes or plan.servers:
-        argv = update_command(server, options)  # before draining: a missing --command drains nothing
+    targets = list(nodes or plan.servers)
+    for server in targets:
+        updater.describe(server)  # before draining: a missing --command drains nothing (rollout.E003)
+    if on_swap:
+        on_swap("start")
+    for server in targets:
         up = [s for s in plan.servers if s != server and api.server_stat(BACKEND, s.name)["status"] == "UP"]
         if not up:
             raise WsgistackError(
@@ -83,17 +124,16 @@ def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], No
         deadline = time.monotonic() + options.drain_timeout
         while int(api.server_stat(BACKEND, server.name).get("scur") or 0) > 0 and time.monotonic() < deadline:
             time.sleep(0.1)
-        shown = argv if isinstance(argv, str) else shlex.join(argv)
-        say(f"{server.name} {server.address}: updating: {shown}")
-        done = subprocess.run(argv, shell=isinstance(argv, str), capture_output=True, text=True, check=False)
-        for line in (done.stdout + done.stderr).strip().splitlines():
+        put_back = api.how_to(f"set server {BACKEND}/{server.name} state ready")
+        say(f"{server.name} {server.address}: updating: {updater.describe(server)}")
+        returncode, output = updater.update(server)
+        for line in output.strip().splitlines():
             say(f"  {line}")
-        if done.returncode != 0:
+        if returncode != 0:
             raise WsgistackError(
                 ids.ROLLOUT_E001,
-                f"the update of {server.address} failed with exit code {done.returncode}; the rollout stops there",
-                f"{server.name} stays drained, the other nodes serve; fix it, then put it back with "
-                f"`echo 'set server {BACKEND}/{server.name} state ready' | socat - {plan.paths.socket}` "
+                f"the update of {server.address} failed with exit code {returncode}; the rollout stops there",
+                f"{server.name} stays drained, the other nodes serve; fix it, then put it back with `{put_back}` "
                 "or run the rollout again",
             )
         # Ready `rise` times in a row, `check_interval` apart (what the balancer itself
@@ -102,10 +142,11 @@ def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], No
         deadline = time.monotonic() + options.ready_timeout
         streak = 0
         while True:
-            answer = node_ready(plan, server)
+            answer = updater.ready(server)
             streak = 0 if answer else streak + 1
-            status = api.server_stat(BACKEND, server.name)["status"]
-            if streak >= rise and status in ("DRAIN", "UP"):
+            row = api.server_stat(BACKEND, server.name)
+            status = row["status"]
+            if streak >= rise and status in ("DRAIN", "UP") and row.get("check_status", "").lstrip("* ") in ("L7OK", "L7OKC", ""):
                 break
             if time.monotonic() > deadline:
                 raise WsgistackError(
@@ -113,8 +154,10 @@ def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], No
                     f"{server.address} is not ready {options.ready_timeout:g}s after its update (readiness: "
                     f"{answer or 'ready'}; the balancer's check: {status}); the rollout stops there",
                     f"{server.name} stays drained, the other nodes serve; see the node's log, then put it back with "
-                    f"`echo 'set server {BACKEND}/{server.name} state ready' | socat - {plan.paths.socket}`",
+                    f"`{put_back}`",
                 )
             time.sleep(interval)
         api.set_state(BACKEND, server.name, "ready")
         say(f"{server.name} {server.address}: ready, back in the balancer")
+    if on_swap:
+        on_swap("end")
