@@ -374,3 +374,84 @@ class CassandraBackendTests(TempMediaMixin, TestCase):
         from posts import cassandra_store
 
         self.assertIsNone(cassandra_store._session)
+
+
+class FakeCluster:
+    """Stands in for cassandra.cluster.Cluster: each connect() makes a session bound to the
+    process that made it, and a session used in another process (carried across a fork, the
+    way the real driver's sockets and event-loop thread would be) refuses to run a query."""
+
+    made: list[int] = []
+
+    def __init__(self, hosts: list[str], connect_timeout: float = 5) -> None:
+        self.hosts = hosts
+
+    def connect(self) -> FakeForkBoundSession:
+        FakeCluster.made.append(os.getpid())
+        return FakeForkBoundSession()
+
+
+class FakeForkBoundSession:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+
+    def execute(self, query: str, params: tuple = ()):  # type: ignore[type-arg]
+        if os.getpid() != self.pid:
+            raise RuntimeError(f"a driver session made in pid {self.pid} used in pid {os.getpid()} (after a fork)")
+        return []
+
+    def set_keyspace(self, keyspace: str) -> None:
+        self.execute(f"USE {keyspace}")
+
+
+class CassandraForkSafetyTests(TestCase):
+    """The store's own session(): nothing connects at import, and a process forked after the
+    parent connected (a uWSGI worker forked from a master that loaded the app) makes its own
+    session instead of using the parent's. Against a fake driver: no Cassandra server runs
+    here; the real one is tests/integration/test_cassandra_posts.py (CASSANDRA_HOSTS)."""
+
+    def setUp(self) -> None:
+        import sys
+        import types
+
+        fake = types.ModuleType("cassandra.cluster")
+        fake.Cluster = FakeCluster  # type: ignore[attr-defined]
+        package = sys.modules.get("cassandra") or types.ModuleType("cassandra")
+        patcher = mock.patch.dict(sys.modules, {"cassandra": package, "cassandra.cluster": fake})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        from posts import cassandra_store
+
+        state = mock.patch.multiple(cassandra_store, _session=None, _pid=0)
+        state.start()
+        self.addCleanup(state.stop)
+        FakeCluster.made = []
+
+    def test_a_forked_process_connects_on_its_own(self) -> None:
+        from posts import cassandra_store
+
+        parent = cassandra_store.session()
+        parent.execute("SELECT 1")
+        self.assertIs(cassandra_store.session(), parent)  # one session per process
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the forked "worker"
+            code = 0
+            try:
+                os.close(read)
+                mine = cassandra_store.session()
+                mine.execute("SELECT 1")
+                os.write(write, b"new" if mine is not parent and mine.pid == os.getpid() else b"reused")
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                os.write(write, repr(exc).encode())
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read, "rb") as fh:
+            said = fh.read().decode()
+        _, status = os.waitpid(child, 0)
+        self.assertEqual(said, "new")
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertIs(cassandra_store.session(), parent)  # the parent keeps its own
+        self.assertEqual(FakeCluster.made, [os.getpid()])  # the child's connect happened in the child
