@@ -440,6 +440,9 @@ class OpsSettings(Contract):
     uwsgi_stats: str | None = None
     uwsgi_socket: str | None = None
     summary: dict[str, str] = field(default_factory=dict)
+    # server.app_server = "granian": its workers' status files (the shim's); its pid is the
+    # manager's child "granian" (manager_state).
+    granian_workers: str | None = None
 
 
 @dataclass(frozen=True)

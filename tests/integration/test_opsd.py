@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, Stack, clean_env, free_port, http, start_stack
+from tests.conftest import EXAMPLES, SERVERS, Stack, free_port, http, server_env, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +22,12 @@ METRICS = (
     "wsgistack_uwsgi_workers", "wsgistack_uwsgi_listen_queue", "wsgistack_uwsgi_listen_queue_overflows_total",
     "wsgistack_uwsgi_worker_rss_bytes", "wsgistack_uwsgi_worker_respawns_total", "wsgistack_uwsgi_harakiri_total",
     "wsgistack_process_restarts_total",
+)
+# granian has no stats socket: its workers from /proc and the shim's counters.
+GRANIAN_METRICS = (
+    "wsgistack_http_requests_total", "wsgistack_http_upstream_seconds_bucket", "wsgistack_nginx_active_connections",
+    "wsgistack_granian_workers", "wsgistack_granian_worker_rss_bytes", "wsgistack_granian_worker_requests_total",
+    "wsgistack_granian_worker_in_flight", "wsgistack_process_restarts_total",
 )
 
 
@@ -44,12 +50,14 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1))
 
 
-@pytest.fixture(scope="module")
-def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Stack, str]:
-    tmp = tmp_path_factory.mktemp("ops")
+@pytest.fixture(scope="module", params=SERVERS)
+def ops_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Stack, str]:
+    tmp = tmp_path_factory.mktemp(f"ops-{request.param}")
     port = free_port()
-    env = clean_env(WSGISTACK_OPS__PORT=str(port), WSGISTACK_PROCESSES__TICK__COMMAND="python -c 'import time; time.sleep(3600)'")
+    env = server_env(request.param, WSGISTACK_OPS__PORT=str(port),
+                     WSGISTACK_PROCESSES__TICK__COMMAND="python -c 'import time; time.sleep(3600)'")
     stack = start_stack(tmp, EXAMPLES / "hello", env=env, ready_path="/hello")
+    stack.extra["server"] = request.param
     try:
         yield stack, f"http://127.0.0.1:{port}"
     finally:
@@ -74,15 +82,26 @@ def test_metrics_count_requests_across_workers(ops_stack: tuple[Stack, str]) -> 
         if counted or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    for name in METRICS:
+    server = stack.extra["server"]
+    for name in GRANIAN_METRICS if server == "granian" else METRICS:
         assert name in text, name
     assert metric(text, "wsgistack_http_requests_total", '{status_class="2xx"}') >= 30
     assert metric(text, "wsgistack_http_requests_total", '{status_class="4xx"}') >= 5
     assert metric(text, "wsgistack_http_upstream_seconds_count") >= 35
-    assert metric(text, "wsgistack_uwsgi_workers", '{state="idle"}') + metric(text, "wsgistack_uwsgi_workers", '{state="busy"}') >= 2
+    prefix = f"wsgistack_{server}"
+    assert metric(text, f"{prefix}_workers", '{state="idle"}') + metric(text, f"{prefix}_workers", '{state="busy"}') >= 2
     assert metric(text, "wsgistack_process_restarts_total", '{process="tick"}') == 0
     assert metric(text, "wsgistack_process_up", '{process="nginx"}') == 1
-    assert metric(text, "wsgistack_uwsgi_worker_rss_bytes", '{worker="1"}') > 1_000_000
+    assert metric(text, f"{prefix}_worker_rss_bytes", '{worker="1"}') > 1_000_000
+    if server == "granian":  # the shim counts what each worker served (written every half second)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            text = get(ops + "/metrics")[1].decode()
+            served = sum(metric(text, f"{prefix}_worker_requests_total", f'{{worker="{w}"}}') for w in (1, 2))
+            if served >= 30:
+                break
+            time.sleep(0.2)
+        assert served >= 30, text
 
 
 def test_status_json_has_history_processes_and_config(ops_stack: tuple[Stack, str]) -> None:
@@ -96,7 +115,8 @@ def test_status_json_has_history_processes_and_config(ops_stack: tuple[Stack, st
     data = json.loads(body)
     assert len(data["history"]) >= 2
     assert any(s["rps"] > 0 for s in data["history"])
-    assert {p["name"] for p in data["processes"]} >= {"uwsgi", "tick", "ops", "nginx"}
+    assert {p["name"] for p in data["processes"]} >= {stack.extra["server"], "tick", "ops", "nginx"}
+    assert data["app_server"] == stack.extra["server"]
     assert data["summary"]["role"] == "all" and data["workers"]
     assert get(ops + "/nothing")[0] == 404
 
@@ -134,3 +154,7 @@ def test_status_page_renders_charts_with_data_in_a_browser(ops_stack: tuple[Stac
     # The process table and the configuration summary are filled in.
     assert "<td>tick</td>" in dom and "<td>nginx</td>" in dom
     assert "processes x" in dom
+    name = "granian" if stack.extra["server"] == "granian" else "uWSGI"
+    assert f'<span id="server-name">{name}</span> workers' in dom
+    workers = re.search(r'<table id="workers">.*?<tbody>(.*?)</tbody>', dom, re.S)
+    assert workers and workers.group(1).count("<tr>") >= 2, dom[-3000:]  # one row per worker

@@ -44,7 +44,7 @@ from prometheus_client.core import (
 
 from wsgistack import hosts
 from wsgistack.contracts import ManagerState, OpsSettings, Trust
-from wsgistack.procfs import read_uwsgi_stats, with_rss
+from wsgistack.procfs import read_granian_stats, read_uwsgi_stats, with_rss
 
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -134,6 +134,12 @@ class State:
     # --- what the page and /metrics read -----------------------------------------------
 
     def uwsgi(self) -> dict[str, Any] | None:
+        """The app server's workers: uWSGI's stats socket, or granian's workers (/proc and the
+        shim's counters, read_granian_stats)."""
+        if self.settings.get("granian_workers"):
+            manager = self.manager_state()
+            pid = manager.pid("granian") if manager is not None else None
+            return read_granian_stats(pid, self.settings["granian_workers"]) if pid else None
         path = self.settings.get("uwsgi_stats")
         try:
             stats = read_uwsgi_stats(path, timeout=1.0) if path else None
@@ -141,12 +147,16 @@ class State:
             stats = None
         return with_rss(stats) if stats is not None else None
 
-    def manager(self) -> dict[str, Any] | None:
+    def manager_state(self) -> ManagerState | None:
         """The process manager's state, believed as root's or our own file (contracts.Trust)."""
         try:
-            return ManagerState.read(self.settings["manager_state"], Trust.me()).to_json()
+            return ManagerState.read(self.settings["manager_state"], Trust.me())
         except (OSError, WsgistackError):
             return None
+
+    def manager(self) -> dict[str, Any] | None:
+        state = self.manager_state()
+        return state.to_json() if state is not None else None
 
     def connections(self) -> int | None:
         ports = self.settings.get("nginx_ports") or []
@@ -170,7 +180,10 @@ class State:
             "p95_ms": round(1000 * window[min(len(window) - 1, int(0.95 * len(window)))], 2) if window else None,
             "busy": sum(1 for w in workers if w.get("status") == "busy") if stats else None,
             "workers": len(workers) if stats else None,
-            "queue": stats.get("listen_queue") if stats else None,
+            # granian's workers take connections while busy: its queue is the requests they hold
+            # beyond the one each runs (one blocking thread).
+            "queue": (sum(max(0, w.get("in_flight", 0) - 1) for w in workers) if stats.get("server") == "granian"
+                      else stats.get("listen_queue")) if stats else None,
             "rss_mb": round(sum(w.get("rss", 0) for w in workers) / 1048576, 1) if stats else None,
             "connections": self.connections(),
         }
@@ -198,6 +211,7 @@ class State:
         ]
         return {
             "time": time.time(),
+            "app_server": "granian" if self.settings.get("granian_workers") else "uwsgi",
             "summary": self.settings.get("summary", {}),
             "requests": requests,
             "listen_queue": stats.get("listen_queue") if stats else None,
@@ -241,6 +255,25 @@ class Collector:
             if conns is not None:
                 yield GaugeMetricFamily("wsgistack_nginx_active_connections", "Established client connections to nginx", value=conns)
         stats = st.uwsgi()
+        if stats is not None and stats.get("server") == "granian":
+            workers = stats.get("workers", [])
+            by_state = GaugeMetricFamily("wsgistack_granian_workers", "granian workers by state", labels=["state"])
+            states = collections.Counter(str(w.get("status", "unknown")) for w in workers)
+            for name in sorted({"idle", "busy", *states}):
+                by_state.add_metric([name], states.get(name, 0))
+            rss = GaugeMetricFamily("wsgistack_granian_worker_rss_bytes", "Resident memory of each granian worker",
+                                    labels=["worker"])
+            reqs = CounterMetricFamily("wsgistack_granian_worker_requests", "Requests each granian worker served",
+                                       labels=["worker"])
+            in_flight = GaugeMetricFamily("wsgistack_granian_worker_in_flight", "Requests each granian worker holds",
+                                          labels=["worker"])
+            for w in workers:
+                wid = [str(w.get("id"))]
+                rss.add_metric(wid, w.get("rss", 0))
+                reqs.add_metric(wid, w.get("requests", 0))
+                in_flight.add_metric(wid, w.get("in_flight", 0))
+            yield from (by_state, rss, reqs, in_flight)
+            stats = None
         if stats is not None:
             workers = stats.get("workers", [])
             by_state = GaugeMetricFamily("wsgistack_uwsgi_workers", "uWSGI workers by state", labels=["state"])

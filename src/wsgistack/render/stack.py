@@ -263,6 +263,7 @@ def ops_settings(plan: Plan) -> OpsSettings:
         uwsgi_socket=plan.upstream.address if plan.runs_uwsgi and plan.upstream.kind == "unix" else None,
         manager_state=str(plan.paths.manager_state),
         summary={k: v for k, v in summary.items() if v is not None},
+        granian_workers=str(plan.paths.workers_dir) if plan.runs_uwsgi and plan.granian else None,
     )
 
 

@@ -131,7 +131,7 @@ def _watchdog():
     """Every half second: a request past the timeout kills this worker, as uWSGI's harakiri
     kills one (a thread cannot be stopped; granian starts a fresh worker). Not a worker younger
     than granian's crash window: two deaths in a row there would make granian exit."""
-    last = None
+    last = (0, None, False, 0)  # as written at import
     while True:
         time.sleep(0.5)
         now = time.monotonic()
@@ -160,6 +160,7 @@ try:
             os.unlink(os.path.join(_WORKERS_DIR, _name))
 except OSError:
     pass
+_status(None, 0)
 threading.Thread(target=_watchdog, name="wsgistack-watchdog", daemon=True).start()
 # The app is loaded and this worker is about to serve: what the process manager waits for.
 os.close(os.open(_READY_MARKER, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
