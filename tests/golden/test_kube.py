@@ -74,3 +74,13 @@ def test_golden(case: str) -> None:
     assert sorted(files) == sorted(expected)
     for name, content in files.items():
         assert content == expected[name], f"{case}/{name} differs from the golden file"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_manifests_are_the_same_for_granian(case: str) -> None:
+    """server.app_server = "granian" changes nothing in the manifests: the same image roles,
+    probes (nginx's live path, the shim's ready path), the same socket on the same emptyDir in
+    the split layout, the same stop budget. The image carries the config that names it."""
+    env, facts = CASES[case]
+    loaded = load_config(PROJECT, env={**env, "WSGISTACK_SERVER__APP_SERVER": "granian"})
+    assert {f.path: f.content for f in render_kube(loaded.config, facts)} == rendered(case)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from wsgistack.app.interpreter import MIN_PYUWSGI_TEXT
+from wsgistack.app.interpreter import MIN_GRANIAN_TEXT, MIN_PYUWSGI_TEXT
 from wsgistack.layout import APP_DIR
 
 
@@ -31,6 +31,7 @@ class ProjectFacts:
     notes: tuple[str, ...] = ()
     processes: tuple[str, ...] = ()  # [processes.NAME] names: one worker service each (split compose)
     detected: bool = False  # the app was imported here (else data_dirs is unknown, not empty)
+    app_server: str = "uwsgi"  # server.app_server in the project's config: what the app's environment gets
 
 
 def image_name(path: Path) -> str:
@@ -51,3 +52,4 @@ class WsgistackSource:
     dependencies: tuple[str, ...]  # what to install with it (runtime only, see NOT_IN_IMAGE)
     note: str = ""
     uwsgi: str = f"pyuwsgi>={MIN_PYUWSGI_TEXT}"  # what the app's environment gets (APP_SIDE)
+    granian: str = f"granian>={MIN_GRANIAN_TEXT}"  # ...instead, with server.app_server = "granian"

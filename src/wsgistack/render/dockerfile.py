@@ -75,6 +75,9 @@ def render_dockerfile(facts: ProjectFacts, source: WsgistackSource, options: Doc
         "build_packages": options.build_packages,
         "packages": options.packages,
         "source": source,
+        # The app server the project's config names: its wheel, alone, in the app's environment.
+        "app_server": source.granian if facts.app_server == "granian" else source.uwsgi,
+        "granian": facts.app_server == "granian",
         "wheels_dir": WHEELS_DIR,
         "requirements": PurePosixPath(Path(options.requirements).as_posix()),
         "requirements_dir": REQUIREMENTS_DIR,

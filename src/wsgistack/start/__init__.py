@@ -368,9 +368,11 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
     dirs: list[DataDir] = []
     processes: tuple[str, ...] = ()
     detected = False
+    app_server = "uwsgi"
     try:
         loaded = resolve(path, env={k: v for k, v in env.items() if k == "DJANGO_SETTINGS_MODULE"})
         processes = tuple(loaded.config.processes)
+        app_server = loaded.config.server.app_server
     except WsgistackError as exc:
         notes.append(f"note: the project's config cannot be read ({exc.id}: {exc.message})")
         loaded = None
@@ -402,7 +404,7 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
                 if rel.parts:
                     dirs.append(DataDir(item.role, item.url, PurePosixPath(rel.as_posix())))
     return ProjectFacts(path=path, name=image_name(path), app_kind=kind, data_dirs=tuple(dirs), notes=tuple(notes),
-                        processes=processes, detected=detected)
+                        processes=processes, detected=detected, app_server=app_server)
 
 
 
