@@ -255,14 +255,15 @@ def children(pid: int) -> Iterator[tuple[int, str]]:
             yield int(stat.parent.name), " ".join(c.decode(errors="replace") for c in cmdline)
 
 
-def copy_app(tmp_path: Path) -> Path:
+def copy_app(tmp_path: Path, server: str = "uwsgi") -> Path:
     app_dir = shared_dir(tmp_path, "app")
     write_app(app_dir, "v1")
     # The nodes believe X-Forwarded-* from the balancer only; a stopping node answers readiness
     # "draining" for 3 s first, longer than the balancer's checks need to take it out (2 x 1 s).
     # In the file, not the environment: `wsgistack reload` (rollout) must render the same.
     (app_dir / "wsgistack.toml").write_text(
-        'drain_delay = 3\n[app]\ntarget = "fleetapp:application"\n[server]\ntrusted_proxies = ["127.0.0.1"]\n')
+        'drain_delay = 3\n[app]\ntarget = "fleetapp:application"\n[server]\ntrusted_proxies = ["127.0.0.1"]\n'
+        f'app_server = "{server}"\n')
     return app_dir
 
 

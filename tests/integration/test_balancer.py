@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WSGISTACK, clean_env, free_port, http
+from tests.conftest import SERVERS, WSGISTACK, clean_env, free_port, http
 from tests.integration.fleet import (NODE_HOSTS, Load, Proc, children, common_port, copy_app, node_runtime_base, node_states,
                                      start_balancer, start_node, wait_until, write_app)
 
@@ -27,9 +27,10 @@ NODE_ENV: dict[str, str] = {}  # the settings are in the app's wsgistack.toml (f
 
 
 class Fleet:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, server: str = "uwsgi") -> None:
         self.tmp_path = tmp_path
-        self.app_dir = copy_app(tmp_path)
+        self.server = server
+        self.app_dir = copy_app(tmp_path, server)
         self.port = common_port()
         self.nodes: list[Proc] = [start_node(tmp_path, self.app_dir, host, self.port, i, NODE_ENV)
                                   for i, host in enumerate(NODE_HOSTS, start=1)]
@@ -52,7 +53,7 @@ class Fleet:
 def fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     started: list[Proc] = []
     try:
-        f = Fleet(tmp_path)
+        f = Fleet(tmp_path, getattr(request, "param", "uwsgi"))  # the nodes' app server (indirect parametrize)
         started = f.all()
         yield f
     finally:
@@ -99,9 +100,11 @@ def test_stats_page_lists_nodes_and_state_and_metrics(fleet: Fleet) -> None:
     assert metrics.status == 200 and b'haproxy_server_status{proxy="nodes",server="node1"' in metrics.body
 
 
+@pytest.mark.parametrize("fleet", SERVERS, indirect=True)
 def test_sigkill_of_a_node_uwsgi_master_fails_no_get(fleet: Fleet) -> None:
     victim = fleet.nodes[1]
-    uwsgi = [pid for pid, cmd in children(victim.proc.pid) if "uwsgi" in cmd and "--ini" in cmd]
+    main = ("--ini",) if fleet.server == "uwsgi" else ("--interface",)  # uWSGI's master, granian's main process
+    uwsgi = [pid for pid, cmd in children(victim.proc.pid) if fleet.server in cmd and main[0] in cmd]
     assert len(uwsgi) == 1, list(children(victim.proc.pid))
     with Load("127.0.0.1", fleet.balancer.port, total=1500, concurrency=6) as load:
         time.sleep(2)
@@ -115,6 +118,7 @@ def test_sigkill_of_a_node_uwsgi_master_fails_no_get(fleet: Fleet) -> None:
     assert victim.proc.wait(timeout=30) != 0  # the node's manager saw uWSGI die, stopped nginx, failed
 
 
+@pytest.mark.parametrize("fleet", SERVERS, indirect=True)
 def test_sigterm_of_a_node_fails_no_request_posts_included(fleet: Fleet) -> None:
     victim = fleet.nodes[0]
     with Load("127.0.0.1", fleet.balancer.port, total=3000, concurrency=6, posts=True) as load:
@@ -129,6 +133,7 @@ def test_sigterm_of_a_node_fails_no_request_posts_included(fleet: Fleet) -> None
     assert result.posts > 20
 
 
+@pytest.mark.parametrize("fleet", SERVERS, indirect=True)
 def test_rollout_one_node_at_a_time_fails_no_request_and_new_code_answers(fleet: Fleet) -> None:
     write_app(fleet.app_dir, "v2")
     cmd = [*WSGISTACK, "rollout", str(fleet.app_dir), "--runtime-dir", str(fleet.balancer.runtime_dir),

@@ -30,7 +30,7 @@ from wsgistack.layout import Paths
 from wsgistack.machine import Machine
 from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.procfs import read_granian_stats, read_uwsgi_stats, with_rss
+from wsgistack.procfs import child_pids, read_granian_stats, read_uwsgi_stats, with_rss
 from wsgistack.contracts import ManagerState, Trust, untrusted
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
@@ -151,7 +151,20 @@ def write_fifo(fifo: Path, command: bytes, owner: int) -> None:
         os.close(fd)
 
 
-def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
+def _wait_replaced(main: int, old: set[int], timeout: float) -> str:
+    """Until none of granian's old workers is left (each new one has loaded the app first)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = set(child_pids(main))
+        if not now & old and len(now) >= len(old):
+            return f"granian: {len(old)} workers replaced"
+        time.sleep(0.2)
+    return f"granian: still replacing its workers after {timeout:g}s (a long request finishes first)"
+
+
+def reload(where: Paths | Plan, chain: bool = False, wait: float = 120.0) -> list[str]:
     """Ask the running nginx to re-read its config and uWSGI to reload its workers
     gracefully (in-flight requests finish). ``chain`` reloads workers one at a time, so
     there is always a worker serving (needs app.lazy_apps to pick up new code). Signals go
@@ -165,11 +178,14 @@ def reload(where: Paths | Plan, chain: bool = False) -> list[str]:
         # granian its SIGHUP (one worker replaced at a time), and reloads nginx.
         from wsgistack.plan.stack import GRANIAN_DRAIN
 
+        old = set(child_pids(current.uwsgi_pid))
         os.kill(current.manager_pid, signal.SIGHUP)
         done.append(f"granian (pid {current.uwsgi_pid}): workers drain for {GRANIAN_DRAIN:g}s, then granian replaces "
                     "them one at a time" + (" (--chain: granian always does)" if chain else ""))
         if current.nginx_pid:
             done.append(f"nginx (pid {current.nginx_pid}): configuration reloaded (SIGHUP, by the process manager)")
+        if wait:
+            done.append(_wait_replaced(current.uwsgi_pid, old, wait))
         return done
     if current.uwsgi_pid:
         write_fifo(paths.fifo, b"c" if chain else b"r", _app_uid(paths))
