@@ -224,7 +224,8 @@ def test_variant_overrides_real_settings_and_applies_every_ablation(hello_ctx: s
 
     plain_ctx = stacks.StackContext(**{**hello_ctx.__dict__, "workdir": hello_ctx.workdir.with_name("plain")})
     wsgistack_stack()(plain_ctx)
-    wsgistack_stack("v", {"server.access_log": "false", "server.worker_processes": "2"}, tuple(ABLATIONS))(hello_ctx)
+    logless = tuple(a for a in ABLATIONS if a != "log_writes")  # that one edits the access log, off here
+    wsgistack_stack("v", {"server.access_log": "false", "server.worker_processes": "2"}, logless)(hello_ctx)
     plain, run = plain_ctx.workdir / "run", hello_ctx.workdir / "run"
     conf, before = (run / "nginx.conf").read_text(), (plain / "nginx.conf").read_text()
     assert "access_log off;" in conf and "worker_processes 2;" in conf
@@ -234,6 +235,24 @@ def test_variant_overrides_real_settings_and_applies_every_ablation(hello_ctx: s
     assert "add_header X-Request-ID" in before and "add_header X-Request-ID" not in conf
     assert "disable_symlinks" in before and "disable_symlinks" not in conf
     assert (run / "wsgistack_app.py").read_text().rstrip().endswith("application = _app  # bench ablation: no readiness wrapper")
+
+
+def test_the_log_writes_ablation_buffers_the_access_log(hello_ctx: stacks.StackContext) -> None:
+    from wsgistack_bench.adapter import wsgistack_stack
+
+    wsgistack_stack("v", ablations=("log_writes",))(hello_ctx)
+    conf = (hello_ctx.workdir / "run" / "nginx.conf").read_text()
+    assert "access_log /dev/stdout wsgistack buffer=64k flush=100ms;" in conf
+
+
+def test_a_granian_variant_runs_under_the_process_manager(hello_ctx: stacks.StackContext) -> None:
+    from wsgistack_bench.adapter import wsgistack_stack
+
+    [manager] = wsgistack_stack("g", {"server.app_server": "granian"})(hello_ctx).processes
+    table = json.loads((hello_ctx.workdir / "run" / "processes.json").read_text())
+    assert [p["name"] for p in table["processes"]] == ["granian", "nginx"]
+    assert "--blocking-threads" in table["processes"][0]["argv"]
+    assert "proxy_pass http://wsgistack_granian;" in (hello_ctx.workdir / "run" / "nginx.conf").read_text()
 
 
 def test_variant_with_an_unknown_setting_is_refused(hello_ctx: stacks.StackContext) -> None:
