@@ -47,6 +47,10 @@ from wsgistack.render import RenderedFile
 @click.option("--network", "network", type=click.Choice(["auto", "host", "bridge"]), default="auto", show_default=True,
               help="--fleet: host networking (every service its own port on 127.0.0.1), or a compose network "
                    "(bridge); auto = bridge when the local Docker engine has one (or none answers), else host")
+@click.option("--node-port", type=int, default=8001, show_default=True,
+              help="--fleet, host networking: node 1's port on 127.0.0.1 (node i: + i - 1)")
+@click.option("--db-port", type=int, default=3306, show_default=True,
+              help="--fleet, host networking: the MariaDB primary's port on 127.0.0.1 (the replica's: + 1)")
 @click.option("--secret-env", default="",
               help="--fleet: the secret every node must share, required in .env (default: DJANGO_SECRET_KEY for a "
                    "Django project, else SECRET_KEY)")
@@ -56,7 +60,8 @@ from wsgistack.render import RenderedFile
               help="write to this file instead of stdout")
 def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | None, port: int, host: str,
             env_file: str, env: tuple[str, ...], tls: str | None, tls_port: int, fleet: int | None, stats_port: int, db: bool,
-            cassandra: bool, offline: bool, network: str, secret_env: str, no_detect: bool, output: Path | None) -> None:
+            cassandra: bool, offline: bool, network: str, node_port: int, db_port: int, secret_env: str, no_detect: bool,
+            output: Path | None) -> None:
     """Print a compose file (docker-compose 1.29 and `docker compose` read it).
 
     Static and media directories found in the app are shared through named volumes; in
@@ -93,7 +98,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
         note("note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first")
     if fleet is not None:
         rendered = _fleet(path, facts, image or image_name(path), fleet, port, host, stats_port, db, cassandra, env_file,
-                          tuple(pairs), offline, network, secret_env)
+                          tuple(pairs), offline, network, secret_env, node_port, db_port)
     else:
         rendered = render_compose(facts, ComposeOptions(
             image=image or image_name(path), split=split, socket=socket, tcp_uri=tcp_uri, port=port, host=host,
@@ -107,7 +112,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
 
 def _fleet(path: Path, facts: ProjectFacts, image: str, nodes: int, port: int, host: str, stats_port: int, db: bool,
            cassandra: bool, env_file: str, env: tuple[tuple[str, str], ...], offline: bool, network: str,
-           secret_env: str) -> RenderedFile:
+           secret_env: str, node_port: int, db_port: int) -> RenderedFile:
     """Render the fleet; write its build contexts into the project (the compose file's
     directory: node 1 builds `.`) and return compose.yaml for the caller to print or write."""
     from wsgistack.image import wheel
@@ -127,7 +132,8 @@ def _fleet(path: Path, facts: ProjectFacts, image: str, nodes: int, port: int, h
     source, vendored = wheel.resolve()
     files = render_fleet(facts, FleetOptions(
         image=image, nodes=nodes, port=port, host=host, stats_port=stats_port, db=db, cassandra=cassandra,
-        env_file=env_file, env=env, offline=offline, network=network, secret_env=secret_env), source)
+        env_file=env_file, env=env, offline=offline, network=network, secret_env=secret_env, node_port=node_port,
+        db_port=db_port), source)
     compose, contexts = files[0], files[1:]
     written = write_files(contexts, path)
     if source.wheel:  # wsgistack from this source tree: its wheel, as `wsgistack build` vendors it

@@ -119,6 +119,8 @@ class FleetOptions:
     network: str = "host"  # host (every service binds its own port) | bridge (a compose network, names)
     secret_env: str = "DJANGO_SECRET_KEY"  # the one secret every node must share (sessions, CSRF tokens)
     base: str = DEFAULT_BASE  # the balancer image's base: the app image's, so the builder layers are shared
+    node_port: int = FLEET_NODE_PORT  # host networking: node 1's port (node i: + i - 1)
+    db_port: int = FLEET_DB_PORTS[0]  # host networking: the primary's port (the replica's: + 1)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class _FleetNode:
 
 def _fleet_nodes(options: FleetOptions) -> list[_FleetNode]:
     if options.network == "host":
-        return [_FleetNode(f"node{i + 1}", FLEET_NODE_PORT + i, f"127.0.0.1:{FLEET_NODE_PORT + i}")
+        return [_FleetNode(f"node{i + 1}", options.node_port + i, f"127.0.0.1:{options.node_port + i}")
                 for i in range(options.nodes)]
     return [_FleetNode(f"node{i + 1}", IMAGE_PORT, f"node{i + 1}:{IMAGE_PORT}") for i in range(options.nodes)]
 
@@ -143,6 +145,13 @@ def _check_fleet(options: FleetOptions, nodes: list[_FleetNode]) -> None:
     if options.network == "host" and (options.port in [n.port for n in nodes] or options.stats_port in [n.port for n in nodes]):
         raise UsageError(ids.DOCKER_E010, f"--port {options.port} / --stats-port {options.stats_port} collide with "
                              f"the nodes' ports ({nodes[0].port}-{nodes[-1].port})", "pick another, e.g. --port 8080")
+    if options.network == "host" and options.db and {options.db_port, options.db_port + 1} & (
+            {n.port for n in nodes} | {options.port, options.stats_port}):
+        raise UsageError(ids.DOCKER_E010, f"--db-port {options.db_port} (and {options.db_port + 1}, the replica's) collide "
+                         "with the nodes' or the balancer's ports", "pick another, e.g. --db-port 3306")
+    if not (1024 <= options.node_port <= 65535 - options.nodes and 1024 <= options.db_port < 65535):
+        raise UsageError(ids.DOCKER_E010, f"--node-port {options.node_port} / --db-port {options.db_port}: unprivileged "
+                         "ports, room for every node", "e.g. --node-port 8001 --db-port 3306")
     if options.port == options.stats_port:
         raise UsageError(ids.DOCKER_E010, f"--port and --stats-port are both {options.port}", "e.g. --stats-port 9080")
     if options.offline and options.cassandra:
@@ -199,7 +208,7 @@ def render_fleet(facts: ProjectFacts, options: FleetOptions, source: WsgistackSo
     volumes += ["db-primary", "db-replica"] if options.db else []
     volumes += ["cassandra"] if options.cassandra else []
     db_hosts = ("127.0.0.1", "127.0.0.1") if host_net else ("db-primary", "db-replica")
-    db_ports = FLEET_DB_PORTS if host_net else (3306, 3306)
+    db_ports = (options.db_port, options.db_port + 1) if host_net else (3306, 3306)
     ctx = {
         "version": __version__,
         "image": options.image,
