@@ -88,12 +88,15 @@ def _live_instance(plan: Plan) -> str | None:
     paths = plan.paths
     try:
         state = ManagerState.read(paths.manager_state, Trust.me())
-        if state.alive:
+        # Its pid is ours: the earlier manager is gone and this process got its number, as a
+        # container's pid 1 does when it is started again after `docker kill` or a crash
+        # (the container's /tmp, and this file, survive that).
+        if state.alive and state.manager_pid != os.getpid():
             return f"its process manager (pid {state.manager_pid})"
     except (FileNotFoundError, WsgistackError):
         pass
     pid = read_pidfile(paths.nginx_pid, Trust.me())
-    if pid:
+    if pid and pid != os.getpid() and _is_nginx(pid):
         return f"nginx (pid {pid}, {paths.nginx_pid})"
     if plan.runs_uwsgi and plan.upstream.kind == "unix" and os.path.exists(plan.upstream.address):
         try:
@@ -104,6 +107,15 @@ def _live_instance(plan: Plan) -> str | None:
         except OSError:
             pass
     return None
+
+
+def _is_nginx(pid: int) -> bool:
+    """Whether ``pid`` is an nginx process (a stale pidfile's number may belong to anything
+    by now: in a restarted container, to a health check's process)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "nginx"
+    except OSError:
+        return True  # no /proc to ask (or not ours to read): believe the pidfile, as before
 
 
 def _app_dir(plan: Plan) -> None:
