@@ -32,7 +32,8 @@ from tests.conftest import WSGISTACK, clean_env
 from tests.docker.conftest import docker
 from wsgistack.ops.verify import Client, Probe, ProbeOptions, ProbeResult, baseline
 
-pytestmark = pytest.mark.docker
+# The first test brings the fleet up (images built, MariaDB initialised): more than the default 300 s.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]
 
 COMPOSE = shutil.which("docker-compose")
 NODES = ("node1", "node2", "node3")
