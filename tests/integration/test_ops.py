@@ -236,3 +236,26 @@ def test_reload_after_the_config_file_was_removed(tmp_path: Path, stacks: list[S
     assert rl.returncode == 0, rl.stdout + rl.stderr
     assert "uwsgi.threads: 2 -> 1 (default)" in rl.stdout
     assert http(stack.url + "/hello").status == 200
+
+
+def test_reload_verify_probes_the_stack_while_it_reloads_and_says_what_failed(tmp_path: Path, stacks: list[Stack]) -> None:
+    """`reload --verify`: the tool's own bounded probe at the stack's address while uWSGI's
+    workers restart; 0 failed, its line said; a path that fails before anything changed is
+    verify.E002 and reloads nothing."""
+    import re
+
+    project = shared_dir(tmp_path, "proj")
+    (project / "hello.py").write_text((EXAMPLES / "hello" / "hello.py").read_text())
+    (project / "wsgistack.toml").write_text('[app]\ntarget = "hello:application"\n')
+    stack = start_stack(tmp_path, project, "--processes", "2")
+    stacks.append(stack)
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    done = cli("reload", str(project), *rt, "--verify", "/hello", "--verify-post", "/upload-size", "--verify-seconds", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = re.search(r"verify: (\d+) requests, (\d+) failed, p99 during the swap [\d.]+ ms \((\d+) GET .*; (\d+) POST",
+                     done.stdout + done.stderr)
+    assert line and line.group(2) == "0" and int(line.group(3)) > 5 and int(line.group(4)) > 5, done.stdout + done.stderr
+    assert "graceful reload requested" in done.stdout
+    missing = cli("reload", str(project), *rt, "--verify", "/no-such-page-xyz")  # the app answers 404 there
+    assert missing.returncode != 0 and "error[verify.E002]" in missing.stderr and "404" in missing.stderr, missing.stderr
+    assert "graceful reload requested" not in missing.stdout
