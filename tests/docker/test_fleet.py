@@ -39,22 +39,26 @@ COMPOSE = shutil.which("docker-compose")
 NODES = ("node1", "node2", "node3")
 
 
-def free_run(count: int, start: int = 20000) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1 (host networking)."""
-    port = start + secrets.randbelow(20000)
-    while True:
+def free_run(count: int, start: int, span: int = 3000) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 (host networking), in
+    [start, start + span): below the kernel's ephemeral range (32768 and up here), so no
+    outgoing connection takes one between this check and the containers' binds."""
+    offset = secrets.randbelow(span - count)
+    for tries in range(span):
+        port = start + (offset + tries * (count + 1)) % (span - count)
+        sockets: list[socket.socket] = []
         try:
-            sockets = []
             for p in range(port, port + count):
                 s = socket.socket()
                 sockets.append(s)
                 s.bind(("127.0.0.1", p))
             return port
         except OSError:
-            port += count + 1
+            continue
         finally:
             for s in sockets:
                 s.close()
+    raise AssertionError(f"no {count} free consecutive ports in {start}-{start + span}")
 
 
 @dataclass
@@ -121,7 +125,7 @@ def fleet(demo_image: str, demo_context: Path, tmp_path_factory: pytest.TempPath
     # is all cache), with the fleet's own .env instead of the canary one.
     work = tmp_path_factory.mktemp("fleet") / "demo"
     shutil.copytree(demo_context, work, symlinks=True)
-    port, stats_port, node_port, db_port = free_run(1), free_run(1, 30000), free_run(3, 40000), free_run(2, 50000)
+    port, stats_port, node_port, db_port = free_run(1, 20000), free_run(1, 23000), free_run(3, 26000), free_run(2, 29000)
     out = subprocess.run([*WSGISTACK, "compose", str(work), "--fleet", "3", "--offline", "--network", "host",
                           "--host", "127.0.0.1", "--port", str(port), "--stats-port", str(stats_port),
                           "--node-port", str(node_port), "--db-port", str(db_port), "-t", demo_image,
