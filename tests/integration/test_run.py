@@ -251,3 +251,27 @@ def test_tcp_socket_between_nginx_and_uwsgi(tmp_path: Path, stacks: list[Stack])
     assert http(stack.url + "/hello").status == 200
     assert "uwsgi_pass" in (stack.runtime_dir / "nginx.conf").read_text()
     assert "127.0.0.1:" in (stack.runtime_dir / "uwsgi.ini").read_text()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_split_app_and_web_roles_share_a_unix_socket(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    """Two stacks as two containers would run them: role app (the app server alone, on a socket
+    in a shared directory) and role web (nginx alone, proxying to it), the same config."""
+    shared = shared_dir(tmp_path, "shared")
+    shared.chmod(0o1777)  # the app server runs as the app's user and binds there
+    uri = f"unix:{shared}/app.sock"
+    for part in ("app", "web"):
+        (tmp_path / part).mkdir()
+    app = start_stack(tmp_path / "app", EXAMPLES / "hello", env=server_env(server, WSGISTACK_ROLE="app", UWSGI_URI=uri),
+                      wait=False)
+    stacks.append(app)
+    deadline = time.monotonic() + 30
+    while not (shared / "app.sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    web = start_stack(tmp_path / "web", EXAMPLES / "hello", env=server_env(server, WSGISTACK_ROLE="web", UWSGI_URI=uri))
+    stacks.append(web)
+    resp = http(web.url + "/hello")
+    assert (resp.status, resp.body) == (200, b"Hello, world!"), web.log() + app.log()
+    assert http(web.url + "/_wsgistack/ready").body == b"ready\n"
+    assert f'"name": "{server}"' in (app.runtime_dir / "processes.json").read_text()
+    assert (server == "granian") == ("proxy_pass" in (web.runtime_dir / "nginx.conf").read_text())
