@@ -161,6 +161,47 @@ def test_a_worker_over_its_memory_limit_is_recycled_gracefully(tmp_path: Path) -
     assert "over its limit of 40 MB: recycling it gracefully" in text
 
 
+def test_a_granian_worker_over_its_limit_drains_first_then_stops(tmp_path: Path) -> None:
+    """granian's recycle spec ("drain", "drain_signal", "signal"): the big worker first gets
+    the drain signal (SIGWINCH), and only "drain" seconds later its stop signal (SIGTERM); the
+    small one neither. The "main process" respawns its worker as granian's does."""
+    seen = tmp_path / "seen"
+    code = (
+        "import os, signal, sys, time\n"
+        "def worker(mb):\n"
+        "    ballast = bytearray(mb * 1024 * 1024)\n"
+        f"    note = lambda what: open({str(seen)!r}, 'a').write(f'{{mb}} {{what}} {{time.monotonic():.3f}}\\n')\n"
+        "    signal.signal(signal.SIGWINCH, lambda *_: note('WINCH'))\n"
+        "    signal.signal(signal.SIGTERM, lambda *_: (note('TERM'), os._exit(0)))\n"
+        "    while True: time.sleep(0.05)\n"
+        "kids = {}\n"
+        "for mb in (1, 60):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0: worker(mb)\n"
+        "    kids[pid] = mb\n"
+        "signal.signal(signal.SIGTERM, lambda *_: ([os.kill(p, 9) for p in kids], sys.exit(0)))\n"
+        "while True:\n"
+        "    pid, _ = os.wait()\n"
+        "    mb = kids.pop(pid)\n"
+        "    new = os.fork()\n"
+        "    if new == 0: worker(mb)\n"
+        "    kids[new] = mb\n"
+    )
+    recycle = {"rss_mb": 40, "min_age": 0.2, "interval": 0.1, "drain": 0.6,
+               "drain_signal": float(signal.SIGWINCH), "signal": float(signal.SIGTERM)}
+    spec = {**proc("granian", code), "recycle": recycle}
+    out = io.BytesIO()
+    manager = Manager(as_table({"stop_timeout": 3, "processes": [spec]}), out=out)
+    threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert manager.run() == 0
+    events = [line.split() for line in seen.read_text().splitlines()]
+    assert {mb for mb, _what, _t in events} == {"60"}, events  # only the big one
+    winch = [float(t) for _mb, what, t in events if what == "WINCH"]
+    term = [float(t) for _mb, what, t in events if what == "TERM"]
+    assert winch and term and term[0] - winch[0] >= 0.5, events  # drained first, stopped after
+    assert "over its limit of 40 MB: recycling it gracefully" in out.getvalue().decode()
+
+
 def test_drain_before_stop_marks_the_node_then_stops_after_the_delay(tmp_path: Path) -> None:
     # The child records whether the drain marker existed when its stop signal came, and when.
     marker, log = tmp_path / "drain", tmp_path / "seen"
