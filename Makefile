@@ -19,12 +19,15 @@ help:
 # System packages: nginx (the web server we put in front) and python3-venv; for `make test`
 # also what the tests run for real: gcc (the term-drain library the Heroku image compiles),
 # HAProxy (the balancer), MariaDB (the primary/replica pair), pebble (an ACME server),
-# Chromium and its driver (the status page in a browser). Installed with apt-get when we are
-# root; otherwise the exact command is printed and make stops. Each line: a command or file
-# that shows the package is there, then the package(s).
+# Chromium and its driver (the status page in a browser), PostgreSQL and Redis (the product
+# fixture's database and queue in tests/userpaths, each a private server the tests start) and
+# git (a user's checkout). Installed with apt-get when we are root (waiting up to 10 minutes
+# for another apt's dpkg lock); otherwise the exact command is printed and make stops. Each
+# line: a command or file that shows the package is there, then the package(s).
 DEMO_DEPS = nginx:nginx-light
 TEST_DEPS = gcc:gcc /usr/include/signal.h:libc6-dev haproxy:haproxy mariadbd:mariadb-server \
-            pebble:pebble chromium:chromium chromedriver:chromium-driver
+            pebble:pebble chromium:chromium chromedriver:chromium-driver \
+            /usr/lib/postgresql/*/bin/initdb:postgresql redis-server:redis-server git:git
 system-deps:
 	@missing=""; \
 	for dep in $(DEMO_DEPS) $(if $(NEED_TEST),$(TEST_DEPS)); do \
@@ -36,7 +39,8 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+	      install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
 	    echo "missing system packages:$$missing"; \
 	    echo "install them with: sudo apt-get install$$missing"; exit 1; \
