@@ -125,6 +125,8 @@ DOCKER_E011 = declare("docker.E011", "a file wsgistack would write exists and wa
                       "pass --force to replace it (keep a copy)")
 DOCKER_E013 = declare("docker.E013", "a requirements file includes (-r/-c) a file outside the project",
                       "the build context is the project directory: move the file into it, or inline its lines")
+DOCKER_E014 = declare("docker.E014", "the running wsgistack is not installed (no metadata for the image's wheel)",
+                      "install it (pipx install /path/to/wsgistack, or pip install -e . in a checkout) and run that one")
 
 # --- entrypoint, kube, ops, prestart, python, run, tls -------------------------------------
 ENTRYPOINT_E001 = declare("entrypoint.E001", "role web: the uWSGI upstream is not reachable",

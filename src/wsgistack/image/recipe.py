@@ -26,8 +26,8 @@ def is_ours(path: Path) -> bool:
 def recipe(
     project: Path, options: DockerfileOptions, detect: bool = True
 ) -> tuple[list[RenderedFile], tuple[str, bytes] | None, list[str]]:
-    """Everything the build context needs: Dockerfile, .dockerignore and (from a source
-    install) wsgistack's wheel; returns (files, wheel bytes under WHEELS_DIR or None, notes).
+    """Everything the build context needs: Dockerfile, .dockerignore and the running
+    wsgistack's wheel; returns (files, (wheel name, bytes) under WHEELS_DIR, notes).
     The requirement files (the top one and its includes) are copied under REQUIREMENTS_DIR.
     Raises docker.E001 when a requirements file is missing, docker.E013 for an include
     outside the project."""
@@ -40,9 +40,8 @@ def recipe(
     source, vendored = wheel.resolve()
     files = render_dockerfile(facts, source, options) + list(tree.files)
     notes = list(tree.notes) + list(facts.notes) + ([source.note] if source.note else [])
-    data = (source.wheel, vendored[f"{WHEELS_DIR}/{source.wheel}"]) if source.wheel else None
-    if source.wheel:
-        notes.append(f"vendored {WHEELS_DIR}/{source.wheel} (wsgistack from {wheel.source_tree()})")
+    data = (source.wheel, vendored[f"{WHEELS_DIR}/{source.wheel}"])
+    notes.append(f"vendored {WHEELS_DIR}/{source.wheel}: the running wsgistack ({wheel.installed_from()})")
     return files, data, notes
 
 

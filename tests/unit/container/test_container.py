@@ -23,7 +23,7 @@ FACTS = ProjectFacts(
     path=Path("/p"), name="p", app_kind="django",
     data_dirs=(DataDir("static", "/static/", PurePosixPath("var/static")), DataDir("media", "/media/", PurePosixPath("var/media"))),
 )
-SOURCE = wheel.WsgistackSource(wheel="wsgistack-0.1.0-py3-none-any.whl", requirement=None, dependencies=("click>=8.1",))
+SOURCE = wheel.WsgistackSource(wheel="wsgistack-0.1.0-py3-none-any.whl", dependencies=("click>=8.1",))
 
 
 def files(options: DockerfileOptions = DockerfileOptions()) -> dict[str, str]:
@@ -100,12 +100,9 @@ def test_missing_requirements_is_a_clear_error(tmp_path: Path) -> None:
     assert info.value.id == "docker.E001" and "--requirements" in info.value.hint
 
 
-def test_vendored_wheel_is_reproducible_and_installable_without_tooling() -> None:
-    tree = wheel.source_tree()
-    if tree is None:
-        pytest.skip("wsgistack is not running from a source tree")
-    name, data, deps = wheel.build_wheel(tree)
-    assert wheel.build_wheel(tree)[1] == data  # same source, same bytes: Docker's cache holds
+def test_vendored_wheel_is_reproducible_and_installable_without_tooling(tmp_path: Path) -> None:
+    name, data, deps = wheel.build_wheel()  # the running wsgistack, however it is installed
+    assert wheel.build_wheel()[1] == data  # same code, same bytes: Docker's cache holds
     # wsgistack's own environment in the image: neither tooling nor uWSGI (the app's has that)
     assert not {wheel._name(d) for d in deps} & (wheel.NOT_IN_IMAGE | wheel.APP_SIDE) and "pydantic" in {wheel._name(d) for d in deps}
     with zipfile.ZipFile(BytesIO(data)) as zf:
@@ -114,7 +111,17 @@ def test_vendored_wheel_is_reproducible_and_installable_without_tooling() -> Non
         assert "wsgistack/image/termdrain.c" in names  # the Heroku Dockerfile compiles it
         assert not [n for n in names if "__pycache__" in n]
         meta = zf.read(name.split("-py3")[0] + ".dist-info/METADATA").decode()
+        # The package's files are the running ones, byte for byte
+        assert zf.read("wsgistack/image/wheel.py") == Path(wheel.__file__).read_bytes()
     assert 'Requires-Dist: rich>=13; extra == "tools"' in meta
+    # Every entry matches its RECORD hash (WheelFile checks on read, as pip does on install)
+    from wheel.wheelfile import WheelFile
+
+    whl = Path(tmp_path) / name
+    whl.write_bytes(data)
+    with WheelFile(whl) as wf:
+        for entry in wf.namelist():
+            wf.read(entry)
 
 
 def test_split_compose_shares_socket_and_static() -> None:
@@ -197,7 +204,7 @@ def test_compose_with_tls_keeps_certificates_on_a_volume() -> None:
 
 
 def test_dockerfile_keeps_tls_data_in_one_directory_and_installs_certbot_for_acme() -> None:
-    source = wheel.WsgistackSource(wheel=None, requirement="wsgistack==0.1.0", dependencies=("click>=8.1",))
+    source = SOURCE
     plain = next(f.content for f in render_dockerfile(FACTS, source, DockerfileOptions()) if f.path == "Dockerfile")
     assert "WSGISTACK_TLS__DATA_DIR=/data/tls" in plain and "/run/wsgistack /data/tls" in plain
     assert "certbot" not in plain
