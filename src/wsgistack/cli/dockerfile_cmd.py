@@ -23,8 +23,9 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
         [
             click.option("--base", default=DEFAULT_BASE, show_default=True,
                          help="base image for both stages (Debian-based: apt-get, python3, nginx)"),
-            click.option("--requirements", default="requirements.txt", show_default=True,
-                         help="the app's requirements file, relative to PATH"),
+            click.option("--requirements", default=None,
+                         help="the app's requirements file, relative to PATH (default: requirements.txt; without one, "
+                              "pyproject.toml's [project] dependencies, pinned by uv.lock/poetry.lock when there is one)"),
             click.option("--package", "packages", multiple=True, help="extra Debian package at runtime (repeatable), e.g. libpq5"),
             click.option("--build-package", "build_packages", multiple=True,
                          help="extra Debian package to build wheels with (repeatable), e.g. gcc"),

@@ -32,13 +32,13 @@ def recipe(
     Raises docker.E001 when a requirements file is missing, docker.E013 for an include
     outside the project."""
     from wsgistack.image import wheel
-    from wsgistack.image.requirements import requirement_tree
+    from wsgistack.image.requirements import app_requirements
     from wsgistack.start import project_facts
 
-    tree = requirement_tree(project, options.requirements)
+    tree = app_requirements(project, options.requirements)
     facts = project_facts(project, os.environ, detect_app_dirs=detect)
     source, vendored = wheel.resolve()
-    files = render_dockerfile(facts, source, options) + list(tree.files)
+    files = render_dockerfile(facts, source, options, tree.app) + list(tree.files)
     notes = list(tree.notes) + list(facts.notes) + ([source.note] if source.note else [])
     data = (source.wheel, vendored[f"{WHEELS_DIR}/{source.wheel}"])
     notes.append(f"vendored {WHEELS_DIR}/{source.wheel}: the running wsgistack ({wheel.installed_from()})")

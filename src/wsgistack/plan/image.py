@@ -44,6 +44,15 @@ def image_name(path: Path) -> str:
 
 
 @dataclass(frozen=True)
+class AppRequirements:
+    """What the image installs into the app's environment (image.requirements finds it)."""
+
+    top: PurePosixPath = PurePosixPath("requirements.txt")  # under the build context's requirement copies
+    install_project: bool = False  # pyproject.toml: the project itself, installed with the code
+    project_deps: bool = False  # ...with its dependencies (dynamic: only known to its build backend)
+
+
+@dataclass(frozen=True)
 class WsgistackSource:
     """How the image gets wsgistack: ``wheel``, a file name under WHEELS_DIR (the running
     wsgistack, vendored into the build context)."""

@@ -18,7 +18,7 @@ from wsgistack.layout import (
     TLS_PORT,
     WHEELS_DIR,
 )
-from wsgistack.plan.image import ProjectFacts, WsgistackSource
+from wsgistack.plan.image import AppRequirements, ProjectFacts, WsgistackSource
 from wsgistack.render import RenderedFile, environment
 
 DEFAULT_BASE = "debian:trixie-slim"  # Python 3.13, nginx 1.26; bookworm-slim works too (3.11)
@@ -31,7 +31,7 @@ _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(=[\w.+~:-]+)?$")
 @dataclass(frozen=True)
 class DockerfileOptions:
     base: str = DEFAULT_BASE
-    requirements: str = "requirements.txt"
+    requirements: str | None = None  # the app's requirements file; None: requirements.txt, else pyproject.toml
     packages: tuple[str, ...] = ()  # extra Debian packages at runtime (e.g. libpq5)
     build_packages: tuple[str, ...] = ()  # extra Debian packages to build wheels (e.g. gcc libpq-dev)
     writable: tuple[str, ...] = ()  # extra project dirs the app writes to
@@ -65,8 +65,10 @@ def writable_dirs(facts: ProjectFacts, options: DockerfileOptions) -> tuple[str,
     return tuple(dict.fromkeys(PurePosixPath(w).as_posix() for w in options.writable))
 
 
-def render_dockerfile(facts: ProjectFacts, source: WsgistackSource, options: DockerfileOptions) -> list[RenderedFile]:
-    """Dockerfile and .dockerignore (paths relative to the project)."""
+def render_dockerfile(facts: ProjectFacts, source: WsgistackSource, options: DockerfileOptions,
+                      requirements: AppRequirements | None = None) -> list[RenderedFile]:
+    """Dockerfile and .dockerignore (paths relative to the project); ``requirements``: what
+    image.requirements found (default: requirements.txt, or the file options name)."""
     _check(options)
     env = environment()
     ctx = {
@@ -79,7 +81,7 @@ def render_dockerfile(facts: ProjectFacts, source: WsgistackSource, options: Doc
         "app_server": source.granian if facts.app_server == "granian" else source.uwsgi,
         "granian": facts.app_server == "granian",
         "wheels_dir": WHEELS_DIR,
-        "requirements": PurePosixPath(Path(options.requirements).as_posix()),
+        "requirements": requirements or AppRequirements(top=PurePosixPath(Path(options.requirements or "requirements.txt").as_posix())),
         "requirements_dir": REQUIREMENTS_DIR,
         "data_dir": DATA_DIR,
         "uid": IMAGE_UID,
