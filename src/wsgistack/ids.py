@@ -115,7 +115,8 @@ DOCKER_E012 = declare("docker.E012", "docker is not installed (or not on PATH)",
 DOCKER_E004 = declare("docker.E004", "the Docker engine is not reachable", "start it (systemctl start docker) and check that you may use it")
 DOCKER_E005 = declare("docker.E005", "the base image could not be pulled", "check --base and the network")
 DOCKER_E006 = declare("docker.E006", "installing the app's requirements failed in the image",
-                      "read pip's message; a package that compiles C code needs --build-package")
+                      "read pip's message; a package that compiles C code needs --build-package gcc --build-package "
+                      "python3-dev and its library's headers (kept in wsgistack.toml: [image] build_packages)")
 DOCKER_E007 = declare("docker.E007", "installing Debian packages failed in the image", "check the package names (--package, --build-package)")
 DOCKER_E008 = declare("docker.E008", "copying files into the image failed", "a file missing from the build context (excluded by .dockerignore?)")
 DOCKER_E009 = declare("docker.E009", "docker build failed", "read the build output; rerun with --plain to see all of it")

@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from wsgistack.cli.options import project_dir_argument
+from wsgistack.cli.options import model_options, overrides, project_dir_argument, table_options
+from wsgistack.config import Config
 
 from wsgistack.cli.console import note
 
-from wsgistack.render.dockerfile import DEFAULT_BASE, DockerfileOptions
+from wsgistack.render.dockerfile import DockerfileOptions
 
+
+
+# The image's settings ([image] in wsgistack.toml; config/model.py declares their flags).
+IMAGE_OPTIONS = model_options("dockerfile")
 
 
 def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by `dockerfile` and `build` (one declaration, one help text)."""
+    """Options shared by `dockerfile`, `build` and `heroku` (one declaration, one help text):
+    the [image] settings' flags, then those of one build only."""
     for option in reversed(
         [
-            click.option("--base", default=DEFAULT_BASE, show_default=True,
-                         help="base image for both stages (Debian-based: apt-get, python3, nginx)"),
-            click.option("--requirements", default=None,
-                         help="the app's requirements file, relative to PATH (default: requirements.txt; without one, "
-                              "pyproject.toml's [project] dependencies, pinned by uv.lock/poetry.lock when there is one)"),
-            click.option("--package", "packages", multiple=True, help="extra Debian package at runtime (repeatable), e.g. libpq5"),
-            click.option("--build-package", "build_packages", multiple=True,
-                         help="extra Debian package to build wheels with (repeatable), e.g. gcc"),
-            click.option("--writable", multiple=True,
-                         help="project dir the app writes to (repeatable); STATIC_ROOT/MEDIA_ROOT are found by themselves"),
-            click.option("--keep", multiple=True,
-                         help="path .dockerignore must let through although it looks secret, e.g. app/secret_utils.py"),
             click.option("--heroku", is_flag=True,
                          help="for Heroku: build the library that lets nginx and uWSGI drain when every process gets SIGTERM"),
-            click.option("--keep-apt", is_flag=True,
-                         help="keep apt, debconf and perl in the image (about 17 MB; removed by default: nothing installs packages at run time)"),
             click.option("--acme", is_flag=True,
                          help="install certbot, the ACME client tls.mode = acme runs (also when the project's config sets acme)"),
             click.option("--no-detect", is_flag=True, help="do not import the app to find its static and media dirs"),
@@ -47,32 +39,32 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ]
     ):
         f = option(f)
-    return f
+    return table_options(IMAGE_OPTIONS)(f)
 
 
-def options_from(params: dict[str, Any]) -> DockerfileOptions:
-    return DockerfileOptions(
-        base=params["base"],
-        requirements=params["requirements"],
-        packages=tuple(params["packages"]),
-        build_packages=tuple(params["build_packages"]),
-        writable=tuple(params["writable"]),
-        keep=tuple(params["keep"]),
-        heroku=params["heroku"],
-        keep_apt=params["keep_apt"],
-        acme=params.get("acme", False),
-    )
-
-
-def _config_wants_acme(path: Path) -> bool:
-    """The project's own config file (not this shell's environment) sets tls.mode = acme."""
+def image_config(path: Path, params: dict[str, Any]) -> Config:
+    """The project's config for the image: its file, WSGISTACK_IMAGE__* from the environment,
+    then this command's [image] flags (popped from ``params``). This shell's other settings
+    (PORT, WSGISTACK_SERVER__...) are the containers' business, never the image's."""
     from wsgistack.config import load_config
-    from wsgistack.errors import WsgistackError
 
-    try:
-        return load_config(path, env={}).config.tls.mode == "acme"
-    except WsgistackError:
-        return False
+    env = {k: v for k, v in os.environ.items() if k.startswith("WSGISTACK_IMAGE__")}
+    return load_config(path, env=env, cli=overrides(params, IMAGE_OPTIONS)).config
+
+
+def options_from(config: Config, params: dict[str, Any]) -> DockerfileOptions:
+    image = config.image
+    return DockerfileOptions(
+        base=image.base,
+        requirements=image.requirements or None,
+        packages=image.packages,
+        build_packages=image.build_packages,
+        writable=image.writable,
+        keep=image.keep,
+        heroku=params["heroku"],
+        keep_apt=image.keep_apt,
+        acme=params.get("acme", False) or config.tls.mode == "acme",
+    )
 
 
 def write(path: Path, params: dict[str, Any], stdout: bool = False) -> str:
@@ -80,9 +72,7 @@ def write(path: Path, params: dict[str, Any], stdout: bool = False) -> str:
     from wsgistack.image import ignore
     from wsgistack.image.recipe import recipe, write_recipe
 
-    options = options_from(params)
-    if not options.acme and _config_wants_acme(path):
-        options = dataclasses.replace(options, acme=True)
+    options = options_from(image_config(path, params), params)
     files, wheel, notes = recipe(path, options, detect=not params["no_detect"])
     for line in notes:
         note(line)

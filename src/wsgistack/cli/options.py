@@ -87,7 +87,9 @@ def command_options(command: str | None) -> tuple[Row, ...]:
         return model_options(command) + tuple(r for r in CONFIG_OPTIONS if r[1] == "runtime_dir")
     if command:
         return CONFIG_OPTIONS + model_options(command)
-    return CONFIG_OPTIONS + tuple(r for c in _commands_with_flags() if c not in BALANCER_COMMANDS for r in model_options(c))
+    # (a setting's flag on several commands, such as the [image] ones, is one row)
+    return tuple(dict.fromkeys(CONFIG_OPTIONS + tuple(r for c in _commands_with_flags() if c not in BALANCER_COMMANDS
+                                                      for r in model_options(c))))
 
 
 BALANCER_COMMANDS = ("balance", "rollout")

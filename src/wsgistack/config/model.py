@@ -336,6 +336,60 @@ class KubeSection(_Section):
         return v
 
 
+DEFAULT_BASE = "debian:trixie-slim"  # Python 3.13, nginx 1.26; bookworm-slim works too (3.11)
+_DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(=[\w.+~:-]+)?$")
+IMAGE_COMMANDS = ("build", "dockerfile", "heroku")
+
+
+class ImageSection(_Section):
+    """`wsgistack build`, `dockerfile` and `heroku`: what goes into the image (docs/containers.md).
+    Kept here, a plain `wsgistack build` rebuilds the same image; a flag replaces the setting
+    for that one build (a repeatable flag replaces the whole list)."""
+
+    base: str = Field(DEFAULT_BASE, description="base image of every stage (Debian-based: apt-get, python3, nginx)",
+                      json_schema_extra=flag("--base", *IMAGE_COMMANDS))
+    requirements: str = Field(
+        "",
+        description="the app's requirements file, relative to the project (empty: requirements.txt; without one, "
+        "pyproject.toml's [project] dependencies, pinned by uv.lock/poetry.lock when there is one)",
+        json_schema_extra=flag("--requirements", *IMAGE_COMMANDS))
+    packages: tuple[str, ...] = Field(
+        (), description="extra Debian packages in the runtime image, e.g. libpq5 (repeatable flag)",
+        json_schema_extra=flag("--package", *IMAGE_COMMANDS))
+    build_packages: tuple[str, ...] = Field(
+        (), description="extra Debian packages in the builder stage only, to compile wheels: e.g. gcc, python3-dev, libpq-dev",
+        json_schema_extra=flag("--build-package", *IMAGE_COMMANDS))
+    writable: tuple[str, ...] = Field(
+        (), description="project directories the app writes, made its own in the image (STATIC_ROOT, MEDIA_ROOT, STORAGES "
+        "locations and Flask's instance folder are found by the build step itself)",
+        json_schema_extra=flag("--writable", *IMAGE_COMMANDS))
+    keep: tuple[str, ...] = Field(
+        (), description="paths .dockerignore must let through although they look secret, e.g. app/secret_utils.py",
+        json_schema_extra=flag("--keep", *IMAGE_COMMANDS))
+    keep_apt: bool = Field(
+        False, description="keep apt, debconf and perl in the image (about 17 MB; removed by default: nothing installs "
+        "packages at run time)", json_schema_extra=flag("--keep-apt", *IMAGE_COMMANDS))
+
+    @field_validator("packages", "build_packages")
+    @classmethod
+    def _packages(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not _DEBIAN_PACKAGE_RE.match(name):
+                raise ValueError(f"{name!r} is not a Debian package name (e.g. libpq5, gcc)")
+        return v
+
+    @field_validator("writable")
+    @classmethod
+    def _dirs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from pathlib import PurePosixPath
+
+        for d in v:
+            p = PurePosixPath(d)
+            if p.is_absolute() or ".." in p.parts or not p.parts:
+                raise ValueError(f"{d!r} must be a directory inside the project, relative to it (e.g. var/uploads)")
+        return v
+
+
 LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
@@ -583,6 +637,7 @@ class Config(_Section):
     tls: TlsSection = Field(default_factory=TlsSection)
     balancer: BalancerSection = Field(default_factory=BalancerSection)
     ops: OpsSection = Field(default_factory=OpsSection)
+    image: ImageSection = Field(default_factory=ImageSection)
     processes: dict[str, ProcessSection] = Field(
         default_factory=dict, description="background processes run beside nginx and uWSGI, [processes.NAME] (the number of uWSGI workers is [uwsgi] processes)"
     )
@@ -612,7 +667,7 @@ ROUTER_TIMEOUTS: dict[str, int] = {"heroku": 30}
 
 SECTIONS: dict[str, type[_Section]] = {
     "app": AppSection, "server": ServerSection, "uwsgi": UwsgiSection, "kube": KubeSection, "tls": TlsSection,
-    "balancer": BalancerSection, "ops": OpsSection,
+    "balancer": BalancerSection, "ops": OpsSection, "image": ImageSection,
 }
 # Sections that are tables of named entries ([processes.NAME]): the key of each entry is
 # free, its fields are the section's. sources.py resolves their dotted keys (NAME included).

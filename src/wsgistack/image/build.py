@@ -3,6 +3,7 @@ mapped to errors with ids and hints (``docker.E0xx``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -47,9 +48,53 @@ def docker_binary() -> str:
     return docker
 
 
-def _failure(tail: list[str], returncode: int) -> WsgistackError:
+# What a failed compile of a package from source prints, and the Debian packages that fix it:
+# (signature in pip's output, --build-package..., --package... for the runtime library).
+MISSING_BUILD_TOOLS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("pg_config executable not found", ("gcc", "python3-dev", "libpq-dev"), ("libpq5",)),
+    ("Python.h: No such file", ("python3-dev",), ()),
+    ("command 'gcc' failed: No such file", ("gcc", "python3-dev"), ()),
+    ("unable to execute 'gcc'", ("gcc", "python3-dev"), ()),
+    ("gcc: not found", ("gcc", "python3-dev"), ()),
+    ("No CMAKE_C_COMPILER could be found", ("gcc", "python3-dev"), ()),
+    ("mysql_config not found", ("gcc", "python3-dev", "pkg-config", "default-libmysqlclient-dev"), ("libmariadb3",)),
+    ("ffi.h: No such file", ("gcc", "python3-dev", "libffi-dev"), ()),
+    ("libxml/xmlversion.h: No such file", ("gcc", "python3-dev", "libxml2-dev", "libxslt1-dev"), ("libxml2", "libxslt1.1")),
+    ("can't find Rust compiler", ("cargo",), ()),
+)
+# Always needed to compile a C extension: a compiler and Python's own headers.
+COMPILE_BASICS = ("gcc", "python3-dev")
+
+
+def _build_hint(seen: set[str]) -> str:
+    """E006's hint: the Debian packages that the signatures pip printed call for (a C
+    extension always needs gcc and python3-dev), as flags and as wsgistack.toml settings."""
+    build: list[str] = []
+    runtime: list[str] = []
+    for signature, needs, libs in MISSING_BUILD_TOOLS:
+        if signature in seen:
+            build += needs
+            runtime += libs
+    if not build:  # nothing recognised: the general form, with psycopg's (the usual one) as the example
+        build, runtime = [*COMPILE_BASICS, "libpq-dev"], ["libpq5"]
+        lead = ("read pip's message above; a package that compiles C code needs a compiler, Python's headers and the "
+                "library's own headers at build time, and the library at run time, e.g. for psycopg[c]: ")
+    else:
+        build = [*dict.fromkeys([*COMPILE_BASICS, *build])] if "cargo" not in build else [*dict.fromkeys(build)]
+        lead = "pip could not compile a package from source (see above); give the build what it needs: "
+    flags = " ".join([*(f"--build-package {p}" for p in dict.fromkeys(build)), *(f"--package {p}" for p in dict.fromkeys(runtime))])
+    toml = f"build_packages = {json.dumps(list(dict.fromkeys(build)))}" + (
+        f", packages = {json.dumps(list(dict.fromkeys(runtime)))}" if runtime else "")
+    return (f"{lead}{flags}; keep them for every rebuild in wsgistack.toml: [image] {toml} "
+            "(or use a package's binary wheel, e.g. psycopg[binary])")
+
+
+def _failure(tail: list[str], returncode: int, step: str = "", seen: set[str] | None = None) -> WsgistackError:
+    """The error for a failed build: ``step`` is the instruction that failed (the last step
+    line of the whole output: pip may print hundreds of lines after it), ``seen`` the
+    signatures of missing build tools found anywhere in the output."""
     text = "\n".join(tail)
-    step = next((m.group(3) for line in reversed(tail) if (m := STEP_RE.match(line))), "")
+    step = step or next((m.group(3) for line in reversed(tail) if (m := STEP_RE.match(line))), "")
     details = text[-6000:]
     if "Cannot connect to the Docker daemon" in text or "permission denied while trying to connect" in text:
         return WsgistackError(
@@ -61,11 +106,10 @@ def _failure(tail: list[str], returncode: int) -> WsgistackError:
         return WsgistackError(
             ids.DOCKER_E005, "the base image could not be pulled", "check --base (a Debian-based image with apt-get, "
             "e.g. debian:trixie-slim) and that the registry is reachable, or `docker pull` it first", details=details)
-    if "requirements.txt" in step or "-r /tmp/requirements" in step:
+    if "requirements.txt" in step or "-r /tmp/requirements" in step or "/tmp/project" in step:
         return WsgistackError(
-            ids.DOCKER_E006, "installing the app's requirements failed in the image", "read pip's message above; a package "
-            "that compiles C code needs build tools and headers: --build-package gcc --build-package libpq-dev "
-            "(and the runtime library with --package libpq5)", details=details)
+            ids.DOCKER_E006, "installing the app's requirements failed in the image", _build_hint(seen or set()),
+            details=details)
     if "apt-get" in step:
         return WsgistackError(
             ids.DOCKER_E007, "installing Debian packages failed in the image", "check the package names (--package, "
@@ -78,6 +122,8 @@ def _failure(tail: list[str], returncode: int) -> WsgistackError:
     return WsgistackError(
         ids.DOCKER_E009, f"docker build failed (exit code {returncode})" + (f" at: {step}" if step else ""),
         "read the build output above; rerun with --plain to see all of it", details=details)
+
+
 
 
 def _lines(proc: subprocess.Popen[str]) -> Iterator[str]:
@@ -110,6 +156,8 @@ def docker_build(
     started = time.monotonic()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     steps = cached = 0
+    step = ""  # the instruction running now: a failure is that one's, however much it printed
+    seen: set[str] = set()  # signatures of missing build tools (MISSING_BUILD_TOOLS) printed so far
     stage_ids: dict[str, str] = {}
     stage: str | None = None
     previous = _image_id(docker, tag)
@@ -121,11 +169,14 @@ def docker_build(
                 on_line(line)
             match = STEP_RE.match(line)
             if match:
+                step = match.group(3)
                 if (from_ := FROM_RE.match(match.group(3))) is not None:
                     stage = from_.group(1)
                 steps = int(match.group(2))
                 if on_step:
                     on_step(int(match.group(1)), steps, match.group(3))
+            elif step and any(sig in line for sig, _b, _r in MISSING_BUILD_TOOLS):
+                seen.update(sig for sig, _b, _r in MISSING_BUILD_TOOLS if sig in line)
             elif line.strip() == "---> Using cache":
                 cached += 1
             elif (layer := LAYER_RE.match(line)) is not None and stage is not None:
@@ -136,7 +187,7 @@ def docker_build(
         proc.wait()
         raise
     if returncode != 0:
-        raise _failure(list(tail), returncode)
+        raise _failure(list(tail), returncode, step, seen)
     size = None
     inspect = subprocess.run([docker, "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True, text=True)
     if inspect.returncode == 0 and inspect.stdout.strip().isdigit():

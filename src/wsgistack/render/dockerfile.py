@@ -21,7 +21,8 @@ from wsgistack.layout import (
 from wsgistack.plan.image import AppRequirements, ProjectFacts, WsgistackSource
 from wsgistack.render import RenderedFile, environment
 
-DEFAULT_BASE = "debian:trixie-slim"  # Python 3.13, nginx 1.26; bookworm-slim works too (3.11)
+from wsgistack.config.model import DEFAULT_BASE  # noqa: E402 (the image settings' default, declared once)
+
 # Beside a Dockerfile of the project's own, ours is written (and built) under this name.
 OWN_DOCKERFILE = "Dockerfile.wsgistack"
 
