@@ -157,3 +157,21 @@ def test_a_manage_py_that_is_not_djangos_and_no_app_says_what_was_seen(tmp_path:
         detect_app(tmp_path, env=ENV)
     assert exc.value.id == "app.E001"
     assert "manage.py (there is one, but it does not set up Django)" in exc.value.details
+
+
+STARTPROJECT = Path(__file__).resolve().parents[1] / "fixtures" / "startproject"
+
+
+@pytest.mark.parametrize("target", ["mysite.wsgi:application", "mysite.wsgi"])
+def test_a_gunicorn_target_in_a_django_project_keeps_django_support(target: str) -> None:
+    """Issue 21 item 10: `mysite.wsgi:application` (or gunicorn's bare module) is still Django:
+    its static files, collectstatic and migrate."""
+    spec = detect_app(STARTPROJECT, target=target, env=ENV)
+    assert spec.kind == "django" and spec.target == "mysite.wsgi:application" and spec.django_settings == "mysite.settings"
+    assert [s.role for s in spec.static] == ["static"] and spec.databases
+
+
+def test_an_explicit_target_in_a_django_project_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(AppError) as info:
+        detect_app(STARTPROJECT, target="mysite.wsgi:nope", env=ENV)
+    assert info.value.id == "app.E004"

@@ -188,8 +188,12 @@ def detect_app(
     else:
         request["targets"] = [target]
         request["explicit"] = True
-        if django_settings:
-            base_env["DJANGO_SETTINGS_MODULE"] = django_settings
+        # A Django project served through a callable named explicitly (gunicorn's habit,
+        # `mysite.wsgi:application`) is still a Django project: its settings are probed too.
+        settings = django_settings or (django_settings_from_manage(path) if is_django_manage(path) else None)
+        if settings:
+            request["django_settings"] = settings
+            base_env["DJANGO_SETTINGS_MODULE"] = settings
     result = run_probe(python, request, base_env, user)
     if "error" in result:
         _raise_for(result, path, None if target == "auto" else target)

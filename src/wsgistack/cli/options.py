@@ -56,18 +56,94 @@ def table_options(table: tuple[Row, ...]) -> Callable[[Callable[..., Any]], Call
     a boolean setting gets --flag/--no-flag."""
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for flag, dotted, help_text, multiple in reversed(table):
-            decls = [f"{flag}/--no-{flag[2:]}" if _is_bool(dotted) else flag, _param_name(flag)]
+            extra = FIELDS[dotted].json_schema_extra
+            aliases = list(extra.get("aliases") or []) if isinstance(extra, dict) else []
+            decls = [f"{flag}/--no-{flag[2:]}" if _is_bool(dotted) else flag, *aliases, _param_name(flag)]
             func = click.option(*decls, multiple=multiple, default=None, help=f"{help_text} [{dotted}]")(func)
         return func
     return decorate
 
 
+def _not_a_gunicorn_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is not None and value.suffix == ".py":
+        raise click.BadParameter(
+            f"{value} looks like a gunicorn config file (Python); wsgistack reads TOML: wsgistack.toml or "
+            "[tool.wsgistack] in pyproject.toml. Its settings map to: bind -> server.host/server.port (--bind), "
+            "workers -> uwsgi.processes (-w), threads -> uwsgi.threads, timeout -> request_timeout (--timeout); "
+            "`wsgistack config --origin` lists every setting", ctx=ctx, param=param)
+    return value
+
+
 config_file_option = click.option(
+    "-c",
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=_not_a_gunicorn_config,
     help="config file (default: wsgistack.toml or [tool.wsgistack] in pyproject.toml)",
 )
+
+
+def bind_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """gunicorn's -b/--bind HOST:PORT (or :PORT, or PORT): server.host and server.port at once."""
+    return click.option("-b", "--bind", "bind", default=None, metavar="HOST:PORT",
+                        help="address and port nginx listens on, as gunicorn takes it [server.host, server.port]")(func)
+
+
+def bind_overrides(value: str | None) -> dict[str, tuple[Any, str]]:
+    """--bind's value as the two settings it sets."""
+    if value is None:
+        return {}
+    from wsgistack import hosts
+
+    if value.startswith(("unix:", "/")) or value.startswith("fd://"):
+        raise click.UsageError(
+            f"--bind {value}: nginx listens on TCP here; uWSGI behind it already uses a unix socket "
+            "(uwsgi.socket = unix). Give --bind HOST:PORT, e.g. --bind 127.0.0.1:8000")
+    text = value if ":" in value else f":{value}" if value.isdigit() else f"{value}:8000"
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise click.UsageError(f"--bind {value!r} is not HOST:PORT, e.g. --bind 127.0.0.1:8000") from None
+    out: dict[str, tuple[Any, str]] = {"server.port": (number, "--bind")}
+    if host:
+        out["server.host"] = (hosts.bare(host) if host.startswith("[") else host, "--bind")
+    return out
+
+
+# gunicorn's flags that have no spelling here: each one's equivalent, said instead of "no such option".
+GUNICORN_EQUIVALENTS = {
+    "--reload": "gunicorn's --reload restarts on code changes; here run `wsgistack reload` after a change (uWSGI "
+                "reloads its workers gracefully), or for development set uwsgi.options = {\"py-autoreload\" = 1}",
+    "-k": "gunicorn's worker class: uWSGI's workers are processes (--processes) with threads (--threads)",
+    "--worker-class": "gunicorn's worker class: uWSGI's workers are processes (--processes) with threads (--threads)",
+    "--access-logfile": "nginx writes the access log to stdout (server.access_log); redirect the output to keep it",
+    "--error-logfile": "nginx, uWSGI and wsgistack write their logs to stdout and stderr, each line prefixed with its process",
+    "--log-level": "logs go to stdout; server.log_format = \"json\" gives one JSON object per line",
+    "-D": "wsgistack run stays in the foreground: run it under systemd, Docker or your process manager",
+    "--daemon": "wsgistack run stays in the foreground: run it under systemd, Docker or your process manager",
+    "--preload": "the app is loaded before the workers fork by default (app.lazy_apps = false)",
+    "--max-requests": "uwsgi.max_requests in wsgistack.toml (recycled workers are staggered)",
+    "--chdir": "give the project directory as PATH (or app.path in wsgistack.toml)",
+    "--keep-alive": "server.keepalive_timeout in wsgistack.toml (nginx holds the client connections)",
+    "--graceful-timeout": "stop_timeout in wsgistack.toml (or WSGISTACK_STOP_TIMEOUT)",
+    "-e": "the app's environment is this shell's, plus app.env in wsgistack.toml",
+    "--env": "the app's environment is this shell's, plus app.env in wsgistack.toml",
+}
+
+
+class GunicornAwareCommand(click.Command):
+    """A command that answers gunicorn's flags it does not take with their equivalent."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            said = GUNICORN_EQUIVALENTS.get(exc.option_name)
+            if said is None:
+                raise
+            raise click.UsageError(f"{exc.option_name} is not a wsgistack option: {said}", ctx=ctx) from None
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -136,11 +212,19 @@ class ProjectOrTarget(click.Path):
     name = "path"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and ":" in value and WSGI_TARGET.fullmatch(value) and not Path(value).exists():
+        if isinstance(value, str) and WSGI_TARGET.fullmatch(value) and not Path(value).exists() and (
+            ":" in value or _is_module(value)
+        ):
             if ctx is not None:
                 ctx.meta[_TARGET_META] = value
             return Path(".")
         return super().convert(value, param, ctx)
+
+
+def _is_module(dotted: str) -> bool:
+    """A module here that `dotted` names (gunicorn's `mysite.wsgi`, its callable `application`)."""
+    base = Path(*dotted.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
 # The project directory (default: the current one), or for the commands that serve it, the

@@ -34,12 +34,13 @@ def parse_size(value: object) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
-def flag(name: str, *commands: str) -> dict[str, object]:
+def flag(name: str, *commands: str, aliases: tuple[str, ...] = ()) -> dict[str, object]:
     """``json_schema_extra`` of a setting that has a command-line flag, e.g.
     ``Field(8000, ..., json_schema_extra=flag("--port"))``: on every command that resolves a
-    config (run, render, reload, status, config, doctor), or only on ``commands``. The option,
+    config (run, render, reload, status, config, doctor), or only on ``commands``; ``aliases``
+    are other spellings of the same flag (gunicorn's ``-w``/``--workers``). The option,
     its help (the description) and docs/settings.md are generated from it (cli/options.py)."""
-    return {"flag": name, "commands": list(commands)}
+    return {"flag": name, "commands": list(commands), "aliases": list(aliases)}
 
 
 class _Section(BaseModel):
@@ -202,7 +203,8 @@ class ServerSection(_Section):
 
 
 class UwsgiSection(_Section):
-    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY)", json_schema_extra=flag("--processes"))
+    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY)",
+                                            json_schema_extra=flag("--processes", aliases=("-w", "--workers")))
     threads: int = Field(1, ge=1, le=256, description="threads per worker", json_schema_extra=flag("--threads"))
     socket: Literal["unix", "tcp"] = Field("unix", description="how Nginx reaches uWSGI", json_schema_extra=flag("--socket"))
     tcp_host: str = Field("127.0.0.1", description="uWSGI TCP address when socket = tcp")

@@ -122,7 +122,17 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, request["path"])
     os.chdir(request["path"])
     result: dict[str, Any]
-    if request.get("django_settings"):
+    if request.get("django_settings") and request.get("targets"):
+        # An explicit target in a Django project (gunicorn's `mysite.wsgi:application`): still
+        # Django (static, collectstatic, migrate), served through the callable named.
+        result = probe_django(request["django_settings"])
+        if "error" not in result:
+            found = probe_target(request["targets"][0])
+            if "error" in found:
+                result = found
+            else:
+                result.update(module=found["module"], attr=found["attr"], factory=found["factory"])
+    elif request.get("django_settings"):
         result = probe_django(request["django_settings"])
     else:
         attempts = []

@@ -139,3 +139,40 @@ def test_config_origin_shows_migrate_auto(tmp_path: Path, monkeypatch: pytest.Mo
     result = CliRunner().invoke(main, ["config", "--origin"], catch_exceptions=False, terminal_width=400)
     line = next(line for line in result.output.splitlines() if "app.migrate" in line)
     assert "auto" in line and "default" in line, line
+
+
+def test_gunicorn_habits_are_accepted_or_answered_with_the_equivalent(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 21 item 10: -b/--bind, -w/--workers and `mysite.wsgi` work; the gunicorn flags that
+    have no spelling here say what to use instead (never "did you mean --threads")."""
+    import click
+    from click.testing import CliRunner
+
+    from wsgistack.cli import main
+    from wsgistack.cli.options import ProjectOrTarget, bind_overrides
+
+    assert bind_overrides("127.0.0.1:9000") == {"server.port": (9000, "--bind"), "server.host": ("127.0.0.1", "--bind")}
+    assert bind_overrides("0.0.0.0:80")["server.host"] == ("0.0.0.0", "--bind")
+    assert bind_overrides(":9000") == {"server.port": (9000, "--bind")} == bind_overrides("9000")
+    assert bind_overrides("[::1]:9000")["server.host"][0] == "::1"
+    for bad in ("unix:/tmp/x.sock", "host:port"):
+        try:
+            bind_overrides(bad)
+        except click.UsageError:
+            pass
+        else:
+            raise AssertionError(bad)
+    (tmp_path / "mysite").mkdir()
+    (tmp_path / "mysite" / "wsgi.py").write_text("application = None\n")
+    monkeypatch.chdir(tmp_path)
+    ctx = click.Context(click.Command("run"))
+    assert ProjectOrTarget(exists=True, file_okay=False, path_type=__import__("pathlib").Path).convert("mysite.wsgi", None, ctx).name == ""
+    assert ctx.meta["wsgistack.target"] == "mysite.wsgi"
+    runner = CliRunner()
+    for flag, said in (("--reload", "wsgistack reload"), ("-k", "--threads"), ("--daemon", "foreground")):
+        out = runner.invoke(main, ["run", flag], catch_exceptions=False)
+        assert out.exit_code == 2 and said in out.output and "Did you mean" not in out.output, out.output
+    out = runner.invoke(main, ["run", "-c", "gunicorn.conf.py"])
+    assert out.exit_code == 2 and "wsgistack.toml" in out.output
+    shown = runner.invoke(main, ["config", "-w", "3", "--origin"], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert any("uwsgi.processes" in line and "3" in line for line in shown.output.splitlines()), shown.output
