@@ -132,6 +132,8 @@ DOCKER_E014 = declare("docker.E014", "the running wsgistack is not installed (no
 # --- entrypoint, kube, ops, prestart, python, run, tls -------------------------------------
 ENTRYPOINT_E001 = declare("entrypoint.E001", "role web: the uWSGI upstream is not reachable",
                           "start the app container (WSGISTACK_ROLE=app) first and check that UWSGI_URI names its socket")
+ENTRYPOINT_E002 = declare("entrypoint.E002", "the one-off command given to the image is not a program in it",
+                          "give a program on the image's PATH and its arguments: docker run IMAGE python manage.py check")
 INTERNAL_E001 = declare("internal.E001", "an unexpected error (a bug, or an operating-system error)",
                         "run the command again with --debug for the traceback, and report it if it is wsgistack's")
 KUBE_E001 = declare("kube.E001", "no image for the manifests", "pass --image (the image `wsgistack build` made, as a registry serves it)")

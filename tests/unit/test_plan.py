@@ -60,7 +60,7 @@ def test_tls_plan_per_mode() -> None:
     assert plan_for({}).tls is None
     dev = plan_for({"WSGISTACK_TLS__MODE": "self-signed", "WSGISTACK_TLS__DATA_DIR": "/d"})
     assert dev.tls is not None and dev.tls.hsts_max_age is None  # auto: no HSTS for a dev certificate
-    assert dev.tls.names == ("localhost", "127.0.0.1", "[::1]") and dev.tls.cert.parent.parent == Path("/d/self-signed")
+    assert dev.tls.names == ("localhost", "127.0.0.1") and dev.tls.cert.parent.parent == Path("/d/self-signed")
     assert dev.url == "https://localhost:8443" and dev.tls.redirect_suffix == ":8443"
     files = plan_for({"WSGISTACK_TLS__MODE": "files", "WSGISTACK_TLS__CERT": "c.pem", "WSGISTACK_TLS__KEY": "/k.pem",
                       "WSGISTACK_TLS__REDIRECT_PORT": "443"})

@@ -102,8 +102,6 @@ def test_flask_factory_image(owner: Owner, installed: Install, cleanup: list[tup
     assert "in the image" in [n["body"] for n in http(c.url + "/notes").json()]  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 1: a pipx-installed wsgistack pins wsgistack==0.1.0 from the index, "
-                   "where it does not exist (docker.E009)")
 def test_startproject_image(root: Owner, root_install: Install, cleanup: list[tuple[str, str]]) -> None:
     project = prepared(root, "startproject", "-r", "requirements.txt", "pyuwsgi")
     tag = unique("up-mysite") + ":test"

@@ -98,16 +98,12 @@ def test_reload_after_adding_static_root(normal_user: Owner, user_install: Insta
     assert "STATIC_ROOT" in before or "STATIC_ROOT" in said, before[-3000:]  # and the first start said why
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 10: `wsgistack run mysite.wsgi` (gunicorn's module without "
-                   ":callable) is refused as a missing directory")
 def test_gunicorn_module_target(user_install: Install, user_project: Path, runs: list[Run]) -> None:
     run = start(runs, user_install, user_project, "mysite.wsgi", env=HOSTS)
     run.wait_ready("/notes/")
     notes_persist(run, "via mysite.wsgi")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 10: `wsgistack run mysite.wsgi:application` in a Django project "
-                   "turns Django support off (no static, collectstatic or migrate)")
 def test_gunicorn_callable_target_keeps_django_support(normal_user: Owner, user_install: Install, runs: list[Run]) -> None:
     project = normal_user.checkout(FIXTURE)  # a fresh database: migrate must run
     app_venv(normal_user, project, "-r", "requirements.txt", "pyuwsgi")
@@ -117,15 +113,12 @@ def test_gunicorn_callable_target_keeps_django_support(normal_user: Owner, user_
     notes_persist(run, "via mysite.wsgi:application")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 10: gunicorn's --bind and -w are unknown options")
 def test_gunicorn_flags(user_install: Install, user_project: Path, runs: list[Run]) -> None:
     run = start(runs, user_install, user_project, "-w", "2", env=HOSTS, port_flag="--bind")
     run.wait_ready("/notes/")
     assert http(run.url + "/notes/").status == 200
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 11: the default server_names lists [::1], so `doctor` gives "
-                   "app.W105 for a project whose ALLOWED_HOSTS is localhost,127.0.0.1")
 def test_no_host_warning_for_the_usual_allowed_hosts(user_install: Install, user_project: Path, runs: list[Run]) -> None:
     run = start(runs, user_install, user_project, env=HOSTS)
     run.wait_ready("/notes/")
@@ -134,8 +127,6 @@ def test_no_host_warning_for_the_usual_allowed_hosts(user_install: Install, user
     assert "W105" not in out.stdout + out.stderr, out.stdout[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 11: run.E005's hint tells a root user to chown -R the whole "
-                   "project (code and venv) to the app user")
 def test_root_write_error_names_only_what_the_app_writes(root: Owner, root_install: Install, runs: list[Run]) -> None:
     project = root.checkout(FIXTURE)
     app_venv(root, project, "-r", "requirements.txt", "pyuwsgi")

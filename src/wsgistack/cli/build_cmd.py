@@ -39,15 +39,31 @@ def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bo
         dockerfile = write(path, params)
     tag = tag or image_name(path)
     on_line, on_step, close = progress_callbacks(plain)
+    said: list[str] = []  # what the image's build step said (wsgistack's own lines in docker's output)
+
+    def line(text: str) -> None:
+        if text.startswith("wsgistack | "):
+            said.append(text)
+        if on_line is not None:
+            on_line(text)
+
     try:
-        result = docker_build(path.resolve(), tag, dockerfile=dockerfile, network=network, no_cache=no_cache, on_line=on_line, on_step=on_step)
+        result = docker_build(path.resolve(), tag, dockerfile=dockerfile, network=network, no_cache=no_cache, on_line=line,
+                              on_step=on_step)
     finally:
         close()
+    if not plain:  # (--plain showed them in place)
+        for text in said:
+            click.echo(text, err=True)
     size = f", {result.size / 1e6:.1f} MB" if result.size else ""
     if result.removed:
         note(f"removed the previous build of {result.tag} ({len(result.removed)} untagged images)")
     click.echo(f"built {result.tag} in {result.seconds:.1f}s ({result.cached_steps} of {result.steps} steps cached{size})")
-    click.echo(f"run it: docker run --rm -p 8080:8080 {result.tag}", err=True)
+    volume = f"{image_name(path)}-data"
+    click.echo(f"run it: docker run --rm -p 8080:8080 -v {volume}:/data {result.tag}", err=True)
+    note(f"the named volume keeps $DATA_DIR (/data) across containers; a one-off command (python manage.py "
+         f"createsuperuser, flask init-db) runs in the app's directory with: docker run --rm -it -v {volume}:/data "
+         f"{result.tag} COMMAND [ARGS], or docker exec -it CONTAINER COMMAND in a running one")
 
 
 def progress_callbacks(plain: bool) -> tuple[Callable[[str], None] | None, Callable[[int, int, str], None] | None, Callable[[], None]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ def command(path: Path, origin: bool, as_json: bool, **params: Any) -> None:
         shown = json.dumps(value) if not isinstance(value, str) else value
         row = [key, shown] + ([source, names] if origin else [])
         table.add_row(*row, style=None if source == "default" else "bold")
-    Console(width=200 if origin else None).print(table)
+    # A terminal's own width; piped (a file, a pager), wide enough that rows stay one line each
+    # unless COLUMNS says otherwise.
+    wide = origin and not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    Console(width=200 if wide else None).print(table)
     if origin and loaded.config.role != "web":
         python, why = choose(loaded, os.environ)
         click.echo(f"app interpreter: {python}\n  chosen: {why}\n  order: app.python (--python, WSGISTACK_APP__PYTHON), "

@@ -14,8 +14,7 @@ from wsgistack.contracts import Say
 from wsgistack.start import entrypoint
 
 
-@click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False)
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--prestart-only", is_flag=True,
               help="run the prestart steps (migrate, collectstatic, app.prestart) and exit: the Kubernetes migration Job")
 @click.option("--build-step", is_flag=True,
@@ -24,13 +23,22 @@ from wsgistack.start import entrypoint
 @click.option("--runtime-api", is_flag=True,
               help="role balancer: relay HAProxy runtime-API commands, one per line on stdin, to this container's "
                    "balancer (what `wsgistack rollout --compose` runs with docker exec -i)")
-def command(path: Path | None, prestart_only: bool, build_step: bool, runtime_api: bool) -> None:
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[PATH] [COMMAND [ARGS]...]")
+def command(prestart_only: bool, build_step: bool, runtime_api: bool, args: tuple[str, ...]) -> None:
     """Render config from the environment, check it, run prestart, then exec nginx + uWSGI.
 
     Settings come only from the environment and the project's wsgistack.toml (PORT,
     WEB_CONCURRENCY, UWSGI_URI, NGINX_SERVER_NAME, WSGISTACK_* ...): the same image runs in
     every environment. PATH defaults to $WSGISTACK_PROJECT_DIR, else /app.
+
+    With a COMMAND (`docker run IMAGE python manage.py createsuperuser`), only that command
+    runs, in the app's directory (app.path) with the app's environment: a one-off task.
     """
+    path: Path | None = None
+    if args and Path(args[0]).is_dir():
+        path, args = Path(args[0]), args[1:]
+    if args:
+        entrypoint.exec_command(os.environ, path or entrypoint.project_dir(os.environ), list(args))
     if build_step:
         from wsgistack.image.buildstep import build_step as run_step
         from wsgistack.layout import IMAGE_UID

@@ -108,7 +108,7 @@ class ServerSection(_Section):
     host: str = Field("127.0.0.1", description="address Nginx listens on", json_schema_extra=flag("--host"))
     port: int = Field(8000, ge=1, le=65535, description="port Nginx listens on (env PORT)", json_schema_extra=flag("--port"))
     server_names: tuple[str, ...] = Field(
-        ("localhost", "127.0.0.1", "[::1]"),
+        ("localhost", "127.0.0.1"),
         description='Host names served; requests for any other Host are refused ("*" accepts any)', json_schema_extra=flag("--server-name")
     )
     max_body_size: str = Field("20M", description="largest request body (uploads); 413 beyond it")

@@ -32,6 +32,12 @@ class ProjectFacts:
     processes: tuple[str, ...] = ()  # [processes.NAME] names: one worker service each (split compose)
     detected: bool = False  # the app was imported here (else data_dirs is unknown, not empty)
     app_server: str = "uwsgi"  # server.app_server in the project's config: what the app's environment gets
+    app_dir: PurePosixPath = PurePosixPath(".")  # app.path inside the project (the image's WORKDIR below /app)
+
+    @property
+    def workdir(self) -> PurePosixPath:
+        """Where `docker exec C python manage.py ...` runs: app.path in the image."""
+        return APP_DIR / self.app_dir
 
 
 def image_name(path: Path) -> str:

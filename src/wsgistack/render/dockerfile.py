@@ -96,6 +96,7 @@ def render_dockerfile(facts: ProjectFacts, source: WsgistackSource, options: Doc
         "acme": options.acme,
         "tls_dir": TLS_DIR,
         "tls_port": TLS_PORT,
+        "workdir": facts.workdir,
     }
     return [
         RenderedFile("Dockerfile", env.get_template("Dockerfile.j2").render(ctx)),

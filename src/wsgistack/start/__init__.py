@@ -369,10 +369,13 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
     processes: tuple[str, ...] = ()
     detected = False
     app_server = "uwsgi"
+    app_dir = PurePosixPath(".")
     try:
         loaded = resolve(path, env={k: v for k, v in env.items() if k == "DJANGO_SETTINGS_MODULE"})
         processes = tuple(loaded.config.processes)
         app_server = loaded.config.server.app_server
+        if app_path(loaded).is_relative_to(path):
+            app_dir = PurePosixPath(app_path(loaded).relative_to(path).as_posix())
     except WsgistackError as exc:
         notes.append(f"note: the project's config cannot be read ({exc.id}: {exc.message})")
         loaded = None
@@ -404,7 +407,7 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
                 if rel.parts:
                     dirs.append(DataDir(item.role, item.url, PurePosixPath(rel.as_posix())))
     return ProjectFacts(path=path, name=image_name(path), app_kind=kind, data_dirs=tuple(dirs), notes=tuple(notes),
-                        processes=processes, detected=detected, app_server=app_server)
+                        processes=processes, detected=detected, app_server=app_server, app_dir=app_dir)
 
 
 

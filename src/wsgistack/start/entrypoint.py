@@ -53,3 +53,27 @@ def exec_manager(plan: Plan | BalancerPlan) -> NoReturn:
         if plan.config.app.env:
             env[SECRET_ENV] = json.dumps(dict(plan.config.app.env))
     os.execve(python, [python, "-m", "wsgistack.runner.manager", str(plan.paths.processes)], env)
+
+
+def exec_command(env: Mapping[str, str], project: Path, argv: list[str]) -> NoReturn:
+    """A one-off command in the image (`docker run IMAGE python manage.py createsuperuser`):
+    replace this process with it, in the app's directory (app.path), with the app's
+    environment (app.env, DJANGO_SETTINGS_MODULE from app.django_settings); nothing else of
+    the start runs. As the image's user, like the app."""
+    import shutil
+
+    from wsgistack import ids
+    from wsgistack.errors import WsgistackError
+
+    loaded = start.resolve(project, env=env)
+    child_env = {**env, **loaded.config.app.env}
+    if loaded.config.app.django_settings:
+        child_env.setdefault("DJANGO_SETTINGS_MODULE", loaded.config.app.django_settings)
+    program = shutil.which(argv[0], path=child_env.get("PATH")) if "/" not in argv[0] else argv[0]
+    if program is None:
+        raise WsgistackError(ids.ENTRYPOINT_E002, f"{argv[0]!r} is not a command in the image (nor a directory)",
+                             "give a program on the image's PATH (python, the app's venv scripts) and its arguments, "
+                             "e.g. docker run --rm -it IMAGE python manage.py createsuperuser")
+    os.chdir(start.app_path(loaded))
+    os.execve(program, argv, child_env)
+

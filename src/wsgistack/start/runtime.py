@@ -263,14 +263,42 @@ def check_writable(plan: Plan) -> None:
     if image is not None:
         raise WsgistackError(ids.RUN_E005, f"the app runs as {who!r} and cannot write {', '.join(map(str, blocked))}", image)
     owner = f"{plan.uwsgi_user}:{plan.run_group}" if plan.uwsgi_user else who
-    missing = [str(p) for p in blocked if not p.exists()]
-    command = (f"mkdir -p {' '.join(missing)} && " if missing else "") + f"chown -R {owner} {' '.join(map(str, blocked))}"
+    # A directory that holds the code (the project, app.path, a directory above them) is never
+    # given away: the app's user could then rewrite its own code and its virtualenv. What the
+    # app writes there (startproject's db.sqlite3 beside manage.py) moves to a directory of its own.
+    code = [p for p in blocked if _holds_code(plan, p)]
+    data = [p for p in blocked if p not in code]
+    hints = []
+    if code:
+        databases = [p for p in code if p in plan.app.writes]
+        where = (" and in the settings NAME = Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3', started with "
+                 "DATA_DIR=/srv/data") if databases else ", pointing the app's setting for it there"
+        hints.append(
+            f"{', '.join(map(str, code))} holds the app's code: never make it the app's; move "
+            f"{'the SQLite database' if databases else 'what the app writes there'} to a directory of its own that "
+            f"{who!r} may write, e.g. /srv/data (mkdir -p /srv/data && chown {owner} /srv/data){where}")
+    if data:
+        missing = [str(p) for p in data if not p.exists()]
+        command = (f"mkdir -p {' '.join(missing)} && " if missing else "") + f"chown -R {owner} {' '.join(map(str, data))}"
+        hints.append(f"give that user the directories it writes: {command}"
+                     + (" (or point STATIC_ROOT / MEDIA_ROOT / the database elsewhere)" if plan.uwsgi_user else ""))
     raise WsgistackError(
         ids.RUN_E005,
         f"the app runs as {who!r} and cannot write {', '.join(map(str, blocked))}",
-        f"give that user the directories: {command}"
-        + (" (or point STATIC_ROOT / MEDIA_ROOT / the database elsewhere)" if plan.uwsgi_user else ""),
+        "; ".join(hints),
     )
+
+
+def _holds_code(plan: Plan, directory: Path) -> bool:
+    """The project directory, app.path or one above them, or a directory with Python code in it."""
+    app_path = plan.app.path if plan.app is not None else plan.project
+    for root in (plan.project.resolve(), app_path.resolve()):
+        if directory == root or root.is_relative_to(directory):
+            return True
+    try:
+        return directory.is_dir() and any(child.suffix == ".py" for child in directory.iterdir())
+    except OSError:
+        return False
 
 
 def _in_image_hint(plan: Plan, blocked: list[Path]) -> str | None:

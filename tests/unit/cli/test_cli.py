@@ -176,3 +176,23 @@ def test_gunicorn_habits_are_accepted_or_answered_with_the_equivalent(tmp_path, 
     shown = runner.invoke(main, ["config", "-w", "3", "--origin"], terminal_width=200)
     assert shown.exit_code == 0, shown.output
     assert any("uwsgi.processes" in line and "3" in line for line in shown.output.splitlines()), shown.output
+
+
+def test_the_image_runs_a_one_off_command_in_the_apps_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 21 item 11: `docker run IMAGE python manage.py createsuperuser` runs that command
+    (the entrypoint's arguments), in app.path, with app.env; nothing else starts."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "wsgistack.toml").write_text('[app]\npath = "proj"\nenv = { GREETING = "hi" }\n')
+    wsgistack = str(Path(sys.executable).parent / "wsgistack")
+    proc = subprocess.run([wsgistack, "entrypoint", str(tmp_path), sys.executable, "-c",
+                           "import os; print(os.getcwd(), os.environ['GREETING'])"],
+                          capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(tmp_path / "proj"), "hi"]
+    missing = subprocess.run([wsgistack, "entrypoint", str(tmp_path), "no-such-program"], capture_output=True, text=True,
+                             timeout=60, env={"PATH": os.environ["PATH"]})
+    assert missing.returncode != 0 and "entrypoint.E002" in missing.stderr
