@@ -67,8 +67,6 @@ def test_run_serves_a_post_that_persists(owner: Owner, installed: Install, proje
     assert f"a note by {owner.name}" in [n["body"] for n in http(again.url + "/notes/").json()]  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 9: DEBUG = False with ALLOWED_HOSTS = [] starts without a word "
-                   "and answers 400 to every request")
 def test_empty_allowed_hosts_is_refused_or_said_loudly(user_install: Install, user_project: Path, runs: list[Run]) -> None:
     run = start(runs, user_install, user_project)  # DJANGO_ALLOWED_HOSTS unset: ALLOWED_HOSTS = []
     wait_for(lambda: run.exited() is not None or "serving http" in run.log(), timeout=120)
@@ -79,8 +77,6 @@ def test_empty_allowed_hosts_is_refused_or_said_loudly(user_install: Install, us
     assert said, log[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 9: without STATIC_ROOT the admin is unstyled, and a reload after "
-                   "adding STATIC_ROOT leaves /static/ at 404 (no collectstatic, no word that a restart is needed)")
 def test_reload_after_adding_static_root(normal_user: Owner, user_install: Install, runs: list[Run]) -> None:
     project = normal_user.checkout(FIXTURE)
     settings = project / "mysite" / "settings.py"

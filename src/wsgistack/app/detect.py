@@ -164,14 +164,16 @@ def detect_app(
     python: str | None = None,
     env: Mapping[str, str] | None = None,
     user: str | None = None,
+    server_names: tuple[str, ...] = (),
 ) -> AppSpec:
-    """Resolve what uWSGI should load. Raises :class:`AppError` with a distinct id per failure."""
+    """Resolve what uWSGI should load. Raises :class:`AppError` with a distinct id per failure.
+    ``server_names``: the Host names nginx serves (Django says which of them it refuses)."""
     import sys
 
     python = python or sys.executable
     base_env = dict(env if env is not None else os.environ)
     base_env.pop("DJANGO_SETTINGS_MODULE", None)
-    request: dict[str, Any] = {"path": str(path)}
+    request: dict[str, Any] = {"path": str(path), "server_names": list(server_names)}
     settings = None
     if target == "auto":
         settings = django_settings or django_settings_from_manage(path)
@@ -212,6 +214,9 @@ def detect_app(
         staticfiles=bool(result.get("staticfiles")),
         writes=tuple((path / w).resolve() for w in result.get("writes", [])),
         databases=tuple((str(alias), str(engine)) for alias, engine in result.get("databases", [])),
+        debug=result.get("debug"),
+        allowed_hosts=tuple(result["allowed_hosts"]) if "allowed_hosts" in result else None,
+        rejected_hosts=tuple(result["rejected_hosts"]) if "rejected_hosts" in result else None,
     )
 
 

@@ -32,6 +32,9 @@ class AppSpec:
     staticfiles: bool = False  # Django's staticfiles app is installed (collectstatic works)
     writes: tuple[Path, ...] = ()  # other directories the app writes: each SQLite database's directory
     databases: tuple[tuple[str, str], ...] = ()  # Django: (alias, ENGINE) of each database in settings.DATABASES
+    debug: bool | None = None  # Django's DEBUG (None: not known, not Django)
+    allowed_hosts: tuple[str, ...] | None = None  # Django's ALLOWED_HOSTS as set
+    rejected_hosts: tuple[str, ...] | None = None  # the server names ALLOWED_HOSTS refuses (None: not asked)
 
     @property
     def target(self) -> str:

@@ -50,7 +50,6 @@ E103 = declare(
     ERROR,
     "Django's ALLOWED_HOSTS is empty: with DEBUG off every request is answered 400",
     "set ALLOWED_HOSTS to the host names in server.server_names",
-    mode="deploy",
 )
 W104 = declare(
     "app.W104",
@@ -71,6 +70,13 @@ W106 = declare(
     "no layer checks the Host header: server.server_names is \"*\" and ALLOWED_HOSTS contains \"*\"",
     "list your domain names in server.server_names (nginx then refuses others) or in ALLOWED_HOSTS",
     mode="deploy",
+)
+W111 = declare(
+    "app.W111",
+    WARNING,
+    "django.contrib.staticfiles is installed but STATIC_ROOT is not set: no static file is served (the admin is unstyled)",
+    "set STATIC_ROOT (e.g. STATIC_ROOT = BASE_DIR / 'staticfiles'): the start collects static files there and nginx "
+    "serves them; a reload after setting it collects them too",
 )
 E107 = declare(
     "app.E107",
@@ -109,6 +115,33 @@ DJANGO_HINTS = {
     "security.W012": "set SESSION_COOKIE_SECURE = True when the site is served over HTTPS",
     "security.W016": "set CSRF_COOKIE_SECURE = True when the site is served over HTTPS",
 }
+
+
+@register()
+def django_serves(ctx: CheckContext) -> list[Finding]:
+    """What detection learnt of Django's settings, said by every start (no subprocess of its
+    own): a site that would answer every request with 400, host names nginx serves that
+    Django refuses, static files nobody serves."""
+    app = ctx.plan.app if ctx.plan else None
+    if app is None or app.kind != "django":
+        return []
+    found: list[Finding] = []
+    server = ctx.config.server
+    if app.debug is False and app.allowed_hosts == ():
+        found.append(E103(
+            "Django's ALLOWED_HOSTS is empty and DEBUG is off: every request would be answered 400 (Bad Request)",
+            obj="ALLOWED_HOSTS",
+            hint=f"set ALLOWED_HOSTS to the names nginx serves ({', '.join(server.server_names)}), e.g. from an environment "
+                 "variable your settings read; or set server.server_names to the names you list there"))
+    elif app.rejected_hosts:
+        every = "*" not in server.server_names and set(app.rejected_hosts) >= set(server.server_names)
+        found.append(W105(
+            f"server.server_names lists {', '.join(app.rejected_hosts)}, which ALLOWED_HOSTS = {list(app.allowed_hosts or ())!r} "
+            "rejects" + (": every request through nginx would be answered 400" if every else ""),
+            obj="ALLOWED_HOSTS"))
+    if app.staticfiles and not any(s.role == "static" for s in app.static):
+        found.append(W111(obj="STATIC_ROOT"))
+    return found
 
 
 @register()
@@ -195,10 +228,16 @@ def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:
     if result.get("django"):
         ctx.facts["Django"] = result["django"]
     found: list[Finding] = []
+    # The host facts detection already gave (django_serves says them at every start); an app
+    # detected without them (an older probe, a test's spec) is said here instead.
+    app = ctx.plan.app if ctx.plan else None
+    known_hosts = app is not None and app.rejected_hosts is not None
     for msg in result["messages"]:
         django_id, level = msg["id"], Level(max(10, min(50, round(msg["level"] / 10) * 10)))
         text = f"({django_id}) {msg['msg']}" if django_id else msg["msg"]
         obj = "" if msg["obj"] in ("", "None", "?") else msg["obj"]
+        if django_id == "security.W020" and known_hosts and app is not None and app.debug is False:
+            continue  # said by django_serves (E103), from the detection's own facts
         escalated = ESCALATED.get(django_id) if ctx.deploy else None
         if escalated is not None:
             found.append(escalated(text, obj=obj, origin_id=django_id))
@@ -217,7 +256,7 @@ def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:
             obj="SECURE_PROXY_SSL_HEADER",
         ))
     rejected = result.get("rejected_hosts") or []
-    if rejected:
+    if rejected and not known_hosts:
         found.append(W105(
             f"server.server_names lists {', '.join(rejected)}, which ALLOWED_HOSTS = {result.get('allowed_hosts')!r} rejects",
             obj="ALLOWED_HOSTS",

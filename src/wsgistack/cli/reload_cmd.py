@@ -51,7 +51,7 @@ def command(path: Path, chain: bool, no_render: bool, yes: bool, verify: str, ve
             click.echo(f"updated {f.path}")
         target = _address(pending.plan.paths) if verify else ("", 0, "")
         result = verified(verify, verify_post, verify_clients, target[:2], target[2],
-                          lambda on_swap: _swap(on_swap, lambda: ops.apply_reload(pending, chain=chain), verify_seconds,
+                          lambda on_swap: _swap(on_swap, lambda: ops.apply_reload(pending, chain=chain, say=click.echo), verify_seconds,
                                                 bool(verify)))
     judge(result)
 

@@ -4,13 +4,12 @@ graceful reloads through nginx's SIGHUP and uWSGI's master FIFO (seed 001's
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import signal
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +218,7 @@ class Reload:
     notes: tuple[str, ...]  # what the reload leaves alone, and why
     data_dir: Path | None = None  # tls.data_dir's default as the start resolved it (kept in the record)
     app_uid: int | None = None  # the app's user the start recorded
+    env: Mapping[str, str] = field(default_factory=dict)  # the environment the app was detected with
 
     def confirm(self, yes: bool) -> None:
         """A reload that moves the site needs ``yes`` (ops.E003): it takes the site off the
@@ -290,6 +290,7 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
         notes=tuple(_ignored_env(env, loaded)),
         data_dir=rec.data_dir,
         app_uid=found.app_uid,
+        env=dict(env),
     )
 
 
@@ -298,9 +299,15 @@ def _found_by_itself(project: Path, config_file: Path) -> bool:
     return config_file.name in ("wsgistack.toml", "pyproject.toml") and config_file.parent.resolve() == project.resolve()
 
 
-def apply_reload(pending: Reload, chain: bool = False) -> list[str]:
-    """Write the changed files, reload nginx and uWSGI, and record what now runs."""
+def apply_reload(pending: Reload, chain: bool = False, say: Callable[[str], None] | None = None) -> list[str]:
+    """Collect Django's static files (new code brings new ones; a STATIC_ROOT set since the
+    start has none yet), write the changed files, reload nginx and uWSGI, and record what now
+    runs. A collectstatic that fails applies nothing (prestart.E00x)."""
+    from wsgistack.start.prestart import collects_static, run_prestart
+
     plan = pending.plan
+    if collects_static(plan):
+        run_prestart(plan, pending.env, say or (lambda _line: None), only=("collectstatic",))
     write_files(list(pending.files), plan.paths.runtime)
     done = reload(plan, chain=chain)
     record.save(plan.paths, pending.loaded, data_dir=pending.data_dir, python=plan.python, app_uid=pending.app_uid)

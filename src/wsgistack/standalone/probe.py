@@ -63,7 +63,22 @@ def probe_target(target: str) -> dict[str, Any]:
     return result
 
 
-def probe_django(settings_module: str) -> dict[str, Any]:
+def _hosts(settings: Any, server_names: list[str]) -> dict[str, Any]:
+    """DEBUG, ALLOWED_HOSTS and the server names Django would refuse (its own validate_host,
+    with the hosts Django allows itself when DEBUG is on and ALLOWED_HOSTS is empty): a start
+    whose every request is a 400 is said before anything serves."""
+    from django.http.request import validate_host
+
+    allowed = [str(h) for h in settings.ALLOWED_HOSTS]
+    effective = allowed or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    return {
+        "debug": bool(settings.DEBUG),
+        "allowed_hosts": allowed,
+        "rejected_hosts": [h for h in server_names if "*" not in h and not validate_host(h.lower(), effective)],
+    }
+
+
+def probe_django(settings_module: str, server_names: list[str] | None = None) -> dict[str, Any]:
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     try:
         spec = importlib.util.find_spec(settings_module)
@@ -87,6 +102,7 @@ def probe_django(settings_module: str) -> dict[str, Any]:
             if "sqlite3" in str(db.get("ENGINE", "")) and db.get("NAME") and str(db["NAME"]) != ":memory:"
             and not str(db["NAME"]).startswith("file:")
         ]
+        hosts = _hosts(settings, server_names or [])
     except ModuleNotFoundError as exc:
         if exc.name == "django":
             return {"error": "no-django", "module": settings_module, "detail": str(exc)}
@@ -113,6 +129,7 @@ def probe_django(settings_module: str) -> dict[str, Any]:
         "staticfiles": "django.contrib.staticfiles" in installed,
         "writes": writes,
         "databases": databases,
+        **hosts,
     }
 
 
@@ -125,7 +142,7 @@ def main(argv: list[str]) -> int:
     if request.get("django_settings") and request.get("targets"):
         # An explicit target in a Django project (gunicorn's `mysite.wsgi:application`): still
         # Django (static, collectstatic, migrate), served through the callable named.
-        result = probe_django(request["django_settings"])
+        result = probe_django(request["django_settings"], request.get("server_names"))
         if "error" not in result:
             found = probe_target(request["targets"][0])
             if "error" in found:
@@ -133,7 +150,7 @@ def main(argv: list[str]) -> int:
             else:
                 result.update(module=found["module"], attr=found["attr"], factory=found["factory"])
     elif request.get("django_settings"):
-        result = probe_django(request["django_settings"])
+        result = probe_django(request["django_settings"], request.get("server_names"))
     else:
         attempts = []
         result = {"error": "nothing-found"}

@@ -136,7 +136,8 @@ def detect(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], pytho
     if user:
         check_user_can_run(user, python.import_dirs, path)
     return detect_app(path, target=config.app.target, django_settings=config.app.django_settings,
-                      python=python.python, env={**env, **config.app.env}, user=user)
+                      python=python.python, env={**env, **config.app.env}, user=user,
+                      server_names=config.server.server_names)
 
 
 find_app = detect

@@ -22,24 +22,25 @@ from wsgistack.plan.stack import Plan
 
 def prestart_commands(plan: Plan) -> list[tuple[str, list[str]]]:
     """(label, argv) for each prestart step, in order."""
-    steps: list[tuple[str, list[str]]] = []
-    app = plan.app
-    if app is None:
-        return steps
-    assert plan.python is not None
-    # A worker container runs one background process: collectstatic and migrate are the app
-    # container's (run from several places at once they would race).
-    if app.kind == "django" and plan.role != "worker":
-        django_steps = []
-        if collects_static(plan):
-            django_steps.append("collectstatic")
-        if plan.migrate:
-            django_steps.append("migrate")
-        if django_steps:
-            steps.append((" + ".join(django_steps), helper_argv(plan.python.python, "djangoprestart", *django_steps)))
+    if plan.app is None:
+        return []
+    steps = django_steps(plan, ("collectstatic", "migrate"))
     for command in plan.config.app.prestart:
         steps.append((command, shlex.split(command)))
     return steps
+
+
+def django_steps(plan: Plan, names: tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """Django's steps among ``names`` that this start runs, as one command (one django.setup()).
+    A worker container runs one background process: collectstatic and migrate are the app
+    container's (run from several places at once they would race)."""
+    app = plan.app
+    if app is None or app.kind != "django" or plan.role == "worker":
+        return []
+    assert plan.python is not None
+    wanted = [name for name, on in (("collectstatic", collects_static(plan)), ("migrate", plan.migrate))
+              if on and name in names]
+    return [(" + ".join(wanted), helper_argv(plan.python.python, "djangoprestart", *wanted))] if wanted else []
 
 
 def collects_static(plan: Plan) -> bool:
@@ -68,7 +69,10 @@ def static_collected_at_build(build: BuildRecord | None, static_root: Path, sett
         return False
 
 
-def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None]) -> None:
+def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None], *,
+                 only: tuple[str, ...] | None = None) -> None:
+    """The prestart steps (``only``: Django's steps of these names, no app.prestart: a
+    reload collects static files and nothing else)."""
     assert plan.app is not None or not plan.config.app.prestart
     cwd = plan.app.path if plan.app else Path.cwd()
     child_env = {**env, **plan.app_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH", "")]))}
@@ -83,7 +87,8 @@ def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None])
             f"prestart steps run as {plan.uwsgi_user!r}, like uWSGI: the directories they write (database, "
             f"STATIC_ROOT, MEDIA_ROOT) must be writable by it (chown -R {plan.uwsgi_user}: DIR); otherwise " + hint
         )
-    for label, argv in prestart_commands(plan):
+    steps = prestart_commands(plan) if only is None else django_steps(plan, only)
+    for label, argv in steps:
         say(f"prestart: {label}" + (f" (as {plan.uwsgi_user})" if plan.uwsgi_user else ""))
         try:
             proc = subprocess.run(argv, cwd=cwd, env=child_env, capture_output=True, text=True, check=False, **as_user)  # type: ignore[call-overload]

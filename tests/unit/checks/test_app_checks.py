@@ -127,3 +127,28 @@ def test_a_real_django_project_in_a_subprocess(make_ctx: MakeCtx, project: Path)
     assert "app.W104" in ids(found)  # SECURE_PROXY_SSL_HEADER, no trusted proxies
     assert "app.W105" in ids(found)  # 127.0.0.1 and [::1] are served by nginx but not allowed
     assert "short" not in repr(found)  # the secret never leaves the subprocess
+
+
+def test_every_start_says_when_django_would_answer_every_request_with_an_error(make_ctx: MakeCtx, project: Path) -> None:
+    """Issue 21 item 9: from what detection learnt (no subprocess of its own), not only in
+    `doctor --deploy`: an empty ALLOWED_HOSTS with DEBUG off is an error (every request 400),
+    server names Django refuses a warning, a missing STATIC_ROOT a warning."""
+    import dataclasses as dc
+
+    from tests.unit.checks.conftest import django_app
+
+    def found(**facts: Any) -> list[str]:
+        spec = dc.replace(django_app(project), **facts)
+        return ids(app.django_serves(make_ctx(app=spec)))
+
+    assert found(debug=False, allowed_hosts=(), rejected_hosts=("localhost", "127.0.0.1")) == ["app.E103"]
+    assert found(debug=True, allowed_hosts=(), rejected_hosts=()) == []  # Django allows localhost itself
+    assert found(debug=False, allowed_hosts=("localhost",), rejected_hosts=("127.0.0.1",)) == ["app.W105"]
+    every = app.django_serves(make_ctx(app=dc.replace(django_app(project), debug=False, allowed_hosts=("example.com",),
+                                                       rejected_hosts=("localhost", "127.0.0.1"))))
+    assert "every request through nginx would be answered 400" in every[0].message
+    assert found(debug=False, allowed_hosts=("localhost", "127.0.0.1"), rejected_hosts=()) == []
+    assert found(static=(), debug=False, allowed_hosts=("localhost",), rejected_hosts=()) == ["app.W111"]
+    # the slow path (Django's own checks) does not say W105 again when detection did
+    ctx = make_ctx(app=dc.replace(django_app(project), debug=False, allowed_hosts=("localhost",), rejected_hosts=("x",)))
+    assert "app.W105" not in ids(app.django_findings(ctx, answer(rejected_hosts=["x"])))
