@@ -513,6 +513,10 @@ class BuildRecord(Contract):
     writable: tuple[str, ...] = ()
     static_collected: dict[str, str] | None = None  # dir, stamp, settings
     notes: tuple[str, ...] = ()
+    # What the image's own Python found the app writes inside the project, for the compose
+    # files and manifests: {"role": static|media|data, "url": "/static/" (or ""), "path": relative}
+    data_dirs: tuple[dict[str, str], ...] = ()
+    placeholders: tuple[str, ...] = ()  # variables the settings needed at import, given a placeholder at build
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,9 @@ DOCKER_E011 = declare("docker.E011", "a file wsgistack would write exists and wa
                       "pass --force to replace it (keep a copy)")
 DOCKER_E013 = declare("docker.E013", "a requirements file includes (-r/-c) a file outside the project",
                       "the build context is the project directory: move the file into it, or inline its lines")
+DOCKER_E015 = declare("docker.E015", "the app cannot be imported here, so the compose file or manifests would lack the volumes "
+                      "of the directories it writes", "give its settings what they need here, build the image first "
+                      "(`wsgistack build -t IMAGE`: its own Python finds them), or pass --no-detect")
 DOCKER_E014 = declare("docker.E014", "the running wsgistack is not installed (no metadata for the image's wheel)",
                       "install it (pipx install /path/to/wsgistack, or pip install -e . in a checkout) and run that one")
 

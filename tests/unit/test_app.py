@@ -175,3 +175,29 @@ def test_an_explicit_target_in_a_django_project_must_exist(tmp_path: Path) -> No
     with pytest.raises(AppError) as info:
         detect_app(STARTPROJECT, target="mysite.wsgi:nope", env=ENV)
     assert info.value.id == "app.E004"
+
+
+FLASK_FACTORY = Path(__file__).resolve().parents[1] / "fixtures" / "flask_factory"
+
+
+def test_what_the_app_writes_beyond_static_and_media(tmp_path: Path) -> None:
+    """Issue 21 item 6: Django's STORAGES file-system locations and Flask's instance folder
+    (its config points there) are directories the app writes: the start checks them."""
+    flask = shutil.copytree(FLASK_FACTORY, tmp_path / "notes", ignore=shutil.ignore_patterns(".venv", "instance"))
+    spec = detect_app(flask, env=ENV)
+    assert spec.kind == "flask" and spec.storage == (flask / "instance",)
+    django = project(tmp_path / "dj", {
+        "manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site_.settings')\n",
+        "site_/__init__.py": "",
+        "site_/wsgi.py": "from django.core.wsgi import get_wsgi_application\napplication = get_wsgi_application()\n",
+        "site_/settings.py": (
+            "from pathlib import Path\nBASE = Path(__file__).resolve().parent.parent\nSECRET_KEY = 'x'\n"
+            "INSTALLED_APPS = ['django.contrib.staticfiles']\nWSGI_APPLICATION = 'site_.wsgi.application'\n"
+            "STATIC_URL = 'static/'\nSTATIC_ROOT = BASE / 'staticfiles'\nDATABASES = {}\n"
+            "STORAGES = {'default': {'BACKEND': 'django.core.files.storage.FileSystemStorage'},\n"
+            "  'staticfiles': {'BACKEND': 'django.contrib.staticfiles.storage.StaticFilesStorage'},\n"
+            "  'uploads': {'BACKEND': 'django.core.files.storage.FileSystemStorage', 'OPTIONS': {'location': BASE / 'uploads'}}}\n"),
+    })
+    spec = detect_app(django, env=ENV)
+    # the default storage (no MEDIA_ROOT: the working directory) is not one: only named locations
+    assert spec.storage == (django / "uploads",)

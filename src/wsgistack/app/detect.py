@@ -213,6 +213,7 @@ def detect_app(
         static=static,
         staticfiles=bool(result.get("staticfiles")),
         writes=tuple((path / w).resolve() for w in result.get("writes", [])),
+        storage=tuple((path / w).resolve() for w in result.get("storage", [])),
         databases=tuple((str(alias), str(engine)) for alias, engine in result.get("databases", [])),
         debug=result.get("debug"),
         allowed_hosts=tuple(result["allowed_hosts"]) if "allowed_hosts" in result else None,
@@ -240,3 +241,50 @@ def _package_candidates(path: Path) -> list[str]:
         elif re.search(r"^app\s*=", text, re.M):
             out.append(f"{pkg}:app")
     return out
+
+
+# What a settings module that needs a run-time variable raises at import, naming it: KeyError
+# of os.environ, "Set the SECRET_KEY environment variable" (django-environ), decouple's
+# "SECRET_KEY not found. Declare it as envvar", ImproperlyConfigured of a product's own.
+_KEY_ERROR_RE = re.compile(r"^KeyError: '([A-Za-z_][A-Za-z0-9_]*)'$", re.M)
+_NAMED_RE = re.compile(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9])\b")
+PLACEHOLDER = "wsgistack-build-placeholder"
+MAX_PLACEHOLDERS = 5
+
+
+def missing_variables(detail: str, env: Mapping[str, str]) -> list[str]:
+    """The environment variables an import failure names that ``env`` does not set (from the
+    exception's own line, the traceback's last)."""
+    lines = [line for line in detail.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    names = _KEY_ERROR_RE.findall(last) or _NAMED_RE.findall(last)
+    return [n for n in dict.fromkeys(names) if n not in env]
+
+
+def detect_for_image(
+    path: Path,
+    target: str = "auto",
+    django_settings: str = "",
+    python: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[AppSpec, tuple[str, ...]]:
+    """Detection where the run-time environment is not (the image's build step, compose and
+    kube files written on a laptop): settings that refuse to import without a variable such
+    as SECRET_KEY are imported again with a placeholder value for each variable the error
+    names (what `SECRET_KEY=dummy manage.py collectstatic` in a Dockerfile does by hand), in
+    the probe's process only. Returns the app and the variables given placeholders; raises
+    the last AppError when that does not help."""
+    base = dict(env if env is not None else os.environ)
+    placeholders: list[str] = []
+    while True:
+        try:
+            spec = detect_app(path, target=target, django_settings=django_settings, python=python,
+                              env={**base, **{name: PLACEHOLDER for name in placeholders}})
+            return spec, tuple(placeholders)
+        except AppError as exc:
+            if exc.id not in (ids.APP_E003, ids.APP_E006) or len(placeholders) >= MAX_PLACEHOLDERS:
+                raise
+            names = [n for n in missing_variables(exc.details or "", base) if n not in placeholders]
+            if not names:
+                raise
+            placeholders += names[: MAX_PLACEHOLDERS - len(placeholders)]

@@ -31,6 +31,9 @@ class AppSpec:
     static: tuple[StaticDir, ...] = ()
     staticfiles: bool = False  # Django's staticfiles app is installed (collectstatic works)
     writes: tuple[Path, ...] = ()  # other directories the app writes: each SQLite database's directory
+    # ...and the rest it writes, served by no URL: Django's STORAGES file-system locations,
+    # Flask's instance folder (when its config points into it) and SQLite URIs' directories
+    storage: tuple[Path, ...] = ()
     databases: tuple[tuple[str, str], ...] = ()  # Django: (alias, ENGINE) of each database in settings.DATABASES
     debug: bool | None = None  # Django's DEBUG (None: not known, not Django)
     allowed_hosts: tuple[str, ...] | None = None  # Django's ALLOWED_HOSTS as set

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typing
@@ -70,7 +69,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
     from wsgistack.errors import UsageError, WsgistackError
     from wsgistack.plan.image import image_name
     from wsgistack.render.compose import ComposeOptions, render_compose
-    from wsgistack.start import project_facts
+    from wsgistack.cli.facts import manifest_facts
 
     if fleet is not None and split:
         raise UsageError(ids.DOCKER_E010, "--fleet does not combine with --split: each node of the fleet is one container "
@@ -91,9 +90,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
             tls = load_config(path, env={}).config.tls.mode
         except WsgistackError:
             tls = "off"
-    facts = project_facts(path, os.environ, detect_app_dirs=not no_detect)
-    for line in facts.notes:
-        note(line)
+    facts = manifest_facts(path, no_detect=no_detect, image=image or image_name(path))
     if not (path / "Dockerfile").is_file():
         note("note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first")
     if fleet is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,10 @@ def command(path: Path, out: Path, no_detect: bool, **params: Any) -> None:
     from wsgistack.cli.options import load
     from wsgistack.render import write_files
     from wsgistack.render.kube import render_kube
-    from wsgistack.start import project_facts
+    from wsgistack.cli.facts import manifest_facts
 
     loaded = load(path, params, extra=overrides(params, KUBE_OPTIONS))
-    facts = project_facts(path, os.environ, detect_app_dirs=not no_detect)
-    for line in facts.notes:
-        note(line)
+    facts = manifest_facts(path, no_detect=no_detect, image=loaded.config.kube.image)
     files = render_kube(loaded.config, facts)
     written = write_files(files, out)
     for path in written:

@@ -25,6 +25,7 @@ from typing import Any
 
 from wsgistack import ids
 from wsgistack.contracts import BuildRecord
+from wsgistack.app.detect import PLACEHOLDER
 from wsgistack.layout import BUILD_RECORD, COLLECTED_STAMP
 
 
@@ -65,57 +66,66 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
     from wsgistack import start
     from wsgistack.app.interpreter import helper_argv
     from wsgistack.errors import WsgistackError
-    from wsgistack.machine import detect as detect_machine
 
     project = project.resolve()
     notes: list[str] = []
-    record: dict[str, Any] = {"app": None, "kind": None, "writable": [], "static_collected": None, "app_path": None}
+    record: dict[str, Any] = {"app": None, "kind": None, "writable": [], "static_collected": None, "app_path": None,
+                              "data_dirs": [], "placeholders": []}
     try:
-        # The start's own stages: resolve, then the interpreter and the one detection entry
-        # (as the image's root: the build's own user; nothing here runs as the app).
+        # The start's own stages: resolve, then the interpreter; detection as the image's root
+        # (the build's own user: docker build runs every RUN as it; the start imports the app as
+        # the app's user), with placeholders for variables the settings need at import (the
+        # run-time environment is not here: SECRET_KEY is the containers').
         loaded = start.resolve(project, env=env)
         config = loaded.config
         found = start.find_python(loaded, env)
-        assert found is not None or config.role == "web"
-        python = found.python if found else ""
+        if found is None:
+            raise WsgistackError(ids.APP_E001, "role web: no app in this image", "")
+        python = found.python
         app_path = start.app_path(loaded)
         record["app_path"] = str(app_path)
-        # At build time the image's root imports it, as docker build runs every RUN (the build is the
-        # project's own code, before any request): the start imports it as the app's user.
-        spec = start.detect(loaded, detect_machine(), env, found, as_app_user=False)
-        if spec is None:
-            raise WsgistackError(ids.APP_E001, "role web: no app in this image", "")
+        spec, placeholders = start.detect_image(loaded, env, python)
     except WsgistackError as exc:
         notes.append(
             f"the app could not be imported at build time ({exc.id}: {exc.message}); the container finds it at "
-            "start instead, and static files are collected there (give its settings what they need at run time)"
+            "start instead, and static files are collected there (give its settings what they need at run time); "
+            "directories it writes inside /app are not prepared: name them with --writable DIR ([image] writable)"
         )
         _write(project, record)
         return record, notes
-    record.update(app=spec.target, kind=spec.kind)
+    record.update(app=spec.target, kind=spec.kind, placeholders=list(placeholders))
+    build_env = {**env, **config.app.env, **{name: PLACEHOLDER for name in placeholders}}
+    if placeholders:
+        notes.append(f"the settings need {', '.join(placeholders)} at import: the build step imported them with a "
+                     "placeholder value (in its own processes only, never in the image); the containers need the real ones")
     data = Path(env.get("DATA_DIR") or "/data")
     static_root: Path | None = None
     inside: list[Path] = []
-    for item in spec.static:
-        if item.role not in ("static", "media"):
-            continue
-        d = item.dir
+    data_dirs: list[dict[str, str]] = []
+    written = [(item.role, item.url, item.dir) for item in spec.static if item.role in ("static", "media")]
+    written += [("data", "", d) for d in spec.storage]
+    shown = {"static": "static root", "media": "media root", "data": "a directory the app writes"}
+    for role, url, d in written:
         if d.is_relative_to(project) and d != project:
             inside.append(d)
-            if item.role == "static":
+            data_dirs.append({"role": role, "url": url, "path": d.relative_to(project).as_posix()})
+            if role == "static":
                 static_root = d
         elif d.is_relative_to(data):
-            notes.append(f"{item.role} root {d} is in the data volume ($DATA_DIR)")
+            notes.append(f"{shown[role]} {d} is in the data volume ($DATA_DIR)")
         else:
             notes.append(
-                f"{item.role} root {d} is outside the project and $DATA_DIR ({data}): the image does not prepare it; "
-                f"point it inside the project, or mount a volume there"
+                f"{shown[role]} {d} is outside the project and $DATA_DIR ({data}): the image cannot prepare it (the "
+                f"app's user may write only /app's prepared directories and {data}); point it inside either, or mount "
+                "a volume there"
             )
     record["writable"] = _make_writable(project, inside, uid)
+    record["data_dirs"] = data_dirs
     if record["writable"]:
-        notes.append("writable by the app: " + ", ".join(f"/app/{w}" if project == Path("/app") else w for w in record["writable"]))
+        notes.append("writable by the app: " + ", ".join(f"/app/{w}" if project == Path("/app") else w for w in record["writable"])
+                     + " (in the container's own layer: a volume there keeps the files across containers)")
     if spec.kind == "django" and spec.staticfiles and config.app.collectstatic and static_root is not None:
-        child_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(app_path), env.get("PYTHONPATH", "")]))}
+        child_env = {**build_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(app_path), env.get("PYTHONPATH", "")]))}
         if spec.django_settings:
             child_env["DJANGO_SETTINGS_MODULE"] = spec.django_settings
         proc = subprocess.run(helper_argv(python, "djangoprestart", "collectstatic"), cwd=app_path,
@@ -191,4 +201,5 @@ def _write(project: Path, record: dict[str, Any], notes: list[str] | None = None
     path.parent.mkdir(parents=True, exist_ok=True)
     BuildRecord(app=record["app"], kind=record["kind"], app_path=record.get("app_path"),
                 writable=tuple(record["writable"]), static_collected=record["static_collected"],
-                notes=tuple(notes or ())).write(path, 0o644)
+                notes=tuple(notes or ()), data_dirs=tuple(record.get("data_dirs") or ()),
+                placeholders=tuple(record.get("placeholders") or ())).write(path, 0o644)

@@ -13,7 +13,7 @@ from wsgistack.layout import APP_DIR
 
 @dataclass(frozen=True)
 class DataDir:
-    role: str  # static | media
+    role: str  # static | media (served by nginx at url) | data (written by the app, served by no URL)
     url: str
     relative: PurePosixPath  # inside the project
 
@@ -33,6 +33,7 @@ class ProjectFacts:
     detected: bool = False  # the app was imported here (else data_dirs is unknown, not empty)
     app_server: str = "uwsgi"  # server.app_server in the project's config: what the app's environment gets
     app_dir: PurePosixPath = PurePosixPath(".")  # app.path inside the project (the image's WORKDIR below /app)
+    error: str | None = None  # why detection failed (rendered error), when it did
 
     @property
     def workdir(self) -> PurePosixPath:

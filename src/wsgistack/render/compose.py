@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import re
+from dataclasses import dataclass
 
 from wsgistack import __version__, ids
 from wsgistack.errors import UsageError
@@ -20,7 +19,7 @@ from wsgistack.layout import (
     TLS_DIR,
     TLS_PORT,
 )
-from wsgistack.plan.image import ProjectFacts, WsgistackSource
+from wsgistack.plan.image import DataDir, ProjectFacts, WsgistackSource
 from wsgistack.plan.stack import Upstream
 from wsgistack.render import RenderedFile, environment
 from wsgistack.render.dockerfile import DEFAULT_BASE
@@ -56,12 +55,14 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
         raise UsageError(ids.DOCKER_E010, f"--tcp-uri {uri!r} must be host:port", "e.g. --tcp-uri 127.0.0.1:8001")
     if options.split:
         data = [d for d in facts.data_dirs]
-    else:  # one container: only uploads need to outlive it (static is collected at each start)
-        data = [d for d in facts.data_dirs if d.role == "media"]
-    volumes = [_Volume(d.role, str(d.container_path)) for d in data]
+    else:  # one container: only what the app writes needs to outlive it (static is the image's, or collected at start)
+        data = [d for d in facts.data_dirs if d.role != "static"]
+    volumes = [_Volume(_volume_name(d, data), str(d.container_path)) for d in data]
+    # nginx (split: the web container) serves the directories that have a URL, read-only
+    served = [v for d, v in zip(data, volumes, strict=True) if d.url]
     names = ([("socket")] if options.split and unix else []) + [v.volume for v in volumes]
     names += ["tls"] if options.tls != "off" else []
-    static_env = " ".join(f"{d.url}={d.container_path}" for d in facts.data_dirs) if options.split else ""
+    static_env = " ".join(f"{d.url}={d.container_path}" for d in facts.data_dirs if d.url) if options.split else ""
     ctx = {
         "version": __version__,
         "image": options.image,
@@ -76,6 +77,7 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
         # the web role runs no app code: only server settings matter to it
         "web_env": tuple((k, v) for k, v in options.env if k.startswith(("WSGISTACK_SERVER__", "NGINX_"))),
         "data_volumes": volumes,
+        "served_volumes": served,
         "static_env": static_env,
         "volumes": names,
         "processes": facts.processes,
@@ -84,6 +86,16 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
         "tls_dir": TLS_DIR,
     }
     return RenderedFile("compose.yaml", environment().get_template("compose.yaml.j2").render(ctx))
+
+
+def _volume_name(d: DataDir, all_dirs: list[DataDir]) -> str:
+    """static, media, or for a directory served by no URL its own name (uploads): one volume
+    each, shared by every container that runs the app's code (app, worker-NAME)."""
+    if d.role != "data":
+        return d.role
+    name = re.sub(r"[^a-z0-9_.-]+", "-", d.relative.name.lower()).strip("-.") or "data"
+    taken = {x.role for x in all_dirs if x.role != "data"} | {"socket", "tls"}
+    return name if name not in taken else f"{name}-data"
 
 
 def render_heroku(dockerfile: str = "Dockerfile") -> RenderedFile:

@@ -46,6 +46,7 @@ class Volume:
     path: str
     claim: str = ""  # a PersistentVolumeClaim instead of an emptyDir
     read_only: bool = False
+    served: bool = True  # nginx serves it at a URL (static, media); not a directory only the app writes
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,8 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         if d.role == "static" and kube.collectstatic == "job":
             continue  # collected once per release onto shared storage, not into the pod
         claim = kube.media_claim if d.role == "media" else ""
-        data_volumes.append(Volume(d.role, str(d.container_path), claim=claim))
+        data_volumes.append(Volume(d.role if d.role != "data" else k8s_name(d.relative.name), str(d.container_path),
+                                   claim=claim, served=bool(d.url)))
     pod_collects = kube.collectstatic == "pod"
     app_env: list[tuple[str, str]] = [("WSGISTACK_RUNTIME_DIR", str(IMAGE_RUNTIME_DIR)), ("WSGISTACK_APP__MIGRATE", "false")]
     if not pod_collects:
@@ -210,7 +212,7 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
     else:
         socket_uri = f"unix:{SHARED_DIR}/uwsgi.sock"
         static_env = " ".join(f"{d.url}={d.container_path}" for d in facts.data_dirs
-                              if any(v.name == d.role for v in data_volumes))
+                              if d.url and any(v.name == d.role for v in data_volumes))
         web_env = [("WSGISTACK_ROLE", "web"), ("WSGISTACK_RUNTIME_DIR", str(IMAGE_RUNTIME_DIR)), ("UWSGI_URI", socket_uri),
                    # nginx waits for the app container's socket as long as the pod may take to start
                    ("WSGISTACK_UPSTREAM_WAIT", str(kube.startup_timeout))]
@@ -219,7 +221,8 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         socket = Volume("socket", str(SHARED_DIR))
         containers = [
             Container("nginx", "web", tuple(web_env),
-                      (Volume("tmp-nginx", "/tmp"), socket, *(Volume(v.name, v.path, v.claim, True) for v in data_volumes)),
+                      (Volume("tmp-nginx", "/tmp"), socket,
+                       *(Volume(v.name, v.path, v.claim, True) for v in data_volumes if v.served)),
                       NGINX_RESOURCES, pause, http=True, drain=False, secrets=False),
             Container("app", "app", (("WSGISTACK_ROLE", "app"), ("UWSGI_URI", socket_uri), *app_env),
                       (Volume("tmp-app", "/tmp"), socket, *data_volumes),

@@ -60,7 +60,33 @@ def probe_target(target: str) -> dict[str, Any]:
         url = getattr(app, "static_url_path", None)
         if folder and url and os.path.isdir(folder):
             result["static"] = [{"url": url.rstrip("/") + "/", "dir": os.path.abspath(folder), "role": "static"}]
+        result["storage"] = _flask_writes(app)
     return result
+
+
+def _flask_writes(app: Any) -> list[str]:
+    """Directories a Flask app writes, from its config: its instance folder when a setting
+    points into it (flaskr's DATABASE = instance/flaskr.sqlite), and the directory of each
+    SQLite URI (SQLALCHEMY_DATABASE_URI and its binds)."""
+    instance = os.path.abspath(str(getattr(app, "instance_path", "") or ""))
+    found: list[str] = []
+    values: list[Any] = []
+    config = getattr(app, "config", {}) or {}
+    for value in config.values():
+        values.extend(value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value])
+    for value in values:
+        if not isinstance(value, str | os.PathLike):
+            continue
+        text = os.fspath(value)
+        if isinstance(text, bytes):
+            continue
+        if text.startswith("sqlite:///") and text != "sqlite:///:memory:":
+            path = text[len("sqlite:///"):].split("?")[0]
+            directory = os.path.dirname(os.path.abspath(os.path.join(instance, path) if not os.path.isabs(path) else path))
+            found.append(directory)
+        elif instance and text.startswith(instance + os.sep):
+            found.append(instance)
+    return list(dict.fromkeys(found))
 
 
 def _hosts(settings: Any, server_names: list[str]) -> dict[str, Any]:
@@ -76,6 +102,21 @@ def _hosts(settings: Any, server_names: list[str]) -> dict[str, Any]:
         "allowed_hosts": allowed,
         "rejected_hosts": [h for h in server_names if "*" not in h and not validate_host(h.lower(), effective)],
     }
+
+
+def _django_storages(settings: Any) -> list[str]:
+    """The file-system locations of Django's STORAGES (4.2+) that the settings name
+    (OPTIONS location), besides staticfiles (STATIC_ROOT, collectstatic's) and MEDIA_ROOT
+    (the default storage's location, reported as media): the app writes uploads there."""
+    found = []
+    for alias, spec in (getattr(settings, "STORAGES", None) or {}).items():
+        if alias == "staticfiles" or not isinstance(spec, dict):
+            continue
+        location = (spec.get("OPTIONS") or {}).get("location")
+        backend = str(spec.get("BACKEND", ""))
+        if location and ("FileSystemStorage" in backend or "filesystem" in backend.lower()):
+            found.append(os.path.abspath(os.fspath(location)))
+    return found
 
 
 def probe_django(settings_module: str, server_names: list[str] | None = None) -> dict[str, Any]:
@@ -103,6 +144,7 @@ def probe_django(settings_module: str, server_names: list[str] | None = None) ->
             and not str(db["NAME"]).startswith("file:")
         ]
         hosts = _hosts(settings, server_names or [])
+        storage = _django_storages(settings)
     except ModuleNotFoundError as exc:
         if exc.name == "django":
             return {"error": "no-django", "module": settings_module, "detail": str(exc)}
@@ -128,6 +170,7 @@ def probe_django(settings_module: str, server_names: list[str] | None = None) ->
         "static": static,
         "staticfiles": "django.contrib.staticfiles" in installed,
         "writes": writes,
+        "storage": storage,
         "databases": databases,
         **hosts,
     }

@@ -37,7 +37,7 @@ from wsgistack.app.spec import AppSpec
 from wsgistack.app.interpreter import AppPython, check_server
 from wsgistack.app.interpreter import resolve as resolve_python
 from wsgistack.config import LoadedConfig, load_config, record
-from wsgistack.contracts import Say
+from wsgistack.contracts import BuildRecord, Say
 from wsgistack.errors import AppError, MissingBinaryError, WsgistackError
 from wsgistack.layout import Paths
 from wsgistack.layout import runtime_paths as _runtime_paths
@@ -141,6 +141,18 @@ def detect(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], pytho
 
 
 find_app = detect
+
+
+def detect_image(loaded: LoadedConfig, env: Mapping[str, str], python: str) -> tuple[AppSpec, tuple[str, ...]]:
+    """The detection entry where the run-time environment is not (the image's build step, the
+    compose files and manifests): settings that need a variable at import (SECRET_KEY) get a
+    placeholder for it in the probe's process (app.detect.detect_for_image). Returns the app
+    and those variables' names."""
+    from wsgistack.app.detect import detect_for_image
+
+    config = loaded.config
+    return detect_for_image(app_path(loaded), target=config.app.target, django_settings=config.app.django_settings,
+                            python=python, env={**env, **config.app.env})
 
 
 def plan(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | None = None,
@@ -358,11 +370,16 @@ def serve(planned: Plan, on_ready: Callable[[Manager], None] | None = None) -> i
 # --- for images, compose files and manifests: the project's facts ------------------------------
 
 
-def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool = True) -> ProjectFacts:
+def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool = True,
+                  image_record: Callable[[], BuildRecord | None] | None = None) -> ProjectFacts:
     """What the image, compose files and manifests need to know of the project: its name, its
-    background processes, and (when the app can be imported here) the STATIC_ROOT / MEDIA_ROOT
-    inside it. Composed of the start's own stages (resolve, then detect); the project's config
-    file and DJANGO_SETTINGS_MODULE are read, not this shell's other settings."""
+    background processes, and the directories the app writes inside it (STATIC_ROOT,
+    MEDIA_ROOT, STORAGES locations, Flask's instance folder). Composed of the start's own
+    stages (resolve, then the image's detection, :func:`detect_image`); the project's config
+    file and DJANGO_SETTINGS_MODULE are read, not this shell's other settings. When the app
+    cannot be imported here (a newer Python than this host's, a missing package),
+    ``image_record`` (the CLI's: the built image's record, image.inspect) says what the image's
+    own Python found."""
     path = path.resolve()
     notes: list[str] = []
     kind = None
@@ -371,6 +388,7 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
     detected = False
     app_server = "uwsgi"
     app_dir = PurePosixPath(".")
+    error: WsgistackError | None = None
     try:
         loaded = resolve(path, env={k: v for k, v in env.items() if k == "DJANGO_SETTINGS_MODULE"})
         processes = tuple(loaded.config.processes)
@@ -384,31 +402,54 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
         try:
             from wsgistack.app.interpreter import choose
 
-            python, why = choose(loaded, env)  # the app's own environment on this machine
-            spec = detect_app(app_path(loaded), target=loaded.config.app.target,
-                              django_settings=loaded.config.app.django_settings, python=python)
+            python, _why = choose(loaded, env)  # the app's own environment on this machine
+            spec, placeholders = detect_image(loaded, env, python)
         except WsgistackError as exc:
-            notes.append(f"note: could not detect the app here ({exc.id}: {exc.message}); no data directories prepared")
+            error = exc
         else:
             detected = True
             kind = spec.kind
-            # Django's STATIC_ROOT and MEDIA_ROOT are data (collected, uploaded); a Flask
-            # app's static folder is part of its code: never left out of the image.
-            for item in spec.static if spec.kind == "django" else ():
-                if item.role not in ("static", "media"):
-                    continue
-                try:
-                    rel = item.dir.resolve().relative_to(path)
-                except ValueError:
-                    notes.append(
-                        f"note: {item.role} root {item.dir} is outside the project: the image does not prepare it; "
-                        f"point it inside the project (e.g. env DJANGO_{item.role.upper()}_ROOT) to share it between containers"
-                    )
-                    continue
-                if rel.parts:
-                    dirs.append(DataDir(item.role, item.url, PurePosixPath(rel.as_posix())))
+            if placeholders:
+                notes.append(f"note: the settings need {', '.join(placeholders)} at import: imported with a placeholder "
+                             "to find the directories the app writes")
+            dirs, outside = data_dirs(spec, path)
+            notes += [f"note: {o}" for o in outside]
+    if error is not None and image_record is not None:
+        record = image_record()
+        if record is not None and record.app is not None:
+            detected, kind, error = True, record.kind, None
+            dirs = [DataDir(d["role"], d.get("url", ""), PurePosixPath(d["path"])) for d in record.data_dirs]
+            notes.append("note: the app cannot be imported here; the directories it writes are those the image found "
+                         "with its own Python (its build record)")
+    if error is not None:
+        notes.append(f"note: could not detect the app here ({error.id}: {error.message})")
     return ProjectFacts(path=path, name=image_name(path), app_kind=kind, data_dirs=tuple(dirs), notes=tuple(notes),
-                        processes=processes, detected=detected, app_server=app_server, app_dir=app_dir)
+                        processes=processes, detected=detected, app_server=app_server, app_dir=app_dir,
+                        error=None if error is None else error.render())
+
+
+def data_dirs(spec: AppSpec, project: Path) -> tuple[list[DataDir], list[str]]:
+    """The directories inside ``project`` the app writes (Django's STATIC_ROOT and MEDIA_ROOT,
+    served by nginx; STORAGES locations and Flask's instance folder, role "data", served by no
+    URL), and a line for each one outside it. A Flask app's static folder is its code: never
+    one of them."""
+    dirs: list[DataDir] = []
+    outside: list[str] = []
+    written = [(s.role, s.url, s.dir) for s in spec.static if spec.kind == "django" and s.role in ("static", "media")]
+    written += [("data", "", d) for d in spec.storage]
+    for role, url, directory in written:
+        try:
+            rel = directory.resolve().relative_to(project)
+        except ValueError:
+            what = f"{role} root" if role != "data" else "the directory"
+            outside.append(f"{what} {directory} is outside the project: the image does not prepare it; point it inside "
+                           f"the project (e.g. env DJANGO_{role.upper()}_ROOT) to share it between containers"
+                           if role != "data" else f"{what} {directory} the app writes is outside the project: mount a "
+                           "volume there")
+            continue
+        if rel.parts:
+            dirs.append(DataDir(role, url, PurePosixPath(rel.as_posix())))
+    return dirs, outside
 
 
 

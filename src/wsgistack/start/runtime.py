@@ -224,14 +224,15 @@ def check_reachable(plan: Plan) -> None:
 
 def app_writes(plan: Plan) -> list[Path]:
     """Directories the app (or its prestart steps) writes: STATIC_ROOT when collectstatic runs,
-    MEDIA_ROOT, the directory of each SQLite database (SQLite writes its journal beside it)."""
+    MEDIA_ROOT, the directory of each SQLite database (SQLite writes its journal beside it),
+    Django's STORAGES locations and Flask's instance folder (AppSpec.storage)."""
     dirs: list[Path] = []
     if plan.app is None:
         return dirs
     if collects_static(plan):
         dirs += [loc.dir for loc in plan.locations if loc.role == "static"]
     dirs += [loc.dir for loc in plan.locations if loc.role == "media"]
-    dirs += list(plan.app.writes)
+    dirs += list(plan.app.writes) + list(plan.app.storage)
     return list(dict.fromkeys(dirs))
 
 

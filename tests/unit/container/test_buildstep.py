@@ -107,3 +107,72 @@ def test_djangos_checks_are_kept_for_a_restart_of_the_same_image_and_environment
     assert _restart_key(build, cache, request, {**env, "SECRET_KEY": "other"}, "python") != first
     assert _restart_key(BuildRecord(static_collected={"stamp": "b"}), cache, request, env, "python") != first  # another build
     assert _restart_key(build, None, request, env, "python") is None  # no data volume
+
+
+def _product_like(root: Path, settings_tail: str = "") -> Path:
+    """tests/fixtures/product's shape on this interpreter's Django: the project in proj/, a
+    settings module that refuses to load without SECRET_KEY, uploads in a STORAGES location."""
+    proj = root / "proj"
+    (proj / "site_cfg").mkdir(parents=True)
+    (root / "wsgistack.toml").write_text('[app]\npath = "proj"\n')
+    (proj / "manage.py").write_text('os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_cfg.settings")\n')
+    (proj / "site_cfg" / "__init__.py").write_text("")
+    (proj / "site_cfg" / "wsgi.py").write_text(
+        "from django.core.wsgi import get_wsgi_application\napplication = get_wsgi_application()\n")
+    (proj / "site_cfg" / "settings.py").write_text(
+        "import os\nfrom pathlib import Path\nfrom django.core.exceptions import ImproperlyConfigured\n"
+        "BASE_DIR = Path(__file__).resolve().parent.parent\n"
+        "try:\n    SECRET_KEY = os.environ['SECRET_KEY']\nexcept KeyError:\n"
+        "    raise ImproperlyConfigured('Set the SECRET_KEY environment variable') from None\n"
+        "INSTALLED_APPS = ['django.contrib.admin', 'django.contrib.auth', 'django.contrib.contenttypes',\n"
+        "    'django.contrib.sessions', 'django.contrib.messages', 'django.contrib.staticfiles']\n"
+        "WSGI_APPLICATION = 'site_cfg.wsgi.application'\nDATABASES = {}\n"
+        "STATIC_URL = 'static/'\nSTATIC_ROOT = BASE_DIR / 'staticfiles'\n"
+        "STORAGES = {'default': {'BACKEND': 'django.core.files.storage.FileSystemStorage'},\n"
+        "  'staticfiles': {'BACKEND': 'django.contrib.staticfiles.storage.StaticFilesStorage'},\n"
+        "  'uploads': {'BACKEND': 'django.core.files.storage.FileSystemStorage', 'OPTIONS': {'location': BASE_DIR / 'uploads'}}}\n"
+        + settings_tail)
+    return root
+
+
+def test_settings_that_need_a_secret_at_import_are_detected_with_a_placeholder(tmp_path: Path) -> None:
+    """Issue 21 items 4, 6, 7: the build step (and the compose/kube facts) import settings that
+    refuse to load without SECRET_KEY with a placeholder for it, so the image prepares
+    STATIC_ROOT (collected) and the uploads storage in the app's subdirectory."""
+    from wsgistack.start import project_facts
+
+    project = _product_like(tmp_path / "app")
+    env = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path / "data")}
+    record, notes = build_step(project, env, os.getuid())
+    assert record["app"] == "site_cfg.wsgi:application" and record["placeholders"] == ["SECRET_KEY"]
+    assert record["writable"] == ["proj/staticfiles", "proj/uploads"]
+    assert record["data_dirs"] == [{"role": "static", "url": "/static/", "path": "proj/staticfiles"},
+                                   {"role": "data", "url": "", "path": "proj/uploads"}]
+    assert record["static_collected"]["dir"] == str(project / "proj" / "staticfiles")
+    assert any("need SECRET_KEY at import" in n and "placeholder" in n for n in notes), notes
+    assert BuildRecord.read(project / RECORD).placeholders == ("SECRET_KEY",)
+    facts = project_facts(project, env)
+    assert facts.detected and str(facts.workdir) == "/app/proj"
+    assert [(d.role, str(d.relative)) for d in facts.data_dirs] == [("static", "proj/staticfiles"), ("data", "proj/uploads")]
+
+
+def test_manifests_of_an_app_nobody_here_can_import_are_refused(tmp_path: Path) -> None:
+    from wsgistack.cli.facts import manifest_facts
+    from wsgistack.contracts import BuildRecord as Record
+    from wsgistack.errors import WsgistackError
+    from wsgistack.start import project_facts
+
+    project = _product_like(tmp_path / "app", "import a_package_only_the_image_has\n")
+    try:
+        manifest_facts(project, no_detect=False, image="no-such-image-here:1")
+    except WsgistackError as exc:
+        assert exc.id == "docker.E015" and "wsgistack build -t no-such-image-here:1" in exc.hint
+        assert "a_package_only_the_image_has" in exc.details
+    else:
+        raise AssertionError("manifests without the app's volumes were written")
+    assert manifest_facts(project, no_detect=True, image="x").data_dirs == ()  # the user says: nothing to prepare
+    # the image's own record, when it has one, stands in for the host's detection
+    record = Record(app="site_cfg.wsgi:application", kind="django",
+                    data_dirs=({"role": "static", "url": "/static/", "path": "proj/staticfiles"},))
+    facts = project_facts(project, {"PATH": os.environ["PATH"]}, image_record=lambda: record)
+    assert facts.detected and facts.data_dirs[0].container_path.as_posix() == "/app/proj/staticfiles"

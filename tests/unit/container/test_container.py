@@ -222,3 +222,23 @@ def test_healthcheck_believes_no_file_others_could_write(tmp_path: Path) -> None
     proc = subprocess.run([sys.executable, "-I", "-S", hc.__file__], env={"WSGISTACK_RUNTIME_DIR": str(tmp_path)},
                           capture_output=True, text=True, timeout=10)
     assert proc.returncode == 1 and "not the stack's own file" in proc.stderr
+
+
+def test_split_compose_shares_what_the_app_writes_with_its_workers_never_with_nginx() -> None:
+    """Issue 21 (extra 4): a STORAGES location (uploads, no URL) is one volume for the app and
+    every worker-NAME, not served by nginx; STATIC_ROOT stays served."""
+    import yaml
+
+    facts = ProjectFacts(path=Path("/p"), name="p", app_kind="django", processes=("rqworker",), detected=True,
+                         data_dirs=(DataDir("static", "/static/", PurePosixPath("proj/staticfiles")),
+                                    DataDir("data", "", PurePosixPath("proj/uploads"))))
+    split = yaml.safe_load(render_compose(facts, ComposeOptions(image="img", split=True)).content)
+    services = split["services"]
+    assert "uploads:/app/proj/uploads" in services["app"]["volumes"]
+    assert "uploads:/app/proj/uploads" in services["worker-rqworker"]["volumes"]
+    assert not [v for v in services["web"]["volumes"] if "uploads" in v]
+    assert "static:/app/proj/staticfiles:ro" in services["web"]["volumes"]
+    assert services["web"]["environment"]["WSGISTACK_SERVER__STATIC"] == "/static/=/app/proj/staticfiles"
+    assert {"uploads", "static", "socket"} <= set(split["volumes"])
+    single = yaml.safe_load(render_compose(facts, ComposeOptions(image="img")).content)
+    assert single["services"]["web"]["volumes"] == ["uploads:/app/proj/uploads"]
