@@ -92,3 +92,61 @@ def test_a_port_in_use_is_one_error_before_anything_starts(tmp_path: Path) -> No
             assert out.returncode != 0, text
             assert "error[run.E006]" in text and f"127.0.0.1:{port}" in text and f"sport = :{port}" in text, text
             assert "nginx |" not in text and "uwsgi |" not in text, text  # nothing was started
+
+
+SCHEMA_CHECK_SETTINGS = """
+import os
+from pathlib import Path
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY = "x7!qP2vR9sT4uW6yZ8aB1cD3eF5gH7jK9mN2pQ4rS6tU8vW0xY2zA4bC6dE8fG0hJ2"
+DEBUG = False
+ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "shop"]
+WSGI_APPLICATION = "site_cfg.wsgi.application"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["DB_PATH"]}}
+SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008", "security.W012", "security.W016"]
+"""
+# shaped like drf-spectacular's deploy check: it walks the content types, so an empty
+# database fails it (relation/table does not exist)
+SCHEMA_CHECK = """
+from django.core.checks import register
+
+@register(deploy=True)
+def schema_check(app_configs, **kwargs):
+    from django.contrib.contenttypes.models import ContentType
+    list(ContentType.objects.values_list("app_label", "model"))
+    return []
+"""
+
+
+def test_a_start_that_migrates_checks_after_migrate(tmp_path: Path) -> None:
+    """Issue 21 item 5: with app.migrate = true (a first deploy, the Kubernetes migration Job),
+    Django's deploy checks run after migrate, so a check that queries the schema passes on an
+    empty database; without migrate it fails and says the database is not migrated (app.E108)."""
+    project = shared_dir(tmp_path, "proj")
+    for rel, text in {
+        "manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site_cfg.settings')\n",
+        "site_cfg/__init__.py": "", "site_cfg/settings.py": SCHEMA_CHECK_SETTINGS,
+        "site_cfg/wsgi.py": "from django.core.wsgi import get_wsgi_application\napplication = get_wsgi_application()\n",
+        "shop/__init__.py": "", "shop/checks.py": SCHEMA_CHECK,
+        "shop/apps.py": "from django.apps import AppConfig\n\nclass ShopConfig(AppConfig):\n    name = 'shop'\n\n"
+                        "    def ready(self):\n        from . import checks  # noqa: F401\n",
+    }.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+
+    def entrypoint(db: Path, migrate: str) -> subprocess.CompletedProcess[str]:
+        env = clean_env(DB_PATH=str(db), WSGISTACK_APP__MIGRATE=migrate, WSGISTACK_RUNTIME_DIR=str(shared_dir(tmp_path, f"rt-{migrate}")))
+        return subprocess.run([*WSGISTACK, "entrypoint", "--prestart-only", str(project)], capture_output=True,
+                              text=True, env=env, timeout=180, check=False)
+
+    data = shared_dir(tmp_path, "data")
+    if os.geteuid() == 0 and worker_user():
+        shutil.chown(data, worker_user())
+    fresh = entrypoint(data / "fresh.sqlite3", "false")
+    out = fresh.stdout + fresh.stderr
+    assert fresh.returncode != 0 and "app.E108" in out and "django_content_type" in out and "--migrate" in out, out[-3000:]
+    first = entrypoint(data / "first.sqlite3", "true")
+    out = first.stdout + first.stderr
+    assert first.returncode == 0, out[-3000:]
+    assert out.index("prestart: migrate") < out.index("prestart done"), out[-3000:]

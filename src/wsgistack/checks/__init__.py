@@ -11,7 +11,7 @@ subset ``run``, ``render`` and the container entrypoint run before starting anyt
 from wsgistack.checks import app, config, dockerfile, machine, nginx, security, tls  # noqa: F401, I001
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import MESSAGES, CheckMessage, Finding, Level, declare
-from wsgistack.checks.preflight import PreflightError, preflight
+from wsgistack.checks.preflight import PreflightError, after_migrate, preflight
 from wsgistack.checks.registry import Report, register, registry, run_checks
 
 AREAS = ("config", "app", "perms", "tls", "nginx", "machine", "docker", "doctor")
@@ -24,6 +24,7 @@ __all__ = [
     "Finding",
     "Level",
     "PreflightError",
+    "after_migrate",
     "Report",
     "declare",
     "preflight",

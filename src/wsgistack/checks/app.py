@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -84,6 +85,25 @@ E107 = declare(
     "Django's system checks could not run",
     "run `python manage.py check` in the project to see the problem, and fix it",
 )
+E108 = declare(
+    "app.E108",
+    ERROR,
+    "Django's system checks need database tables that do not exist yet: the database has not been migrated",
+    "migrate it first: `wsgistack run --migrate` (or app.migrate = true, WSGISTACK_APP__MIGRATE=true on one container, "
+    "the Kubernetes migration Job), which migrates and then checks; a shared database is migrated once per release",
+)
+# How each database says a table is missing (PostgreSQL, SQLite, MySQL/MariaDB, Oracle).
+_MISSING_TABLE_RE = re.compile(
+    r'relation "([^"]+)" does not exist|no such table: (\S+)|Table \'([^\']+)\' doesn\'t exist|ORA-00942')
+
+
+def _missing_table(detail: str) -> str | None:
+    match = _MISSING_TABLE_RE.search(detail)
+    if match is None:
+        return None
+    return next((g for g in match.groups() if g), "?")
+
+
 E110 = declare(
     "app.E110",
     ERROR,
@@ -216,15 +236,23 @@ def _restart_key(build: BuildRecord | None, cache: Path | None, request: dict[st
 
     if build is None or cache is None:
         return None
-    material = json.dumps([request, sorted((k, v) for k, v in env.items() if k != "HOSTNAME"), build.to_json(), python],
-                          sort_keys=True)
+    # wsgistack's own settings (WSGISTACK_*: what reaches the checks is in the request) and the
+    # container's HOSTNAME do not change what Django's checks say: a first deploy with
+    # WSGISTACK_APP__MIGRATE=true and the restarts without it share the result.
+    seen = sorted((k, v) for k, v in env.items() if k != "HOSTNAME" and not k.startswith("WSGISTACK_"))
+    material = json.dumps([request, seen, build.to_json(), python], sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:
     """Turn the probe's answer into findings (pure, so tests can feed it answers)."""
     if "error" in result:
-        return [E107(details=result.get("detail", ""))]
+        detail = result.get("detail", "")
+        table = _missing_table(detail)
+        if table is not None:
+            return [E108(f"Django's system checks query the table {table}, which the database does not have yet: "
+                         "it has not been migrated", obj=table, details=detail)]
+        return [E107(details=detail)]
     if result.get("django"):
         ctx.facts["Django"] = result["django"]
     found: list[Finding] = []
@@ -266,7 +294,7 @@ def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:
     return found
 
 
-@register(slow=True)
+@register(slow=True, tags=("schema",))  # "schema": it may query the database (preflight.after_migrate)
 def django_checks(ctx: CheckContext) -> list[Finding]:
     app = ctx.plan.app if ctx.plan else None
     if app is None or app.kind != "django" or not app.django_settings:

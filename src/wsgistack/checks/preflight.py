@@ -78,3 +78,25 @@ def preflight(
     if report.at_least(Level.ERROR):
         raise PreflightError(report)
     return report
+
+
+def after_migrate(
+    plan: Plan,
+    loaded: LoadedConfig,
+    deploy: bool,
+    env: Mapping[str, str],
+    *,
+    silenced: Collection[str] = (),
+    files: Sequence[RenderedFile],
+) -> Report:
+    """The app's own checks (Django's ``check --deploy``), run once migrate has: a start that
+    migrates checks after it, since a third-party check may query the schema
+    (drf-spectacular's, in any DRF app), which a first deploy's empty database does not have
+    yet. The preflight ran everything else (``app_checks=False``). Same contract: raises
+    :class:`PreflightError` on an ERROR finding."""
+    with CheckContext(loaded=loaded, plan=plan, machine=plan.machine, env=dict(env), deploy=deploy, files=files,
+                      python=plan.python) as ctx:
+        report = run_checks(ctx, deploy=deploy, silenced={*loaded.config.silence, *silenced}, tags=("schema",))
+    if report.at_least(Level.ERROR):
+        raise PreflightError(report)
+    return report

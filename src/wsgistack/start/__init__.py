@@ -208,12 +208,29 @@ def check_binaries(planned: Plan) -> None:
 
 
 def check(planned: Plan, files: tuple[RenderedFile, ...], loaded: LoadedConfig, *, env: Mapping[str, str],
-          deploy: bool = False) -> Report:
+          deploy: bool = False, after_migrate: bool = False) -> Report:
     """The preflight checks on the plan and its files (checks only look); raises
-    checks.PreflightError (doctor.E001) on an ERROR finding."""
+    checks.PreflightError (doctor.E001) on an ERROR finding. ``after_migrate``: the app's
+    own checks are left to :func:`check_after_migrate` (a start that migrates)."""
     from wsgistack.checks import preflight  # pydantic models of every check: only when checking
 
-    return preflight(planned, loaded, deploy=deploy, env=env, files=files)
+    return preflight(planned, loaded, deploy=deploy, env=env, files=files, app_checks=False if after_migrate else None)
+
+
+def check_after_migrate(planned: Plan, files: tuple[RenderedFile, ...], loaded: LoadedConfig, *,
+                        env: Mapping[str, str], deploy: bool) -> Report:
+    """The app's own checks (Django's, which may query the schema), once migrate has run."""
+    from wsgistack.checks import after_migrate
+
+    return after_migrate(planned, loaded, deploy=deploy, env=env, files=files)
+
+
+def migrates_then_checks(planned: Plan, flags: Flags) -> bool:
+    """Whether this start runs Django's own checks after migrate, not in the preflight: it
+    checks the app (deploy) and migrates Django before it serves. A deploy check that queries
+    the schema then finds it, on a first deploy's empty database too."""
+    app = planned.app
+    return flags.checks and flags.deploy and flags.prestart and planned.migrate and app is not None and app.kind == "django"
 
 
 def doctor(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | None = None, deploy: bool = False,
@@ -334,10 +351,13 @@ def run(
         # nginx will serve. In the data dir, not the runtime dir; doctor makes none.
         planned = make_certificates(planned)
     files = render(planned)
+    later = migrates_then_checks(planned, flags)
+    findings: tuple[Any, ...] = ()
     if flags.checks:
-        findings = check(planned, files, loaded, env=env, deploy=flags.deploy).findings
-        for line in said_once([f.render() for f in findings], planned.restart_cache):
-            say(line)
+        findings = check(planned, files, loaded, env=env, deploy=flags.deploy, after_migrate=later).findings
+        if not later:  # (a start that migrates says them all once its checks after migrate ran)
+            for line in said_once([f.render() for f in findings], planned.restart_cache):
+                say(line)
     written = write(planned, files, flags.write, out)
     if flags.write == "runtime":
         check_writable(planned)
@@ -354,6 +374,11 @@ def run(
         wait_for_upstream(planned, planned.config.upstream_wait, say)
     if flags.prestart:
         prestart(planned, env, say)
+    if later:
+        findings += check_after_migrate(planned, files, loaded, env=env, deploy=flags.deploy).findings
+        ordered = sorted(findings, key=lambda f: (-f.level, f.id, f.obj, f.message))  # as one preflight orders them
+        for line in said_once([f.render() for f in ordered], planned.restart_cache):
+            say(line)
     return Started(loaded, planned, files, written)
 
 

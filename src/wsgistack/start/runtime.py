@@ -152,7 +152,7 @@ def said_once(rendered: list[str], cache_path: Path | None) -> list[str]:
         return lines
     import hashlib
 
-    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    digest = hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()  # (in any order: the same findings)
     cache = RestartCache.load(cache_path)
     if cache.findings == digest:
         return [f"{len(rendered)} check findings, the same as at the last start (not repeated; "

@@ -176,3 +176,16 @@ def test_manifests_of_an_app_nobody_here_can_import_are_refused(tmp_path: Path) 
                     data_dirs=({"role": "static", "url": "/static/", "path": "proj/staticfiles"},))
     facts = project_facts(project, {"PATH": os.environ["PATH"]}, image_record=lambda: record)
     assert facts.detected and facts.data_dirs[0].container_path.as_posix() == "/app/proj/staticfiles"
+
+
+def test_the_first_deploys_checks_are_kept_for_the_restarts_without_migrate(tmp_path: Path) -> None:
+    """Issue 21 item 4: the first container migrates (WSGISTACK_APP__MIGRATE=true), the next
+    ones do not: Django's checks say the same to both, so the restart reuses them."""
+    from wsgistack.checks.app import _restart_key
+
+    request = {"path": "/app/proj", "settings": "s", "deploy": True, "server_names": []}
+    cache = tmp_path / "data" / ".wsgistack" / "restart.json"
+    build = BuildRecord(static_collected={"stamp": "a"})
+    first = _restart_key(build, cache, request, {"SECRET_KEY": "k", "WSGISTACK_APP__MIGRATE": "true"}, "python")
+    assert first == _restart_key(build, cache, request, {"SECRET_KEY": "k"}, "python")
+    assert first != _restart_key(build, cache, request, {"SECRET_KEY": "k", "DATABASE_URL": "x"}, "python")
