@@ -57,8 +57,6 @@ def test_run_finds_the_factory_and_serves_a_post_that_persists(owner: Owner, ins
     assert (project / "instance" / "notes.sqlite").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 6: Flask's instance/ folder is not checked at start; as root the "
-                   "app (www-data) cannot create it and the first request is a 500 (sqlite3 'unable to open database file')")
 def test_root_start_checks_the_instance_folder(root: Owner, root_install: Install, runs: list[Run]) -> None:
     """A fresh checkout as root, instance/ not prepared: either the start refuses with
     run.E005 naming instance/, or it makes it work; never a site that answers 500."""

@@ -79,8 +79,6 @@ def test_run_on_postgres_with_a_worker_serves_a_post_that_persists(owner: Owner,
     print(f"\nproduct ({owner.name}): `wsgistack run --migrate` to first answer {first:.1f}s, restart {restart:.1f}s")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 6: a STORAGES file-system location inside the code tree "
-                   "(proj/uploads) is not checked at start; as root the first upload is a 500")
 def test_root_start_checks_the_uploads_storage(root: Owner, root_install: Install, postgres: Postgres, redis: Redis,
                                                runs: list[Run]) -> None:
     """As root, with only STATIC_ROOT given to the app's user (what run.E005 asks for): either
@@ -97,8 +95,6 @@ def test_root_start_checks_the_uploads_storage(root: Owner, root_install: Instal
     upload_is_processed(run, None, "root, uploads not prepared")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 7: settings that need SECRET_KEY cannot be imported on the host, "
-                   "so `compose --split` leaves out the static volume with only a note (split compose serves /static/ as 404)")
 def test_split_compose_without_the_runtime_env(user_install: Install, user_project: Path) -> None:
     """Manifests are written where the production secrets are not (a laptop, CI)."""
     out = user_install.run("compose", "--split", cwd=user_project)
@@ -109,8 +105,6 @@ def test_split_compose_without_the_runtime_env(user_install: Install, user_proje
     assert "static:/app/proj/staticfiles" in out.stdout, said
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 7: settings that need SECRET_KEY cannot be imported on the host, "
-                   "so `kube` leaves the static volume out of the read-only pod, which cannot start")
 def test_kube_without_the_runtime_env(user_install: Install, user_project: Path) -> None:
     out_dir = user_install.owner.workdir("kube")
     out = user_install.run("kube", "--image", "registry.example.com/product:1", "--out", str(out_dir), cwd=user_project)
@@ -121,8 +115,6 @@ def test_kube_without_the_runtime_env(user_install: Install, user_project: Path)
     assert 'mountPath: "/app/proj/staticfiles"' in (out_dir / "deployment.yaml").read_text(), said
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 8: a git-ignored settings module holding literal secrets goes into "
-                   "the image without a word (.gitignore is not consulted)")
 def test_git_ignored_local_settings_are_named(normal_user: Owner, user_install: Install) -> None:
     project = normal_user.checkout(FIXTURE)
     (project / "proj" / "product" / "settings_local.py").write_text(

@@ -61,6 +61,7 @@ def options_from(config: Config, params: dict[str, Any]) -> DockerfileOptions:
         build_packages=image.build_packages,
         writable=image.writable,
         keep=image.keep,
+        exclude=image.exclude,
         heroku=params["heroku"],
         keep_apt=image.keep_apt,
         acme=params.get("acme", False) or config.tls.mode == "acme",
@@ -90,8 +91,12 @@ def write(path: Path, params: dict[str, Any], stdout: bool = False) -> str:
         note(line)
     dockerignore = path / ".dockerignore"
     if dockerignore.is_file():
-        left_out = ignore.left_out(path.resolve(), dockerignore.read_text(encoding="utf-8"))
+        text = dockerignore.read_text(encoding="utf-8")
+        left_out = ignore.left_out(path.resolve(), text)
         for line in ignore.summary(left_out, verbose=params.get("verbose", False)):
+            note(line)
+        # What git ignores is often local: a settings module with secrets, a developer's data.
+        for line in ignore.git_ignored_summary(path.resolve(), text, verbose=params.get("verbose", False)):
             note(line)
     return name
 

@@ -368,6 +368,10 @@ class ImageSection(_Section):
     keep: tuple[str, ...] = Field(
         (), description="paths .dockerignore must let through although they look secret, e.g. app/secret_utils.py",
         json_schema_extra=flag("--keep", *IMAGE_COMMANDS))
+    exclude: tuple[str, ...] = Field(
+        (), description="more paths (.dockerignore patterns) to leave out of the image, e.g. mysite/settings_local.py; "
+        "every build names the git-ignored files that would otherwise go in",
+        json_schema_extra=flag("--exclude", *IMAGE_COMMANDS))
     keep_apt: bool = Field(
         False, description="keep apt, debconf and perl in the image (about 17 MB; removed by default: nothing installs "
         "packages at run time)", json_schema_extra=flag("--keep-apt", *IMAGE_COMMANDS))

@@ -135,3 +135,71 @@ def summary(paths: list[LeftOut], verbose: bool = False, shown: int = 5) -> list
             more = f", and {len(names) - shown} more" if len(names) > shown else ""
             lines.append(f"  {section}: " + ", ".join(names[:shown]) + more)
     return lines
+
+
+def git_ignored(project: Path) -> list[str] | None:
+    """The project's paths git ignores (untracked, matched by .gitignore, .git/info/exclude or
+    the user's excludes file; a wholly ignored directory as ``dir/``), relative to the
+    project; None when it is not in a git work tree or git is not installed."""
+    import subprocess
+
+    from wsgistack.machine import find_tool
+
+    git = find_tool("git")
+    if git is None:
+        return None
+    try:
+        proc = subprocess.run([git, "ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z"],
+                              cwd=project, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return sorted(p for p in proc.stdout.decode(errors="replace").split("\0") if p)
+
+
+# A secret-looking name given a literal string: SECRET_KEY = "...", EMAIL_HOST_PASSWORD = '...'
+_LITERAL_SECRET_RE = re.compile(
+    r"""^\s*[A-Za-z_]*(?:SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY|ACCESS_KEY)[A-Za-z_]*\s*[:=]\s*[rbu]?["'][^"'\s]{4,}""",
+    re.IGNORECASE | re.MULTILINE)
+
+
+def holds_literal_secret(path: Path) -> bool:
+    """A small text file that assigns a literal to a secret-looking name."""
+    try:
+        if not path.is_file() or path.stat().st_size > 256 * 1024:
+            return False
+        return _LITERAL_SECRET_RE.search(path.read_text(encoding="utf-8", errors="replace")) is not None
+    except OSError:
+        return False
+
+
+def git_ignored_summary(project: Path, dockerignore: str, verbose: bool = False, shown: int = 5) -> list[str]:
+    """Lines for the user: the paths git ignores that go into the image all the same (a
+    .dockerignore is not a .gitignore), the ones holding literal secrets first, with the way
+    to leave them out. Nothing outside a git work tree."""
+    ignored = git_ignored(project)
+    if not ignored:
+        return []
+    patterns = parse(dockerignore)
+    going = []
+    for rel in ignored:
+        decided = _match(patterns, rel.rstrip("/"))
+        if decided is None or decided.negated:
+            going.append(rel)
+    if not going:
+        return []
+    secrets = [rel for rel in going if not rel.endswith("/") and holds_literal_secret(project / rel)]
+    others = [rel for rel in going if rel not in secrets]
+    lines = []
+    if secrets:
+        lines.append(f"warning: {', '.join(secrets)}: git-ignored, holding what looks like a literal secret, and going "
+                     "into the image (its layers keep it for anyone who pulls the image): leave it out with "
+                     f"--exclude {secrets[0]} ([image] exclude in wsgistack.toml), and give the secret at run time")
+    if others:
+        listed = others if verbose else others[:shown]
+        more = f", and {len(others) - len(listed)} more (--verbose)" if len(others) > len(listed) else ""
+        lines.append(f"git ignores {len(others)} more path{'s' if len(others) != 1 else ''} that go into the image: "
+                     + ", ".join(listed) + more + " (--exclude PATH leaves one out; generated files the app needs, "
+                     "such as built assets, belong in)")
+    return lines

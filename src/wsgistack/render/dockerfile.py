@@ -37,6 +37,7 @@ class DockerfileOptions:
     build_packages: tuple[str, ...] = ()  # extra Debian packages to build wheels (e.g. gcc libpq-dev)
     writable: tuple[str, ...] = ()  # extra project dirs the app writes to
     keep: tuple[str, ...] = field(default=())  # paths .dockerignore must let through (e.g. mysite/secret_utils.py)
+    exclude: tuple[str, ...] = field(default=())  # more .dockerignore patterns (e.g. mysite/settings_local.py)
     heroku: bool = False  # build the term-drain library (Heroku sends SIGTERM to every process)
     keep_apt: bool = False  # keep apt/debconf/perl in the image (default: removed, one flattened system layer)
     acme: bool = False  # install certbot, the ACME client tls.mode = acme runs
@@ -91,6 +92,7 @@ def render_dockerfile(facts: ProjectFacts, source: WsgistackSource, options: Doc
         "writable": writable_dirs(facts, options),
         "data_dirs": [d.relative.as_posix() for d in facts.data_dirs],
         "keep": options.keep,
+        "exclude": options.exclude,
         "heroku": options.heroku,
         "keep_apt": options.keep_apt,
         "acme": options.acme,

@@ -186,3 +186,31 @@ def test_no_dependencies_anywhere_says_where_to_declare_them(tmp_path: Path) -> 
     with pytest.raises(WsgistackError) as poetry:
         app_requirements(tmp_path, None)
     assert poetry.value.id == "docker.E001" and "poetry export" in poetry.value.hint
+
+
+def test_git_ignored_files_that_go_into_the_image_are_named(tmp_path: Path) -> None:
+    """Issue 21 item 8: a git-ignored local settings module with literal secrets is a warning
+    at every build (it goes into the layers); --exclude leaves it out."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    project = tmp_path / "p"
+    (project / "proj" / "product").mkdir(parents=True)
+    (project / "proj" / "product" / "settings.py").write_text("DEBUG = False\n")
+    (project / "proj" / "product" / "settings_local.py").write_text('SECRET_KEY = "CANARY-literal-secret-key"\n')
+    (project / "notes.txt").write_text("my notes\n")
+    (project / "proj" / "staticfiles" / "admin").mkdir(parents=True)
+    (project / ".gitignore").write_text("proj/product/settings_local.py\nnotes.txt\nproj/staticfiles/\n")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    text = files(DockerfileOptions())[".dockerignore"]
+    lines = ignore.git_ignored_summary(project, text)
+    assert lines[0].startswith("warning: proj/product/settings_local.py: git-ignored, holding what looks like a literal secret")
+    assert "--exclude proj/product/settings_local.py" in lines[0]
+    assert lines[1].startswith("git ignores 1 more path that go") and "notes.txt" in lines[1]
+    # proj/staticfiles: collected static files at any depth stay out (issue 21: .dockerignore depth)
+    assert "proj/staticfiles/" in {item.path for item in ignore.left_out(project, text)}
+    excluded = files(DockerfileOptions(exclude=("proj/product/settings_local.py", "notes.txt")))[".dockerignore"]
+    assert ignore.git_ignored_summary(project, excluded) == []
+    assert ignore.git_ignored_summary(tmp_path / "nogit", text) == []
