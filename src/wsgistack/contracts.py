@@ -293,6 +293,9 @@ class ProcessSpec:
     stop_timeout: float | None = None
     stop_group: str = ""
     recycle: dict[str, float] = field(default_factory=dict)
+    # Optional (the ops listener): the start never waits for it, and its failing, however
+    # often, never stops the site; it is restarted with backoff and said.
+    optional: bool = False
 
 
 @dataclass(frozen=True)

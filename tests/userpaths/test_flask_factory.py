@@ -80,9 +80,6 @@ def _answers(run: Run) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 12: as root with wsgistack installed under root's home (pipx), the "
-                   "ops listener runs wsgistack's interpreter as the app user: 'ops cannot start: Permission denied', "
-                   "60 s, then exit 1 and the site never comes up")
 def test_root_with_the_ops_listener_serves(root: Owner, root_install: Install, runs: list[Run]) -> None:
     project = prepared(root, FIXTURE, "-e", ".", "pyuwsgi")
     give_app_user(project / "instance")

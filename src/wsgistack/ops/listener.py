@@ -421,16 +421,35 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
 
 
-def serve(settings: dict[str, Any]) -> None:
+def drop_privileges(user: str, group: str) -> None:
+    """Started as root (so that wsgistack's own install, a pipx venv under /root, is readable
+    to it), the listener becomes the app's user once it has imported everything and bound its
+    sockets, before it reads a request or any file the app's user could write."""
+    import grp
+    import os
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(entry.pw_uid)
+    if os.getuid() == 0 or os.geteuid() == 0:  # pragma: no cover - the kernel refused
+        raise SystemExit("ops listener: could not drop root privileges")
+
+
+def serve(settings: dict[str, Any], run_as: tuple[str, str] | None = None) -> None:
     state = State(settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(state))  # type: ignore[arg-type]
-    if settings.get("nginx_udp"):
-        sock = bind_udp(settings["nginx_udp"])
-        if sock is not None:
-            threading.Thread(target=receive, args=(state, sock), daemon=True).start()
-    threading.Thread(target=sample_forever, args=(state, float(settings.get("interval", 2))), daemon=True).start()
+    sock = bind_udp(settings["nginx_udp"]) if settings.get("nginx_udp") else None
     server = _Server((hosts.bare(settings["host"]), int(settings["port"])), make_handler(state, registry))
+    if run_as is not None:
+        generate_latest(registry)  # every lazy import of the exporter, while its files are readable
+        drop_privileges(*run_as)
+    if sock is not None:
+        threading.Thread(target=receive, args=(state, sock), daemon=True).start()
+    threading.Thread(target=sample_forever, args=(state, float(settings.get("interval", 2))), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"ops listener on http://{settings['host']}:{settings['port']}/status (/metrics, /status.json)", flush=True)
     try:
@@ -440,15 +459,20 @@ def serve(settings: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    run_as = None
+    if len(argv) == 3 and argv[1] == "--as":  # started as root: USER:GROUP to become once bound
+        user, _, group = argv[2].partition(":")
+        run_as = (user, group)
+        argv = argv[:1]
     if len(argv) != 1:
-        print("usage: python -m wsgistack.ops.listener OPS.json", file=sys.stderr)
+        print("usage: python -m wsgistack.ops.listener OPS.json [--as USER:GROUP]", file=sys.stderr)
         return 2
     try:
         settings = OpsSettings.read(argv[0], Trust.me())
     except (OSError, WsgistackError) as exc:
         print(exc.render() if isinstance(exc, WsgistackError) else f"cannot read {argv[0]}: {exc}", file=sys.stderr)
         return 2
-    serve(settings.to_json())
+    serve(settings.to_json(), run_as)
     return 0
 
 

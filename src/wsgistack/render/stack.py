@@ -125,14 +125,17 @@ def process_table(plan: Plan) -> ProcessTable:
         ))
     if plan.runs_ops:
         ops = plan.config.ops
+        # wsgistack's own interpreter (prometheus_client is wsgistack's, not the app's). Started
+        # as root, it starts as root, so that wsgistack installed where root installs it (a pipx
+        # venv under /root, 0700) is readable to it, and becomes the app's user itself once its
+        # imports are done and its sockets bound (ops.listener.drop_privileges).
+        run_as = ("--as", f"{plan.ops_user}:{plan.run_group or ''}") if plan.ops_user else ()
         processes.append(ProcessSpec(
             name="ops",
-            # wsgistack's own interpreter (prometheus_client is wsgistack's, not the app's).
-            argv=(machine.python, "-m", "wsgistack.ops.listener", str(plan.paths.ops_conf)),
+            argv=(machine.python, "-m", "wsgistack.ops.listener", str(plan.paths.ops_conf), *run_as),
             cwd=str(plan.paths.runtime),
-            user=plan.ops_user or "",
-            group=plan.run_group or "",
-            # Restarted if it fails: it only observes, so it never takes the site down.
+            # Restarted if it fails, never waited for: it only observes, so it never takes the site down.
+            optional=True,
             restart="always",
             stop_signal="TERM",
             stop_timeout=2.0,

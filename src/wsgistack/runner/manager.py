@@ -192,6 +192,7 @@ class Child:
     # Manager._recycle_bloated); with "drain" (seconds), "drain_signal" and "signal" (numbers),
     # a worker is first told to drain, then given "signal" (granian's), else SIGHUP (uWSGI's).
     recycle: dict[str, float] = field(default_factory=dict)
+    optional: bool = False  # never waited for, never stops the stack (ProcessSpec.optional)
     next_recycle_check: float = 0.0
     recycling: set[int] = field(default_factory=set)  # workers told to go, not yet gone
     draining: dict[int, float] = field(default_factory=dict)  # worker -> when its drain ends
@@ -244,6 +245,7 @@ class Manager:
                     stop_timeout=spec.stop_timeout,
                     stop_group=spec.stop_group,
                     recycle=dict(spec.recycle),
+                    optional=spec.optional,
                 )
             )
         self.stop_timeout = float(self.table.stop_timeout)
@@ -481,6 +483,13 @@ class Manager:
         if now - child.started_at >= self.restart_reset:
             child.quick_exits = 0
         child.quick_exits += 1
+        if child.quick_exits >= self.restart_limit and child.optional:
+            # An optional process that keeps failing is left down (and said), the site serves on.
+            child.finished = True
+            self.say(f"{child.name} {what}, {child.quick_exits} times in a row: it is optional, so it stays down and "
+                     "the site serves on (see its output above)")
+            self._save_state()
+            return
         if child.quick_exits >= self.restart_limit:
             self._fail(
                 child,
@@ -610,7 +619,7 @@ class Manager:
                 break
             self._start(child, selector)
             deadline = time.monotonic() + START_TIMEOUT
-            while not self.stopping and not child.ready.empty and not is_ready(child.ready):
+            while not self.stopping and not child.optional and not child.ready.empty and not is_ready(child.ready):
                 self._pump(selector, 0.02)
                 self._reap()
                 self._handle_signals()

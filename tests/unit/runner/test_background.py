@@ -183,3 +183,20 @@ def test_json_log_format_makes_every_line_one_object(tmp_path: Path) -> None:
     assert [o["message"] for o in app] == ["plain text", "{not json}", "bad \ufffd bytes"]
     assert {"already": "json"} in objs  # an app's own JSON lines pass through
     assert any(o.get("process") == "wsgistack" and o["message"] == "stopped" for o in objs)
+
+
+def test_an_optional_process_never_holds_up_or_takes_down_the_site(tmp_path: Path) -> None:
+    """Issue 21 item 12: the ops listener is optional: the start does not wait for it (it never
+    opens its port here), and its failing, however often, leaves the site serving."""
+    log = tmp_path / "log"
+    ops = background("ops", "import sys; print('cannot start', flush=True); sys.exit(1)", optional=True,
+                     ready={"tcp": "127.0.0.1:1"}, stop_group="")
+    started = time.monotonic()
+    code, text, manager = run({"processes": [ops, server(log)]}, after=2.0)
+    assert code == 0, text
+    assert time.monotonic() - started < 30  # never the 60 s readiness wait
+    assert "ops exited with code 1, 4 times in a row: it is optional, so it stays down and the site serves on" in text
+    assert "server" in log.read_text()  # the site ran and was stopped gracefully at the end
+    unrunnable = {**ops, "argv": [str(tmp_path / "no-such-python")]}
+    code, text, _ = run({"processes": [unrunnable, server(log)]}, after=1.5)
+    assert code == 0 and "ops cannot start" in text, text
