@@ -32,6 +32,9 @@ APP_E008 = declare("app.E008", "the Django settings do not set WSGI_APPLICATION"
                    'add WSGI_APPLICATION = "<project>.wsgi.application"')
 APP_E009 = declare("app.E009", "the app probe failed in an unexpected way",
                    "run the app's import by hand with its interpreter to see the problem")
+APP_E011 = declare("app.E011", "importing the app did not finish in time (app.import_timeout)",
+                   "the stack shown is where the import waits (a database, a network service, input): connect lazily, "
+                   "or raise app.import_timeout")
 APP_E010 = declare("app.E010", "manage.py does not name a settings module",
                    "set app.django_settings in wsgistack.toml or DJANGO_SETTINGS_MODULE")
 

@@ -201,3 +201,17 @@ def test_what_the_app_writes_beyond_static_and_media(tmp_path: Path) -> None:
     spec = detect_app(django, env=ENV)
     # the default storage (no MEDIA_ROOT: the working directory) is not one: only named locations
     assert spec.storage == (django / "uploads",)
+
+
+def test_an_app_that_hangs_at_import_times_out_with_its_stack(tmp_path: Path) -> None:
+    """Issue 21 item 13: what is waited for is said while it waits, and the timeout is app.E011
+    with the app's own stack (where it waits), not internal.E001 with the probe's source."""
+    app = project(tmp_path, {"slow.py": "import time\n\ndef connect():\n    time.sleep(600)\n\nconnect()\napp = None\n"})
+    heard: list[str] = []
+    with pytest.raises(AppError) as info:
+        detect_app(app, target="slow:app", env=ENV, timeout=6, say=heard.append)
+    err = info.value
+    assert err.id == "app.E011" and "did not finish within 6s" in err.message and "app.import_timeout" in err.message
+    assert 'slow.py", line 4 in connect' in err.details and 'slow.py", line 6' in err.details, err.details
+    assert "def probe_target" not in err.details and len(err.details) < 6100  # the app's stack, not the probe's source
+    assert heard and heard[0].startswith("waiting for the app's import (slow:app, pid ")

@@ -12,7 +12,8 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,19 @@ def django_settings_from_manage(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], user: str | None = None) -> dict[str, Any]:
+PROBE_TIMEOUT = 120  # app.import_timeout's default
+WAIT_NOTE_AFTER = 5.0  # seconds before the first "waiting for the import" line
+Say = Callable[[str], None]
+
+
+def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], user: str | None = None,
+              timeout: float = PROBE_TIMEOUT, say: Say | None = None) -> dict[str, Any]:
+    """The probe's answer for ``request``, run by ``python`` as ``user``. An import that does
+    not finish within ``timeout`` is app.E011 with the stack it waits in (the probe dumps it
+    itself, faulthandler); while it waits, ``say`` hears what is being waited for."""
     with tempfile.TemporaryDirectory(prefix="wsgistack-probe-") as tmp:
         req, res = Path(tmp, "request.json"), Path(tmp, "result.json")
-        req.write_text(json.dumps(request))
+        req.write_text(json.dumps({**request, "timeout": timeout}))
         as_user: dict[str, Any] = {}
         trust = Trust.me()
         if user:
@@ -70,21 +80,33 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], u
             os.chown(req, entry.pw_uid, entry.pw_gid)
             as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
             trust = Trust.only(entry.pw_uid)  # what the app's user wrote: never a link, in our temp dir
-        proc = subprocess.run(
-            helper_argv(python, "probe", str(req), str(res)),
-            cwd=request["path"],
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            **as_user,
-        )
+        what = request.get("django_settings") or ", ".join(request.get("targets", [])[:3]) or "the app"
+        proc = subprocess.Popen(helper_argv(python, "probe", str(req), str(res)), cwd=request["path"], env=dict(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **as_user)
+        started = time.monotonic()
+        wait = WAIT_NOTE_AFTER
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                waited = time.monotonic() - started
+                if waited > timeout + 10:  # the probe's own deadline did not fire: a stuck interpreter
+                    proc.kill()
+                    stdout, stderr = proc.communicate()
+                    raise _hung(what, timeout, stderr) from None
+                if say is not None:
+                    say(f"waiting for the app's import ({what}, pid {proc.pid}, {python}): {waited:.0f}s of "
+                        f"app.import_timeout = {timeout:g}s")
+                wait = 10.0
+        if "Timeout (" in stderr and not res.exists():  # faulthandler's "Timeout (0:02:00)!" then the stacks
+            raise _hung(what, timeout, stderr)
         if proc.returncode != 0 or not res.exists():
             raise AppError(
                 ids.APP_E009,
                 f"inspecting the application crashed (exit code {proc.returncode})",
                 "run the app's import by hand to see the problem: python -c 'import <your module>'",
-                details=(proc.stderr or proc.stdout)[-4000:],
+                details=(stderr or stdout)[-4000:],
             )
         try:
             result = read_json(res, trust)
@@ -93,6 +115,16 @@ def run_probe(python: str, request: Mapping[str, Any], env: Mapping[str, str], u
         if not isinstance(result, dict):
             raise AppError(ids.APP_E009, "the app probe's answer is not an object", "")
         return result
+
+
+def _hung(what: str, timeout: float, stderr: str) -> AppError:
+    return AppError(
+        ids.APP_E011,
+        f"importing the app ({what}) did not finish within {timeout:g}s (app.import_timeout)",
+        "the stack below shows where the import waits: a database, a network service or input at import time; "
+        "connect lazily (at the first request), or raise app.import_timeout if it is only slow",
+        details=stderr[-6000:],
+    )
 
 
 def _manage_note(path: Path) -> str:
@@ -165,6 +197,8 @@ def detect_app(
     env: Mapping[str, str] | None = None,
     user: str | None = None,
     server_names: tuple[str, ...] = (),
+    timeout: float = PROBE_TIMEOUT,
+    say: Say | None = None,
 ) -> AppSpec:
     """Resolve what uWSGI should load. Raises :class:`AppError` with a distinct id per failure.
     ``server_names``: the Host names nginx serves (Django says which of them it refuses)."""
@@ -196,7 +230,7 @@ def detect_app(
         if settings:
             request["django_settings"] = settings
             base_env["DJANGO_SETTINGS_MODULE"] = settings
-    result = run_probe(python, request, base_env, user)
+    result = run_probe(python, request, base_env, user, timeout=timeout, say=say)
     if "error" in result:
         _raise_for(result, path, None if target == "auto" else target)
     static = tuple(
@@ -267,6 +301,7 @@ def detect_for_image(
     django_settings: str = "",
     python: str | None = None,
     env: Mapping[str, str] | None = None,
+    timeout: float = PROBE_TIMEOUT,
 ) -> tuple[AppSpec, tuple[str, ...]]:
     """Detection where the run-time environment is not (the image's build step, compose and
     kube files written on a laptop): settings that refuse to import without a variable such
@@ -279,7 +314,7 @@ def detect_for_image(
     while True:
         try:
             spec = detect_app(path, target=target, django_settings=django_settings, python=python,
-                              env={**base, **{name: PLACEHOLDER for name in placeholders}})
+                              env={**base, **{name: PLACEHOLDER for name in placeholders}}, timeout=timeout)
             return spec, tuple(placeholders)
         except AppError as exc:
             if exc.id not in (ids.APP_E003, ids.APP_E006) or len(placeholders) >= MAX_PLACEHOLDERS:

@@ -90,6 +90,10 @@ class AppSection(_Section):
         default_factory=dict, description="extra environment for the app", json_schema_extra={"secret": True}
     )
     lazy_apps: bool = Field(False, description="load the app in each worker after fork (per-worker DB connections)")
+    import_timeout: int = Field(
+        120, ge=5, le=3600,
+        description="seconds the app's import may take when it is detected (a start, a build); beyond it the start "
+        "stops with app.E011 and the stack where the import waits")
 
     @field_validator("target")
     @classmethod

@@ -179,6 +179,12 @@ def probe_django(settings_module: str, server_names: list[str] | None = None) ->
 def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as fh:
         request = json.load(fh)
+    if request.get("timeout"):
+        # An import that waits (a database, a network service, input): dump every thread's
+        # stack and exit once the time is up, so the caller can say where it waits.
+        import faulthandler
+
+        faulthandler.dump_traceback_later(float(request["timeout"]), exit=True, file=sys.stderr)
     sys.path.insert(0, request["path"])
     os.chdir(request["path"])
     result: dict[str, Any]

@@ -124,7 +124,7 @@ def app_path(loaded: LoadedConfig) -> Path:
 
 
 def detect(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], python: AppPython | None,
-           host: HostFacts | None = None, *, as_app_user: bool = True) -> AppSpec | None:
+           host: HostFacts | None = None, *, as_app_user: bool = True, say: Output | None = None) -> AppSpec | None:
     """The app (None for the web role): the one detection entry. It imports the app's code, so
     it runs as the user uWSGI will run as: as root, importing settings as root would create
     files (a generated secret key, a data dir) that the app's real user then cannot write."""
@@ -137,7 +137,7 @@ def detect(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], pytho
         check_user_can_run(user, python.import_dirs, path)
     return detect_app(path, target=config.app.target, django_settings=config.app.django_settings,
                       python=python.python, env={**env, **config.app.env}, user=user,
-                      server_names=config.server.server_names)
+                      server_names=config.server.server_names, timeout=config.app.import_timeout, say=say)
 
 
 find_app = detect
@@ -152,11 +152,12 @@ def detect_image(loaded: LoadedConfig, env: Mapping[str, str], python: str) -> t
 
     config = loaded.config
     return detect_for_image(app_path(loaded), target=config.app.target, django_settings=config.app.django_settings,
-                            python=python, env={**env, **config.app.env})
+                            python=python, env={**env, **config.app.env}, timeout=config.app.import_timeout)
 
 
 def plan(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | None = None,
-         python: AppPython | None = None, data_dir: Path | None = None, uwsgi: bool = True) -> Plan:
+         python: AppPython | None = None, data_dir: Path | None = None, uwsgi: bool = True,
+         say: Output | None = None) -> Plan:
     """Interpreter, app, host facts, then the pure plan. ``python``: the interpreter the caller
     knows already (reload: the one the stack runs); ``data_dir``: tls.data_dir's default the
     caller knows (reload: the start's); ``uwsgi``: check the app's uWSGI (once, before the
@@ -177,7 +178,7 @@ def plan(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | Non
     host = host_facts(loaded, machine, env)  # users' groups, real paths, the build record: make_plan reads nothing
     if data_dir is not None:
         host = dataclasses.replace(host, data_dir=data_dir)
-    app = detect(loaded, machine, env, python, host)
+    app = detect(loaded, machine, env, python, host, say=say)
     planned = make_plan(loaded, machine, app, python, host)
     tls = planned.tls
     if tls is not None and tls.mode == "acme":  # nginx serves HTTPS once the certificate is there
@@ -343,7 +344,7 @@ def run(
         loaded = resolve(project, env=env if config_env is None else config_env, cli=cli, config_file=config_file)
     if isinstance(say, Say):  # wsgistack's own lines as JSON too with server.log_format = "json"
         say.json_mode = loaded.config.server.log_format == "json"
-    planned = plan(loaded, env=env, machine=machine, python=python, data_dir=data_dir, uwsgi=flags.binaries)
+    planned = plan(loaded, env=env, machine=machine, python=python, data_dir=data_dir, uwsgi=flags.binaries, say=say)
     if flags.binaries:
         check_binaries(planned)
     if flags.write == "runtime":
