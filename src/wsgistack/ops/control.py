@@ -4,6 +4,7 @@ graceful reloads through nginx's SIGHUP and uWSGI's master FIFO (seed 001's
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import signal
