@@ -476,8 +476,10 @@ class OpsSection(_Section):
         return v
 
 
-# Names the process table already uses, and the roles' own: a background process may not take them.
-RESERVED_PROCESS_NAMES = frozenset({"nginx", "uwsgi", "wsgistack", "haproxy", "ops", "all", "app", "web", "worker", "balancer"})
+# Names the process table already uses, and the containers' own (split compose's app and web
+# services, role all): a background process may not take them. "worker" it may: it is
+# Procfile's usual name, and its container is worker-worker, its log prefix "worker |".
+RESERVED_PROCESS_NAMES = frozenset({"nginx", "uwsgi", "wsgistack", "haproxy", "ops", "acme", "all", "app", "web", "balancer", "granian"})
 STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL")
 
 

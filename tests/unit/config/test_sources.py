@@ -319,3 +319,16 @@ def test_background_process_errors(tmp_path: Path, text: str, env: dict[str, str
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path, env=env)
     assert expect in exc.value.render()
+
+
+def test_procfiles_usual_worker_name_is_a_background_process() -> None:
+    """Issue 21 (extra 1): [processes.worker] is Procfile's usual name: accepted; the names of
+    the stack's own processes and containers stay refused."""
+    from wsgistack.config import load_config
+    from wsgistack.errors import ConfigError
+
+    loaded = load_config(Path("/nonexistent"), env={"WSGISTACK_PROCESSES__WORKER__COMMAND": "python manage.py rqworker"})
+    assert loaded.config.processes["worker"].command == "python manage.py rqworker"
+    for taken in ("web", "ops", "acme"):
+        with pytest.raises(ConfigError):
+            load_config(Path("/nonexistent"), env={f"WSGISTACK_PROCESSES__{taken.upper()}__COMMAND": "x"})
