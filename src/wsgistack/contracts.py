@@ -273,6 +273,12 @@ class Ready:
     def empty(self) -> bool:
         return not (self.file or self.unix or self.tcp_port)
 
+    def describe(self) -> str:
+        """What it waits for, as a reader says it (not the dataclass's repr)."""
+        parts = [f"file {self.file}" if self.file else "", f"unix socket {self.unix}" if self.unix else "",
+                 f"TCP {self.tcp_host}:{self.tcp_port}" if self.tcp_port else ""]
+        return " and ".join(p for p in parts if p) or "nothing"
+
 
 @dataclass(frozen=True)
 class ProcessSpec:

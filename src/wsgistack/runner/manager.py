@@ -47,6 +47,7 @@ from wsgistack.procfs import child_pids, memory_and_age, parent_of
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+OPTIONAL_WAIT = 10.0  # seconds the start waits for an optional process (the ops listener) to be ready
 START_TIMEOUT = 60.0
 KILL_GRACE = 1.0  # stop_timeout (8 s) + this stays inside Docker's 10 s
 # Output (nginx's access log above all: a line per request) is relayed in batches: once
@@ -618,13 +619,19 @@ class Manager:
             if self.stopping:
                 break
             self._start(child, selector)
-            deadline = time.monotonic() + START_TIMEOUT
-            while not self.stopping and not child.optional and not child.ready.empty and not is_ready(child.ready):
+            deadline = time.monotonic() + (OPTIONAL_WAIT if child.optional else START_TIMEOUT)
+            while not self.stopping and not child.ready.empty and not is_ready(child.ready):
+                if child.optional and not child.running:
+                    break  # it failed (and is restarted, or left down): the site does not wait for it
                 self._pump(selector, 0.02)
                 self._reap()
                 self._handle_signals()
+                if time.monotonic() > deadline and child.optional:
+                    self.say(f"{child.name} did not open {child.ready.describe()} within {OPTIONAL_WAIT:g}s: it is "
+                             "optional, so the site starts without waiting for it")
+                    break
                 if time.monotonic() > deadline:
-                    self.exit_code, self.reason = 1, f"{child.name} did not open {child.ready} within {START_TIMEOUT:g}s"
+                    self.exit_code, self.reason = 1, f"{child.name} did not open {child.ready.describe()} within {START_TIMEOUT:g}s"
                     self.say(self.reason)
                     self.begin_stop()
             child.became_ready = not self.stopping
