@@ -7,6 +7,7 @@ Every one raises an error with an id, a message naming what is wrong where, and 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -323,8 +324,10 @@ def _in_image_hint(plan: Plan, blocked: list[Path]) -> str | None:
             "Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3'"
         )
     if others:
-        hints.append("rebuild with " + " ".join(f"--writable {o}" for o in others)
-                     + " (wsgistack build), or move that data to $DATA_DIR (a volume)")
+        hints.append("the code directory is read-only in the image (chown cannot help): rebuild with "
+                     + " ".join(f"--writable {o}" for o in others)
+                     + f" (wsgistack build; kept as [image] writable = {json.dumps(others)} in wsgistack.toml), "
+                     "or move that data to $DATA_DIR (a volume)")
     return "; ".join(hints)
 
 

@@ -22,3 +22,24 @@ def test_permission_denied_inside_the_project_names_writable(tmp_path: Path) -> 
     assert "wsgistack build --writable uploads/cache" in err.hint
     elsewhere = "PermissionError: [Errno 13] Permission denied: '/etc/x'"
     assert _known_failure("migrate", elsewhere, tmp_path, "app") is None
+
+
+def test_in_the_image_a_write_error_names_the_writable_dir_relative_to_the_project(tmp_path: Path) -> None:
+    """Issue 21 item 4: app.path = proj: run.E005 in the image says --writable proj/static
+    (relative to the build context, the project), never chown."""
+    import dataclasses
+
+    from wsgistack.app.spec import AppSpec
+    from wsgistack.contracts import BuildRecord
+    from wsgistack.start.runtime import _in_image_hint
+
+    class Plan:  # the two fields _in_image_hint reads
+        pass
+
+    plan = Plan()
+    plan.project = tmp_path  # type: ignore[attr-defined]
+    plan.build = BuildRecord(app="x:y")  # type: ignore[attr-defined]
+    plan.app = dataclasses.replace(AppSpec(kind="django", module="m", attr="a", path=tmp_path / "proj"))  # type: ignore[attr-defined]
+    hint = _in_image_hint(plan, [tmp_path / "proj" / "static"])  # type: ignore[arg-type]
+    assert hint is not None and "--writable proj/static" in hint and "chown" not in hint.replace("chown cannot help", "")
+    assert '[image] writable = ["proj/static"]' in hint
