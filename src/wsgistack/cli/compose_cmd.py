@@ -133,7 +133,7 @@ def _fleet(path: Path, facts: ProjectFacts, image: str, nodes: int, port: int, h
         db_port=db_port), source)
     compose, contexts = files[0], files[1:]
     written = write_files(contexts, path)
-    if source.wheel:  # wsgistack from this source tree: its wheel, as `wsgistack build` vendors it
+    if source.wheel:  # the running wsgistack's wheel, as `wsgistack build` vendors it
         target = path / BALANCER_CONTEXT / source.wheel
         data = next(iter(vendored.values()))
         for old in target.parent.glob("wsgistack-*.whl"):

@@ -17,7 +17,7 @@ from wsgistack.render.compose import FleetOptions, render_fleet
 
 yaml = pytest.importorskip("yaml")
 
-SOURCE = WsgistackSource(wheel="wsgistack-0.1.0-py3-none-any.whl", requirement=None, dependencies=("click>=8.1", "Jinja2>=3.1"))
+SOURCE = WsgistackSource(wheel="wsgistack-0.1.0-py3-none-any.whl", dependencies=("click>=8.1", "Jinja2>=3.1"))
 SECRETS = {"DJANGO_SECRET_KEY": "k", "DB_PASSWORD": "p", "DB_ROOT_PASSWORD": "r", "DB_REPLICATION_PASSWORD": "q"}
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
 COMPOSE = shutil.which("docker-compose")
