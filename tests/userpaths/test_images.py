@@ -83,9 +83,6 @@ def first_answer(c: Container, path: str = "/", timeout: float = 180) -> tuple[f
     pytest.fail(f"{c.url}{path} never answered; state {c.state()}; logs:\n{c.logs()[-6000:]}", pytrace=False)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 2: a pyproject.toml project without requirements.txt is docker.E001; "
-                   "then item 1: a pipx-installed wsgistack pins wsgistack==0.1.0 from the index (docker.E009); then "
-                   "item 6: instance/ in the read-only code dir")
 def test_flask_factory_image(owner: Owner, installed: Install, cleanup: list[tuple[str, str]]) -> None:
     project = prepared(owner, "flask_factory", "-e", ".", "pyuwsgi")
     tag = unique("up-flask") + ":test"
@@ -121,9 +118,6 @@ def test_startproject_image(root: Owner, root_install: Install, cleanup: list[tu
     assert "in the image" in [n["body"] for n in http(again.url + "/notes/").json()]  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 3: pip prints more than 40 lines after the step line, so the failed "
-                   "requirements install is the generic docker.E009 without the hint that names the build packages "
-                   "(and that hint lacks python3-dev)")
 def test_product_build_without_its_flags_says_which_packages(root: Owner, root_install: Install,
                                                              cleanup: list[tuple[str, str]]) -> None:
     project = prepared(root, "product", "-r", "requirements/dev.txt", "pyuwsgi")
@@ -138,11 +132,6 @@ def test_product_build_without_its_flags_says_which_packages(root: Owner, root_i
     assert "python3-dev" in said, said[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 item 1: a pipx-installed wsgistack pins wsgistack==0.1.0 (docker.E009); "
-                   "then item 5: the deploy check that needs the schema runs before migrate on the empty database; "
-                   "items 4 and 7: run.E005 says to chown /app/proj/staticfiles inside the read-only image (the build "
-                   "step cannot import settings that need SECRET_KEY); item 6: proj/uploads is read-only (POST 500); "
-                   "item 4: WORKDIR stays /app (`docker exec C python manage.py` fails)")
 def test_product_image(root: Owner, root_install: Install, postgres: Postgres, redis: Redis,
                        cleanup: list[tuple[str, str]]) -> None:
     project = prepared(root, "product", "-r", "requirements/dev.txt", "pyuwsgi")
