@@ -120,6 +120,7 @@ def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], No
                 "bring the other nodes back first (see the stats page)",
             )
         say(f"{server.name} {server.address}: draining at the balancer")
+        node_started = time.monotonic()
         api.set_state(BACKEND, server.name, "drain")
         deadline = time.monotonic() + options.drain_timeout
         while int(api.server_stat(BACKEND, server.name).get("scur") or 0) > 0 and time.monotonic() < deadline:
@@ -158,6 +159,6 @@ def rollout(plan: BalancerPlan, options: RolloutOptions, say: Callable[[str], No
                 )
             time.sleep(interval)
         api.set_state(BACKEND, server.name, "ready")
-        say(f"{server.name} {server.address}: ready, back in the balancer")
+        say(f"{server.name} {server.address}: ready, back in the balancer ({time.monotonic() - node_started:.1f} s drained)")
     if on_swap:
         on_swap("end")
