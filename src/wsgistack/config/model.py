@@ -43,6 +43,15 @@ def flag(name: str, *commands: str, aliases: tuple[str, ...] = ()) -> dict[str, 
     return {"flag": name, "commands": list(commands), "aliases": list(aliases)}
 
 
+def sensitive(*, recorded: bool = True) -> dict[str, object]:
+    """``json_schema_extra`` of a setting whose value is a credential (a password, an app's
+    ``SECRET_KEY``): masked wherever wsgistack shows it (``wsgistack config`` in every format,
+    error messages, the reload's change lines, logs; ``config --show-secrets`` shows it to the
+    owner who asks). ``recorded=False``: also never written to any file, the start record
+    included (so ``reload`` cannot keep it: app.env reaches the manager in memory)."""
+    return {"sensitive": True, "secret": not recorded}
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -85,9 +94,9 @@ class AppSection(_Section):
         "migration Job, or --migrate)", json_schema_extra=flag("--migrate", "run")
     )
     prestart: tuple[str, ...] = Field((), description="extra commands run in app.path before start")
-    # Secret: often credentials (DATABASE_URL); never written to disk by wsgistack.
+    # Often credentials (SECRET_KEY, DATABASE_URL): never shown, never written to disk by wsgistack.
     env: dict[str, str] = Field(
-        default_factory=dict, description="extra environment for the app", json_schema_extra={"secret": True}
+        default_factory=dict, description="extra environment for the app", json_schema_extra=sensitive(recorded=False)
     )
     lazy_apps: bool = Field(False, description="load the app in each worker after fork (per-worker DB connections)")
     import_timeout: int = Field(
@@ -464,7 +473,8 @@ class OpsSection(_Section):
     port: int = Field(0, ge=0, le=65535, description="port of the ops listener; 0 = off")
     host: str = Field("127.0.0.1", description="address it binds (loopback unless you open it on purpose)")
     basic_auth: str = Field(
-        "", description='"user:password" to require HTTP basic auth on every ops path (empty = none)'
+        "", description='"user:password" to require HTTP basic auth on every ops path (empty = none)',
+        json_schema_extra=sensitive(),
     )
     history: int = Field(600, ge=60, le=3600, description="seconds of samples the status page charts")
 
@@ -541,6 +551,7 @@ class BalancerSection(_Section):
     stats_auth: str = Field(
         "",
         description='"user:password" the stats page asks for from anywhere but loopback (empty: loopback only)',
+        json_schema_extra=sensitive(),
     )
     check_host: str = Field(
         "", description="Host header of the readiness check (default: the first of server.server_names)"

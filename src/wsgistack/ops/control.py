@@ -335,7 +335,7 @@ def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
         if origin.raw is not None and origin.raw.strip() == ("" if now is None else str(now)):
             continue
         notes.append(
-            f"not applied: {origin} from this shell's environment; the stack keeps {dotted} = {record.show(now)} "
+            f"not applied: {origin} from this shell's environment; the stack keeps {dotted} = {record.show(now, dotted)} "
             f"({loaded.origin(dotted)}): change it with a reload flag or in the config file"
         )
     return notes
