@@ -105,6 +105,9 @@ CONFIG_E048 = declare("config.E048", "server.app_server = granian with a setting
 CONFIG_E049 = declare("config.E049", "server.app_server = granian on platform heroku: the term-drain library knows only "
                       "nginx's and uWSGI's signals",
                       "use app_server = uwsgi on Heroku")
+CONFIG_E050 = declare("config.E050", "a path holds a character the config it is written into cannot carry",
+                      "the runtime dir: letters, digits and . _ - + = , @ ~ / only (uwsgi.ini and haproxy.cfg name it "
+                      "unquoted), e.g. /run/myapp or the default; a static or TLS path: no $, quote, backslash or control character")
 CONFIG_E044 = declare("config.E044", "role = worker, and process names no [processes.NAME]",
                       "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table")
 CONFIG_E045 = declare("config.E045", "a process's stop timeout is longer than stop_timeout",

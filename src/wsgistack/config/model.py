@@ -12,12 +12,16 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # A WSGI target as users type it (gunicorn's shape): module, module:callable, module:factory().
 WSGI_TARGET = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*(\(\))?)?")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)[bB]?\s*$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# Sane bounds, refused at load with the setting's name: a typo (1e26, 100000) must not reach
+# the machine as a fork bomb or a config nginx refuses. Far above what any one machine runs.
+MAX_UWSGI_PROCESSES = 1024
+MAX_NGINX_WORKERS = 1024
 
 
 def parse_size(value: object) -> int:
@@ -32,6 +36,14 @@ def parse_size(value: object) -> int:
     if not match:
         raise ValueError(f"{value!r} is not a size; use a number of bytes or a suffix k/M/G, e.g. 10M")
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def _bounded_float(value: object, low: int, high: int) -> object:
+    """A count written as a float (TOML's 1e26): pydantic would say "exceeded maximum size" or
+    take 1e18 as a number of processes; say the bounds instead."""
+    if isinstance(value, float) and not (value.is_integer() and low <= value <= high):
+        raise ValueError(f'must be a whole number between {low} and {high}, or "auto" (got {value:g})')
+    return value
 
 
 def flag(name: str, *commands: str, aliases: tuple[str, ...] = ()) -> dict[str, object]:
@@ -129,7 +141,7 @@ class ServerSection(_Section):
     trusted_proxies: tuple[str, ...] = Field(
         (), description="addresses/CIDRs whose X-Forwarded-* headers are believed (load balancer, router)"
     )
-    worker_processes: int | Literal["auto"] = Field("auto", description="Nginx worker processes")
+    worker_processes: int | Literal["auto"] = Field("auto", description="Nginx worker processes (1-1024, or auto = one per CPU)")
     worker_connections: int = Field(4096, ge=64, le=65536, description="connections per Nginx worker")
     access_log: bool = Field(True, description="Nginx access log on stdout (health checks are never logged)")
     log_format: Literal["text", "json"] = Field(
@@ -165,11 +177,23 @@ class ServerSection(_Section):
         json_schema_extra=flag("--app-server"),
     )
 
+    static_symlinks: Literal["never", "if-owner"] = Field(
+        "never",
+        description='static directories: follow no symbolic link (never), or "if-owner": a link whose owner owns its '
+        "target too (collectstatic --link; a root-owned link then serves any root-owned file, /etc/passwd included). "
+        "Media (uploads) never follows one",
+    )
+
+    @field_validator("worker_processes", mode="before")
+    @classmethod
+    def _huge(cls, v: object) -> object:
+        return _bounded_float(v, 1, MAX_NGINX_WORKERS)
+
     @field_validator("worker_processes")
     @classmethod
     def _workers(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError('must be at least 1, or "auto"')
+        if isinstance(v, int) and not 1 <= v <= MAX_NGINX_WORKERS:
+            raise ValueError(f'must be between 1 and {MAX_NGINX_WORKERS}, or "auto" (one per CPU)')
         return v
 
     @field_validator("live_path", "ready_path")
@@ -216,14 +240,14 @@ class ServerSection(_Section):
 
 
 class UwsgiSection(_Section):
-    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY)",
+    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY; 1-1024, or auto)",
                                             json_schema_extra=flag("--processes", aliases=("-w", "--workers")))
     threads: int = Field(1, ge=1, le=256, description="threads per worker", json_schema_extra=flag("--threads"))
     socket: Literal["unix", "tcp"] = Field("unix", description="how Nginx reaches uWSGI", json_schema_extra=flag("--socket"))
     tcp_host: str = Field("127.0.0.1", description="uWSGI TCP address when socket = tcp")
     tcp_port: int = Field(8001, ge=1, le=65535, description="uWSGI TCP port when socket = tcp")
     uri: str = Field("", description="upstream for role=web: host:port or unix:/path (env UWSGI_URI)")
-    listen: int | Literal["auto"] = Field("auto", description="listen queue; capped by net.core.somaxconn")
+    listen: int | Literal["auto"] = Field("auto", description="listen queue (up to 65535); capped by net.core.somaxconn")
     buffer_size: int = Field(
         65535,
         ge=8192,
@@ -237,10 +261,11 @@ class UwsgiSection(_Section):
     max_requests: int = Field(
         0,
         ge=0,
+        le=100_000_000,
         description="recycle a worker after this many requests (0 = never; workers are staggered so they never "
         "restart together); like reload_on_rss, only once it is older than uWSGI's min-worker-lifetime (10 s)",
     )
-    reload_on_rss: int = Field(0, ge=0, description="recycle a worker above this RSS in MB (0 = auto from memory)")
+    reload_on_rss: int = Field(0, ge=0, le=1048576, description="recycle a worker above this RSS in MB (0 = auto from memory)")
     stats: bool = Field(True, description="uWSGI stats on a unix socket in the runtime dir")
     request_log: bool = Field(False, description="uWSGI request log (Nginx already logs every request)")
     options: dict[str, str | int | bool | tuple[str, ...]] = Field(
@@ -248,11 +273,18 @@ class UwsgiSection(_Section):
         description='extra uWSGI options, e.g. {"max-worker-lifetime" = 3600}; strict mode makes a misspelt one fail the start',
     )
 
+    @field_validator("processes", "listen", mode="before")
+    @classmethod
+    def _huge(cls, v: object, info: ValidationInfo) -> object:
+        top = MAX_UWSGI_PROCESSES if info.field_name == "processes" else 65535
+        return _bounded_float(v, 1, top)
+
     @field_validator("processes", "listen")
     @classmethod
-    def _positive_or_auto(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError('must be at least 1, or "auto"')
+    def _positive_or_auto(cls, v: int | str, info: ValidationInfo) -> int | str:
+        top = MAX_UWSGI_PROCESSES if info.field_name == "processes" else 65535
+        if isinstance(v, int) and not 1 <= v <= top:
+            raise ValueError(f'must be between 1 and {top}, or "auto"')
         return v
 
     @field_validator("options")

@@ -14,15 +14,12 @@ from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.layout import BalancerPaths, balancer_paths
 from wsgistack.machine import Machine
-from wsgistack.plan.stack import DEFAULT_REQUEST_TIMEOUT, NGINX_GRACE
+from wsgistack.plan.stack import DEFAULT_REQUEST_TIMEOUT, NGINX_GRACE, RETRYABLE_METHODS, check_runtime_dir
 
 # HAProxy waits for a node a little longer than the node's nginx does, so a slow request
 # ends with the node's own 504 (logged there), not with a cut connection.
 BALANCER_GRACE = 2
 CONNECT_TIMEOUT_S = 3
-# Methods HAProxy may send twice: safe ones only. PUT and DELETE are idempotent by the RFC,
-# but an app's handler often is not (a counter, a notification), so they are treated as POST.
-RETRYABLE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 @dataclass(frozen=True)
@@ -133,9 +130,11 @@ def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
     harakiri = DEFAULT_REQUEST_TIMEOUT if config.request_timeout == "auto" else int(config.request_timeout)
     user, _, password = balancer.stats_auth.partition(":")
     server = config.server
+    paths = balancer_paths(loaded, machine.euid)
+    check_runtime_dir(paths.runtime, loaded)
     return BalancerPlan(
         config=config,
-        paths=balancer_paths(loaded, machine.euid),
+        paths=paths,
         haproxy=machine.haproxy,
         servers=_servers(balancer.nodes, "node"),
         check_path=server.ready_path,

@@ -29,7 +29,7 @@ from wsgistack.config.model import (
 )
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
-from wsgistack.layout import Paths, runtime_paths
+from wsgistack.layout import NGINX_UNQUOTABLE, Paths, runtime_paths, unplain
 from wsgistack.contracts import BuildRecord, Ready, RestartCache
 from wsgistack.machine import HostFacts, Machine, run_as
 
@@ -52,6 +52,15 @@ ROUTER_MARGIN = 2
 RETRY_MARGIN_MS = 1500
 MAX_UNIX_SOCKET_PATH = 107
 DEFAULT_LISTEN = 4096
+# Methods replayed after they reached the app (a worker or a node died without answering):
+# safe ones only, by nginx on the node (its second upstream entry) and by the balancer alike.
+# PUT and DELETE are idempotent by the RFC, but an app's handler often is not (a counter, a
+# notification, a charge), so they are treated as POST: sent once.
+RETRYABLE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Seconds nginx waits for a worker to answer the readiness check; past it the node is busy,
+# not down (nginx answers "busy"). Well inside the balancer's check timeout and the
+# Kubernetes probe's (3 s).
+READY_TIMEOUT_S = 1
 
 # server.app_server = "granian": nginx keeps HTTP/1.1 connections to granian's unix socket,
 # this many idle ones per nginx worker, and closes one idle for UPSTREAM_IDLE_TIMEOUT seconds
@@ -291,6 +300,14 @@ class Plan:
         return self.machine.termdrain if self.config.platform == "heroku" else None
 
     @property
+    def retryable_methods(self) -> tuple[str, ...]:
+        return RETRYABLE_METHODS
+
+    @property
+    def ready_timeout(self) -> int:
+        return READY_TIMEOUT_S
+
+    @property
     def retry_window_ms(self) -> int:
         """nginx's uwsgi_next_upstream_timeout: a worker killed mid-request (SIGKILL, the OOM
         killer, a crash) within this many milliseconds of the request's start costs no
@@ -390,6 +407,25 @@ class Plan:
 
 
 
+
+
+def host_pattern(names: tuple[str, ...]) -> str:
+    """server.server_names as one regex for a Host header (port and a trailing dot allowed,
+    matched case-insensitively), with nginx's meaning of each form: "*.example.com" (any
+    subdomain), "www.example.*", ".example.com" (it and any subdomain); "" when "*" accepts any."""
+    if "*" in names:
+        return ""
+    alternatives = []
+    for name in names:
+        if name.startswith("."):
+            alternatives.append(r"(?:[^:/\[]+\.)?" + re.escape(name[1:]))
+        elif name.startswith("*."):
+            alternatives.append(r"[^:/\[]+\." + re.escape(name[2:]))
+        elif name.endswith(".*"):
+            alternatives.append(re.escape(name[:-2]) + r"\.[^:/\[]+")
+        else:
+            alternatives.append(re.escape(name))
+    return r"^(?:" + "|".join(alternatives) + r")\.?(?::[0-9]{1,5})?$"
 
 
 def _processes(config: Config, machine: Machine, notes: list[str]) -> int:
@@ -613,6 +649,34 @@ def _uwsgi_options(loaded: LoadedConfig) -> tuple[tuple[str, str], ...]:
     return tuple(lines)
 
 
+def check_runtime_dir(runtime: Path, loaded: LoadedConfig) -> None:
+    """config.E050: the runtime dir is named unquoted in uwsgi.ini (where "%" and "$(" are
+    uWSGI's own expansions) and haproxy.cfg (where a space ends a word): only plain
+    characters. (nginx.conf quotes what it needs.)"""
+    odd = unplain(runtime)
+    if odd:
+        raise ConfigError([WsgistackError(
+            ids.CONFIG_E050,
+            f"the runtime dir {str(runtime)!r} (runtime_dir from {loaded.origin('runtime_dir')}) holds "
+            f"{', '.join(repr(c) for c in odd)}: uwsgi.ini and haproxy.cfg name it unquoted",
+            "give runtime_dir a path of letters, digits and . _ - + = , @ ~ / only, e.g. /run/myapp "
+            "(or leave it unset: the default, under /tmp, always is)",
+        )])
+
+
+def _check_served_dirs(locations: tuple[Location, ...], tls: TlsPlan | None) -> None:
+    """config.E050: nginx.conf quotes a static dir or a certificate path with a space or ";",
+    but no quoting carries "$" (a variable to nginx), a quote, a backslash or a control character."""
+    named = [(f"{loc.role} files for {loc.url}", loc.dir) for loc in locations]
+    if tls is not None:
+        named += [("tls certificate", tls.cert), ("tls key", tls.key)]
+    bad = [(what, path) for what, path in named if NGINX_UNQUOTABLE.search(str(path))]
+    if bad:
+        raise ConfigError([WsgistackError(
+            ids.CONFIG_E050, f"{what} {str(path)!r}: nginx.conf cannot name a path with $, a quote, a backslash or a "
+            "control character", "rename the directory (or point the setting at one without them)") for what, path in bad])
+
+
 def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, python: AppPython | None = None,
               host: HostFacts | None = None) -> Plan:
     """Pure: everything the renderer needs, derived from config, machine, app, the app's
@@ -623,6 +687,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     notes: list[str] = []
     paths = runtime_paths(loaded, machine.euid)
     _check_granian(loaded)
+    check_runtime_dir(paths.runtime, loaded)
 
     if config.role == "web" or (config.role == "app" and config.uwsgi.uri):
         # Split containers: the app binds where the web role connects (UWSGI_URI), e.g. a
@@ -688,6 +753,9 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         app_env["DJANGO_SETTINGS_MODULE"] = app.django_settings
     app_env.update(config.app.env)
     migrate = migrates_at_start(config, app, notes)  # before Plan(): its note goes in notes
+    locations = _locations(config, app, project, host)
+    tls = _tls_plan(config, project, host)
+    _check_served_dirs(locations, tls)
 
     return Plan(
         config=config,
@@ -704,7 +772,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         reload_on_rss_mb=reload_on_rss,
         nginx_workers=max(1, nginx_workers),
         max_body_bytes=parse_size(config.server.max_body_size),
-        locations=_locations(config, app, project, host),
+        locations=locations,
         nginx_user=who.nginx_user,
         uwsgi_user=who.user,
         socket_owner=who.socket_owner,
@@ -721,7 +789,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         background=background_processes(config),
         notes=tuple(notes),
         python=python,
-        tls=_tls_plan(config, project, host),
+        tls=tls,
         migrate=migrate,
     )
 

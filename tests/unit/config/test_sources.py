@@ -332,3 +332,23 @@ def test_procfiles_usual_worker_name_is_a_background_process() -> None:
     for taken in ("web", "ops", "acme"):
         with pytest.raises(ConfigError):
             load_config(Path("/nonexistent"), env={f"WSGISTACK_PROCESSES__{taken.upper()}__COMMAND": "x"})
+
+
+def test_absurd_sizes_are_refused_at_load_with_the_setting_named(tmp_path: Path) -> None:
+    """A typo must not reach the machine: 1e26 workers (TOML's float, which pydantic takes as
+    an int) or 100000 nginx workers are refused, each naming its setting and where it came from."""
+    (tmp_path / "wsgistack.toml").write_text("[uwsgi]\nprocesses = 1e18\n[server]\nworker_processes = 100000\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, env={"WSGISTACK_UWSGI__LISTEN": "100000"})
+    text = caught.value.render()
+    for needle in ("uwsgi.processes (from wsgistack.toml): must be a whole number between 1 and 1024",
+                   "server.worker_processes (from wsgistack.toml): must be between 1 and 1024",
+                   "uwsgi.listen (from env WSGISTACK_UWSGI__LISTEN=\"100000\"): must be between 1 and 65535"):
+        assert needle in text, text
+    assert {p.id for p in caught.value.problems} == {"config.E001"}
+    (tmp_path / "wsgistack.toml").write_text("[uwsgi]\nprocesses = 1e26\n[server]\nworker_processes = 2.5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, env={})
+    text = caught.value.render()
+    assert "uwsgi.processes (from wsgistack.toml): must be a whole number between 1 and 1024" in text, text
+    assert "server.worker_processes (from wsgistack.toml): must be a whole number between 1 and 1024" in text, text
