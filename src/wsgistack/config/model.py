@@ -593,7 +593,12 @@ class BalancerSection(_Section):
     rise: int = Field(2, ge=1, le=100, description="good checks in a row before a node is put back")
     slowstart: int = Field(10, ge=0, le=3600, description="seconds over which a node coming back ramps up to its full share")
     retries: int = Field(3, ge=0, le=20, description="attempts after a failed one (on another node: redispatch)")
-    maxconn: int = Field(0, ge=0, description="requests a node gets at once; more wait in HAProxy's queue (0 = no limit)")
+    maxconn: int | Literal["auto"] = Field(
+        "auto",
+        description="requests a node gets at once; more wait in HAProxy's queue for a free node (up to the request "
+        "timeout) instead of queueing behind a busy one; auto = the nodes' uWSGI workers, uwsgi.processes x "
+        "uwsgi.threads (give the balancer the nodes' wsgistack.toml); 0 = no limit",
+    )
     resolver: str = Field(
         "",
         description="DNS server (host:port) HAProxy asks for the nodes' names while it runs, e.g. 127.0.0.11:53 (Docker's, "
@@ -612,6 +617,13 @@ class BalancerSection(_Section):
             split_address(item)
         if len(set(v)) != len(v):
             raise ValueError("a node is listed twice")
+        return v
+
+    @field_validator("maxconn")
+    @classmethod
+    def _maxconn(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 100_000:
+            raise ValueError('must be between 0 (no limit) and 100000, or "auto"')
         return v
 
     @field_validator("db_primary", "resolver")

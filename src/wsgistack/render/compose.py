@@ -186,6 +186,10 @@ def balancer_env(options: FleetOptions) -> dict[str, str]:
         "WSGISTACK_BALANCER__HOST": options.host if options.network == "host" else "0.0.0.0",
         "WSGISTACK_BALANCER__PORT": str(options.port),
         "WSGISTACK_BALANCER__STATS_PORT": str(options.stats_port),
+        # The balancer's image has no project file: it cannot know the names the nodes serve
+        # (their wsgistack.toml, env_file), so it refuses no Host itself and the nodes do (a
+        # client's unknown Host still never counts against a node: observe layer4).
+        "WSGISTACK_SERVER__SERVER_NAMES": "*",
     }
     if options.network == "bridge":
         env["WSGISTACK_BALANCER__RESOLVER"] = DOCKER_DNS

@@ -339,10 +339,11 @@ def test_absurd_sizes_are_refused_at_load_with_the_setting_named(tmp_path: Path)
     an int) or 100000 nginx workers are refused, each naming its setting and where it came from."""
     (tmp_path / "wsgistack.toml").write_text("[uwsgi]\nprocesses = 1e18\n[server]\nworker_processes = 100000\n")
     with pytest.raises(ConfigError) as caught:
-        load_config(tmp_path, env={"WSGISTACK_UWSGI__LISTEN": "100000"})
+        load_config(tmp_path, env={"WSGISTACK_BALANCER__MAXCONN": "1000000", "WSGISTACK_UWSGI__LISTEN": "100000"})
     text = caught.value.render()
     for needle in ("uwsgi.processes (from wsgistack.toml): must be a whole number between 1 and 1024",
                    "server.worker_processes (from wsgistack.toml): must be between 1 and 1024",
+                   'balancer.maxconn (from env WSGISTACK_BALANCER__MAXCONN="1000000"): must be between 0',
                    "uwsgi.listen (from env WSGISTACK_UWSGI__LISTEN=\"100000\"): must be between 1 and 65535"):
         assert needle in text, text
     assert {p.id for p in caught.value.problems} == {"config.E001"}
