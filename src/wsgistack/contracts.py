@@ -40,6 +40,9 @@ from wsgistack.procfs import parent_of
 from wsgistack.errors import WsgistackError
 
 MAX_BYTES = 16 * 1024 * 1024
+# Seconds the process manager waits for a process it SIGKILLed (the kernel frees its memory,
+# its master reaps its workers) before it gives up on it: part of every stop's budget.
+KILL_GRACE = 1.0
 C = TypeVar("C", bound="Contract")
 
 
@@ -296,8 +299,11 @@ class ProcessSpec:
     user: str = ""
     group: str = ""
     env_prepend: dict[str, str] = field(default_factory=dict)
+    # Its own stop budget: seconds from its stop signal to SIGKILL (None: the table's
+    # stop_timeout). It is signalled once every process named in stop_after has exited
+    # (uWSGI after nginx, which passes it the requests it is finishing); the others at once.
     stop_timeout: float | None = None
-    stop_group: str = ""
+    stop_after: tuple[str, ...] = ()
     recycle: dict[str, float] = field(default_factory=dict)
     # Optional (the ops listener): the start never waits for it, and its failing, however
     # often, never stops the site; it is restarted with backoff and said.

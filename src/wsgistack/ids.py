@@ -110,8 +110,6 @@ CONFIG_E050 = declare("config.E050", "a path holds a character the config it is 
                       "unquoted), e.g. /run/myapp or the default; a static or TLS path: no $, quote, backslash or control character")
 CONFIG_E044 = declare("config.E044", "role = worker, and process names no [processes.NAME]",
                       "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table")
-CONFIG_E045 = declare("config.E045", "a process's stop timeout is longer than stop_timeout",
-                      "lower it, or raise stop_timeout (and the orchestrator's grace period)")
 
 # --- docker: the image, its recipe and compose files ---------------------------------------
 DOCKER_E001 = declare("docker.E001", "the project has no requirements file for the image",

@@ -44,6 +44,18 @@ def child_pids(pid: int) -> list[int]:
         return [int(s.parent.name) for s in Path("/proc").glob("[0-9]*/stat") if parent_of(int(s.parent.name)) == pid]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, theirs, ...), from /proc: what a process group
+    misses when a child started its own session (RQ's work horse calls setsid)."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier and len(found) < 10000:
+        kids = [k for p in frontier for k in child_pids(p) if k not in found]
+        found.extend(kids)
+        frontier = kids
+    return found
+
+
 def memory_and_age(pid: int) -> tuple[float, float] | None:
     """(RSS in MB, seconds since it started) of a live process, or None if it is gone."""
     try:

@@ -540,7 +540,8 @@ class ProcessSection(_Section):
     )
     stop_signal: Literal[STOP_SIGNALS] = Field("TERM", description="signal that asks it to stop (TERM, INT, QUIT, HUP, USR1, USR2, KILL)")  # type: ignore[valid-type]
     stop_timeout: int | None = Field(
-        None, ge=1, le=300, description="seconds it gets to stop before SIGKILL (default and maximum: the top-level stop_timeout)"
+        None, ge=1, le=300, description="seconds it gets to stop before SIGKILL, counted from the stop's start (it stops "
+        "beside nginx's drain; default: the top-level stop_timeout); the image's and manifests' grace periods follow"
     )
     count: int = Field(1, ge=1, le=64, description="how many copies run (NAME.1, NAME.2, ...)")
 
@@ -682,7 +683,11 @@ class Config(_Section):
         "auto",
         description='seconds a request may run (uWSGI harakiri); Nginx waits a little longer; "auto" = 30, or inside the platform router\'s limit', json_schema_extra=flag("--timeout")
     )
-    stop_timeout: int = Field(8, ge=1, le=300, description="seconds in-flight requests get to finish on stop")
+    stop_timeout: int = Field(
+        8, ge=1, le=300,
+        description="seconds in-flight requests get to finish on stop: nginx's budget, then uWSGI's own once nginx has "
+        "exited (each background process has its own, processes.NAME.stop_timeout)",
+    )
     drain_delay: int = Field(
         0,
         ge=0,

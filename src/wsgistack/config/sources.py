@@ -477,17 +477,6 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
                 "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table",
             )
         )
-    for name, spec in config.processes.items():
-        if spec.stop_timeout is not None and spec.stop_timeout > config.stop_timeout:
-            key = f"processes.{name}.stop_timeout"
-            problems.append(
-                WsgistackError(
-                    ids.CONFIG_E045,
-                    f"{key} = {spec.stop_timeout} (from {origins.get(key, DEFAULT)}) is longer than stop_timeout = "
-                    f"{config.stop_timeout}: the whole stack stops within stop_timeout",
-                    f"lower {key}, or raise stop_timeout (and the orchestrator's grace period with it)",
-                )
-            )
     return problems
 
 

@@ -32,6 +32,7 @@ from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.layout import NGINX_UNQUOTABLE, Paths, runtime_paths, unplain
 from wsgistack.contracts import BuildRecord, Ready, RestartCache
 from wsgistack.machine import HostFacts, Machine, run_as
+from wsgistack.plan.stop import StopPlan, stop_plan
 
 MB = 1024 * 1024
 # Memory a worker of a typical Django app needs (measured: ~38 MB RSS, ~20 MB private),
@@ -390,6 +391,11 @@ class Plan:
     def probe_host(self) -> str:
         """The Host header probes send (HEALTHCHECK, balancer checks, Kubernetes probes)."""
         return hosts.probe_name(self.config.server.server_names)
+
+    @property
+    def stop(self) -> StopPlan:
+        """Each process's stop budget and the longest the stop can take (plan/stop.py)."""
+        return stop_plan(self.config)
 
     @property
     def runs_background(self) -> bool:
