@@ -14,6 +14,7 @@ from wsgistack.checks.context import CheckContext, ini_value, walk
 from wsgistack.checks.messages import ERROR, ID_RE, MESSAGES, WARNING, Finding, declare
 from wsgistack.checks.registry import register
 from wsgistack.plan.stack import FIXED_OVERHEAD, MB, WORKER_BUDGET
+from wsgistack.plan.stop import stop_plan
 
 # Seconds a platform waits after SIGTERM before it sends SIGKILL: stop_timeout must end first.
 SHUTDOWN_GRACE: dict[str, int] = {"heroku": 30}
@@ -27,8 +28,9 @@ E101 = declare(
 W102 = declare(
     "config.W102",
     WARNING,
-    "stop_timeout is not shorter than the platform's shutdown grace: in-flight requests are killed with SIGKILL",
-    "set stop_timeout a few seconds below the platform's grace period (Heroku: 30 s)",
+    "the stop can take longer than the platform's shutdown grace: in-flight requests and jobs are killed with SIGKILL",
+    "lower stop_timeout (nginx's and uWSGI's budgets, one after the other) or a background process's "
+    "stop_timeout until the stop fits the platform's grace period (Heroku: 30 s)",
 )
 W103 = declare(
     "config.W103",
@@ -110,12 +112,14 @@ def timeouts_nest(ctx: CheckContext) -> list[Finding]:
 
 @register()
 def stop_within_platform_grace(ctx: CheckContext) -> list[Finding]:
+    """The whole stop (plan/stop.py: nginx, then uWSGI, background processes beside them, each
+    within its own budget) against the grace a platform gives and nobody can change."""
     grace = SHUTDOWN_GRACE.get(ctx.config.platform)
-    stop = ctx.config.stop_timeout
-    if grace is None or stop < grace:
+    stop = stop_plan(ctx.config)
+    if grace is None or stop.total < grace:
         return []
-    return [W102(f"stop_timeout = {stop}s, but {ctx.config.platform} sends SIGKILL {grace}s after SIGTERM",
-                 obj=f"stop_timeout (from {ctx.loaded.origin('stop_timeout')})")]
+    return [W102(f"a stop may take {stop.total}s ({stop.describe()}), but {ctx.config.platform} sends SIGKILL {grace}s "
+                 "after SIGTERM", obj=f"stop_timeout (from {ctx.loaded.origin('stop_timeout')}), processes.*.stop_timeout")]
 
 
 @register()

@@ -74,8 +74,15 @@ class StopPlan:
         compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds (plus preStop)."""
         return self.total + MARGIN
 
-    def describe(self) -> str:
-        """``nginx 8 s, then uwsgi 8 s; beside them: jobs 30 s, ops 2 s`` (+ drain)."""
+    def describe(self, server_neutral: bool = False) -> str:
+        """``nginx 8 s, then uwsgi 8 s; beside them: jobs 30 s, ops 2 s`` (+ drain).
+        ``server_neutral``: the app server is "app server" (the Kubernetes manifests are the
+        same for uWSGI and granian: the image's config names it)."""
+        if server_neutral:
+            return StopPlan(self.role, self.drain, tuple(
+                Step("app server" if s.name in ("uwsgi", "granian") else s.name, s.budget,
+                     tuple("app server" if a in ("uwsgi", "granian") else a for a in s.after))
+                for s in self.steps)).describe()
         chains, beside = [], []
         followers = {n for s in self.steps for n in s.after}
         for step in self.steps:

@@ -45,6 +45,7 @@ from wsgistack.machine import INSTALL_NGINX_HINT, HostFacts, Machine, host_facts
 from wsgistack.machine import detect as detect_machine
 from wsgistack.plan.image import DataDir, ProjectFacts, image_name
 from wsgistack.plan.stack import Plan, make_plan
+from wsgistack.plan.stop import stop_plan
 from wsgistack.render import RenderedFile, write_files
 from wsgistack.render.stack import render as render_stack
 from wsgistack.start.prestart import run_prestart
@@ -415,10 +416,12 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
     app_server = "uwsgi"
     app_dir = PurePosixPath(".")
     error: WsgistackError | None = None
+    stop_grace = 0
     try:
         loaded = resolve(path, env={k: v for k, v in env.items() if k == "DJANGO_SETTINGS_MODULE"})
         processes = tuple(loaded.config.processes)
         app_server = loaded.config.server.app_server
+        stop_grace = stop_plan(loaded.config, "all").grace
         if app_path(loaded).is_relative_to(path):
             app_dir = PurePosixPath(app_path(loaded).relative_to(path).as_posix())
     except WsgistackError as exc:
@@ -451,6 +454,7 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
         notes.append(f"note: could not detect the app here ({error.id}: {error.message})")
     return ProjectFacts(path=path, name=image_name(path), app_kind=kind, data_dirs=tuple(dirs), notes=tuple(notes),
                         processes=processes, detected=detected, app_server=app_server, app_dir=app_dir,
+                        stop_grace=stop_grace,
                         error=None if error is None else error.render())
 
 
