@@ -157,6 +157,8 @@ OPS_E002 = declare("ops.E002", "uWSGI's master FIFO cannot be opened", "run as t
 OPS_E003 = declare("ops.E003", "this reload would move the site to another address or port", "pass --yes to move it, or undo the change")
 OPS_E004 = declare("ops.E004", "no usable record of the settings the stack was started with",
                    "restart the stack with this version of wsgistack, or reload without re-rendering: --no-render")
+OPS_E005 = declare("ops.E005", "reload --chain without app.lazy_apps would keep serving the old code",
+                   "set app.lazy_apps = true and reload once without --chain (it applies it), or reload without --chain")
 PRESTART_E001 = declare("prestart.E001", "a prestart step could not start", "check app.prestart, and that the app's user can run it")
 PRESTART_E002 = declare("prestart.E002", "a prestart step failed", "fix the problem its output shows, or switch the step off")
 PRESTART_E003 = declare("prestart.E003", "SQLite is unable to open the database file (its directory is missing or not writable)",

@@ -151,6 +151,37 @@ def write_fifo(fifo: Path, command: bytes, owner: int) -> None:
         os.close(fd)
 
 
+def lazy_apps_running(paths: Paths) -> bool:
+    """Whether the running uWSGI loads the app in each worker (app.lazy_apps): as the start
+    (or the last reload, which re-execs the master) recorded it, else as its uwsgi.ini says."""
+    try:
+        started = record.read(paths)
+    except WsgistackError:
+        started = None
+    if started is not None and "app.lazy_apps" in started.recorded.values:
+        return bool(started.recorded.values["app.lazy_apps"])
+    try:
+        return any(line.replace(" ", "") == "lazy-apps=true" for line in paths.uwsgi_ini.read_text().splitlines())
+    except OSError:
+        return False
+
+
+def refuse_chain_without_lazy_apps(paths: Paths) -> None:
+    """ops.E005: uWSGI's chain reload replaces one worker at a time by forking it from the
+    master; without lazy-apps the master holds the app it loaded at start, so every new
+    worker runs the old code (the reload said "requested", exited 0 and changed nothing)."""
+    if lazy_apps_running(paths):
+        return
+    raise UsageError(
+        ids.OPS_E005,
+        "reload --chain replaces one uWSGI worker at a time, each forked from uWSGI's master, which loaded the app "
+        "at start: without app.lazy_apps every new worker would run the old code",
+        "set app.lazy_apps = true (each worker then loads the app itself) and reload once without --chain, which "
+        "restarts the master and applies it; from then on --chain reloads without a pause. Or reload without "
+        "--chain: every worker at once, new requests wait (queued, not refused) until the longest one in flight ends",
+    )
+
+
 def _wait_replaced(main: int, old: set[int], timeout: float) -> str:
     """Until none of granian's old workers is left (each new one has loaded the app first)."""
     import time
@@ -166,8 +197,9 @@ def _wait_replaced(main: int, old: set[int], timeout: float) -> str:
 
 def reload(where: Paths | Plan, chain: bool = False, wait: float = 120.0) -> list[str]:
     """Ask the running nginx to re-read its config and uWSGI to reload its workers
-    gracefully (in-flight requests finish). ``chain`` reloads workers one at a time, so
-    there is always a worker serving (needs app.lazy_apps to pick up new code). Signals go
+    gracefully (in-flight requests finish, up to request_timeout: Plan.reload_mercy).
+    ``chain`` reloads workers one at a time, so there is always a worker serving; it needs
+    app.lazy_apps to pick up new code, and is refused without it (ops.E005). Signals go
     only to the manager's own children (contracts.ManagerState)."""
     paths = where.paths if isinstance(where, Plan) else where
     done: list[str] = []
@@ -187,6 +219,8 @@ def reload(where: Paths | Plan, chain: bool = False, wait: float = 120.0) -> lis
         if wait:
             done.append(_wait_replaced(current.uwsgi_pid, old, wait))
         return done
+    if chain and current.uwsgi_pid:
+        refuse_chain_without_lazy_apps(paths)
     if current.uwsgi_pid:
         write_fifo(paths.fifo, b"c" if chain else b"r", _app_uid(paths))
         done.append(f"uWSGI (pid {current.uwsgi_pid}): {'chain' if chain else 'graceful'} reload requested")
@@ -307,6 +341,8 @@ def apply_reload(pending: Reload, chain: bool = False, say: Callable[[str], None
     from wsgistack.start.prestart import collects_static, run_prestart
 
     plan = pending.plan
+    if chain and plan.runs_uwsgi and not plan.granian:
+        refuse_chain_without_lazy_apps(plan.paths)  # before anything is written
     if collects_static(plan):
         run_prestart(plan, pending.env, say or (lambda _line: None), only=("collectstatic",))
     write_files(list(pending.files), plan.paths.runtime)

@@ -51,6 +51,8 @@ ROUTER_MARGIN = 2
 # seconds after it began (3.82 s with harakiri = 4, measured), never sooner. Half a second
 # more keeps a request the timeout killed from ever being run twice (see Plan.retry_window_ms).
 RETRY_MARGIN_MS = 1500
+# uWSGI's reload mercy beyond harakiri (whole seconds, a coarse clock: see RETRY_MARGIN_MS).
+RELOAD_MERCY_MARGIN = 2
 MAX_UNIX_SOCKET_PATH = 107
 DEFAULT_LISTEN = 4096
 # Methods replayed after they reached the app (a worker or a node died without answering):
@@ -314,6 +316,13 @@ class Plan:
         killer, a crash) within this many milliseconds of the request's start costs no
         idempotent request; one killed later, such as by harakiri, is not retried."""
         return max(250, self.harakiri * 1000 - RETRY_MARGIN_MS)
+
+    @property
+    def reload_mercy(self) -> int:
+        """Seconds uWSGI lets a worker it reloads (a graceful reload, a recycled worker) finish
+        its request before it kills it: past harakiri, so a request within request_timeout is
+        never cut by a reload, and one past it is ended by harakiri as it would be anyway."""
+        return self.harakiri + RELOAD_MERCY_MARGIN
 
     @property
     def min_worker_lifetime(self) -> int:
