@@ -604,9 +604,13 @@ class Say:
     stream: Any = None  # a binary stream (default: stdout)
 
     def __call__(self, text: str) -> None:
+        self.as_process("wsgistack", text)
+
+    def as_process(self, process: str, text: str) -> None:
+        """A line on behalf of another process (a prestart step's output, named after it)."""
         out = self.stream or sys.stdout.buffer
         for part in text.splitlines() or [""]:
-            out.write(log_line("wsgistack", part, self.json_mode))
+            out.write(log_line(process, part, self.json_mode))
         out.flush()
 
 
