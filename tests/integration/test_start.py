@@ -196,3 +196,39 @@ def test_prestart_output_is_streamed_line_by_line_with_the_steps_name(tmp_path: 
     assert lines.index("wsgistack | prestart: python seed.py " + str(gate) + (
         f" (as {worker_user()})" if os.geteuid() == 0 else "")) < lines.index("  seed.py | copying the first half")
     assert http(stack.url + "/hello").status == 200
+
+
+BIG_APP = """\
+# 120 MB held from import on, as a big app's modules, caches and models would be.
+BALLAST = bytearray(120 * 1024 * 1024)
+for i in range(0, len(BALLAST), 4096):
+    BALLAST[i] = 1
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"big"]
+"""
+
+
+def test_processes_auto_is_sized_by_the_apps_measured_memory(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 24 item 4: the probe measures the app's resident memory once imported, and the
+    plan counts each worker (and each background process) by it, not by a typical app's 64 MB."""
+    import re
+
+    project = shared_dir(tmp_path, "proj")
+    (project / "big.py").write_text(BIG_APP)
+    (project / "wsgistack.toml").write_text('[app]\ntarget = "big:application"\n[processes.tick]\ncommand = "sleep 3600"\n')
+    stack = start_stack(tmp_path, project, ready_path="/")
+    stacks.append(stack)
+    log = stack.log()
+    found = re.search(r"uwsgi\.processes auto = (\d+) \(cpus \d+ -> \d+; memory (\d+) MB holds (-?\d+): the app is (\d+) MB "
+                      r"after import, a worker counted at (\d+) MB, (\d+) MB for nginx, uWSGI's master and the manager, "
+                      r"(\d+) MB for 1 background process\)", log)
+    assert found, log
+    count, limit, holds, app_mb, worker_mb, fixed_mb, background_mb = map(int, found.groups())
+    assert 120 <= app_mb < 200  # the ballast, measured in the app's own interpreter
+    # (whole MB each, rounded down: hence the 1 MB of slack)
+    assert abs(worker_mb - 1.5 * app_mb) <= 1 and abs(fixed_mb - (96 + app_mb)) <= 1 and background_mb == app_mb
+    assert abs(holds - (limit - fixed_mb - background_mb) // worker_mb) <= 1
+    assert count >= 1
+    assert http(stack.url + "/").body == b"big"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from wsgistack.checks.context import CheckContext, ini_value, walk
 from wsgistack.checks.messages import ERROR, ID_RE, MESSAGES, WARNING, Finding, declare
 from wsgistack.checks.registry import register
-from wsgistack.plan.stack import FIXED_OVERHEAD, MB, WORKER_BUDGET
+from wsgistack.plan.stack import FIXED_OVERHEAD, MB
 from wsgistack.plan.stop import stop_plan
 
 # Seconds a platform waits after SIGTERM before it sends SIGKILL: stop_timeout must end first.
@@ -128,11 +128,15 @@ def workers_fit_in_memory(ctx: CheckContext) -> Iterator[Finding]:
     if plan is None or not plan.runs_uwsgi or not limit:
         return
     origin = ctx.loaded.origin("uwsgi.processes")
-    need = plan.processes * WORKER_BUDGET + FIXED_OVERHEAD
+    budget = plan.memory
+    need = budget.need(plan.processes)
     if need > limit:
+        fits = budget.fits(limit)
         yield W103(
-            f"{plan.processes} workers x ~{WORKER_BUDGET // MB} MB + {FIXED_OVERHEAD // MB} MB for nginx and the master "
-            f"= {need // MB} MB, over the memory limit of {limit // MB} MB: the OOM killer will end workers under load",
+            f"{plan.processes} worker{'s' if plan.processes != 1 else ''} need about {need // MB} MB ({budget.describe()}), "
+            f"over the memory limit of {limit // MB} MB"
+            + (f", which holds {fits}" if fits > 0 else ", which cannot hold even one worker beside the rest")
+            + ": the OOM killer will end workers under load",
             obj=f"uwsgi.processes (from {origin})",
         )
     if ctx.config.uwsgi.reload_on_rss:

@@ -36,9 +36,15 @@ from wsgistack.plan.stop import StopPlan, stop_plan
 
 MB = 1024 * 1024
 # Memory a worker of a typical Django app needs (measured: ~38 MB RSS, ~20 MB private),
-# with headroom, and what Nginx + the uWSGI master + our manager take together.
+# with headroom, and what Nginx + the uWSGI master + our manager take together: the
+# budget when the app's own size is not known (the probe measures it: MemoryBudget).
 WORKER_BUDGET = 64 * MB
 FIXED_OVERHEAD = 96 * MB
+# A worker starts at the app's size after import (the probe's RSS: 42.5 MB for the Django demo,
+# whose workers were 40.6 MB after 30 requests each) and grows as it serves (caches, pages of
+# the master's it writes to): counted at 1.5 times that, the ratio of WORKER_BUDGET to it.
+WORKER_HEADROOM = 1.5
+MIN_WORKER = 16 * MB
 DEFAULT_REQUEST_TIMEOUT = 30
 # Nginx waits this much longer than uWSGI's harakiri, so a hung request is killed by uWSGI
 # (which logs it and respawns the worker) and Nginx answers 504 only as a last resort.
@@ -402,6 +408,11 @@ class Plan:
         return hosts.probe_name(self.config.server.server_names)
 
     @property
+    def memory(self) -> MemoryBudget:
+        """What the stack's processes take, by the app's measured size (see MemoryBudget)."""
+        return memory_budget(self.config, self.app, len(self.background))
+
+    @property
     def stop(self) -> StopPlan:
         """Each process's stop budget and the longest the stop can take (plan/stop.py)."""
         return stop_plan(self.config)
@@ -443,17 +454,70 @@ def host_pattern(names: tuple[str, ...]) -> str:
     return r"^(?:" + "|".join(alternatives) + r")\.?(?::[0-9]{1,5})?$"
 
 
-def _processes(config: Config, machine: Machine, notes: list[str]) -> int:
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What a stack's processes take, as the plan counts it: each uWSGI worker at the app's
+    measured size after import (AppSpec.rss) with headroom, nginx + the manager + uWSGI's
+    master (which holds the app when it is loaded before the fork), and each background
+    process at the app's size (most import it: manage.py commands, Celery, RQ). Without a
+    measurement, the typical Django app's numbers (WORKER_BUDGET, FIXED_OVERHEAD)."""
+
+    app_rss: int | None  # bytes, as the probe measured it
+    per_worker: int
+    fixed: int
+    per_background: int
+    background_count: int
+
+    @property
+    def background(self) -> int:
+        return self.per_background * self.background_count
+
+    def need(self, workers: int) -> int:
+        return self.fixed + self.background + workers * self.per_worker
+
+    def fits(self, limit: int) -> int:
+        """How many workers the limit holds beside everything else (may be 0 or less)."""
+        return (limit - self.fixed - self.background) // self.per_worker
+
+    def describe(self) -> str:
+        measured = (f"the app is {self.app_rss // MB} MB after import, a worker counted at {self.per_worker // MB} MB"
+                    if self.app_rss else f"a worker counted at {self.per_worker // MB} MB (the app's size not measured)")
+        parts = [measured, f"{self.fixed // MB} MB for nginx, uWSGI's master and the manager"]
+        if self.background_count:
+            plural = "es" if self.background_count > 1 else ""
+            parts.append(f"{self.background // MB} MB for {self.background_count} background process{plural}")
+        return ", ".join(parts)
+
+
+def memory_budget(config: Config, app: AppSpec | None, background: int) -> MemoryBudget:
+    rss = app.rss if app is not None else None
+    if not rss:
+        return MemoryBudget(None, WORKER_BUDGET, FIXED_OVERHEAD, WORKER_BUDGET, background)
+    master = 0 if config.app.lazy_apps else rss  # lazy-apps: the master never imports the app
+    return MemoryBudget(rss, max(MIN_WORKER, int(rss * WORKER_HEADROOM)), FIXED_OVERHEAD + master, rss, background)
+
+
+def memory_may_bind(config: Config, machine: Machine) -> bool:
+    """Whether the app's measured size could change the worker count: processes = auto and a
+    memory limit that holds fewer than 4x the CPU count of typical workers (a 512 MiB
+    container; not a host with gigabytes to spare). Measuring a Django app whole costs a
+    second import of it at start (0.45 s for the demo), so the start measures only then."""
+    if config.uwsgi.processes != "auto" or not machine.memory_limit:
+        return False
+    return (machine.memory_limit - FIXED_OVERHEAD) // WORKER_BUDGET < 4 * max(2, machine.cpus)
+
+
+def _processes(config: Config, machine: Machine, budget: MemoryBudget, notes: list[str]) -> int:
     if config.uwsgi.processes != "auto":
         return int(config.uwsgi.processes)
     by_cpu = max(2, machine.cpus)
     count = by_cpu
     if machine.memory_limit:
-        by_memory = max(1, (machine.memory_limit - FIXED_OVERHEAD) // WORKER_BUDGET)
-        count = min(by_cpu, by_memory)
+        by_memory = budget.fits(machine.memory_limit)
+        count = max(1, min(by_cpu, by_memory))
         notes.append(
             f"uwsgi.processes auto = {count} (cpus {machine.cpus} -> {by_cpu}; "
-            f"memory {machine.memory_limit // MB} MB fits {by_memory})"
+            f"memory {machine.memory_limit // MB} MB holds {max(0, by_memory)}: {budget.describe()})"
         )
     else:
         notes.append(f"uwsgi.processes auto = {count} (cpus {machine.cpus})")
@@ -727,7 +791,9 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
             ]
         )
 
-    processes = _processes(config, machine, notes)
+    background = background_processes(config)
+    budget = memory_budget(config, app, len(background))
+    processes = _processes(config, machine, budget, notes)
     # uWSGI refuses to start with a listen queue above net.core.somaxconn, and the kernel
     # would silently cap nginx's backlog there too: cap it, and say so.
     listen_wanted = DEFAULT_LISTEN if config.uwsgi.listen == "auto" else int(config.uwsgi.listen)
@@ -739,7 +805,8 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         )
     harakiri, nginx_timeout, router = _timeouts(config, str(loaded.origin("request_timeout")))
 
-    per_worker = (machine.memory_limit - FIXED_OVERHEAD) // processes if machine.memory_limit else 512 * MB
+    # Recycle a worker before the workers together outgrow what the limit leaves them.
+    per_worker = (machine.memory_limit - budget.fixed - budget.background) // processes if machine.memory_limit else 512 * MB
     reload_on_rss = config.uwsgi.reload_on_rss or int(min(1024, max(128, per_worker // MB)))
 
     nginx_workers = machine.cpus if config.server.worker_processes == "auto" else int(config.server.worker_processes)
@@ -801,7 +868,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         uwsgi_max_vars=max_vars(header_buffer_kb(config.uwsgi.buffer_size)),
         uwsgi_options=_uwsgi_options(loaded),
         app_env=app_env,
-        background=background_processes(config),
+        background=background,
         notes=tuple(notes),
         python=python,
         tls=tls,
