@@ -30,7 +30,7 @@ from wsgistack.layout import Paths
 from wsgistack.machine import Machine
 from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.procfs import child_pids, read_granian_stats, read_uwsgi_stats, with_rss
+from wsgistack.procfs import child_pids, listen_queue, read_granian_stats, read_uwsgi_stats, with_rss
 from wsgistack.contracts import ManagerState, Trust, untrusted
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
@@ -65,6 +65,9 @@ class Status:
     draining: bool = False  # the drain marker exists: readiness answers 503 (`wsgistack drain`)
     manager_pid: int | None = None
     app_server: str = "uwsgi"  # which one runs (uwsgi_pid is its pid): "uwsgi" or "granian"
+    # The app server's listen queue (waiting, capacity): the kernel's for its unix socket,
+    # uWSGI's for TCP.
+    listen_queue: tuple[int, int] | None = None
 
     @property
     def running(self) -> bool:
@@ -92,6 +95,7 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
     uwsgi_pid = granian_pid or (manager.pid("uwsgi") if manager else None)
     nginx_pid = manager.pid("nginx") if manager else None
     found = None
+    queue = None
     if granian_pid and stats:
         found = read_granian_stats(granian_pid, str(paths.workers_dir))
     elif uwsgi_pid and stats:
@@ -99,6 +103,10 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
             found = with_rss(read_uwsgi_stats(str(paths.stats)))
         except (OSError, ValueError):
             found = None
+    if uwsgi_pid and stats:  # either app server: the kernel's count on its unix socket
+        queue = listen_queue(str(paths.socket))
+        if queue is None and found is not None and "sockets" in found:
+            queue = (int(found.get("listen_queue") or 0), int(((found.get("sockets") or [{}])[0]).get("max_queue") or 0))
     return Status(
         runtime_dir=str(paths.runtime),
         nginx_pid=nginx_pid,
@@ -108,6 +116,7 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
         draining=paths.drain.exists(),
         manager_pid=manager.manager_pid if manager else None,
         app_server="granian" if granian_pid else "uwsgi",
+        listen_queue=queue,
     )
 
 
