@@ -513,6 +513,9 @@ class StartRecord(Contract):
     python: str | None = None
     python_why: str = ""
     app_uid: int | None = None  # the app's user (started as root): owner of what uWSGI writes
+    # The static roots the start prepared (collectstatic runs at start only): a reload that
+    # would point nginx elsewhere says a restart must fill the new one first.
+    static_roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -345,3 +345,52 @@ def test_a_reload_lets_12s_requests_finish_and_chain_needs_lazy_apps(tmp_path: P
     while http(stack.url + "/").body != b"v3" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert {http(stack.url + "/").body for _ in range(10)} == {b"v3"}
+
+
+def test_reload_diff_and_dry_run_show_each_file_and_what_only_a_restart_applies(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 24 item 7: `reload` said "updated nginx.conf". --dry-run prints the setting changes
+    and a unified diff of each rendered file and applies nothing; --diff prints it and applies;
+    what a reload cannot apply says so (processes.json, a new STATIC_ROOT collectstatic never filled)."""
+    import secrets
+    import shutil
+
+    project = shared_dir(tmp_path, "demo")
+    shutil.copytree(EXAMPLES / "django_demo", project, dirs_exist_ok=True, ignore=shutil.ignore_patterns("var", "__pycache__"))
+    data = app_writable(shared_dir(tmp_path, "data"))
+    env = clean_env(DEMO_DATA_DIR=str(data), DJANGO_SECRET_KEY=secrets.token_urlsafe(50))
+    stack = start_stack(tmp_path, project, env=env)
+    stacks.append(stack)
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    files = {p.name: p.read_text() for p in stack.runtime_dir.iterdir() if p.suffix in (".conf", ".ini", ".json") and p.is_file()}
+
+    same = cli("reload", str(project), *rt, "--dry-run", env=env)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "no setting changes" in same.stdout and "no rendered file changes" in same.stdout
+    assert "dry run: nothing written, nothing reloaded" in same.stdout
+
+    # A code change (settings.py's STATIC_ROOT), a setting a reload applies, one it cannot,
+    # and a background process (the process manager's table).
+    settings = project / "demo" / "settings.py"
+    settings.write_text(settings.read_text().replace('env_path("DJANGO_STATIC_ROOT", DATA_DIR / "static")',
+                                                     'DATA_DIR / "static2"'))
+    (project / "wsgistack.toml").write_text('stop_timeout = 20\n' + (project / "wsgistack.toml").read_text()
+                                            + '[uwsgi]\nthreads = 2\n[processes.tick]\ncommand = "sleep 3600"\n')
+    dry = cli("reload", str(project), *rt, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    out = dry.stdout
+    assert "  uwsgi.threads: 1 -> 2 (wsgistack.toml)" in out
+    assert "  stop_timeout: 8 -> 20 (wsgistack.toml) [not applied: needs a restart]" in out
+    assert "--- uwsgi.ini (running)\n+++ uwsgi.ini (after the reload)\n" in out
+    assert "\n-threads = 1\n+threads = 2\n" in out
+    assert "--- nginx.conf (running)" in out and f"+            alias {data}/static2/;" in out, out
+    assert "# processes.json: changes, but only a restart applies it" in out and '+      "name": "tick",' in out
+    assert f"note: STATIC_ROOT is now {data}/static2 (the start collected into {data}/static)" in out
+    assert "dry run: nothing written, nothing reloaded" in out and "updated " not in out
+    assert {name: (stack.runtime_dir / name).read_text() for name in files} == files  # nothing written
+
+    applied = cli("reload", str(project), *rt, "--diff", env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "\n-threads = 1\n+threads = 2\n" in applied.stdout and "updated uwsgi.ini" in applied.stdout
+    assert "threads = 2\n" in (stack.runtime_dir / "uwsgi.ini").read_text()
+    assert (stack.runtime_dir / "processes.json").read_text() == files["processes.json"]  # the running table
+    assert http(stack.url + "/healthz").status == 200

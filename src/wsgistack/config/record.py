@@ -88,7 +88,7 @@ def record(loaded: LoadedConfig) -> Recorded:
 
 
 def save(paths: Paths, loaded: LoadedConfig, data_dir: Path | None = None, python: AppPython | None = None,
-         app_uid: int | None = None) -> Path:
+         app_uid: int | None = None, static_roots: tuple[str, ...] = ()) -> Path:
     """Write the record into the runtime dir's state part, readable by its owner only.
     ``data_dir``: tls.data_dir's default as the start resolved it from its environment;
     ``python``: the interpreter uWSGI runs; ``app_uid``: the app's user (started as root)."""
@@ -101,6 +101,7 @@ def save(paths: Paths, loaded: LoadedConfig, data_dir: Path | None = None, pytho
         python=python.python if python else None,
         python_why=python.why if python else "",
         app_uid=app_uid,
+        static_roots=tuple(static_roots),
     )
     data.write(paths.start_record, 0o600)
     return paths.start_record
@@ -114,6 +115,7 @@ class Started:
     python: str | None
     python_why: str
     app_uid: int | None
+    static_roots: tuple[str, ...] = ()
 
 
 def read(paths: Paths) -> Started | None:
@@ -133,7 +135,7 @@ def read(paths: Paths) -> Started | None:
         config_file=Path(rec.config_file) if rec.config_file else None,
         data_dir=Path(rec.data_dir) if rec.data_dir else None,
     )
-    return Started(recorded, rec.python, rec.python_why, rec.app_uid)
+    return Started(recorded, rec.python, rec.python_why, rec.app_uid, rec.static_roots)
 
 
 def _bad(path: Path, why: str, id: str = ids.OPS_E004) -> WsgistackError:

@@ -5,6 +5,7 @@ graceful reloads through nginx's SIGHUP and uWSGI's master FIFO (seed 001's
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import errno
 import os
 import signal
@@ -263,6 +264,30 @@ class Reload:
     data_dir: Path | None = None  # tls.data_dir's default as the start resolved it (kept in the record)
     app_uid: int | None = None  # the app's user the start recorded
     env: Mapping[str, str] = field(default_factory=dict)  # the environment the app was detected with
+    # Rendered files that differ but that only a restart applies (processes.json: the running
+    # manager keeps its table), and what else a restart would do that a reload does not.
+    restart_files: tuple[RenderedFile, ...] = ()
+    restart_notes: tuple[str, ...] = ()
+    static_roots: tuple[str, ...] = ()  # what the start prepared (kept in the record)
+
+    def diff(self) -> list[str]:
+        """A unified diff of each rendered file a reload would change, against the running one;
+        the files only a restart applies, marked so."""
+        out: list[str] = []
+        runtime = self.plan.paths.runtime
+        for f, restart in [*((f, False) for f in self.files), *((f, True) for f in self.restart_files)]:
+            path = runtime / f.path
+            try:
+                old = path.read_text()
+            except OSError:
+                old = ""
+            if restart:
+                out.append(f"# {f.path}: changes, but only a restart applies it (the process manager keeps the table it "
+                           "was started with)")
+            out.extend(line.rstrip("\n") for line in difflib.unified_diff(
+                old.splitlines(keepends=True), f.content.splitlines(keepends=True),
+                fromfile=f"{f.path} (running)", tofile=f"{f.path} ({'after a restart' if restart else 'after the reload'})"))
+        return out
 
     def confirm(self, yes: bool) -> None:
         """A reload that moves the site needs ``yes`` (ops.E003): it takes the site off the
@@ -325,17 +350,39 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     started = start.run(project, env=env, loaded=loaded, flags=start.RELOAD, machine=machine, python=python,
                         data_dir=rec.data_dir)
     plan = started.plan
+    changed = tuple(f for f in started.files if not _same(plan.paths.runtime / f.path, f.content))
     return Reload(
         loaded=loaded,
         plan=plan,
         changes=changes,
         # processes.json is left alone: the running manager already has its table.
-        files=tuple(f for f in started.files if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
+        files=tuple(f for f in changed if f.path != "processes.json"),
         notes=tuple(_ignored_env(env, loaded)),
         data_dir=rec.data_dir,
         app_uid=found.app_uid,
         env=dict(env),
+        restart_files=tuple(f for f in changed if f.path == "processes.json"),
+        restart_notes=tuple(_restart_notes(plan, changes, found.static_roots)),
+        static_roots=found.static_roots,
     )
+
+
+def _restart_notes(plan: Plan, changes: tuple[record.Change, ...], prepared: tuple[str, ...]) -> list[str]:
+    """What a reload leaves for a restart to do beyond the settings it marks (Reload.lines): a
+    static root nginx would serve that the start's collectstatic never filled."""
+    from wsgistack.start.prestart import collects_static
+
+    notes = []  # (the NEXT_START settings are marked in Reload.lines)
+    new = [root for root in plan.static_roots if root not in prepared]
+    if prepared and new and collects_static(plan):
+        notes.append(f"STATIC_ROOT is now {', '.join(new)} (the start collected into {', '.join(prepared)}): the reload "
+                     "runs collectstatic into it before nginx serves it")
+    elif prepared and new:
+        notes.append(
+            f"STATIC_ROOT is now {', '.join(new)} (the start collected into {', '.join(prepared)}): collectstatic runs at "
+            "start only, so after this reload nginx serves the new directory as it is; restart the stack (or run "
+            "collectstatic into it first)")
+    return notes
 
 
 def _found_by_itself(project: Path, config_file: Path) -> bool:
@@ -352,11 +399,13 @@ def apply_reload(pending: Reload, chain: bool = False, say: Callable[[str], None
     plan = pending.plan
     if chain and plan.runs_uwsgi and not plan.granian:
         refuse_chain_without_lazy_apps(plan.paths)  # before anything is written
-    if collects_static(plan):
+    collected = collects_static(plan)
+    if collected:
         run_prestart(plan, pending.env, say or (lambda _line: None), only=("collectstatic",))
     write_files(list(pending.files), plan.paths.runtime)
     done = reload(plan, chain=chain)
-    record.save(plan.paths, pending.loaded, data_dir=pending.data_dir, python=plan.python, app_uid=pending.app_uid)
+    record.save(plan.paths, pending.loaded, data_dir=pending.data_dir, python=plan.python, app_uid=pending.app_uid,
+                static_roots=tuple(plan.static_roots) if collected else pending.static_roots)  # what was collected into
     return done
 
 

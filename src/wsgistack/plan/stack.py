@@ -408,6 +408,11 @@ class Plan:
         return hosts.probe_name(self.config.server.server_names)
 
     @property
+    def static_roots(self) -> tuple[str, ...]:
+        """The directories nginx serves collected static files from (Django's STATIC_ROOT)."""
+        return tuple(str(loc.dir) for loc in self.locations if loc.role == "static")
+
+    @property
     def memory(self) -> MemoryBudget:
         """What the stack's processes take, by the app's measured size (see MemoryBudget)."""
         return memory_budget(self.config, self.app, len(self.background))

@@ -309,7 +309,8 @@ def remember(planned: Plan, loaded: LoadedConfig, data_dir: Path) -> None:
         import pwd
 
         app_uid = pwd.getpwnam(planned.uwsgi_user).pw_uid
-    record.save(planned.paths, loaded, data_dir=data_dir, python=planned.python, app_uid=app_uid)
+    record.save(planned.paths, loaded, data_dir=data_dir, python=planned.python, app_uid=app_uid,
+                static_roots=planned.static_roots)
 
 
 # --- 6. prestart ------------------------------------------------------------------------------
