@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, SERVERS, Stack, free_port, http, server_env, start_stack
+from tests.conftest import EXAMPLES, SERVERS, Stack, clean_env, free_port, http, server_env, start_stack
 
 pytestmark = pytest.mark.integration
 
