@@ -281,8 +281,10 @@ def test_an_unknown_host_flood_marks_no_node_down_and_fails_no_legitimate_reques
     for node in fleet.nodes:  # ...by the balancer: not one reached a node's nginx
         assert "evil" not in node.log() and '" 444 ' not in node.log(), node.log()[-2000:]
     # Legitimate spellings of a served Host still pass.
-    for host in ("LOCALHOST", "localhost.", f"127.0.0.1:{fleet.balancer.port}", "[::1]"):
+    for host in ("LOCALHOST", "localhost.", f"127.0.0.1:{fleet.balancer.port}", "127.0.0.1"):
         assert burst(fleet.balancer.port, [_get("/", host)], concurrency=1) == Counter({"200": 1}), host
+    # [::1] is no default server name since issue 21 (item 11): refused like any unknown Host.
+    assert burst(fleet.balancer.port, [_get("/", "[::1]")], concurrency=1) == Counter({"closed": 1})
 
 
 @pytest.mark.parametrize("maxconn", ["auto", "0"])
