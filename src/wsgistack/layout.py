@@ -90,6 +90,9 @@ class Paths:
     granian_shim = property(lambda self: self.runtime / "granian" / "wsgistack_app.py")
     # What `reload` keeps: the start's resolved settings and interpreter (contracts.StartRecord).
     start_record = property(lambda self: self.state / "start.json")
+    # The process manager's copy of its output, for `wsgistack logs` (contracts.LogFile),
+    # and the older half once it rotated (contracts.rotated).
+    log = property(lambda self: self.state / "stack.log")
     # TLS: the DH group for the DHE suites; for acme, the HTTPS config nginx switches to once
     # the first certificate is there, the renewer's settings, and the HTTP-01 webroot.
     dhparam = property(lambda self: self.runtime / "ffdhe2048.pem")

@@ -182,6 +182,7 @@ def process_table(plan: Plan) -> ProcessTable:
         cleanup=tuple(str(p) for p in plan.paths.transient + (plan.paths.granian_transient if plan.granian else ())),
         state_file=str(plan.paths.manager_state),
         log_format=plan.config.server.log_format,
+        log_file=str(plan.paths.log),
         # Drain before stop: readiness answers 503 (the shim sees the marker) while nginx and
         # uWSGI still serve, so a balancer takes the node out before it stops accepting.
         drain_file=str(plan.paths.drain) if plan.config.drain_delay else "",

@@ -23,7 +23,8 @@ enqueue), each within its own stop_timeout, and their whole process group goes w
 no orphans. Every stop is logged with the time it took.
 
 The manager keeps a small JSON file of what runs (pids, restarts, states) for ``status``
-and the ops listener.
+and the ops listener, and a copy of every line it prints in a bounded, rotated file
+(contracts.LogFile) for ``wsgistack logs``.
 
 Usage: ``python -m wsgistack.runner.manager PROCESSES.json``.
 """
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from wsgistack.contracts import KILL_GRACE, SECRET_ENV, ManagerState, ProcessState, ProcessTable, Ready, log_line
+from wsgistack.contracts import KILL_GRACE, SECRET_ENV, LogFile, ManagerState, ProcessState, ProcessTable, Ready, log_line
 from wsgistack.procfs import child_pids, descendants, memory_and_age, parent_of
 
 PR_SET_PDEATHSIG = 1
@@ -281,6 +282,8 @@ class Manager:
         self._selector: selectors.BaseSelector | None = None
         self.json_logs = self.table.log_format == "json"
         self._batch_output = True  # every pipe could be enlarged (see RELAY_INTERVAL)
+        # What `wsgistack logs` reads: the same bytes as our stdout, in the same order.
+        self.log_file = LogFile(self.table.log_file, self.table.log_limit) if self.table.log_file else None
 
     # --- output -------------------------------------------------------------------------
 
@@ -293,6 +296,15 @@ class Manager:
             self.out.flush()
         except (BrokenPipeError, ValueError):
             pass
+        if self.log_file is not None:
+            try:
+                self.log_file.write(data)
+            except OSError as exc:
+                # A full disk must not stop the site: the lines still reach stdout.
+                self.log_file.close()
+                self.log_file = None
+                self._write(log_line("wsgistack", f"stopped copying the output to {self.table.log_file}: {exc}",
+                                     self.json_logs, self.width))
 
     def _relay(self, child: Child, chunk: bytes, final: bool = False) -> None:
         child.buffer += chunk
@@ -671,6 +683,8 @@ class Manager:
             self.say(f"exiting with code {self.exit_code}: {self.reason}")
         else:
             self.say("stopped")
+        if self.log_file is not None:
+            self.log_file.close()
         return self.exit_code
 
     def _restart_due(self, selector: selectors.BaseSelector) -> float:
