@@ -159,6 +159,11 @@ OPS_E004 = declare("ops.E004", "no usable record of the settings the stack was s
                    "restart the stack with this version of wsgistack, or reload without re-rendering: --no-render")
 OPS_E005 = declare("ops.E005", "reload --chain without app.lazy_apps would keep serving the old code",
                    "set app.lazy_apps = true and reload once without --chain (it applies it), or reload without --chain")
+OPS_E006 = declare("ops.E006", "the stack's log file is not there (state/stack.log in the runtime dir)",
+                   "start the stack with this version of wsgistack (its process manager writes the file), pass the "
+                   "same --runtime-dir, and run as the user that started it")
+OPS_E007 = declare("ops.E007", "not a request id", "give the id from the X-Request-ID response header "
+                   "(up to 200 of A-Z a-z 0-9 . _ : @ / + = -)")
 PRESTART_E001 = declare("prestart.E001", "a prestart step could not start", "check app.prestart, and that the app's user can run it")
 PRESTART_E002 = declare("prestart.E002", "a prestart step failed", "fix the problem its output shows, or switch the step off")
 PRESTART_E003 = declare("prestart.E003", "SQLite is unable to open the database file (its directory is missing or not writable)",
