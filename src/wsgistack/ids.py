@@ -159,7 +159,7 @@ OPS_E004 = declare("ops.E004", "no usable record of the settings the stack was s
                    "restart the stack with this version of wsgistack, or reload without re-rendering: --no-render")
 OPS_E005 = declare("ops.E005", "reload --chain without app.lazy_apps would keep serving the old code",
                    "set app.lazy_apps = true and reload once without --chain (it applies it), or reload without --chain")
-OPS_E006 = declare("ops.E006", "the stack's log file is not there (state/stack.log in the runtime dir)",
+OPS_E006 = declare("ops.E006", "the stack's log file is not there or not readable by this user (state/stack.log in the runtime dir)",
                    "start the stack with this version of wsgistack (its process manager writes the file), pass the "
                    "same --runtime-dir, and run as the user that started it")
 OPS_E007 = declare("ops.E007", "not a request id", "give the id from the X-Request-ID response header "

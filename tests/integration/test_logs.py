@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVERS, Stack, clean_env, deployed_python, free_port, http, server_env, shared_dir, start_stack
+from tests.conftest import (SERVERS, Stack, clean_env, deployed_python, free_port, http, server_env, shared_dir, start_stack,
+                            worker_user)
 
 pytestmark = pytest.mark.integration
 
@@ -154,9 +155,10 @@ def test_wsgistack_logs_joins_a_requests_lines_by_its_id(tmp_path: Path, stacks:
     other = http(stack.url + "/not-this-one").headers["x-request-id"]
     assert rid != other and rid != "client-chosen"
 
-    def logs(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([deployed_python(), "-m", "wsgistack", "logs", str(app), "--runtime-dir", str(stack.runtime_dir), *args],
-                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    def logs(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        as_user = ["runuser", "-u", user, "--"] if user else []
+        return subprocess.run([*as_user, deployed_python(), "-m", "wsgistack", "logs", str(app), "--runtime-dir", str(stack.runtime_dir),
+                               *args], capture_output=True, text=True, env=env, cwd=app, timeout=60)
 
     nginx_line = '"GET /joined HTTP/1.1" 200'
     app_line = f"app-log id={rid} handling /joined"
@@ -182,3 +184,7 @@ def test_wsgistack_logs_joins_a_requests_lines_by_its_id(tmp_path: Path, stacks:
     # The last N lines, unfiltered: the other request's access line is the newest nginx line.
     tail = logs("--lines", "50").stdout.splitlines()
     assert len(tail) <= 50 and any(f"id={other}" in l for l in tail)
+    # The app's user (the one a compromised app runs as) cannot read it, and is told why.
+    if os.geteuid() == 0 and worker_user():
+        denied = logs("--request-id", rid, user=worker_user())
+        assert denied.returncode != 0 and "ops.E006" in denied.stderr and rid not in denied.stdout, denied

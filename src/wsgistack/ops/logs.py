@@ -58,10 +58,18 @@ def _missing(paths: Paths) -> WsgistackError:
     return WsgistackError(ids.OPS_E006, f"no log file at {paths.log}")
 
 
+def _reachable(paths: Paths) -> None:
+    """state/ is the starter's alone (0700): anyone else is told so, not "permission denied"."""
+    if paths.state.is_dir() and not os.access(paths.state, os.R_OK | os.X_OK):
+        raise WsgistackError(ids.OPS_E006, f"cannot read {paths.log}: only the user that started the stack may",
+                             "run `wsgistack logs` as that user (with sudo when the stack runs as root)")
+
+
 def lines(paths: Paths, request_id: str | None = None, last: int = 0) -> list[str]:
     """The stack's lines in the order they were relayed (the rotated half first), those naming
     ``request_id`` when given, the ``last`` of them when > 0."""
     keep = request_filter(request_id)
+    _reachable(paths)
     chunks = []
     try:
         chunks.append(_read(rotated(paths.log)))
@@ -82,6 +90,7 @@ def follow(paths: Paths, request_id: str | None = None, last: int = 0, *, poll: 
     rotations (the rest of the old file first, then the new one from its start), until
     ``stop()`` says so. The file is opened before it is read: no line falls between the two."""
     keep = request_filter(request_id)
+    _reachable(paths)
     fd: int | None = None
     try:
         try:
