@@ -152,8 +152,8 @@ def wsgistack_stack(name: str = "wsgistack", settings: Mapping[str, str] | None 
         for ablation in ablations:
             filename, edit, _ = ABLATIONS[ablation]
             path = runtime / filename
-            if not path.exists() and (runtime / "granian" / filename).exists():
-                path = runtime / "granian" / filename  # granian's shim lives in a directory of its own
+            if filename == "wsgistack_app.py":  # the shim the plan rendered (granian's has a directory of its own)
+                path = started.plan.paths.granian_shim if started.plan.granian else started.plan.paths.shim
             path.write_text(edit(path.read_text()))
         (ctx.workdir / "variant.json").write_text(json.dumps(
             {"settings": dict(settings or {}), "ablations": list(ablations), "planned_cpus": ctx.server_cpus}, indent=2))
