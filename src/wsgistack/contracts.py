@@ -40,6 +40,9 @@ from wsgistack.procfs import parent_of
 from wsgistack.errors import WsgistackError
 
 MAX_BYTES = 16 * 1024 * 1024
+# Seconds the process manager waits for a process it SIGKILLed (the kernel frees its memory,
+# its master reaps its workers) before it gives up on it: part of every stop's budget.
+KILL_GRACE = 1.0
 C = TypeVar("C", bound="Contract")
 
 
@@ -108,8 +111,9 @@ def check_dir(directory: Path, trust: Trust) -> None:
         raise untrusted(directory, f"others may write into the directory (mode {info.st_mode & 0o777:o})")
 
 
-def read_bytes(path: Path | str, trust: Trust) -> bytes:
-    """The file's bytes, once the trust rule holds for it and its directory."""
+def open_trusted(path: Path | str, trust: Trust) -> int:
+    """A read-only descriptor of ``path``, once the trust rule holds for it and its directory
+    (checked on the open file: no race between the check and the read)."""
     check_dir(Path(path).parent, trust)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -119,8 +123,17 @@ def read_bytes(path: Path | str, trust: Trust) -> bytes:
         if exc.errno in (getattr(os, "ELOOP", 40), 40):
             raise untrusted(path, "it is a symbolic link") from None
         raise unreadable(path, exc.strerror or str(exc)) from None
-    with os.fdopen(fd, "rb") as fh:
-        _check(path, os.fstat(fh.fileno()), trust)
+    try:
+        _check(path, os.fstat(fd), trust)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_bytes(path: Path | str, trust: Trust) -> bytes:
+    """The file's bytes, once the trust rule holds for it and its directory."""
+    with os.fdopen(open_trusted(path, trust), "rb") as fh:
         data = fh.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise unreadable(path, f"it is larger than {MAX_BYTES} bytes")
@@ -296,8 +309,11 @@ class ProcessSpec:
     user: str = ""
     group: str = ""
     env_prepend: dict[str, str] = field(default_factory=dict)
+    # Its own stop budget: seconds from its stop signal to SIGKILL (None: the table's
+    # stop_timeout). It is signalled once every process named in stop_after has exited
+    # (uWSGI after nginx, which passes it the requests it is finishing); the others at once.
     stop_timeout: float | None = None
-    stop_group: str = ""
+    stop_after: tuple[str, ...] = ()
     recycle: dict[str, float] = field(default_factory=dict)
     # Optional (the ops listener): the start never waits for it, and its failing, however
     # often, never stops the site; it is restarted with backoff and said.
@@ -320,6 +336,9 @@ class ProcessTable(Contract):
     cleanup: tuple[str, ...] = ()
     state_file: str = ""
     log_format: str = "text"
+    # The manager's copy of its output (`wsgistack logs`): see LogFile. "" = none.
+    log_file: str = ""
+    log_limit: int = 10 * 1024 * 1024
     drain_file: str = ""
     drain_delay: float = 0
     # Background processes: the first restart waits restart_backoff, each quick one after it
@@ -507,6 +526,9 @@ class StartRecord(Contract):
     python: str | None = None
     python_why: str = ""
     app_uid: int | None = None  # the app's user (started as root): owner of what uWSGI writes
+    # The static roots the start prepared (collectstatic runs at start only): a reload that
+    # would point nginx elsewhere says a restart must fill the new one first.
+    static_roots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -598,11 +620,68 @@ class Say:
     stream: Any = None  # a binary stream (default: stdout)
 
     def __call__(self, text: str) -> None:
+        self.as_process("wsgistack", text)
+
+    def as_process(self, process: str, text: str) -> None:
+        """A line on behalf of another process (a prestart step's output, named after it)."""
         out = self.stream or sys.stdout.buffer
         for part in text.splitlines() or [""]:
-            out.write(log_line("wsgistack", part, self.json_mode))
+            out.write(log_line(process, part, self.json_mode))
         out.flush()
 
 
 def say_lines(lines: Iterable[str], json_mode: bool = False, stream: Any = None) -> None:
     Say(json_mode, stream)("\n".join(lines))
+
+
+def rotated(path: Path | str) -> Path:
+    """Where a full :class:`LogFile` goes (one older file is kept: ``NAME.1``)."""
+    path = Path(path)
+    return path.with_name(path.name + ".1")
+
+
+class LogFile:
+    """The process manager's own copy of the lines it prints (its stdout, byte for byte), for
+    `wsgistack logs` (ops/logs.py): in the runtime dir's state/ (the starter's, 0700), owned
+    by the manager's user, mode 0600, never through a link. It holds nothing stdout does not.
+    Lines are appended in the order the manager relays them. Once a write would take it past
+    ``limit`` bytes it is renamed to ``NAME.1`` (replacing the older one) and begun anew: at
+    most two files of ``limit`` bytes (plus one batch)."""
+
+    def __init__(self, path: Path | str, limit: int) -> None:
+        self.path = Path(path)
+        self.limit = limit
+        self._fd: int | None = None
+        self._size = 0
+
+    def _open(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            os.close(fd)
+            raise PermissionError(f"{self.path} is not a regular file of uid {os.geteuid()}")
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+        self._fd, self._size = fd, info.st_size
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (whole lines), rotating first when it would not fit. Raises OSError."""
+        if not data:
+            return
+        if self._fd is None:
+            self._open()
+        if self._size and self._size + len(data) > self.limit:
+            self.close()
+            os.replace(self.path, rotated(self.path))
+            self._open()
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+            self._size += written
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

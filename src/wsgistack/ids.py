@@ -105,10 +105,11 @@ CONFIG_E048 = declare("config.E048", "server.app_server = granian with a setting
 CONFIG_E049 = declare("config.E049", "server.app_server = granian on platform heroku: the term-drain library knows only "
                       "nginx's and uWSGI's signals",
                       "use app_server = uwsgi on Heroku")
+CONFIG_E050 = declare("config.E050", "a path holds a character the config it is written into cannot carry",
+                      "the runtime dir: letters, digits and . _ - + = , @ ~ / only (uwsgi.ini and haproxy.cfg name it "
+                      "unquoted), e.g. /run/myapp or the default; a static or TLS path: no $, quote, backslash or control character")
 CONFIG_E044 = declare("config.E044", "role = worker, and process names no [processes.NAME]",
                       "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table")
-CONFIG_E045 = declare("config.E045", "a process's stop timeout is longer than stop_timeout",
-                      "lower it, or raise stop_timeout (and the orchestrator's grace period)")
 
 # --- docker: the image, its recipe and compose files ---------------------------------------
 DOCKER_E001 = declare("docker.E001", "the project has no requirements file for the image",
@@ -156,6 +157,13 @@ OPS_E002 = declare("ops.E002", "uWSGI's master FIFO cannot be opened", "run as t
 OPS_E003 = declare("ops.E003", "this reload would move the site to another address or port", "pass --yes to move it, or undo the change")
 OPS_E004 = declare("ops.E004", "no usable record of the settings the stack was started with",
                    "restart the stack with this version of wsgistack, or reload without re-rendering: --no-render")
+OPS_E005 = declare("ops.E005", "reload --chain without app.lazy_apps would keep serving the old code",
+                   "set app.lazy_apps = true and reload once without --chain (it applies it), or reload without --chain")
+OPS_E006 = declare("ops.E006", "the stack's log file is not there or not readable by this user (state/stack.log in the runtime dir)",
+                   "start the stack with this version of wsgistack (its process manager writes the file), pass the "
+                   "same --runtime-dir, and run as the user that started it")
+OPS_E007 = declare("ops.E007", "not a request id", "give the id from the X-Request-ID response header "
+                   "(up to 200 of A-Z a-z 0-9 . _ : @ / + = -)")
 PRESTART_E001 = declare("prestart.E001", "a prestart step could not start", "check app.prestart, and that the app's user can run it")
 PRESTART_E002 = declare("prestart.E002", "a prestart step failed", "fix the problem its output shows, or switch the step off")
 PRESTART_E003 = declare("prestart.E003", "SQLite is unable to open the database file (its directory is missing or not writable)",

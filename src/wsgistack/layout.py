@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,20 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from wsgistack.config.sources import LoadedConfig
+
+
+# A path wsgistack writes into uwsgi.ini and haproxy.cfg as it is: neither quotes (a space ends
+# an HAProxy word; "%" and "$(" are uWSGI's own expansions), so the runtime dir, whose files
+# both name, holds only these. nginx.conf quotes what needs it (render's nginx_quote)...
+PLAIN_PATH = re.compile(r"[A-Za-z0-9._/+=,@~-]*")
+# ...except what a quoted nginx string cannot carry: "$" starts a variable (alias, if -f),
+# a quote or a backslash ends or escapes the string, a control character ends the line.
+NGINX_UNQUOTABLE = re.compile(r'[$"\\\x00-\x1f\x7f]')
+
+
+def unplain(path: object) -> str:
+    """The characters of ``path`` outside :data:`PLAIN_PATH`, in order, once each ("" = none)."""
+    return "".join(dict.fromkeys(c for c in str(path) if not PLAIN_PATH.fullmatch(c)))
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,9 @@ class Paths:
     granian_shim = property(lambda self: self.runtime / "granian" / "wsgistack_app.py")
     # What `reload` keeps: the start's resolved settings and interpreter (contracts.StartRecord).
     start_record = property(lambda self: self.state / "start.json")
+    # The process manager's copy of its output, for `wsgistack logs` (contracts.LogFile),
+    # and the older half once it rotated (contracts.rotated).
+    log = property(lambda self: self.state / "stack.log")
     # TLS: the DH group for the DHE suites; for acme, the HTTPS config nginx switches to once
     # the first certificate is there, the renewer's settings, and the HTTP-01 webroot.
     dhparam = property(lambda self: self.runtime / "ffdhe2048.pem")

@@ -44,6 +44,18 @@ def child_pids(pid: int) -> list[int]:
         return [int(s.parent.name) for s in Path("/proc").glob("[0-9]*/stat") if parent_of(int(s.parent.name)) == pid]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, theirs, ...), from /proc: what a process group
+    misses when a child started its own session (RQ's work horse calls setsid)."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier and len(found) < 10000:
+        kids = [k for p in frontier for k in child_pids(p) if k not in found]
+        found.extend(kids)
+        frontier = kids
+    return found
+
+
 def memory_and_age(pid: int) -> tuple[float, float] | None:
     """(RSS in MB, seconds since it started) of a live process, or None if it is gone."""
     try:
@@ -136,3 +148,86 @@ def read_granian_stats(main_pid: int, workers_dir: str) -> dict[str, Any]:
             "rss": rss_bytes(pid),
         })
     return {"server": "granian", "workers": workers}
+
+
+# --- the kernel's view of a listening unix socket (sock_diag netlink) ---------------------------
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+UDIAG_SHOW_NAME, UDIAG_SHOW_RQLEN = 0x01, 0x10
+UNIX_DIAG_NAME, UNIX_DIAG_RQLEN = 0, 4
+TCP_LISTEN = 10
+
+
+def unix_listen_queues(paths: set[str] | None = None) -> dict[str, tuple[int, int]]:
+    """For each listening unix stream socket bound to one of ``paths`` (all when None): the
+    connections waiting to be accepted and the queue's capacity, as the kernel counts them
+    (sock_diag's UNIX_DIAG_RQLEN: for a listener, its accept queue and its backlog). uWSGI
+    reports no queue for a unix socket, and /proc/net/unix has no such column. Linux only;
+    an empty answer elsewhere, or when netlink is not allowed."""
+    import struct
+
+    found: dict[str, tuple[int, int]] = {}
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+    except (OSError, AttributeError):
+        return found
+    with sock:
+        sock.settimeout(2.0)
+        # struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2]
+        body = struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 1 << TCP_LISTEN, 0, UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN,
+                           0xFFFFFFFF, 0xFFFFFFFF)
+        header = struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+        try:
+            sock.sendto(header + body, (0, 0))
+            while True:
+                data = sock.recv(1 << 16)
+                offset, done = 0, False
+                while offset + 16 <= len(data):
+                    length, kind, _flags, _seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                    if length < 16:
+                        return found
+                    if kind in (NLMSG_DONE, NLMSG_ERROR):
+                        done = True
+                        break
+                    name, queue = _unix_diag_attrs(data[offset + 16 + 16 : offset + length])
+                    if name is not None and queue is not None and (paths is None or name in paths):
+                        found[name] = queue
+                    offset += (length + 3) & ~3
+                if done or not data:
+                    return found
+        except OSError:
+            return found
+
+
+def _unix_diag_attrs(attrs: bytes) -> tuple[str | None, tuple[int, int] | None]:
+    """UNIX_DIAG_NAME and UNIX_DIAG_RQLEN from a unix_diag_msg's attributes (after its 16
+    bytes: family, type, state, pad, ino, cookie[2])."""
+    import struct
+
+    name, queue, offset = None, None, 0
+    while offset + 4 <= len(attrs):
+        length, kind = struct.unpack_from("=HH", attrs, offset)
+        if length < 4:
+            break
+        value = attrs[offset + 4 : offset + length]
+        if kind == UNIX_DIAG_NAME:
+            name = value.split(b"\0", 1)[0].decode("utf-8", "replace") if value[:1] != b"\0" else "@" + value[1:].decode(
+                "utf-8", "replace")
+        elif kind == UNIX_DIAG_RQLEN and len(value) >= 8:
+            queue = struct.unpack_from("=II", value)
+        offset += (length + 3) & ~3
+    return name, queue
+
+
+def listen_queue(path: str) -> tuple[int, int] | None:
+    """(waiting, capacity) of the listening unix socket at ``path``, or None."""
+    return unix_listen_queues({path}).get(path)
+
+
+def worker_respawns(worker: dict[str, Any]) -> int:
+    """Times uWSGI respawned a worker: its stats' respawn_count counts the first spawn too."""
+    count = worker.get("respawn_count")
+    return max(0, int(count) - 1) if isinstance(count, int) else 0

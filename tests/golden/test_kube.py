@@ -50,7 +50,9 @@ CASES: dict[str, tuple[dict[str, str], ProjectFacts]] = {
     "single-processes": (
         {**IMAGE, "WSGISTACK_PROCESSES__SENDALERTS__COMMAND": "python manage.py sendalerts",
          "WSGISTACK_PROCESSES__CELERY_BEAT__COMMAND": "celery -A shop beat",
-         "WSGISTACK_PROCESSES__CELERY_BEAT__STOP_TIMEOUT": "3"},
+         "WSGISTACK_PROCESSES__CELERY_BEAT__STOP_TIMEOUT": "3",
+         # a queue worker that finishes a 30 s job on SIGTERM: its pod's grace follows
+         "WSGISTACK_PROCESSES__RQ__COMMAND": "rq worker", "WSGISTACK_PROCESSES__RQ__STOP_TIMEOUT": "35"},
         DJANGO_FACTS),
 }
 

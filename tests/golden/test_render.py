@@ -222,6 +222,12 @@ BALANCER_CASES = {
         "WSGISTACK_BALANCER__NODES": "node1:8080 node2:8080 node3:8080", "WSGISTACK_BALANCER__PORT": "8080",
         "WSGISTACK_BALANCER__RESOLVER": "127.0.0.11:53",
     },
+    # The nodes' workers known (maxconn auto = 4 x 2), unknown Hosts answered 421, nginx's name forms.
+    "balancer-workers-421": {
+        "WSGISTACK_BALANCER__NODES": "10.0.0.11:8000 10.0.0.12:8000", "WSGISTACK_UWSGI__PROCESSES": "4",
+        "WSGISTACK_UWSGI__THREADS": "2", "WSGISTACK_SERVER__UNKNOWN_HOST": "421",
+        "WSGISTACK_SERVER__SERVER_NAMES": ".example.org mail.* shop.example.com",
+    },
 }
 
 

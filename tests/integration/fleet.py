@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ def application(environ, start_response):
     if path == "/whoami":
         import json
         data = json.dumps({k: environ.get(k) for k in ("REMOTE_ADDR", "HTTP_HOST", "wsgi.url_scheme",
-                                                      "HTTP_X_FORWARDED_HOST", "HTTP_X_REQUEST_ID")}).encode()
+                                                      "HTTP_X_FORWARDED_HOST", "HTTP_X_REQUEST_ID", "HTTP_PROXY")}).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
     if environ["REQUEST_METHOD"] == "POST":
@@ -41,7 +42,8 @@ def application(environ, start_response):
         text = "%s %s posted %d" % (VERSION, os.environ.get("NODE_NAME"), len(body))
     else:
         if path == "/slow":
-            time.sleep(0.3)
+            query = environ.get("QUERY_STRING") or ""
+            time.sleep(float(query.split("seconds=", 1)[1]) if "seconds=" in query else 0.3)
         text = "%s %s rid=%s" % (VERSION, os.environ.get("NODE_NAME"), environ.get("HTTP_X_REQUEST_ID"))
     data = text.encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
@@ -243,6 +245,69 @@ class Load:
                     self.result.failures.append(problem)
 
 
+def burst(port: int, requests: list[bytes], *, concurrency: int, timeout: float = 60) -> Counter[str]:
+    """Raw requests, ``concurrency`` connections at once (all at once when it is len(requests)),
+    each on its own connection: the status each got, "closed" for a connection closed without
+    an answer, or the error's name."""
+    import asyncio
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < min(hard, concurrency + 512):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, concurrency + 512), hard))
+
+    async def one(gate: asyncio.Semaphore, data: bytes) -> str:
+        async with gate:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(data)
+                await writer.drain()
+                try:
+                    answer = await asyncio.wait_for(reader.read(), timeout)
+                finally:
+                    writer.close()
+                return answer[9:12].decode() or "closed"
+            except Exception as exc:  # noqa: BLE001 - every failure counts, by kind
+                return type(exc).__name__
+
+    async def main() -> Counter[str]:
+        gate = asyncio.Semaphore(concurrency)
+        return Counter(await asyncio.gather(*(one(gate, data) for data in requests)))
+
+    return asyncio.run(main())
+
+
+class StateWatch:
+    """Polls the balancer's view of every node while a test runs: any state but UP is kept."""
+
+    def __init__(self, balancer: Proc, every: float = 0.2) -> None:
+        self.balancer, self.every = balancer, every
+        self.seen: list[tuple[float, dict[str, str]]] = []
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                states = node_states(self.balancer)
+            except OSError:
+                states = {"stats page": "unreachable"}
+            self.polls += 1
+            if set(states.values()) != {"UP"}:
+                self.seen.append((round(time.monotonic() - started, 1), states))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> StateWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def children(pid: int) -> Iterator[tuple[int, str]]:
     """(pid, command line) of pid's direct children."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -261,11 +326,13 @@ def copy_app(tmp_path: Path, server: str = "uwsgi") -> Path:
     # The nodes believe X-Forwarded-* from the balancer only; a stopping node answers readiness
     # "draining" for 3 s first, longer than the balancer's checks need to take it out (2 x 1 s).
     # In the file, not the environment: `wsgistack reload` (rollout) must render the same.
+    # The nodes' workers are in the file too, so the balancer (reading the same file) knows them:
+    # balancer.maxconn auto = 2 requests per node at once, the rest wait in HAProxy's queue.
     (app_dir / "wsgistack.toml").write_text(
         'drain_delay = 3\n[app]\ntarget = "fleetapp:application"\n[server]\ntrusted_proxies = ["127.0.0.1"]\n'
-        f'app_server = "{server}"\n')
+        f'app_server = "{server}"\n[uwsgi]\nprocesses = 2\n')
     return app_dir
 
 
-__all__ = ["Load", "NODE_HOSTS", "node_runtime_base", "Proc", "children", "common_port", "copy_app", "node_states", "shutil",
+__all__ = ["Load", "NODE_HOSTS", "StateWatch", "burst", "node_runtime_base", "Proc", "children", "common_port", "copy_app", "node_states", "shutil",
            "start_balancer", "start_node", "stats_rows", "wait_until", "write_app"]

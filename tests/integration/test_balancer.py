@@ -9,14 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SERVERS, WSGISTACK, clean_env, free_port, http
-from tests.integration.fleet import (NODE_HOSTS, Load, Proc, children, common_port, copy_app, node_runtime_base, node_states,
-                                     start_balancer, start_node, wait_until, write_app)
+from tests.integration.fleet import (NODE_HOSTS, Load, Proc, StateWatch, burst, children, common_port, copy_app,
+                                     node_runtime_base, node_states, start_balancer, start_node, wait_until, write_app)
 
 pytestmark = [
     pytest.mark.integration,
@@ -51,14 +52,13 @@ class Fleet:
 
 @pytest.fixture
 def fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
-    started: list[Proc] = []
+    f: Fleet | None = None
     try:
         f = Fleet(tmp_path, getattr(request, "param", "uwsgi"))  # the nodes' app server (indirect parametrize)
-        started = f.all()
         yield f
     finally:
         logs = []
-        for proc in reversed(started or []):
+        for proc in reversed(f.all() if f is not None else []):  # as they are now (a test may replace one)
             proc.stop()
             logs.append(f"--- {proc.name} ---\n{proc.log()[-6000:]}")
         rep = getattr(request.node, "rep_call", None)
@@ -75,15 +75,21 @@ def test_balancer_spreads_requests_sets_request_id_and_forwarded_headers(fleet: 
         seen.add(node)
         assert rid.startswith("rid=") and len(rid) > len("rid=") + 30  # a uuid made up by HAProxy
     assert seen == {"node1", "node2", "node3"}
-    kept = http(fleet.url + "/", headers={"X-Request-ID": "abc-123"})
-    assert kept.body.decode().endswith("rid=abc-123")
+    # A client's own X-Request-ID is never believed (the nodes trust the balancer's, so a
+    # forged one would reach the app and the logs as if the balancer had made it).
+    forged = http(fleet.url + "/", headers={"X-Request-ID": "abc-123"})
+    rid = forged.body.decode().split()[2]
+    assert "abc-123" not in rid and len(rid) > len("rid=") + 30, rid
+    assert forged.headers["x-request-id"] == rid.removeprefix("rid="), forged.headers
     # Forwarding headers a client forges do not get through the balancer: the node (which
     # trusts the balancer's X-Forwarded-*) sees the real client, Host and scheme.
     import json
 
     seen_by_app = json.loads(http(fleet.url + "/whoami", headers={
-        "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "https"}).body)
+        "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil.test", "X-Forwarded-Proto": "https",
+        "Proxy": "http://6.6.6.6:3128"}).body)
     assert seen_by_app["REMOTE_ADDR"] == "127.0.0.1"
+    assert seen_by_app["HTTP_PROXY"] is None  # httpoxy: dropped at the balancer (and at the node)
     assert seen_by_app["HTTP_HOST"] == f"127.0.0.1:{fleet.balancer.port}"
     assert seen_by_app["wsgi.url_scheme"] == "http"
     assert "evil.test" not in str(seen_by_app["HTTP_X_FORWARDED_HOST"])
@@ -231,3 +237,82 @@ def test_a_second_balancer_on_a_port_in_use_fails_instead_of_sharing_it(tmp_path
         assert first.proc.poll() is None and http(f"http://127.0.0.1:{first.stats_port}/").status == 200  # type: ignore[attr-defined]
     finally:
         first.stop(signal.SIGKILL)
+
+
+def _get(path: str, host: str | None = "localhost", *, target: str | None = None, version: str = "HTTP/1.1",
+         extra: str = "") -> bytes:
+    head = f"GET {target or path} {version}\r\n" + (f"Host: {host}\r\n" if host is not None else "")
+    return (head + extra + "Connection: close\r\n\r\n").encode()
+
+
+# What a client sends with a Host the nodes do not serve: the balancer's refusal must cover every
+# spelling (the node's nginx would close each without an answer, a 444).
+UNKNOWN_HOSTS = [
+    _get("/", "evil.example"), _get("/", "localhost.evil.example"), _get("/", "evil.example:80"),
+    _get("/", "127.0.0.1.evil.example"), _get("/", "xlocalhost"), _get("/", None, version="HTTP/1.0"),
+    _get("/", "evil.example", target="http://evil.example/"), _get("/", "[::2]:80"), _get("/", "localhost, evil.example"),
+    # HAProxy's own 400s: an absolute URI naming another host than Host, and a second Host.
+    _get("/", "localhost", target="http://evil.example/"), _get("/", "localhost", extra="Host: evil.example\r\n"),
+]
+
+
+def test_an_unknown_host_flood_marks_no_node_down_and_fails_no_legitimate_request(fleet: Fleet) -> None:
+    """Measured before: about 200 requests with an unknown Host at once took all 3 nodes down
+    (each a 444 from a node: an empty response HAProxy retried on the others and counted with
+    observe layer7 + error-limit), and 67 % of legitimate requests got 503. A request's own
+    fault must never count against a node, nor be retried on another: the balancer refuses an
+    unknown Host itself, and only connection failures count against a node."""
+    flood = UNKNOWN_HOSTS * 300  # 3,300 requests, 64 at a time
+    with StateWatch(fleet.balancer) as watch, Load("127.0.0.1", fleet.balancer.port, total=100_000, concurrency=4,
+                                                   time_limit=180) as legit:
+        time.sleep(1)
+        started = time.monotonic()
+        refused = burst(fleet.balancer.port, flood, concurrency=64, timeout=30)
+        took = time.monotonic() - started
+        time.sleep(3)  # checks (every 1 s, fall 2) would have taken a node out by now
+        legit.stop()
+    result = legit.result
+    print(f"unknown-Host flood: {len(flood)} requests in {took:.1f} s -> {dict(refused)}; legitimate: {result.summary()}; "
+          f"node states polled {watch.polls} times, not all UP: {watch.seen[:5]}")
+    assert watch.seen == [], watch.seen
+    assert result.failures == [] and result.ok > 50, result.summary()
+    # Refused as the nodes would (server.unknown_host = close), or HAProxy's own 400...
+    assert set(refused) <= {"closed", "400"} and refused["closed"] == len(flood) * 9 // 11, refused
+    for node in fleet.nodes:  # ...by the balancer: not one reached a node's nginx
+        assert "evil" not in node.log() and '" 444 ' not in node.log(), node.log()[-2000:]
+    # Legitimate spellings of a served Host still pass.
+    for host in ("LOCALHOST", "localhost.", f"127.0.0.1:{fleet.balancer.port}", "127.0.0.1"):
+        assert burst(fleet.balancer.port, [_get("/", host)], concurrency=1) == Counter({"200": 1}), host
+    # [::1] is no default server name since issue 21 (item 11): refused like any unknown Host.
+    assert burst(fleet.balancer.port, [_get("/", "[::1]")], concurrency=1) == Counter({"closed": 1})
+
+
+@pytest.mark.parametrize("maxconn", ["auto", "0"])
+def test_a_burst_beyond_every_worker_marks_no_node_down_and_another_client_gets_no_503(fleet: Fleet, maxconn: str) -> None:
+    """Busy is not down. Measured before: a 1,000-connection burst marked all 3 nodes down at
+    once (readiness, answered by a worker, timed out behind the queue) and 171 of 300 requests
+    from another client got 503. Now readiness stays 200 ("busy") while every worker works, and
+    the balancer queues: maxconn auto = the nodes' 2 workers each in flight, the rest in
+    HAProxy's queue; with maxconn 0 the nodes' own queues hold them, and their readiness says busy."""
+    if maxconn != "auto":
+        fleet.balancer.stop()
+        fleet.balancer = start_balancer(fleet.tmp_path, fleet.app_dir, fleet.nodes, env={"WSGISTACK_BALANCER__MAXCONN": maxconn})
+        wait_until(lambda: set(node_states(fleet.balancer).values()) == {"UP"} and len(node_states(fleet.balancer)) == 3,
+                   30, "every node UP at the balancer", [fleet.balancer])
+    burst_size, page = 1000, "/slow?seconds=0.1"  # 100 s of work for 6 workers: about 17 s, inside every timeout
+    with StateWatch(fleet.balancer) as watch, Load("127.0.0.1", fleet.balancer.port, total=300, concurrency=2,
+                                                   time_limit=240) as other:
+        time.sleep(0.5)
+        started = time.monotonic()
+        got = burst(fleet.balancer.port, [_get(page)] * burst_size, concurrency=burst_size, timeout=120)
+        took = time.monotonic() - started
+    result = other.result
+    print(f"maxconn {maxconn}: burst of {burst_size} x {page}: {dict(got)} in {took:.1f} s; another client: {result.summary()}; "
+          f"node states polled {watch.polls} times, not all UP: {watch.seen[:5]}")
+    assert watch.seen == [], watch.seen
+    assert [f for f in result.failures if " 503 " in f] == [], result.summary()
+    assert result.failures == [], result.summary()
+    assert got == Counter({"200": burst_size}), got
+    # While it lasted, the nodes said "busy", not "down": nginx answered readiness for them.
+    ready = http(f"http://{fleet.nodes[0].address}/_wsgistack/ready", host="localhost")
+    assert (ready.status, ready.body) == (200, b"ready\n")

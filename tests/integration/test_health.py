@@ -84,3 +84,54 @@ def test_factory_app_served_when_started_as_root(tmp_path: Path, stacks: list[St
     stack = start_stack(tmp_path, project, "--app", "flaskr:create_app()", ready_path=READY)
     stacks.append(stack)
     assert http(stack.url + "/").body == b"made by the factory"
+
+
+SLEEPER = '''
+import time
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/sleep":
+        time.sleep(2)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+'''
+
+
+def test_busy_is_not_down_but_drain_and_a_missing_uwsgi_are(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Readiness stays 200 while every worker is busy (nginx answers "busy" when none is free
+    within a second): a saturated node only queues, and a balancer must not take it out for
+    that (measured before: a 1,000-connection burst marked all 3 nodes down). A drain is seen at
+    once even then, and a node without its uWSGI is not ready."""
+    import threading
+
+    project = shared_dir(tmp_path, "project")
+    (project / "sleeper.py").write_text(SLEEPER)
+    stack = start_stack(tmp_path, project, "--app", "sleeper:application", "--processes", "2", ready_path=READY)
+    stacks.append(stack)
+    assert http(stack.url + READY).body == b"ready\n"  # a worker was free
+    threads = [threading.Thread(target=http, args=(stack.url + "/sleep",), kwargs={"timeout": 60}) for _ in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # 16 x 2 s on 2 workers: about 16 s of queue
+    busy = http(stack.url + READY, timeout=10)
+    assert (busy.status, busy.body) == (200, b"busy\n"), busy
+    assert busy.headers["cache-control"] == "no-store"
+    marker = stack.runtime_dir / "drain"
+    marker.touch()
+    draining = http(stack.url + READY, timeout=10)
+    assert (draining.status, draining.body) == (503, b"draining\n")  # at once, while every worker is busy
+    assert draining.headers["retry-after"] == "5"
+    marker.unlink()
+    for t in threads:
+        t.join(60)
+    assert http(stack.url + READY).body == b"ready\n"
+
+    # nginx up, its uWSGI not there (role web, nothing on UWSGI_URI): not ready.
+    from tests.conftest import free_port
+
+    web_dir = tmp_path / "web"  # its own runtime dir and log
+    web_dir.mkdir()
+    web = start_stack(web_dir, project, "--role", "web", env=clean_env(UWSGI_URI=f"127.0.0.1:{free_port()}"), ready_path=LIVE)
+    stacks.append(web)
+    down = http(web.url + READY, timeout=10)
+    assert (down.status, down.body) == (503, b"not ready\n")

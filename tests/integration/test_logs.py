@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVERS, Stack, clean_env, free_port, http, server_env, shared_dir, start_stack
+from tests.conftest import (SERVERS, Stack, clean_env, deployed_python, free_port, http, server_env, shared_dir, start_stack,
+                            worker_user)
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +140,51 @@ def test_trusted_proxy_request_id_is_kept_and_502_page_shows_the_id(tmp_path: Pa
     assert f"Request ID: <code>{bad.headers['x-request-id']}</code>".encode() in bad.body
     log = stack.log_with("id=lb-1234-abcd")
     assert "id=lb-1234-abcd" in log  # the text access log names it too
+
+
+def test_wsgistack_logs_joins_a_requests_lines_by_its_id(tmp_path: Path, stacks: list[Stack]) -> None:
+    """`wsgistack logs --request-id ID` (ops/logs.py): nginx's access line and the app's record
+    of one request, from the manager's copy of its output, in the order the manager relayed
+    them; no other request's lines."""
+    app = project(tmp_path)
+    env = clean_env(WSGISTACK_APP__TARGET="idapp:application")
+    stack = start_stack(tmp_path, app, env=env, ready_path="/_wsgistack/live")
+    stacks.append(stack)
+    # Not from a trusted proxy: nginx makes the id, the response says which.
+    rid = http(stack.url + "/joined", headers={"X-Request-ID": "client-chosen"}).headers["x-request-id"]
+    other = http(stack.url + "/not-this-one").headers["x-request-id"]
+    assert rid != other and rid != "client-chosen"
+
+    def logs(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        as_user = ["runuser", "-u", user, "--"] if user else []
+        return subprocess.run([*as_user, deployed_python(), "-m", "wsgistack", "logs", str(app), "--runtime-dir", str(stack.runtime_dir),
+                               *args], capture_output=True, text=True, env=env, cwd=app, timeout=60)
+
+    nginx_line = '"GET /joined HTTP/1.1" 200'
+    app_line = f"app-log id={rid} handling /joined"
+    deadline = time.monotonic() + 15  # the manager relays in batches; bounded, not a timing assertion
+    while True:
+        found = logs("--request-id", rid)
+        assert found.returncode == 0, found.stderr
+        lines = found.stdout.splitlines()
+        if (any(nginx_line in l for l in lines) and any(app_line in l for l in lines)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    [access] = [l for l in lines if l.lstrip().startswith("nginx |")]
+    assert nginx_line in access and access.endswith(f"id={rid}")
+    [record] = [l for l in lines if l.lstrip().startswith("uwsgi |")]
+    assert record.endswith(app_line)
+    assert len(lines) == 2 and not [l for l in lines if "/not-this-one" in l or other in l], lines
+    # In the order the manager relayed them: the order of its stdout.
+    printed = stack.log_with(f"id={rid}").splitlines()
+    assert [printed.index(l) for l in lines] == sorted(printed.index(l) for l in lines)
+    # The file is the starter's alone.
+    log = stack.runtime_dir / "state" / "stack.log"
+    assert log.stat().st_mode & 0o777 == 0o600 and log.stat().st_uid == os.geteuid()
+    # The last N lines, unfiltered: the other request's access line is the newest nginx line.
+    tail = logs("--lines", "50").stdout.splitlines()
+    assert len(tail) <= 50 and any(f"id={other}" in l for l in tail)
+    # The app's user (the one a compromised app runs as) cannot read it, and is told why.
+    if os.geteuid() == 0 and worker_user():
+        denied = logs("--request-id", rid, user=worker_user())
+        assert denied.returncode != 0 and "ops.E006" in denied.stderr and rid not in denied.stdout, denied

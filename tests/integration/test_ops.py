@@ -17,6 +17,7 @@ from tests.conftest import (
     SERVERS,
     WSGISTACK,
     Stack,
+    app_writable,
     clean_env,
     free_port,
     http,
@@ -259,3 +260,138 @@ def test_reload_verify_probes_the_stack_while_it_reloads_and_says_what_failed(tm
     missing = cli("reload", str(project), *rt, "--verify", "/no-such-page-xyz")  # the app answers 404 there
     assert missing.returncode != 0 and "error[verify.E002]" in missing.stderr and "404" in missing.stderr, missing.stderr
     assert "graceful reload requested" not in missing.stdout
+
+
+LONG_APP = """\
+import os, time
+from urllib.parse import parse_qs
+VERSION = "v1"
+def application(environ, start_response):
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if environ["PATH_INFO"] == "/slow":
+        # Each run of a request is counted: a reload must neither kill nor re-run one.
+        with open(os.environ["RUNS_LOG"], "a") as log:
+            log.write("%s %s %d\\n" % (environ["REQUEST_METHOD"], query["id"][0], os.getpid()))
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        time.sleep(float(query["seconds"][0]))
+    body = VERSION.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_a_reload_lets_12s_requests_finish_and_chain_needs_lazy_apps(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 24 item 2: uWSGI's reload mercy was 8 s (stop_timeout) while request_timeout is
+    30 s: a 12 s POST got a 502, a 12 s GET was killed and run again by nginx's retry."""
+    project = shared_dir(tmp_path, "proj")
+    (project / "app.py").write_text(LONG_APP)
+    runs = app_writable(shared_dir(tmp_path, "runs")) / "runs.log"
+    (project / "wsgistack.toml").write_text(f'[app]\ntarget = "app:application"\nenv = {{ RUNS_LOG = "{runs}" }}\n')
+    stack = start_stack(tmp_path, project, ready_path="/")
+    stacks.append(stack)
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    assert "worker-reload-mercy = 32\n" in (stack.runtime_dir / "uwsgi.ini").read_text()
+    before = {w["pid"] for w in json.loads(cli("status", str(project), *rt, "--json").stdout)["stats"]["workers"]}
+
+    results: dict[str, int | str] = {}
+
+    def call(key: str, method: str) -> None:
+        try:
+            results[key] = http(f"{stack.url}/slow?seconds=12&id={key}", method=method,
+                                data=b"x" * 1000 if method == "POST" else None, timeout=60).status
+        except OSError as exc:
+            results[key] = str(exc)
+
+    threads = [threading.Thread(target=call, args=("post", "POST")), threading.Thread(target=call, args=("get", "GET"))]
+    for t in threads:
+        t.start()
+    wait_in_flight(stack.runtime_dir, count=2)
+    rl = cli("reload", str(project), *rt)
+    assert rl.returncode == 0, rl.stdout + rl.stderr
+    assert "graceful reload requested" in rl.stdout
+    # A request that arrives during the reload waits for the new workers (queued, never refused).
+    started = time.monotonic()
+    assert http(stack.url + "/", timeout=60).status == 200
+    waited = time.monotonic() - started
+    for t in threads:
+        t.join(60)
+    assert results == {"post": 200, "get": 200}, results
+    lines = runs.read_text().splitlines()
+    assert sorted(line.rsplit(" ", 1)[0] for line in lines) == ["GET get", "POST post"], lines  # each ran once
+    after = {w["pid"] for w in json.loads(cli("status", str(project), *rt, "--json").stdout)["stats"]["workers"]}
+    assert after.isdisjoint(before)
+    print(f"a request arriving during the reload waited {waited:.1f}s")
+
+    # --chain without lazy_apps used to exit 0 and keep the old code: refused, nothing done.
+    (project / "app.py").write_text(LONG_APP.replace('"v1"', '"v2"'))
+    chain = cli("reload", str(project), *rt, "--chain")
+    assert chain.returncode == 2, chain.stdout + chain.stderr
+    assert "error[ops.E005]" in chain.stderr and "app.lazy_apps" in chain.stderr
+    assert {w["pid"] for w in json.loads(cli("status", str(project), *rt, "--json").stdout)["stats"]["workers"]} == after
+    assert http(stack.url + "/").body == b"v1"
+
+    # With lazy_apps: one graceful reload applies it, then --chain loads the new code.
+    (project / "wsgistack.toml").write_text(
+        f'[app]\ntarget = "app:application"\nlazy_apps = true\nenv = {{ RUNS_LOG = "{runs}" }}\n')
+    applied = cli("reload", str(project), *rt)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "app.lazy_apps: false -> true (wsgistack.toml)" in applied.stdout
+    assert http(stack.url + "/", timeout=60).body == b"v2"
+    (project / "app.py").write_text(LONG_APP.replace('"v1"', '"v3"'))
+    chained = cli("reload", str(project), *rt, "--chain")
+    assert chained.returncode == 0, chained.stdout + chained.stderr
+    assert "chain reload requested" in chained.stdout
+    # A chain reload replaces one worker after the other: wait until every answer is the new code.
+    deadline = time.monotonic() + 30
+    while {http(stack.url + "/").body for _ in range(10)} != {b"v3"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert {http(stack.url + "/").body for _ in range(10)} == {b"v3"}
+
+
+def test_reload_diff_and_dry_run_show_each_file_and_what_only_a_restart_applies(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 24 item 7: `reload` said "updated nginx.conf". --dry-run prints the setting changes
+    and a unified diff of each rendered file and applies nothing; --diff prints it and applies;
+    what a reload cannot apply says so (processes.json, a new STATIC_ROOT collectstatic never filled)."""
+    import secrets
+    import shutil
+
+    project = shared_dir(tmp_path, "demo")
+    shutil.copytree(EXAMPLES / "django_demo", project, dirs_exist_ok=True, ignore=shutil.ignore_patterns("var", "__pycache__"))
+    data = app_writable(shared_dir(tmp_path, "data"))
+    env = clean_env(DEMO_DATA_DIR=str(data), DJANGO_SECRET_KEY=secrets.token_urlsafe(50))
+    stack = start_stack(tmp_path, project, env=env)
+    stacks.append(stack)
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    files = {p.name: p.read_text() for p in stack.runtime_dir.iterdir() if p.suffix in (".conf", ".ini", ".json") and p.is_file()}
+
+    same = cli("reload", str(project), *rt, "--dry-run", env=env)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "no setting changes" in same.stdout and "no rendered file changes" in same.stdout
+    assert "dry run: nothing written, nothing reloaded" in same.stdout
+
+    # A code change (settings.py's STATIC_ROOT), a setting a reload applies, one it cannot,
+    # and a background process (the process manager's table).
+    settings = project / "demo" / "settings.py"
+    settings.write_text(settings.read_text().replace('env_path("DJANGO_STATIC_ROOT", DATA_DIR / "static")',
+                                                     'DATA_DIR / "static2"'))
+    (project / "wsgistack.toml").write_text('stop_timeout = 20\n' + (project / "wsgistack.toml").read_text()
+                                            + '[uwsgi]\nthreads = 2\n[processes.tick]\ncommand = "sleep 3600"\n')
+    dry = cli("reload", str(project), *rt, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    out = dry.stdout
+    assert "  uwsgi.threads: 1 -> 2 (wsgistack.toml)" in out
+    assert "  stop_timeout: 8 -> 20 (wsgistack.toml) [not applied: needs a restart]" in out
+    assert "--- uwsgi.ini (running)\n+++ uwsgi.ini (after the reload)\n" in out
+    assert "\n-threads = 1\n+threads = 2\n" in out
+    assert "--- nginx.conf (running)" in out and f"+            alias {data}/static2/;" in out, out
+    assert "# processes.json: changes, but only a restart applies it" in out and '+      "name": "tick",' in out
+    assert f"note: STATIC_ROOT is now {data}/static2 (the start collected into {data}/static)" in out
+    assert "dry run: nothing written, nothing reloaded" in out and "updated " not in out
+    assert {name: (stack.runtime_dir / name).read_text() for name in files} == files  # nothing written
+
+    applied = cli("reload", str(project), *rt, "--diff", env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "\n-threads = 1\n+threads = 2\n" in applied.stdout and "updated uwsgi.ini" in applied.stdout
+    assert "threads = 2\n" in (stack.runtime_dir / "uwsgi.ini").read_text()
+    assert (stack.runtime_dir / "processes.json").read_text() == files["processes.json"]  # the running table
+    assert http(stack.url + "/healthz").status == 200

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, SERVERS, Stack, free_port, http, server_env, start_stack
+from tests.conftest import EXAMPLES, SERVERS, Stack, clean_env, free_port, http, server_env, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +158,66 @@ def test_status_page_renders_charts_with_data_in_a_browser(ops_stack: tuple[Stac
     assert f'<span id="server-name">{name}</span> workers' in dom
     workers = re.search(r'<table id="workers">.*?<tbody>(.*?)</tbody>', dom, re.S)
     assert workers and workers.group(1).count("<tr>") >= 2, dom[-3000:]  # one row per worker
+
+
+def test_the_listen_queue_is_the_kernels_on_the_unix_socket_under_overload(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 24 item 5: uWSGI reports no queue (0) and no capacity (0) for a unix socket, so the
+    metric and the chart read 0 while 40 clients waited on 2 busy workers. The kernel's
+    sock_diag count is what they show now; and a worker that never respawned has 0 respawns."""
+    import os
+    import signal
+    import threading
+
+    from tests.conftest import WSGISTACK, load, wait_in_flight
+
+    port = free_port()
+    stack = start_stack(tmp_path, EXAMPLES / "hello", "--processes", "2",
+                        env=clean_env(WSGISTACK_OPS__PORT=str(port), WSGISTACK_UWSGI__THREADS="1"), ready_path="/hello")
+    stacks.append(stack)
+    ops = f"http://127.0.0.1:{port}"
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    text = get(ops + "/metrics")[1].decode()
+    assert metric(text, "wsgistack_uwsgi_listen_queue_limit") == min(4096, somaxconn)  # _max read 0
+    assert "wsgistack_uwsgi_listen_queue_max" not in text
+    for worker in ("1", "2"):
+        assert metric(text, "wsgistack_uwsgi_worker_respawns_total", f'{{worker="{worker}"}}') == 0  # it read 1
+
+    # Both workers busy for a while, 20 more requests behind them: all 20 wait in the queue.
+    slow = [threading.Thread(target=http, args=(stack.url + "/slow?seconds=8",), kwargs={"timeout": 60}) for _ in range(2)]
+    for t in slow:
+        t.start()
+    wait_in_flight(stack.runtime_dir, count=2)
+    queued: dict[str, list[int | str]] = {}
+    behind = threading.Thread(target=lambda: queued.update(statuses=load(stack.url + "/hello", 20, clients=20, timeout=60)))
+    behind.start()
+    seen = {"metrics": 0.0, "status.json": 0, "status": 0}
+    deadline = time.monotonic() + 20
+    while min(seen.values()) < 20 and time.monotonic() < deadline:
+        seen["metrics"] = max(seen["metrics"], metric(get(ops + "/metrics")[1].decode(), "wsgistack_uwsgi_listen_queue"))
+        seen["status.json"] = max(seen["status.json"], json.loads(get(ops + "/status.json")[1])["listen_queue"] or 0)
+        st = subprocess.run([*WSGISTACK, "status", str(EXAMPLES / "hello"), "--runtime-dir", str(stack.runtime_dir), "--json"],
+                            capture_output=True, text=True, env=clean_env(), timeout=30)
+        seen["status"] = max(seen["status"], json.loads(st.stdout)["listen_queue"] or 0)
+        time.sleep(0.1)
+    assert min(seen.values()) >= 20, seen
+    behind.join(60)
+    for t in slow:
+        t.join(60)
+    assert queued["statuses"] == [200] * 20
+    # The page's chart has the queue in its samples too.
+    time.sleep(2.2)
+    history = json.loads(get(ops + "/status.json")[1])["history"]
+    assert max(s["queue"] or 0 for s in history) > 0, history
+
+    # A worker killed is respawned: its count is 1, the other's still 0.
+    data = json.loads(get(ops + "/status.json")[1])
+    victim = next(w for w in data["workers"] if w["id"] == 1)
+    os.kill(victim["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        text = get(ops + "/metrics")[1].decode()
+        if metric(text, "wsgistack_uwsgi_worker_respawns_total", '{worker="1"}') == 1:
+            break
+        time.sleep(0.2)
+    assert metric(text, "wsgistack_uwsgi_worker_respawns_total", '{worker="1"}') == 1
+    assert metric(text, "wsgistack_uwsgi_worker_respawns_total", '{worker="2"}') == 0

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, SERVERS, WSGISTACK, Stack, clean_env, http, server_env, shared_dir, start_stack, worker_user
+from tests.conftest import (
+    EXAMPLES, SERVERS, WSGISTACK, Stack, clean_env, http, server_env, shared_dir, start_stack, wait_in_flight, worker_user,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +119,58 @@ def test_worker_role_names_a_configured_process(tmp_path: Path) -> None:
                          env=clean_env(WSGISTACK_ROLE="worker", WSGISTACK_PROCESS="nope"))
     assert out.returncode == 2
     assert "error[config.E044]" in out.stderr and "flaky, ticker" in out.stderr
+
+
+# An RQ-like queue worker: on SIGTERM (warm shutdown) it finishes the job it has, then exits.
+JOBS = """\
+import os, signal, sys, time
+stopping = False
+def warm(*_):
+    global stopping
+    stopping = True
+    print("warm shutdown requested", flush=True)
+signal.signal(signal.SIGTERM, warm)
+seconds = float(sys.argv[1])
+print("job started (%gs)" % seconds, flush=True)
+began = time.monotonic()
+while time.monotonic() - began < seconds:
+    time.sleep(0.05)
+print("job done", flush=True)
+while not stopping:
+    time.sleep(0.05)
+print("worker exiting", flush=True)
+"""
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_slow_worker_and_a_long_job_stop_beside_nginx_within_their_own_budgets(tmp_path: Path, stacks: list[Stack],
+                                                                                server: str) -> None:
+    """Issue 24 item 1: a worker whose warm shutdown finishes a job longer than stop_timeout
+    (8 s) stops beside nginx's drain on its own budget; uWSGI, stopped once nginx exited,
+    gets its own: nobody is SIGKILLed, the job and the request in flight both finish."""
+    app = shared_dir(tmp_path, "proj")
+    shutil.copy(EXAMPLES / "hello" / "hello.py", app / "hello.py")
+    (app / "jobs.py").write_text(JOBS)
+    (app / "wsgistack.toml").write_text(
+        'app.target = "hello:application"\n[processes.jobs]\ncommand = "python jobs.py 11"\nstop_timeout = 20\n')
+    for path in (app, app / "hello.py", app / "jobs.py"):
+        path.chmod(0o755)
+    stack = start_stack(tmp_path, app, ready_path="/", env=server_env(server))
+    stacks.append(stack)
+    stack.log_with("jobs | job started")
+    result: dict[str, int] = {}
+    request = threading.Thread(target=lambda: result.update(status=http(stack.url + "/slow?seconds=2", timeout=30).status))
+    request.start()
+    wait_in_flight(stack.runtime_dir)
+    assert stack.stop(timeout=60) == 0
+    request.join(30)
+    assert result.get("status") == 200
+    log = stack.log()
+    assert f"stopping jobs (up to 20s), nginx (up to 8s); {server} once nginx exited (up to 8s); at most 21s in all" in log
+    assert "jobs | job done" in log and "jobs | worker exiting" in log
+    assert "kill" not in "".join(line for line in log.splitlines() if line.startswith("wsgistack |"))
+    for name in ("nginx", server, "jobs"):
+        assert re.search(rf"wsgistack \| {name} stopped in [0-9.]+s \(its budget: ", log), name
+    # The app server went as soon as nginx had: it did not wait for the job (the old, sequential
+    # stop signalled it only after the background processes, with what was left of 8 s).
+    assert log.index(f"stopping {server} now that nginx exited") < log.index(f"{server} stopped in") < log.index("jobs | job done")

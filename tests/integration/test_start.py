@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, SERVERS, WSGISTACK, Stack, clean_env, http, server_env, shared_dir, start_stack, worker_user
+from tests.conftest import (
+    EXAMPLES, SERVERS, WSGISTACK, Stack, app_writable, clean_env, http, server_env, shared_dir, start_stack, worker_user,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +152,83 @@ def test_a_start_that_migrates_checks_after_migrate(tmp_path: Path) -> None:
     out = first.stdout + first.stderr
     assert first.returncode == 0, out[-3000:]
     assert out.index("prestart: migrate") < out.index("prestart done"), out[-3000:]
+
+
+SLOW_STEP = """\
+import os, sys, time
+gate = sys.argv[1]
+def wait(name):
+    while not os.path.exists(os.path.join(gate, name)):
+        time.sleep(0.05)
+print("copying the first half", flush=True)
+wait("half")
+# Like Django's migrate: "Applying x..." now, " OK" only once that migration is done.
+print("  Applying shop.0002_big_table...", end="", flush=True)
+wait("applied")
+print(" OK", flush=True)
+print("done", flush=True)
+"""
+
+
+def test_prestart_output_is_streamed_line_by_line_with_the_steps_name(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 24 item 3: a step's output was held until it ended (4 min 17 s of silence during
+    a first migrate). Each line appears while the step still runs, named after the step; a
+    line left unfinished (migrate's "Applying ...") appears too, and its end when it comes."""
+    project = shared_dir(tmp_path, "proj")
+    shutil.copy(EXAMPLES / "hello" / "hello.py", project)
+    (project / "seed.py").write_text(SLOW_STEP)
+    gate = app_writable(shared_dir(tmp_path, "gate"))
+    (project / "wsgistack.toml").write_text(
+        f'[app]\ntarget = "hello:application"\nprestart = ["python seed.py {gate}"]\n')
+    stack = start_stack(tmp_path, project, wait=False)
+    stacks.append(stack)
+    log = stack.log_with("seed.py | copying the first half", timeout=60)
+    assert "seed.py | copying the first half" in log, log
+    assert "Applying" not in log and "serving" not in log  # the step is still running
+    (gate / "half").touch()
+    log = stack.log_with("Applying shop.0002_big_table... …", timeout=30)
+    assert "seed.py |   Applying shop.0002_big_table... …" in log, log
+    assert " OK" not in log and "serving" not in log
+    (gate / "applied").touch()
+    log = stack.log_with("serving ", timeout=60)
+    assert "seed.py | …  OK" in log and "seed.py | done" in log, log
+    lines = log.splitlines()
+    assert lines.index("wsgistack | prestart: python seed.py " + str(gate) + (
+        f" (as {worker_user()})" if os.geteuid() == 0 else "")) < lines.index("  seed.py | copying the first half")
+    assert http(stack.url + "/hello").status == 200
+
+
+BIG_APP = """\
+# 120 MB held from import on, as a big app's modules, caches and models would be.
+BALLAST = bytearray(120 * 1024 * 1024)
+for i in range(0, len(BALLAST), 4096):
+    BALLAST[i] = 1
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"big"]
+"""
+
+
+def test_processes_auto_is_sized_by_the_apps_measured_memory(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 24 item 4: the probe measures the app's resident memory once imported, and the
+    plan counts each worker (and each background process) by it, not by a typical app's 64 MB."""
+    import re
+
+    project = shared_dir(tmp_path, "proj")
+    (project / "big.py").write_text(BIG_APP)
+    (project / "wsgistack.toml").write_text('[app]\ntarget = "big:application"\n[processes.tick]\ncommand = "sleep 3600"\n')
+    stack = start_stack(tmp_path, project, ready_path="/")
+    stacks.append(stack)
+    log = stack.log()
+    found = re.search(r"uwsgi\.processes auto = (\d+) \(cpus \d+ -> \d+; memory (\d+) MB holds (-?\d+): the app is (\d+) MB "
+                      r"after import, a worker counted at (\d+) MB, (\d+) MB for nginx, uWSGI's master and the manager, "
+                      r"(\d+) MB for 1 background process\)", log)
+    assert found, log
+    count, limit, holds, app_mb, worker_mb, fixed_mb, background_mb = map(int, found.groups())
+    assert 120 <= app_mb < 200  # the ballast, measured in the app's own interpreter
+    # (whole MB each, rounded down: hence the 1 MB of slack)
+    assert abs(worker_mb - 1.5 * app_mb) <= 1 and abs(fixed_mb - (96 + app_mb)) <= 1 and background_mb == app_mb
+    assert abs(holds - (limit - fixed_mb - background_mb) // worker_mb) <= 1
+    assert count >= 1
+    assert http(stack.url + "/").body == b"big"

@@ -232,3 +232,26 @@ def test_the_app_still_gets_its_secrets(tmp_path: Path, stacks: list[Stack]) -> 
     stacks.append(stack)
     assert http(stack.url + "/x").body == SECRET.encode()
     assert stack.stop(signal.SIGTERM) == 0
+
+
+def test_run_and_reload_print_no_secret(tmp_path: Path, stacks: list[Stack]) -> None:
+    """What a stack prints (its log, a reload's change lines and notes) is read by whoever
+    reads the terminal, the journal or the CI log: credentials appear masked, never in clear."""
+    project = shared_dir(tmp_path, "project")
+    shutil.copy(EXAMPLES / "hello" / "hello.py", project / "hello.py")
+    ops_port = _free_port()
+    (project / "wsgistack.toml").write_text(f'[app]\ntarget = "hello:application"\n[ops]\nport = {ops_port}\n'
+                                            f'basic_auth = "ops:{SECRET}-file"\n')
+    env = clean_env(WSGISTACK_APP__ENV=f"SECRET_KEY={SECRET}-env")
+    stack = start_stack(tmp_path, project, env=env, ready_path="/hello")
+    stacks.append(stack)
+    (project / "wsgistack.toml").write_text(f'[app]\ntarget = "hello:application"\n[ops]\nport = {ops_port}\n'
+                                            f'basic_auth = "ops:{SECRET}-changed"\n')
+    reload = wsgistack("reload", str(project), "--runtime-dir", str(stack.runtime_dir),
+                       env={**env, "WSGISTACK_OPS__BASIC_AUTH": f"ops:{SECRET}-shell"})
+    assert reload.returncode == 0, reload.stdout + reload.stderr
+    assert "ops.basic_auth: ops:******** -> ops:********" in reload.stdout, reload.stdout
+    assert "not applied: env WSGISTACK_OPS__BASIC_AUTH from this shell" in reload.stdout, reload.stdout
+    assert SECRET not in reload.stdout + reload.stderr
+    assert stack.stop() == 0
+    assert SECRET not in stack.log()

@@ -168,6 +168,25 @@ def test_a_post_whose_worker_is_killed_fails_once_and_is_not_replayed(stack: Sta
     assert times_seen(stack, "post-1") == 1, seen(stack)
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_put_and_delete_are_treated_like_post_and_not_replayed(stack: Stack, method: str) -> None:
+    """Idempotent by the RFC, but an app's handler often is not (a counter, a notification, a
+    charge): the node sends PUT and DELETE once, as the balancer does (docs/several-nodes.md).
+    nginx itself would replay them (measured: a PUT whose worker died ran twice)."""
+    rid = f"{method.lower()}-1"
+    thread, result = in_background(
+        lambda: http(f"{stack.url}/?id={rid}&seconds=2", data=b"x" * 100, method=method, timeout=30)
+    )
+    os.kill(worker_of(stack, rid), signal.SIGKILL)
+    thread.join(30)
+    reply = result["value"]
+    assert getattr(reply, "status", None) == 502, (reply, stack.log())
+    # nginx's own 502 page, with the request's id, after the redirect that sends it once.
+    assert b"Request ID: <code>" in reply.body, reply.body  # type: ignore[attr-defined]
+    time.sleep(3)  # a replay would have started by now
+    assert times_seen(stack, rid) == 1, seen(stack)
+
+
 def test_a_request_killed_by_the_request_timeout_is_not_retried(stack: Stack) -> None:
     # uWSGI counts its timeout in whole seconds: requests that start at different fractions
     # of a second are killed after between TIMEOUT - 1 and TIMEOUT + 1 seconds (printed, not

@@ -32,6 +32,16 @@ def test_django_demo_is_detected_with_static_and_media(tmp_path: Path) -> None:
     assert roles["media"] == ("/media/", tmp_path / "media")
 
 
+def test_the_probe_measures_the_apps_memory_once_imported(tmp_path: Path) -> None:
+    """Issue 24 item 4: the plan sizes workers by the app's resident memory after import."""
+    whole = detect_app(EXAMPLES / "django_demo", env={**ENV, "DEMO_DATA_DIR": str(tmp_path)}, measure=True)
+    assert whole.rss is not None and whole.rss > 25 * 1024 * 1024  # Django, the demo's apps, its URLconf and views
+    # Settings only (a start where memory cannot bind): not the app's size, so not reported as it.
+    assert detect_app(EXAMPLES / "django_demo", env={**ENV, "DEMO_DATA_DIR": str(tmp_path)}, measure=False).rss is None
+    hello = detect_app(EXAMPLES / "hello", env=ENV, measure=False)  # imported whole anyway: measured
+    assert hello.rss is not None and 1024 * 1024 < hello.rss < whole.rss
+
+
 def test_flask_demo_is_detected_with_its_static_folder() -> None:
     spec = detect_app(EXAMPLES / "flask_demo", env=ENV)
     assert spec.kind == "flask"

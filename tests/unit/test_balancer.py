@@ -172,3 +172,31 @@ def test_a_relay_that_cannot_reach_the_socket_is_balancer_e006(tmp_path: Path) -
     with pytest.raises(WsgistackError) as gone:
         RelayedRuntimeAPI([sys.executable, "-c", "pass"]).command("show stat")
     assert gone.value.id == "balancer.E006" and "the relay exited" in gone.value.message
+
+
+def test_maxconn_auto_is_the_nodes_workers_when_the_config_says_them() -> None:
+    nodes = {"WSGISTACK_BALANCER__NODES": "10.0.0.1:80"}
+    plan = plan_for({**nodes, "WSGISTACK_UWSGI__PROCESSES": "4", "WSGISTACK_UWSGI__THREADS": "2"})
+    assert plan.server_maxconn == 8 and "balancer.maxconn auto = 8 per node" in plan.notes[0]
+    # Sized on each node from its own CPUs: unknown here, so no limit, and a note says how to queue.
+    unknown = plan_for(nodes)
+    assert unknown.server_maxconn == 0 and "uwsgi.processes is auto" in unknown.notes[0]
+    assert plan_for({**nodes, "WSGISTACK_BALANCER__MAXCONN": "0", "WSGISTACK_UWSGI__PROCESSES": "4"}).server_maxconn == 0
+    assert plan_for({**nodes, "WSGISTACK_BALANCER__MAXCONN": "20"}).server_maxconn == 20
+
+
+def test_the_balancer_knows_the_hosts_the_nodes_serve_as_nginx_does() -> None:
+    import re
+
+    def served(names: str) -> re.Pattern[str]:
+        plan = plan_for({"WSGISTACK_BALANCER__NODES": "10.0.0.1:80", "WSGISTACK_SERVER__SERVER_NAMES": names})
+        return re.compile(plan.host_regex, re.I)
+
+    named = served("shop.example.com *.cdn.example.com .example.org mail.* [::1] 10.0.0.5")
+    for host in ("shop.example.com", "SHOP.example.com:8080", "shop.example.com.", "a.cdn.example.com", "a.b.cdn.example.com",
+                 "example.org", "www.example.org", "mail.example.net", "[::1]:8000", "10.0.0.5"):
+        assert named.match(host), host
+    for host in ("evil.example", "shop.example.com.evil.example", "xshop.example.com", "cdn.example.com", "example.org.evil",
+                 "mail", "[::2]", "10.0.0.50", "shop.example.com:80:80", "", "shop.example.com/x"):
+        assert not named.match(host), host
+    assert plan_for({"WSGISTACK_BALANCER__NODES": "10.0.0.1:80", "WSGISTACK_SERVER__SERVER_NAMES": "*"}).host_regex == ""

@@ -159,3 +159,40 @@ def test_explicit_migrate_true_or_false_wins_over_the_databases() -> None:
 def test_a_worker_container_never_migrates() -> None:
     assert migrate_plan((SQLITE,), env={"WSGISTACK_ROLE": "worker", "WSGISTACK_PROCESS": "jobs",
                                         "WSGISTACK_PROCESSES__JOBS__COMMAND": "python jobs.py"}).migrate is False
+
+
+def test_a_runtime_dir_uwsgi_or_haproxy_cannot_name_is_refused_with_an_id() -> None:
+    import pytest
+
+    from wsgistack.errors import ConfigError
+    from wsgistack.plan.balancer import make_balancer_plan
+
+    for odd in ("/tmp/my app", "/tmp/50%off", "/tmp/$(HOME)", "/tmp/a;b"):
+        with pytest.raises(ConfigError) as caught:
+            plan_for({"WSGISTACK_RUNTIME_DIR": odd})
+        [problem] = caught.value.problems
+        assert problem.id == "config.E050" and repr(odd) in problem.message, problem.render()
+        assert "/run/myapp" in problem.hint
+        with pytest.raises(ConfigError) as caught:
+            make_balancer_plan(load_config(Path("/srv/app"), env={"WSGISTACK_RUNTIME_DIR": odd,
+                                                                  "WSGISTACK_BALANCER__NODES": "10.0.0.1:80"}), MACHINE)
+        assert caught.value.problems[0].id == "config.E050"
+    # The project's own path may hold a space: a relative runtime_dir then would, too.
+    with pytest.raises(ConfigError):
+        make_plan(load_config(Path("/srv/my app"), env={"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:8001",
+                                                        "WSGISTACK_RUNTIME_DIR": "rt"}), MACHINE, None)
+    assert plan_for({"WSGISTACK_RUNTIME_DIR": "/run/my-app_2.0+x@y"}).paths.runtime == Path("/run/my-app_2.0+x@y")
+
+
+def test_a_static_dir_with_a_space_is_quoted_and_one_with_a_dollar_is_refused() -> None:
+    import pytest
+
+    from wsgistack.errors import ConfigError
+    from wsgistack.render.stack import render
+
+    plan = plan_for({"WSGISTACK_SERVER__STATIC": '[{"url": "/files/", "dir": "/srv/my files"}]'})
+    conf = next(f.content for f in render(plan) if f.path == "nginx.conf")
+    assert 'alias "/srv/my files/";' in conf
+    with pytest.raises(ConfigError) as caught:
+        plan_for({"WSGISTACK_SERVER__STATIC": "/files/=/srv/$document_root"})
+    assert caught.value.problems[0].id == "config.E050"

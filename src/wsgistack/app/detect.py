@@ -199,15 +199,18 @@ def detect_app(
     server_names: tuple[str, ...] = (),
     timeout: float = PROBE_TIMEOUT,
     say: Say | None = None,
+    measure: bool = True,
 ) -> AppSpec:
     """Resolve what uWSGI should load. Raises :class:`AppError` with a distinct id per failure.
-    ``server_names``: the Host names nginx serves (Django says which of them it refuses)."""
+    ``server_names``: the Host names nginx serves (Django says which of them it refuses).
+    ``measure``: also import a Django project's WSGI module and URLconf, to measure the app's
+    whole size (AppSpec.rss; other apps are imported whole anyway)."""
     import sys
 
     python = python or sys.executable
     base_env = dict(env if env is not None else os.environ)
     base_env.pop("DJANGO_SETTINGS_MODULE", None)
-    request: dict[str, Any] = {"path": str(path), "server_names": list(server_names)}
+    request: dict[str, Any] = {"path": str(path), "server_names": list(server_names), "measure": measure}
     settings = None
     if target == "auto":
         settings = django_settings or django_settings_from_manage(path)
@@ -252,6 +255,8 @@ def detect_app(
         debug=result.get("debug"),
         allowed_hosts=tuple(result["allowed_hosts"]) if "allowed_hosts" in result else None,
         rejected_hosts=tuple(result["rejected_hosts"]) if "rejected_hosts" in result else None,
+        rss=int(result["rss"]) if isinstance(result.get("rss"), int) and result["rss"] > 0 and result.get(
+            "rss_complete", True) else None,
     )
 
 
@@ -314,7 +319,7 @@ def detect_for_image(
     while True:
         try:
             spec = detect_app(path, target=target, django_settings=django_settings, python=python,
-                              env={**base, **{name: PLACEHOLDER for name in placeholders}}, timeout=timeout)
+                              env={**base, **{name: PLACEHOLDER for name in placeholders}}, timeout=timeout, measure=False)
             return spec, tuple(placeholders)
         except AppError as exc:
             if exc.id not in (ids.APP_E003, ids.APP_E006) or len(placeholders) >= MAX_PLACEHOLDERS:

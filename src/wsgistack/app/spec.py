@@ -38,6 +38,7 @@ class AppSpec:
     debug: bool | None = None  # Django's DEBUG (None: not known, not Django)
     allowed_hosts: tuple[str, ...] | None = None  # Django's ALLOWED_HOSTS as set
     rejected_hosts: tuple[str, ...] | None = None  # the server names ALLOWED_HOSTS refuses (None: not asked)
+    rss: int | None = None  # bytes resident once imported, measured by the probe (None: not measured)
 
     @property
     def target(self) -> str:

@@ -8,6 +8,7 @@ so a ``.hadolint.yaml`` there is honoured.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,10 @@ from typing import Any
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, declare
 from wsgistack.checks.registry import register
+from wsgistack.config.sources import load_config
+from wsgistack.errors import WsgistackError
 from wsgistack.machine import find_tool
+from wsgistack.plan.stop import DOCKER_DEFAULT_STOP, stop_plan
 
 I001 = declare(
     "docker.I001",
@@ -55,7 +59,27 @@ W006 = declare(
     "run `hadolint Dockerfile` by hand to see why",
 )
 
+I007 = declare(
+    "docker.I007",
+    INFO,
+    "how long a stop of this stack can take, each process within its own budget: the container's stop grace",
+    "give the container at least that long: docker run --stop-timeout N / docker stop -t N (Docker waits 10 s by "
+    "default); the compose files and Kubernetes manifests wsgistack writes set it",
+)
+W008 = declare(
+    "docker.W008",
+    WARNING,
+    "a compose service's stop_grace_period (or the Dockerfile's stop advice) is shorter than its stop can take: "
+    "Docker's SIGKILL cuts the stop, and with it in-flight requests and jobs",
+    "regenerate the file (`wsgistack compose`, `wsgistack dockerfile`): it derives the grace from the config, "
+    "or raise stop_grace_period by hand",
+)
+
 LEVELS = {"error": E003, "warning": W004, "info": I005, "style": I005}
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+_GRACE_RE = re.compile(r"^\s+stop_grace_period:\s*['\"]?(\d+)(s|m)?['\"]?\s*$")
+_SETTING_RE = re.compile(r"^\s+(WSGISTACK_[A-Z0-9_]+):\s*['\"]?([^'\"#]*?)['\"]?\s*$")
+_STOP_ADVICE_RE = re.compile(r"--stop-timeout (\d+)")
 
 
 def find_hadolint() -> str | None:
@@ -103,3 +127,74 @@ def dockerfile_lint(ctx: CheckContext) -> list[Finding]:
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         return [W006(f"hadolint failed on {dockerfile}: {exc}", obj=str(dockerfile))]
     return hadolint_findings(issues, str(dockerfile))
+
+
+def compose_services(text: str) -> list[tuple[str, int | None, dict[str, str]]]:
+    """(service, stop_grace_period in seconds or None, its WSGISTACK_* settings) for each
+    service of a compose file: the two-space-indented blocks under ``services:`` (the layout
+    `wsgistack compose` writes; a file in another layout yields what it can)."""
+    services: list[tuple[str, int | None, dict[str, str]]] = []
+    name, grace, settings, inside = "", None, {}, False
+    for line in text.splitlines():
+        if re.match(r"^services:\s*$", line):
+            inside = True
+            continue
+        if inside and re.match(r"^\S", line):
+            inside = False
+        if not inside:
+            continue
+        head = re.match(r"^  ([A-Za-z0-9_.-]+):\s*$", line)
+        if head:
+            if name:
+                services.append((name, grace, settings))
+            name, grace, settings = head.group(1), None, {}
+            continue
+        if (m := _GRACE_RE.match(line)) is not None:
+            grace = int(m.group(1)) * (60 if m.group(2) == "m" else 1)
+        elif (m := _SETTING_RE.match(line)) is not None:
+            settings[m.group(1)] = m.group(2)
+    if name:
+        services.append((name, grace, settings))
+    return services
+
+
+@register()
+def stop_fits_the_container_grace(ctx: CheckContext) -> list[Finding]:
+    """The stop's budget (plan/stop.py) against what Docker gives it: the project's compose
+    files' stop_grace_period (10 s when unset) and the Dockerfile's advice."""
+    config = ctx.config
+    image = stop_plan(config, "all")
+    found = [I007(f"a stop takes at most {image.total} s ({image.describe()}): give the container {image.grace} s",
+                  obj="stop_timeout, processes.*.stop_timeout")]
+    project = ctx.loaded.project_dir
+    for file_name in COMPOSE_FILES:
+        path = project / file_name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for service, grace, settings in compose_services(text):
+            role = settings.get("WSGISTACK_ROLE")
+            if role is None and not any(k.startswith("WSGISTACK_") for k in settings):
+                continue  # not one of ours (a database, the balancer)
+            try:
+                there = load_config(project, env=settings).config
+            except WsgistackError:
+                there = config
+            need = stop_plan(there, role or there.role).grace
+            given = DOCKER_DEFAULT_STOP if grace is None else grace
+            if given < need:
+                found.append(W008(
+                    f"service {service} ({role or there.role}) may take {need} s to stop, but compose gives it {given} s"
+                    + (" (no stop_grace_period: Docker's default)" if grace is None else ""),
+                    obj=f"{file_name}: services.{service}.stop_grace_period",
+                ))
+    dockerfile = ctx.dockerfile or project / "Dockerfile"
+    try:
+        advice = _STOP_ADVICE_RE.search(dockerfile.read_text(encoding="utf-8"))
+    except OSError:
+        advice = None
+    if advice is not None and int(advice.group(1)) < image.grace:
+        found.append(W008(f"the Dockerfile advises --stop-timeout {advice.group(1)}; this config needs {image.grace} s",
+                          obj=str(dockerfile)))
+    return found

@@ -75,6 +75,24 @@ E009 = declare(
     "a static location serves the project, the runtime dir or / itself: source, settings and secrets become downloadable",
     "map static URLs to a dedicated directory (e.g. the app's static/ or Django's STATIC_ROOT), never the project root",
 )
+W010 = declare(
+    "perms.W010",
+    WARNING,
+    "the ops listener is open to other machines without a password: anyone who reaches it reads the status page "
+    "and metrics (request rates, paths' latency, workers, memory, the configuration summary)",
+    'set ops.basic_auth = "user:password" (WSGISTACK_OPS__BASIC_AUTH), or keep ops.host on loopback '
+    "(127.0.0.1, the default) and reach it through SSH or the metrics scraper's own network",
+)
+
+
+@register()
+def ops_open_without_auth(ctx: CheckContext) -> list[Finding]:
+    """ops.host off loopback (0.0.0.0, a public address, a name) and no ops.basic_auth."""
+    ops = ctx.config.ops
+    if not ops.port or ctx.config.role == "worker" or hosts.is_loopback(ops.host) or ops.basic_auth:
+        return []
+    return [W010(f"ops.host = {ops.host!r} (from {ctx.loaded.origin('ops.host')}) serves /status and /metrics on port "
+                 f"{ops.port} to anyone who reaches it, and ops.basic_auth is empty", obj="ops.host")]
 
 
 @register()

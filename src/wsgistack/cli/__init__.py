@@ -103,6 +103,9 @@ def _register() -> None:
 
     main.add_command(drain_cmd.drain, "drain")
     main.add_command(drain_cmd.undrain, "undrain")
+    from wsgistack.cli import logs_cmd
+
+    main.add_command(logs_cmd.command, "logs")
 
 
 # The benchmark harness is not part of the package: it lives in the repository's benchmarks/

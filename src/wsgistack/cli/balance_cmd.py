@@ -33,6 +33,8 @@ def command(path: Path, **params: Any) -> None:
     plan = start.balancer(loaded)
     _say(f"haproxy -> {', '.join(s.address for s in plan.servers)}; readiness GET {plan.check_path} (Host {plan.check_host})")
     _say(f"stats page {plan.stats_url} (Prometheus at /metrics); runtime API {plan.paths.socket}")
+    for line in plan.notes:
+        _say(line)
     _say(f"runtime dir: {plan.paths.runtime}")
     sys.exit(Manager(ProcessTable.read(plan.paths.processes)).run())
 

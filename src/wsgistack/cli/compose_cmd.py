@@ -83,23 +83,35 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
         if not sep or not key:
             raise UsageError(ids.DOCKER_E010, f"--env {item!r} is not KEY=VALUE", "e.g. -e DJANGO_DEBUG=0")
         pairs.append((key, value))
-    if tls is None:
-        from wsgistack.config import load_config
+    from wsgistack.config import load_config
+    from wsgistack.plan.stop import graces
 
+    if tls is None:
         try:
             tls = load_config(path, env={}).config.tls.mode
         except WsgistackError:
             tls = "off"
+    # Each service's stop_grace_period follows from the project's config and the settings
+    # given here (plan/stop.py): the same budgets the process manager in it keeps.
+    given = {k: v for k, v in pairs if k.startswith("WSGISTACK_")}
+    if fleet is not None:
+        from wsgistack.render.compose import FLEET_DRAIN_DELAY
+
+        given["WSGISTACK_DRAIN_DELAY"] = str(FLEET_DRAIN_DELAY)
+    try:
+        stop_graces = graces(load_config(path, env=given).config)
+    except WsgistackError:
+        stop_graces = ()
     facts = manifest_facts(path, no_detect=no_detect, image=image or image_name(path))
     if not (path / "Dockerfile").is_file():
         note("note: no Dockerfile yet: run `wsgistack dockerfile` (or `wsgistack build`) first")
     if fleet is not None:
         rendered = _fleet(path, facts, image or image_name(path), fleet, port, host, stats_port, db, cassandra, env_file,
-                          tuple(pairs), offline, network, secret_env, node_port, db_port)
+                          tuple(pairs), offline, network, secret_env, node_port, db_port, grace=stop_graces)
     else:
         rendered = render_compose(facts, ComposeOptions(
             image=image or image_name(path), split=split, socket=socket, tcp_uri=tcp_uri, port=port, host=host,
-            env_file=env_file, env=tuple(pairs), tls=tls, tls_port=tls_port))
+            env_file=env_file, env=tuple(pairs), tls=tls, tls_port=tls_port, grace=stop_graces))
     if output is None:
         click.echo(rendered.content, nl=False)
     else:
@@ -109,7 +121,7 @@ def command(path: Path, split: bool, socket: str, tcp_uri: str, image: str | Non
 
 def _fleet(path: Path, facts: ProjectFacts, image: str, nodes: int, port: int, host: str, stats_port: int, db: bool,
            cassandra: bool, env_file: str, env: tuple[tuple[str, str], ...], offline: bool, network: str,
-           secret_env: str, node_port: int, db_port: int) -> RenderedFile:
+           secret_env: str, node_port: int, db_port: int, grace: tuple[tuple[str, int], ...] = ()) -> RenderedFile:
     """Render the fleet; write its build contexts into the project (the compose file's
     directory: node 1 builds `.`) and return compose.yaml for the caller to print or write."""
     from wsgistack.image import wheel
@@ -130,7 +142,7 @@ def _fleet(path: Path, facts: ProjectFacts, image: str, nodes: int, port: int, h
     files = render_fleet(facts, FleetOptions(
         image=image, nodes=nodes, port=port, host=host, stats_port=stats_port, db=db, cassandra=cassandra,
         env_file=env_file, env=env, offline=offline, network=network, secret_env=secret_env, node_port=node_port,
-        db_port=db_port), source)
+        db_port=db_port, grace=grace), source)
     compose, contexts = files[0], files[1:]
     written = write_files(contexts, path)
     if source.wheel:  # the running wsgistack's wheel, as `wsgistack build` vendors it

@@ -15,18 +15,24 @@ from wsgistack.cli.console import Console, Table
 from wsgistack.app.interpreter import choose
 from wsgistack.cli.options import config_options, load, project_dir_argument
 from wsgistack.config import describe
+from wsgistack.config.sources import masked_dump
 
 
 @click.command()
 @project_dir_argument
 @click.option("--origin", is_flag=True, help="show where each value came from and its env var names")
 @click.option("--json", "as_json", is_flag=True, help="print the resolved config as JSON")
+@click.option("--show-secrets", is_flag=True,
+              help="show the values of credentials (app.env, ops.basic_auth, balancer.stats_auth) instead of ********")
 @config_options
-def command(path: Path, origin: bool, as_json: bool, **params: Any) -> None:
-    """Print the resolved configuration (defaults < file < environment < CLI)."""
+def command(path: Path, origin: bool, as_json: bool, show_secrets: bool, **params: Any) -> None:
+    """Print the resolved configuration (defaults < file < environment < CLI).
+
+    Credentials are masked (app.env's values, the passwords of ops.basic_auth and
+    balancer.stats_auth), here and in every message wsgistack prints; --show-secrets shows them."""
     loaded = load(path, params)
     if as_json:
-        click.echo(json.dumps(loaded.config.model_dump(mode="json"), indent=2))
+        click.echo(json.dumps(masked_dump(loaded.config, reveal=show_secrets), indent=2))
         return
     table = Table(title=f"wsgistack config ({loaded.config_file or 'no config file'})", show_lines=False)
     table.add_column("setting")
@@ -34,7 +40,7 @@ def command(path: Path, origin: bool, as_json: bool, **params: Any) -> None:
     if origin:
         table.add_column("from")
         table.add_column("environment")
-    for key, value, source, names in describe(loaded):
+    for key, value, source, names in describe(loaded, reveal=show_secrets):
         shown = json.dumps(value) if not isinstance(value, str) else value
         row = [key, shown] + ([source, names] if origin else [])
         table.add_row(*row, style=None if source == "default" else "bold")

@@ -14,6 +14,7 @@ from wsgistack.cli.console import Console, Table
 
 from wsgistack.cli.options import config_options, overrides, project_argument
 from wsgistack.ops import control as ops
+from wsgistack.procfs import worker_respawns
 
 
 @click.command()
@@ -27,7 +28,8 @@ def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) 
     if as_json:
         click.echo(json.dumps(
             {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "app_server": st.app_server, "draining": st.draining,
-             "processes": list(st.processes), "stats": st.stats}, indent=2
+             "processes": list(st.processes), "listen_queue": st.listen_queue[0] if st.listen_queue else None,
+             "listen_queue_limit": st.listen_queue[1] if st.listen_queue else None, "stats": st.stats}, indent=2
         ))
         sys.exit(0 if st.running else 1)
     console = Console()
@@ -48,6 +50,8 @@ def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) 
         console.print(table)
     if st.stats and st.app_server == "granian":
         # granian has no stats socket: its workers from /proc, with what wsgistack's shim counts.
+        if st.listen_queue:
+            console.print(f"listen queue: {st.listen_queue[0]} waiting (limit {st.listen_queue[1]})")
         table = Table("worker", "pid", "status", "requests", "busy for", "RSS MB")
         for w in st.stats.get("workers", []):
             busy = w.get("busy_seconds")
@@ -55,16 +59,13 @@ def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) 
                           "-" if busy is None else f"{busy:.1f}s", f"{w.get('rss', 0) / 1048576:.1f}")
         console.print(table)
     elif st.stats:
-        sock = (st.stats.get("sockets") or [{}])[0]
-        console.print(
-            f"listen queue: {st.stats.get('listen_queue', 0)} waiting (max {sock.get('max_queue', '?')}), "
-            f"{st.stats.get('listen_queue_errors', 0)} overflows"
-        )
-        table = Table("worker", "pid", "status", "requests", "exceptions", "avg ms", "RSS MB")
+        waiting, limit = st.listen_queue or (0, 0)
+        console.print(f"listen queue: {waiting} waiting (limit {limit}), {st.stats.get('listen_queue_errors', 0)} overflows")
+        table = Table("worker", "pid", "status", "requests", "exceptions", "avg ms", "RSS MB", "respawns")
         for w in st.stats.get("workers", []):
             table.add_row(
                 str(w["id"]), str(w["pid"]), str(w["status"]), str(w["requests"]), str(w["exceptions"]),
-                f"{w.get('avg_rt', 0) / 1000:.1f}", f"{w.get('rss', 0) / 1048576:.1f}",
+                f"{w.get('avg_rt', 0) / 1000:.1f}", f"{w.get('rss', 0) / 1048576:.1f}", str(worker_respawns(w)),
             )
         console.print(table)
     if not st.running:

@@ -12,7 +12,7 @@ from pydantic_core import PydanticUndefined
 
 from wsgistack.config.envvars import aliases_for, env_name
 from wsgistack.config.model import NAMED_SECTIONS, Config
-from wsgistack.config.sources import FIELDS
+from wsgistack.config.sources import FIELDS, SECRET, SENSITIVE
 
 INTRO = """\
 # Settings
@@ -52,6 +52,14 @@ def _flag(info: Any) -> str:
     return f"`{extra['flag']}`" + (f" *({', '.join(commands)})*" if commands else "")
 
 
+def _description(dotted: str, info: Any) -> str:
+    text = info.description or ""
+    if dotted in SENSITIVE:
+        text += " (a credential: masked wherever wsgistack shows it, `config --show-secrets` shows it"
+        text += "; never written to a file)" if dotted in SECRET else ")"
+    return text
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -80,7 +88,7 @@ def markdown() -> str:
         for dotted in keys:
             info = FIELDS[dotted]
             env = ", ".join(f"`{name}`" for name in (env_name(dotted), *aliases_for(dotted)))
-            out.append(f"| `{dotted}` | {_cell(_default(info))} | {env} | {_flag(info)} | {_cell(info.description or '')} |")
+            out.append(f"| `{dotted}` | {_cell(_default(info))} | {env} | {_flag(info)} | {_cell(_description(dotted, info))} |")
     for section, model in NAMED_SECTIONS.items():
         # A table of named entries: NAME is the user's, e.g. [processes.sendalerts].
         doc = ((model.__doc__ or "").strip().splitlines() or [""])[0]

@@ -12,12 +12,16 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # A WSGI target as users type it (gunicorn's shape): module, module:callable, module:factory().
 WSGI_TARGET = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*(\(\))?)?")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)[bB]?\s*$")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# Sane bounds, refused at load with the setting's name: a typo (1e26, 100000) must not reach
+# the machine as a fork bomb or a config nginx refuses. Far above what any one machine runs.
+MAX_UWSGI_PROCESSES = 1024
+MAX_NGINX_WORKERS = 1024
 
 
 def parse_size(value: object) -> int:
@@ -34,6 +38,14 @@ def parse_size(value: object) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
 
+def _bounded_float(value: object, low: int, high: int) -> object:
+    """A count written as a float (TOML's 1e26): pydantic would say "exceeded maximum size" or
+    take 1e18 as a number of processes; say the bounds instead."""
+    if isinstance(value, float) and not (value.is_integer() and low <= value <= high):
+        raise ValueError(f'must be a whole number between {low} and {high}, or "auto" (got {value:g})')
+    return value
+
+
 def flag(name: str, *commands: str, aliases: tuple[str, ...] = ()) -> dict[str, object]:
     """``json_schema_extra`` of a setting that has a command-line flag, e.g.
     ``Field(8000, ..., json_schema_extra=flag("--port"))``: on every command that resolves a
@@ -41,6 +53,15 @@ def flag(name: str, *commands: str, aliases: tuple[str, ...] = ()) -> dict[str, 
     are other spellings of the same flag (gunicorn's ``-w``/``--workers``). The option,
     its help (the description) and docs/settings.md are generated from it (cli/options.py)."""
     return {"flag": name, "commands": list(commands), "aliases": list(aliases)}
+
+
+def sensitive(*, recorded: bool = True) -> dict[str, object]:
+    """``json_schema_extra`` of a setting whose value is a credential (a password, an app's
+    ``SECRET_KEY``): masked wherever wsgistack shows it (``wsgistack config`` in every format,
+    error messages, the reload's change lines, logs; ``config --show-secrets`` shows it to the
+    owner who asks). ``recorded=False``: also never written to any file, the start record
+    included (so ``reload`` cannot keep it: app.env reaches the manager in memory)."""
+    return {"sensitive": True, "secret": not recorded}
 
 
 class _Section(BaseModel):
@@ -85,9 +106,9 @@ class AppSection(_Section):
         "migration Job, or --migrate)", json_schema_extra=flag("--migrate", "run")
     )
     prestart: tuple[str, ...] = Field((), description="extra commands run in app.path before start")
-    # Secret: often credentials (DATABASE_URL); never written to disk by wsgistack.
+    # Often credentials (SECRET_KEY, DATABASE_URL): never shown, never written to disk by wsgistack.
     env: dict[str, str] = Field(
-        default_factory=dict, description="extra environment for the app", json_schema_extra={"secret": True}
+        default_factory=dict, description="extra environment for the app", json_schema_extra=sensitive(recorded=False)
     )
     lazy_apps: bool = Field(False, description="load the app in each worker after fork (per-worker DB connections)")
     import_timeout: int = Field(
@@ -120,7 +141,7 @@ class ServerSection(_Section):
     trusted_proxies: tuple[str, ...] = Field(
         (), description="addresses/CIDRs whose X-Forwarded-* headers are believed (load balancer, router)"
     )
-    worker_processes: int | Literal["auto"] = Field("auto", description="Nginx worker processes")
+    worker_processes: int | Literal["auto"] = Field("auto", description="Nginx worker processes (1-1024, or auto = one per CPU)")
     worker_connections: int = Field(4096, ge=64, le=65536, description="connections per Nginx worker")
     access_log: bool = Field(True, description="Nginx access log on stdout (health checks are never logged)")
     log_format: Literal["text", "json"] = Field(
@@ -156,11 +177,23 @@ class ServerSection(_Section):
         json_schema_extra=flag("--app-server"),
     )
 
+    static_symlinks: Literal["never", "if-owner"] = Field(
+        "never",
+        description='static directories: follow no symbolic link (never), or "if-owner": a link whose owner owns its '
+        "target too (collectstatic --link; a root-owned link then serves any root-owned file, /etc/passwd included). "
+        "Media (uploads) never follows one",
+    )
+
+    @field_validator("worker_processes", mode="before")
+    @classmethod
+    def _huge(cls, v: object) -> object:
+        return _bounded_float(v, 1, MAX_NGINX_WORKERS)
+
     @field_validator("worker_processes")
     @classmethod
     def _workers(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError('must be at least 1, or "auto"')
+        if isinstance(v, int) and not 1 <= v <= MAX_NGINX_WORKERS:
+            raise ValueError(f'must be between 1 and {MAX_NGINX_WORKERS}, or "auto" (one per CPU)')
         return v
 
     @field_validator("live_path", "ready_path")
@@ -207,14 +240,14 @@ class ServerSection(_Section):
 
 
 class UwsgiSection(_Section):
-    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY)",
+    processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY; 1-1024, or auto)",
                                             json_schema_extra=flag("--processes", aliases=("-w", "--workers")))
     threads: int = Field(1, ge=1, le=256, description="threads per worker", json_schema_extra=flag("--threads"))
     socket: Literal["unix", "tcp"] = Field("unix", description="how Nginx reaches uWSGI", json_schema_extra=flag("--socket"))
     tcp_host: str = Field("127.0.0.1", description="uWSGI TCP address when socket = tcp")
     tcp_port: int = Field(8001, ge=1, le=65535, description="uWSGI TCP port when socket = tcp")
     uri: str = Field("", description="upstream for role=web: host:port or unix:/path (env UWSGI_URI)")
-    listen: int | Literal["auto"] = Field("auto", description="listen queue; capped by net.core.somaxconn")
+    listen: int | Literal["auto"] = Field("auto", description="listen queue (up to 65535); capped by net.core.somaxconn")
     buffer_size: int = Field(
         65535,
         ge=8192,
@@ -228,10 +261,11 @@ class UwsgiSection(_Section):
     max_requests: int = Field(
         0,
         ge=0,
+        le=100_000_000,
         description="recycle a worker after this many requests (0 = never; workers are staggered so they never "
         "restart together); like reload_on_rss, only once it is older than uWSGI's min-worker-lifetime (10 s)",
     )
-    reload_on_rss: int = Field(0, ge=0, description="recycle a worker above this RSS in MB (0 = auto from memory)")
+    reload_on_rss: int = Field(0, ge=0, le=1048576, description="recycle a worker above this RSS in MB (0 = auto from memory)")
     stats: bool = Field(True, description="uWSGI stats on a unix socket in the runtime dir")
     request_log: bool = Field(False, description="uWSGI request log (Nginx already logs every request)")
     options: dict[str, str | int | bool | tuple[str, ...]] = Field(
@@ -239,11 +273,18 @@ class UwsgiSection(_Section):
         description='extra uWSGI options, e.g. {"max-worker-lifetime" = 3600}; strict mode makes a misspelt one fail the start',
     )
 
+    @field_validator("processes", "listen", mode="before")
+    @classmethod
+    def _huge(cls, v: object, info: ValidationInfo) -> object:
+        top = MAX_UWSGI_PROCESSES if info.field_name == "processes" else 65535
+        return _bounded_float(v, 1, top)
+
     @field_validator("processes", "listen")
     @classmethod
-    def _positive_or_auto(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError('must be at least 1, or "auto"')
+    def _positive_or_auto(cls, v: int | str, info: ValidationInfo) -> int | str:
+        top = MAX_UWSGI_PROCESSES if info.field_name == "processes" else 65535
+        if isinstance(v, int) and not 1 <= v <= top:
+            raise ValueError(f'must be between 1 and {top}, or "auto"')
         return v
 
     @field_validator("options")
@@ -464,7 +505,8 @@ class OpsSection(_Section):
     port: int = Field(0, ge=0, le=65535, description="port of the ops listener; 0 = off")
     host: str = Field("127.0.0.1", description="address it binds (loopback unless you open it on purpose)")
     basic_auth: str = Field(
-        "", description='"user:password" to require HTTP basic auth on every ops path (empty = none)'
+        "", description='"user:password" to require HTTP basic auth on every ops path (empty = none)',
+        json_schema_extra=sensitive(),
     )
     history: int = Field(600, ge=60, le=3600, description="seconds of samples the status page charts")
 
@@ -498,7 +540,8 @@ class ProcessSection(_Section):
     )
     stop_signal: Literal[STOP_SIGNALS] = Field("TERM", description="signal that asks it to stop (TERM, INT, QUIT, HUP, USR1, USR2, KILL)")  # type: ignore[valid-type]
     stop_timeout: int | None = Field(
-        None, ge=1, le=300, description="seconds it gets to stop before SIGKILL (default and maximum: the top-level stop_timeout)"
+        None, ge=1, le=300, description="seconds it gets to stop before SIGKILL, counted from the stop's start (it stops "
+        "beside nginx's drain; default: the top-level stop_timeout); the image's and manifests' grace periods follow"
     )
     count: int = Field(1, ge=1, le=64, description="how many copies run (NAME.1, NAME.2, ...)")
 
@@ -541,6 +584,7 @@ class BalancerSection(_Section):
     stats_auth: str = Field(
         "",
         description='"user:password" the stats page asks for from anywhere but loopback (empty: loopback only)',
+        json_schema_extra=sensitive(),
     )
     check_host: str = Field(
         "", description="Host header of the readiness check (default: the first of server.server_names)"
@@ -550,7 +594,12 @@ class BalancerSection(_Section):
     rise: int = Field(2, ge=1, le=100, description="good checks in a row before a node is put back")
     slowstart: int = Field(10, ge=0, le=3600, description="seconds over which a node coming back ramps up to its full share")
     retries: int = Field(3, ge=0, le=20, description="attempts after a failed one (on another node: redispatch)")
-    maxconn: int = Field(0, ge=0, description="requests a node gets at once; more wait in HAProxy's queue (0 = no limit)")
+    maxconn: int | Literal["auto"] = Field(
+        "auto",
+        description="requests a node gets at once; more wait in HAProxy's queue for a free node (up to the request "
+        "timeout) instead of queueing behind a busy one; auto = the nodes' uWSGI workers, uwsgi.processes x "
+        "uwsgi.threads (give the balancer the nodes' wsgistack.toml); 0 = no limit",
+    )
     resolver: str = Field(
         "",
         description="DNS server (host:port) HAProxy asks for the nodes' names while it runs, e.g. 127.0.0.11:53 (Docker's, "
@@ -569,6 +618,13 @@ class BalancerSection(_Section):
             split_address(item)
         if len(set(v)) != len(v):
             raise ValueError("a node is listed twice")
+        return v
+
+    @field_validator("maxconn")
+    @classmethod
+    def _maxconn(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 100_000:
+            raise ValueError('must be between 0 (no limit) and 100000, or "auto"')
         return v
 
     @field_validator("db_primary", "resolver")
@@ -627,7 +683,11 @@ class Config(_Section):
         "auto",
         description='seconds a request may run (uWSGI harakiri); Nginx waits a little longer; "auto" = 30, or inside the platform router\'s limit', json_schema_extra=flag("--timeout")
     )
-    stop_timeout: int = Field(8, ge=1, le=300, description="seconds in-flight requests get to finish on stop")
+    stop_timeout: int = Field(
+        8, ge=1, le=300,
+        description="seconds in-flight requests get to finish on stop: nginx's budget, then uWSGI's own once nginx has "
+        "exited (each background process has its own, processes.NAME.stop_timeout)",
+    )
     drain_delay: int = Field(
         0,
         ge=0,

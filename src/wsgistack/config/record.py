@@ -22,9 +22,11 @@ from wsgistack.config.sources import (
     DEFAULT,
     FIELDS,
     SECRET,
+    SENSITIVE,
     LoadedConfig,
     Origin,
     _flatten,
+    mask,
 )
 from wsgistack.errors import WsgistackError
 from wsgistack.layout import Paths
@@ -59,10 +61,15 @@ class Change:
     source: Origin  # where the new value comes from
 
     def __str__(self) -> str:
-        return f"{self.setting}: {show(self.old)} -> {show(self.new)} ({self.source})"
+        # A credential's change is shown masked, as everywhere (config.model.sensitive).
+        old, new = mask(self.setting, self.old), mask(self.setting, self.new)
+        hidden = " [the secret part changed, not shown]" if self.setting in SENSITIVE and old == new else ""
+        return f"{self.setting}: {show(old)} -> {show(new)} ({self.source}){hidden}"
 
 
-def show(value: Any) -> str:
+def show(value: Any, setting: str = "") -> str:
+    """A setting's value as a change line shows it (masked when ``setting`` is sensitive)."""
+    value = mask(setting, value) if setting else value
     return json.dumps(value) if not isinstance(value, str) else value
 
 
@@ -81,7 +88,7 @@ def record(loaded: LoadedConfig) -> Recorded:
 
 
 def save(paths: Paths, loaded: LoadedConfig, data_dir: Path | None = None, python: AppPython | None = None,
-         app_uid: int | None = None) -> Path:
+         app_uid: int | None = None, static_roots: tuple[str, ...] = ()) -> Path:
     """Write the record into the runtime dir's state part, readable by its owner only.
     ``data_dir``: tls.data_dir's default as the start resolved it from its environment;
     ``python``: the interpreter uWSGI runs; ``app_uid``: the app's user (started as root)."""
@@ -94,6 +101,7 @@ def save(paths: Paths, loaded: LoadedConfig, data_dir: Path | None = None, pytho
         python=python.python if python else None,
         python_why=python.why if python else "",
         app_uid=app_uid,
+        static_roots=tuple(static_roots),
     )
     data.write(paths.start_record, 0o600)
     return paths.start_record
@@ -107,6 +115,7 @@ class Started:
     python: str | None
     python_why: str
     app_uid: int | None
+    static_roots: tuple[str, ...] = ()
 
 
 def read(paths: Paths) -> Started | None:
@@ -121,12 +130,12 @@ def read(paths: Paths) -> Started | None:
         raise _bad(paths.start_record, exc.message, exc.id) from None
     recorded = Recorded(
         values={k: s.value for k, s in rec.settings.items() if k in FIELDS and k not in SECRET},
-        origins={k: Origin(s.origin.kind, s.origin.where, s.origin.raw)  # type: ignore[arg-type]
+        origins={k: Origin(s.origin.kind, s.origin.where, s.origin.raw, sensitive=k in SENSITIVE)  # type: ignore[arg-type]
                  for k, s in rec.settings.items() if k in FIELDS and k not in SECRET and s.origin is not None},
         config_file=Path(rec.config_file) if rec.config_file else None,
         data_dir=Path(rec.data_dir) if rec.data_dir else None,
     )
-    return Started(recorded, rec.python, rec.python_why, rec.app_uid)
+    return Started(recorded, rec.python, rec.python_why, rec.app_uid, rec.static_roots)
 
 
 def _bad(path: Path, why: str, id: str = ids.OPS_E004) -> WsgistackError:

@@ -38,11 +38,19 @@ class Origin:
     kind: Literal["default", "file", "env", "cli"]
     where: str = ""  # "wsgistack.toml", "env PORT", "CLI --port"
     raw: str | None = None  # the text the user wrote, for error messages
+    # The setting is a credential (config.model.sensitive): its text is never shown, only where
+    # it came from. Not part of the origin's identity.
+    sensitive: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
+        return self.shown(reveal=False)
+
+    def shown(self, reveal: bool = False) -> str:
+        """``env PORT="8080"``; a sensitive setting's only as ``env WSGISTACK_OPS__BASIC_AUTH``
+        unless ``reveal`` (``config --show-secrets``)."""
         if self.kind == "default":
             return "default"
-        if self.raw is not None and self.kind in ("env", "cli"):
+        if self.raw is not None and self.kind in ("env", "cli") and (reveal or not self.sensitive):
             return f'{self.where}="{self.raw}"'
         return self.where
 
@@ -79,10 +87,75 @@ def _fields(model: type[BaseModel] = Config, prefix: str = "") -> dict[str, Any]
 
 
 FIELDS: dict[str, Any] = _fields()
-# Settings whose values are never written anywhere (json_schema_extra={"secret": True}).
-SECRET: frozenset[str] = frozenset(
-    k for k, info in FIELDS.items() if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")
-)
+
+
+def _marked(marker: str) -> frozenset[str]:
+    return frozenset(k for k, info in FIELDS.items()
+                     if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(marker))
+
+
+# Credentials (config.model.sensitive): masked wherever they are shown.
+SENSITIVE: frozenset[str] = _marked("sensitive")
+# ...and of those, the ones never written anywhere, the start record included (app.env).
+SECRET: frozenset[str] = _marked("secret")
+assert SECRET <= SENSITIVE, "a secret setting is a sensitive one: mark it with config.model.sensitive(recorded=False)"
+MASK = "********"
+
+
+def mask(dotted: str, value: Any) -> Any:
+    """What wsgistack shows of a setting's value: a sensitive one's keys (app.env) or user
+    (``user:password``) stay, the rest is :data:`MASK`; an unset one stays empty, so the owner
+    still sees whether it is set."""
+    if dotted not in SENSITIVE or value in (None, "", {}):
+        return value
+    if isinstance(value, dict):
+        return {k: MASK for k in value}
+    if isinstance(value, str) and ":" in value:
+        return f"{value.partition(':')[0]}:{MASK}"
+    return MASK
+
+
+def masked_dump(config: Config, reveal: bool = False) -> dict[str, Any]:
+    """The config as JSON values (``config --json``), every sensitive setting masked."""
+    data = config.model_dump(mode="json")
+    if reveal:
+        return data
+    for dotted in SENSITIVE:
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[leaf] = mask(dotted, node[leaf])
+    return data
+
+
+def _secret_texts(flat: Mapping[str, Any], origins: Mapping[str, Origin]) -> set[str]:
+    """Every piece of text a sensitive setting holds (each app.env value, a password and its
+    whole ``user:password``, the raw text of its variable), to be scrubbed from error messages:
+    a validator or a parser that echoes what it refused must not show one."""
+    texts: set[str] = set()
+    for dotted in SENSITIVE:
+        value = flat.get(dotted)
+        for item in value.values() if isinstance(value, Mapping) else (value,):
+            if isinstance(item, str):
+                texts.update((item, item.partition(":")[2]))
+        raw = origins[dotted].raw if dotted in origins else None
+        if raw:
+            texts.update((raw, raw.strip(), *raw.split(","), *(part.partition("=")[2] for part in raw.split(","))))
+    # Very short fragments would garble every message they appear in; a password that short
+    # protects nothing anyway (and the validators do not echo values: this is the backstop).
+    return {t for t in texts if len(t) >= 4}
+
+
+def _scrub(problem: WsgistackError, texts: set[str]) -> WsgistackError:
+    def clean(text: str) -> str:
+        for secret in sorted(texts, key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    if not texts:
+        return problem
+    return WsgistackError(problem.id, clean(problem.message), clean(problem.hint), clean(problem.details))
 
 
 def _named(dotted: str) -> tuple[str, str, str] | None:
@@ -213,10 +286,11 @@ def parse_env_value(dotted: str, raw: str) -> Any:
         if text.startswith("{"):
             return json.loads(text)
         pairs = {}
-        for item in (i for i in text.split(",") if i.strip()):
+        for number, item in enumerate((i for i in text.split(",") if i.strip()), start=1):
             key, sep, value = item.partition("=")
             if not sep:
-                raise ValueError(f"{item!r} is not KEY=VALUE")
+                shown = "" if dotted in SENSITIVE else f" ({item!r})"  # an app.env fragment may be a password
+                raise ValueError(f"entry {number}{shown} is not KEY=VALUE (entries are separated by commas)")
             pairs[key.strip()] = value
         return pairs
     return text
@@ -227,7 +301,7 @@ def from_env(env: Mapping[str, str]) -> tuple[dict[str, tuple[Any, Origin]], lis
     problems: list[WsgistackError] = []
 
     def put(dotted: str, name: str, raw: str) -> None:
-        origin = Origin("env", f"env {name}", raw)
+        origin = Origin("env", f"env {name}", raw, sensitive=dotted in SENSITIVE)
         try:
             values[dotted] = (parse_env_value(dotted, raw), origin)
         except (ValueError, json.JSONDecodeError) as exc:
@@ -403,17 +477,6 @@ def cross_checks(config: Config, origins: Mapping[str, Origin]) -> list[Wsgistac
                 "set WSGISTACK_PROCESS (or process) to the NAME of a [processes.NAME] table",
             )
         )
-    for name, spec in config.processes.items():
-        if spec.stop_timeout is not None and spec.stop_timeout > config.stop_timeout:
-            key = f"processes.{name}.stop_timeout"
-            problems.append(
-                WsgistackError(
-                    ids.CONFIG_E045,
-                    f"{key} = {spec.stop_timeout} (from {origins.get(key, DEFAULT)}) is longer than stop_timeout = "
-                    f"{config.stop_timeout}: the whole stack stops within stop_timeout",
-                    f"lower {key}, or raise stop_timeout (and the orchestrator's grace period with it)",
-                )
-            )
     return problems
 
 
@@ -462,7 +525,7 @@ def load_config(
         if value is None:
             continue
         flat[dotted] = value
-        origins[dotted] = Origin("cli", f"CLI {flag}", str(value))
+        origins[dotted] = Origin("cli", f"CLI {flag}", str(value), sensitive=dotted in SENSITIVE)
 
     config: Config | None = None
     try:
@@ -472,17 +535,19 @@ def load_config(
     if config is not None:
         problems.extend(cross_checks(config, origins))
     if problems:
-        raise ConfigError(problems)
+        texts = _secret_texts(flat, origins)
+        raise ConfigError([_scrub(p, texts) for p in problems])
     assert config is not None
     return LoadedConfig(config=config, origins=origins, project_dir=project, config_file=file_path)
 
 
-def describe(loaded: LoadedConfig) -> list[tuple[str, Any, str, str]]:
-    """Rows of (key, value, origin, env var names) for ``wsgistack config``."""
-    data = _flatten(loaded.config.model_dump(mode="json"))
+def describe(loaded: LoadedConfig, reveal: bool = False) -> list[tuple[str, Any, str, str]]:
+    """Rows of (key, value, origin, env var names) for ``wsgistack config``: sensitive values
+    masked unless ``reveal``."""
+    data = _flatten(masked_dump(loaded.config, reveal))
     rows = []
     keys = [*FIELDS, *(k for k in data if _named(k) is not None)]
     for dotted in keys:
         names = [env_name(dotted), *aliases_for(dotted)]
-        rows.append((dotted, data.get(dotted), str(loaded.origin(dotted)), ", ".join(names)))
+        rows.append((dotted, data.get(dotted), loaded.origin(dotted).shown(reveal), ", ".join(names)))
     return rows

@@ -5,6 +5,7 @@ graceful reloads through nginx's SIGHUP and uWSGI's master FIFO (seed 001's
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import errno
 import os
 import signal
@@ -30,7 +31,7 @@ from wsgistack.layout import Paths
 from wsgistack.machine import Machine
 from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.procfs import child_pids, read_granian_stats, read_uwsgi_stats, with_rss
+from wsgistack.procfs import child_pids, listen_queue, read_granian_stats, read_uwsgi_stats, with_rss
 from wsgistack.contracts import ManagerState, Trust, untrusted
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
@@ -65,6 +66,9 @@ class Status:
     draining: bool = False  # the drain marker exists: readiness answers 503 (`wsgistack drain`)
     manager_pid: int | None = None
     app_server: str = "uwsgi"  # which one runs (uwsgi_pid is its pid): "uwsgi" or "granian"
+    # The app server's listen queue (waiting, capacity): the kernel's for its unix socket,
+    # uWSGI's for TCP.
+    listen_queue: tuple[int, int] | None = None
 
     @property
     def running(self) -> bool:
@@ -92,6 +96,7 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
     uwsgi_pid = granian_pid or (manager.pid("uwsgi") if manager else None)
     nginx_pid = manager.pid("nginx") if manager else None
     found = None
+    queue = None
     if granian_pid and stats:
         found = read_granian_stats(granian_pid, str(paths.workers_dir))
     elif uwsgi_pid and stats:
@@ -99,6 +104,10 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
             found = with_rss(read_uwsgi_stats(str(paths.stats)))
         except (OSError, ValueError):
             found = None
+    if uwsgi_pid and stats:  # either app server: the kernel's count on its unix socket
+        queue = listen_queue(str(paths.socket))
+        if queue is None and found is not None and "sockets" in found:
+            queue = (int(found.get("listen_queue") or 0), int(((found.get("sockets") or [{}])[0]).get("max_queue") or 0))
     return Status(
         runtime_dir=str(paths.runtime),
         nginx_pid=nginx_pid,
@@ -108,6 +117,7 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
         draining=paths.drain.exists(),
         manager_pid=manager.manager_pid if manager else None,
         app_server="granian" if granian_pid else "uwsgi",
+        listen_queue=queue,
     )
 
 
@@ -151,6 +161,37 @@ def write_fifo(fifo: Path, command: bytes, owner: int) -> None:
         os.close(fd)
 
 
+def lazy_apps_running(paths: Paths) -> bool:
+    """Whether the running uWSGI loads the app in each worker (app.lazy_apps): as the start
+    (or the last reload, which re-execs the master) recorded it, else as its uwsgi.ini says."""
+    try:
+        started = record.read(paths)
+    except WsgistackError:
+        started = None
+    if started is not None and "app.lazy_apps" in started.recorded.values:
+        return bool(started.recorded.values["app.lazy_apps"])
+    try:
+        return any(line.replace(" ", "") == "lazy-apps=true" for line in paths.uwsgi_ini.read_text().splitlines())
+    except OSError:
+        return False
+
+
+def refuse_chain_without_lazy_apps(paths: Paths) -> None:
+    """ops.E005: uWSGI's chain reload replaces one worker at a time by forking it from the
+    master; without lazy-apps the master holds the app it loaded at start, so every new
+    worker runs the old code (the reload said "requested", exited 0 and changed nothing)."""
+    if lazy_apps_running(paths):
+        return
+    raise UsageError(
+        ids.OPS_E005,
+        "reload --chain replaces one uWSGI worker at a time, each forked from uWSGI's master, which loaded the app "
+        "at start: without app.lazy_apps every new worker would run the old code",
+        "set app.lazy_apps = true (each worker then loads the app itself) and reload once without --chain, which "
+        "restarts the master and applies it; from then on --chain reloads without a pause. Or reload without "
+        "--chain: every worker at once, new requests wait (queued, not refused) until the longest one in flight ends",
+    )
+
+
 def _wait_replaced(main: int, old: set[int], timeout: float) -> str:
     """Until none of granian's old workers is left (each new one has loaded the app first)."""
     import time
@@ -166,8 +207,9 @@ def _wait_replaced(main: int, old: set[int], timeout: float) -> str:
 
 def reload(where: Paths | Plan, chain: bool = False, wait: float = 120.0) -> list[str]:
     """Ask the running nginx to re-read its config and uWSGI to reload its workers
-    gracefully (in-flight requests finish). ``chain`` reloads workers one at a time, so
-    there is always a worker serving (needs app.lazy_apps to pick up new code). Signals go
+    gracefully (in-flight requests finish, up to request_timeout: Plan.reload_mercy).
+    ``chain`` reloads workers one at a time, so there is always a worker serving; it needs
+    app.lazy_apps to pick up new code, and is refused without it (ops.E005). Signals go
     only to the manager's own children (contracts.ManagerState)."""
     paths = where.paths if isinstance(where, Plan) else where
     done: list[str] = []
@@ -187,6 +229,8 @@ def reload(where: Paths | Plan, chain: bool = False, wait: float = 120.0) -> lis
         if wait:
             done.append(_wait_replaced(current.uwsgi_pid, old, wait))
         return done
+    if chain and current.uwsgi_pid:
+        refuse_chain_without_lazy_apps(paths)
     if current.uwsgi_pid:
         write_fifo(paths.fifo, b"c" if chain else b"r", _app_uid(paths))
         done.append(f"uWSGI (pid {current.uwsgi_pid}): {'chain' if chain else 'graceful'} reload requested")
@@ -220,6 +264,30 @@ class Reload:
     data_dir: Path | None = None  # tls.data_dir's default as the start resolved it (kept in the record)
     app_uid: int | None = None  # the app's user the start recorded
     env: Mapping[str, str] = field(default_factory=dict)  # the environment the app was detected with
+    # Rendered files that differ but that only a restart applies (processes.json: the running
+    # manager keeps its table), and what else a restart would do that a reload does not.
+    restart_files: tuple[RenderedFile, ...] = ()
+    restart_notes: tuple[str, ...] = ()
+    static_roots: tuple[str, ...] = ()  # what the start prepared (kept in the record)
+
+    def diff(self) -> list[str]:
+        """A unified diff of each rendered file a reload would change, against the running one;
+        the files only a restart applies, marked so."""
+        out: list[str] = []
+        runtime = self.plan.paths.runtime
+        for f, restart in [*((f, False) for f in self.files), *((f, True) for f in self.restart_files)]:
+            path = runtime / f.path
+            try:
+                old = path.read_text()
+            except OSError:
+                old = ""
+            if restart:
+                out.append(f"# {f.path}: changes, but only a restart applies it (the process manager keeps the table it "
+                           "was started with)")
+            out.extend(line.rstrip("\n") for line in difflib.unified_diff(
+                old.splitlines(keepends=True), f.content.splitlines(keepends=True),
+                fromfile=f"{f.path} (running)", tofile=f"{f.path} ({'after a restart' if restart else 'after the reload'})"))
+        return out
 
     def confirm(self, yes: bool) -> None:
         """A reload that moves the site needs ``yes`` (ops.E003): it takes the site off the
@@ -282,17 +350,39 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
     started = start.run(project, env=env, loaded=loaded, flags=start.RELOAD, machine=machine, python=python,
                         data_dir=rec.data_dir)
     plan = started.plan
+    changed = tuple(f for f in started.files if not _same(plan.paths.runtime / f.path, f.content))
     return Reload(
         loaded=loaded,
         plan=plan,
         changes=changes,
         # processes.json is left alone: the running manager already has its table.
-        files=tuple(f for f in started.files if f.path != "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
+        files=tuple(f for f in changed if f.path != "processes.json"),
         notes=tuple(_ignored_env(env, loaded)),
         data_dir=rec.data_dir,
         app_uid=found.app_uid,
         env=dict(env),
+        restart_files=tuple(f for f in changed if f.path == "processes.json"),
+        restart_notes=tuple(_restart_notes(plan, changes, found.static_roots)),
+        static_roots=found.static_roots,
     )
+
+
+def _restart_notes(plan: Plan, changes: tuple[record.Change, ...], prepared: tuple[str, ...]) -> list[str]:
+    """What a reload leaves for a restart to do beyond the settings it marks (Reload.lines): a
+    static root nginx would serve that the start's collectstatic never filled."""
+    from wsgistack.start.prestart import collects_static
+
+    notes = []  # (the NEXT_START settings are marked in Reload.lines)
+    new = [root for root in plan.static_roots if root not in prepared]
+    if prepared and new and collects_static(plan):
+        notes.append(f"STATIC_ROOT is now {', '.join(new)} (the start collected into {', '.join(prepared)}): the reload "
+                     "runs collectstatic into it before nginx serves it")
+    elif prepared and new:
+        notes.append(
+            f"STATIC_ROOT is now {', '.join(new)} (the start collected into {', '.join(prepared)}): collectstatic runs at "
+            "start only, so after this reload nginx serves the new directory as it is; restart the stack (or run "
+            "collectstatic into it first)")
+    return notes
 
 
 def _found_by_itself(project: Path, config_file: Path) -> bool:
@@ -307,11 +397,15 @@ def apply_reload(pending: Reload, chain: bool = False, say: Callable[[str], None
     from wsgistack.start.prestart import collects_static, run_prestart
 
     plan = pending.plan
-    if collects_static(plan):
+    if chain and plan.runs_uwsgi and not plan.granian:
+        refuse_chain_without_lazy_apps(plan.paths)  # before anything is written
+    collected = collects_static(plan)
+    if collected:
         run_prestart(plan, pending.env, say or (lambda _line: None), only=("collectstatic",))
     write_files(list(pending.files), plan.paths.runtime)
     done = reload(plan, chain=chain)
-    record.save(plan.paths, pending.loaded, data_dir=pending.data_dir, python=plan.python, app_uid=pending.app_uid)
+    record.save(plan.paths, pending.loaded, data_dir=pending.data_dir, python=plan.python, app_uid=pending.app_uid,
+                static_roots=tuple(plan.static_roots) if collected else pending.static_roots)  # what was collected into
     return done
 
 
@@ -335,7 +429,7 @@ def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
         if origin.raw is not None and origin.raw.strip() == ("" if now is None else str(now)):
             continue
         notes.append(
-            f"not applied: {origin} from this shell's environment; the stack keeps {dotted} = {record.show(now)} "
+            f"not applied: {origin} from this shell's environment; the stack keeps {dotted} = {record.show(now, dotted)} "
             f"({loaded.origin(dotted)}): change it with a reload flag or in the config file"
         )
     return notes

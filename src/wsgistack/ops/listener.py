@@ -44,7 +44,7 @@ from prometheus_client.core import (
 
 from wsgistack import hosts
 from wsgistack.contracts import ManagerState, OpsSettings, Trust
-from wsgistack.procfs import read_granian_stats, read_uwsgi_stats, with_rss
+from wsgistack.procfs import listen_queue, read_granian_stats, read_uwsgi_stats, with_rss, worker_respawns
 
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -158,6 +158,19 @@ class State:
         state = self.manager_state()
         return state.to_json() if state is not None else None
 
+    def queue(self, stats: dict[str, Any] | None) -> tuple[int, int] | None:
+        """(waiting, capacity) of uWSGI's listen queue: the kernel's for the unix socket (uWSGI
+        reports 0 there, and 0 as its size), uWSGI's own for TCP."""
+        path = self.settings.get("uwsgi_socket")
+        if path:
+            found = listen_queue(path)
+            if found is not None:
+                return found
+        if stats is None:
+            return None
+        sockets = stats.get("sockets") or [{}]
+        return int(stats.get("listen_queue") or 0), int(sockets[0].get("max_queue") or 0)
+
     def connections(self) -> int | None:
         ports = self.settings.get("nginx_ports") or []
         return established(ports) if ports else None
@@ -170,6 +183,7 @@ class State:
         window.sort()
         stats = self.uwsgi()
         workers = (stats or {}).get("workers", [])
+        queue = self.queue(stats)
         sample: dict[str, Any] = {
             "t": round(now, 3),
             "requests": total,
@@ -180,10 +194,10 @@ class State:
             "p95_ms": round(1000 * window[min(len(window) - 1, int(0.95 * len(window)))], 2) if window else None,
             "busy": sum(1 for w in workers if w.get("status") == "busy") if stats else None,
             "workers": len(workers) if stats else None,
-            # granian's workers take connections while busy: its queue is the requests they hold
-            # beyond the one each runs (one blocking thread).
-            "queue": (sum(max(0, w.get("in_flight", 0) - 1) for w in workers) if stats.get("server") == "granian"
-                      else stats.get("listen_queue")) if stats else None,
+            # The kernel's queue on the socket (uWSGI's or granian's); granian's workers also take
+            # connections while busy: the requests they hold beyond the one each runs count too.
+            "queue": ((queue[0] if queue else 0) + sum(max(0, w.get("in_flight", 0) - 1) for w in workers)
+                      if stats and stats.get("server") == "granian" else (queue[0] if queue else None)),
             "rss_mb": round(sum(w.get("rss", 0) for w in workers) / 1048576, 1) if stats else None,
             "connections": self.connections(),
         }
@@ -205,16 +219,18 @@ class State:
             {
                 "id": w.get("id"), "pid": w.get("pid"), "status": w.get("status"), "requests": w.get("requests"),
                 "rss_mb": round(w.get("rss", 0) / 1048576, 1), "avg_ms": round(w.get("avg_rt", 0) / 1000, 1),
-                "respawns": w.get("respawn_count"), "harakiri": w.get("harakiri_count"),
+                "respawns": worker_respawns(w), "harakiri": w.get("harakiri_count"),
             }
             for w in (stats or {}).get("workers", [])
         ]
+        queue = self.queue(stats)
         return {
             "time": time.time(),
             "app_server": "granian" if self.settings.get("granian_workers") else "uwsgi",
             "summary": self.settings.get("summary", {}),
             "requests": requests,
-            "listen_queue": stats.get("listen_queue") if stats else None,
+            "listen_queue": queue[0] if queue else None,
+            "listen_queue_limit": queue[1] if queue else None,
             "listen_queue_overflows": stats.get("listen_queue_errors") if stats else None,
             "workers": workers,
             "processes": (manager or {}).get("processes", []),
@@ -281,22 +297,24 @@ class Collector:
             for name in sorted({"idle", "busy", *states}):
                 by_state.add_metric([name], states.get(name, 0))
             yield by_state
-            yield GaugeMetricFamily("wsgistack_uwsgi_listen_queue", "Connections waiting in uWSGI's listen queue",
-                                    value=stats.get("listen_queue", 0))
-            sockets = stats.get("sockets") or [{}]
-            yield GaugeMetricFamily("wsgistack_uwsgi_listen_queue_max", "Size of uWSGI's listen queue",
-                                    value=sockets[0].get("max_queue", 0))
+            waiting, limit = st.queue(stats) or (0, 0)
+            yield GaugeMetricFamily("wsgistack_uwsgi_listen_queue",
+                                    "Connections waiting in uWSGI's listen queue (the kernel's count for a unix socket)",
+                                    value=waiting)
+            yield GaugeMetricFamily("wsgistack_uwsgi_listen_queue_limit", "Capacity of uWSGI's listen queue (its backlog)",
+                                    value=limit)
             yield CounterMetricFamily("wsgistack_uwsgi_listen_queue_overflows", "Connections refused: listen queue full",
                                       value=stats.get("listen_queue_errors", 0))
             rss = GaugeMetricFamily("wsgistack_uwsgi_worker_rss_bytes", "Resident memory of each uWSGI worker", labels=["worker"])
             reqs = CounterMetricFamily("wsgistack_uwsgi_worker_requests", "Requests each uWSGI worker served", labels=["worker"])
-            respawns = CounterMetricFamily("wsgistack_uwsgi_worker_respawns", "Times each uWSGI worker was respawned", labels=["worker"])
+            respawns = CounterMetricFamily("wsgistack_uwsgi_worker_respawns", "Times each uWSGI worker was respawned "
+                                           "(0 for one that never was)", labels=["worker"])
             harakiri = CounterMetricFamily("wsgistack_uwsgi_harakiri", "Requests killed by harakiri (request_timeout), per worker", labels=["worker"])
             for w in workers:
                 wid = [str(w.get("id"))]
                 rss.add_metric(wid, w.get("rss", 0))
                 reqs.add_metric(wid, w.get("requests", 0))
-                respawns.add_metric(wid, w.get("respawn_count", 0))
+                respawns.add_metric(wid, worker_respawns(w))
                 harakiri.add_metric(wid, w.get("harakiri_count", 0))
             yield from (rss, reqs, respawns, harakiri)
         manager = st.manager()

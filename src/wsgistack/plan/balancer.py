@@ -14,15 +14,12 @@ from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.layout import BalancerPaths, balancer_paths
 from wsgistack.machine import Machine
-from wsgistack.plan.stack import DEFAULT_REQUEST_TIMEOUT, NGINX_GRACE
+from wsgistack.plan.stack import DEFAULT_REQUEST_TIMEOUT, NGINX_GRACE, RETRYABLE_METHODS, check_runtime_dir, host_pattern
 
 # HAProxy waits for a node a little longer than the node's nginx does, so a slow request
 # ends with the node's own 504 (logged there), not with a cut connection.
 BALANCER_GRACE = 2
 CONNECT_TIMEOUT_S = 3
-# Methods HAProxy may send twice: safe ones only. PUT and DELETE are idempotent by the RFC,
-# but an app's handler often is not (a counter, a notification), so they are treated as POST.
-RETRYABLE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 @dataclass(frozen=True)
@@ -53,6 +50,13 @@ class BalancerPlan:
     db_primary: Server | None
     db_replicas: tuple[Server, ...]
     resolver: Server | None = None  # DNS for the nodes' names while HAProxy runs (balancer.resolver)
+    # Requests one node gets at once (HAProxy's server maxconn; 0 = no limit): the rest wait in
+    # HAProxy's queue for whichever node frees a worker first (balancer.maxconn, auto = the nodes' workers).
+    server_maxconn: int = 0
+    # The Hosts the nodes serve (server.server_names) as one regex HAProxy matches against the
+    # Host header, or "" for any ("*"): the balancer refuses the rest itself.
+    host_regex: str = ""
+    notes: tuple[str, ...] = ()
 
     @property
     def bind(self) -> str:
@@ -86,6 +90,11 @@ class BalancerPlan:
     def retryable_methods(self) -> str:
         return " ".join(RETRYABLE_METHODS)
 
+    @property
+    def refuse_unknown_host(self) -> str:
+        """How HAProxy refuses a Host the nodes do not serve: as the nodes would (server.unknown_host)."""
+        return "deny deny_status 421" if self.config.server.unknown_host == "421" else "reject"
+
     def server(self, address: str) -> Server:
         """The server a node address (host:port) names, or a balancer.E002 error."""
         for server in self.servers:
@@ -111,6 +120,25 @@ def _check_host(config: Config) -> str:
     return named[0] if named else "localhost"
 
 
+def _server_maxconn(config: Config, notes: list[str]) -> int:
+    """balancer.maxconn resolved: "auto" = the nodes' workers, from the same config they run
+    (uwsgi.processes x uwsgi.threads). A node sized "auto" from its own CPUs cannot be known
+    here: no limit then (the node queues in its listen queue, and readiness stays up while it
+    does), with a note saying how to queue at the balancer instead."""
+    setting = config.balancer.maxconn
+    if setting != "auto":
+        return int(setting)
+    if config.uwsgi.processes == "auto":
+        notes.append("balancer.maxconn auto = no limit: uwsgi.processes is auto, sized on each node from its own CPUs; "
+                     "set uwsgi.processes (in the nodes' wsgistack.toml, which the balancer reads too) or balancer.maxconn "
+                     "to queue requests at the balancer for the first free node")
+        return 0
+    workers = int(config.uwsgi.processes) * config.uwsgi.threads
+    notes.append(f"balancer.maxconn auto = {workers} per node (uwsgi.processes {config.uwsgi.processes} x threads "
+                 f"{config.uwsgi.threads}); more requests wait in HAProxy's queue for the first free node")
+    return workers
+
+
 def _servers(addresses: tuple[str, ...], prefix: str) -> tuple[Server, ...]:
     return tuple(Server(f"{prefix}{i}", *split_address(a)) for i, a in enumerate(addresses, start=1))
 
@@ -133,9 +161,13 @@ def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
     harakiri = DEFAULT_REQUEST_TIMEOUT if config.request_timeout == "auto" else int(config.request_timeout)
     user, _, password = balancer.stats_auth.partition(":")
     server = config.server
+    notes: list[str] = []
+    maxconn = _server_maxconn(config, notes)
+    paths = balancer_paths(loaded, machine.euid)
+    check_runtime_dir(paths.runtime, loaded)
     return BalancerPlan(
         config=config,
-        paths=balancer_paths(loaded, machine.euid),
+        paths=paths,
         haproxy=machine.haproxy,
         servers=_servers(balancer.nodes, "node"),
         check_path=server.ready_path,
@@ -147,6 +179,9 @@ def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
         db_primary=Server("primary", *split_address(balancer.db_primary)) if balancer.db_primary else None,
         db_replicas=_servers(balancer.db_replicas, "replica"),
         resolver=Server("dns", *split_address(balancer.resolver)) if balancer.resolver else None,
+        server_maxconn=maxconn,
+        host_regex=host_pattern(server.server_names),
+        notes=tuple(notes),
     )
 
 

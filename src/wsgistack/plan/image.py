@@ -31,6 +31,9 @@ class ProjectFacts:
     notes: tuple[str, ...] = ()
     processes: tuple[str, ...] = ()  # [processes.NAME] names: one worker service each (split compose)
     detected: bool = False  # the app was imported here (else data_dirs is unknown, not empty)
+    # What `docker stop` must wait for the image's default role (all) to stop within its
+    # budgets (plan.stop; its default of 10 s is too short for most): docker stop -t / --stop-timeout.
+    stop_grace: int = 0
     app_server: str = "uwsgi"  # server.app_server in the project's config: what the app's environment gets
     app_dir: PurePosixPath = PurePosixPath(".")  # app.path inside the project (the image's WORKDIR below /app)
     error: str | None = None  # why detection failed (rendered error), when it did

@@ -29,15 +29,22 @@ from wsgistack.config.model import (
 )
 from wsgistack.config.sources import LoadedConfig
 from wsgistack.errors import ConfigError, WsgistackError
-from wsgistack.layout import Paths, runtime_paths
+from wsgistack.layout import NGINX_UNQUOTABLE, Paths, runtime_paths, unplain
 from wsgistack.contracts import BuildRecord, Ready, RestartCache
 from wsgistack.machine import HostFacts, Machine, run_as
+from wsgistack.plan.stop import StopPlan, stop_plan
 
 MB = 1024 * 1024
 # Memory a worker of a typical Django app needs (measured: ~38 MB RSS, ~20 MB private),
-# with headroom, and what Nginx + the uWSGI master + our manager take together.
+# with headroom, and what Nginx + the uWSGI master + our manager take together: the
+# budget when the app's own size is not known (the probe measures it: MemoryBudget).
 WORKER_BUDGET = 64 * MB
 FIXED_OVERHEAD = 96 * MB
+# A worker starts at the app's size after import (the probe's RSS: 42.5 MB for the Django demo,
+# whose workers were 40.6 MB after 30 requests each) and grows as it serves (caches, pages of
+# the master's it writes to): counted at 1.5 times that, the ratio of WORKER_BUDGET to it.
+WORKER_HEADROOM = 1.5
+MIN_WORKER = 16 * MB
 DEFAULT_REQUEST_TIMEOUT = 30
 # Nginx waits this much longer than uWSGI's harakiri, so a hung request is killed by uWSGI
 # (which logs it and respawns the worker) and Nginx answers 504 only as a last resort.
@@ -50,8 +57,19 @@ ROUTER_MARGIN = 2
 # seconds after it began (3.82 s with harakiri = 4, measured), never sooner. Half a second
 # more keeps a request the timeout killed from ever being run twice (see Plan.retry_window_ms).
 RETRY_MARGIN_MS = 1500
+# uWSGI's reload mercy beyond harakiri (whole seconds, a coarse clock: see RETRY_MARGIN_MS).
+RELOAD_MERCY_MARGIN = 2
 MAX_UNIX_SOCKET_PATH = 107
 DEFAULT_LISTEN = 4096
+# Methods replayed after they reached the app (a worker or a node died without answering):
+# safe ones only, by nginx on the node (its second upstream entry) and by the balancer alike.
+# PUT and DELETE are idempotent by the RFC, but an app's handler often is not (a counter, a
+# notification, a charge), so they are treated as POST: sent once.
+RETRYABLE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Seconds nginx waits for a worker to answer the readiness check; past it the node is busy,
+# not down (nginx answers "busy"). Well inside the balancer's check timeout and the
+# Kubernetes probe's (3 s).
+READY_TIMEOUT_S = 1
 
 # server.app_server = "granian": nginx keeps HTTP/1.1 connections to granian's unix socket,
 # this many idle ones per nginx worker, and closes one idle for UPSTREAM_IDLE_TIMEOUT seconds
@@ -291,11 +309,26 @@ class Plan:
         return self.machine.termdrain if self.config.platform == "heroku" else None
 
     @property
+    def retryable_methods(self) -> tuple[str, ...]:
+        return RETRYABLE_METHODS
+
+    @property
+    def ready_timeout(self) -> int:
+        return READY_TIMEOUT_S
+
+    @property
     def retry_window_ms(self) -> int:
         """nginx's uwsgi_next_upstream_timeout: a worker killed mid-request (SIGKILL, the OOM
         killer, a crash) within this many milliseconds of the request's start costs no
         idempotent request; one killed later, such as by harakiri, is not retried."""
         return max(250, self.harakiri * 1000 - RETRY_MARGIN_MS)
+
+    @property
+    def reload_mercy(self) -> int:
+        """Seconds uWSGI lets a worker it reloads (a graceful reload, a recycled worker) finish
+        its request before it kills it: past harakiri, so a request within request_timeout is
+        never cut by a reload, and one past it is ended by harakiri as it would be anyway."""
+        return self.harakiri + RELOAD_MERCY_MARGIN
 
     @property
     def min_worker_lifetime(self) -> int:
@@ -375,6 +408,21 @@ class Plan:
         return hosts.probe_name(self.config.server.server_names)
 
     @property
+    def static_roots(self) -> tuple[str, ...]:
+        """The directories nginx serves collected static files from (Django's STATIC_ROOT)."""
+        return tuple(str(loc.dir) for loc in self.locations if loc.role == "static")
+
+    @property
+    def memory(self) -> MemoryBudget:
+        """What the stack's processes take, by the app's measured size (see MemoryBudget)."""
+        return memory_budget(self.config, self.app, len(self.background))
+
+    @property
+    def stop(self) -> StopPlan:
+        """Each process's stop budget and the longest the stop can take (plan/stop.py)."""
+        return stop_plan(self.config)
+
+    @property
     def runs_background(self) -> bool:
         return bool(self.background)
 
@@ -392,17 +440,89 @@ class Plan:
 
 
 
-def _processes(config: Config, machine: Machine, notes: list[str]) -> int:
+def host_pattern(names: tuple[str, ...]) -> str:
+    """server.server_names as one regex for a Host header (port and a trailing dot allowed,
+    matched case-insensitively), with nginx's meaning of each form: "*.example.com" (any
+    subdomain), "www.example.*", ".example.com" (it and any subdomain); "" when "*" accepts any."""
+    if "*" in names:
+        return ""
+    alternatives = []
+    for name in names:
+        if name.startswith("."):
+            alternatives.append(r"(?:[^:/\[]+\.)?" + re.escape(name[1:]))
+        elif name.startswith("*."):
+            alternatives.append(r"[^:/\[]+\." + re.escape(name[2:]))
+        elif name.endswith(".*"):
+            alternatives.append(re.escape(name[:-2]) + r"\.[^:/\[]+")
+        else:
+            alternatives.append(re.escape(name))
+    return r"^(?:" + "|".join(alternatives) + r")\.?(?::[0-9]{1,5})?$"
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What a stack's processes take, as the plan counts it: each uWSGI worker at the app's
+    measured size after import (AppSpec.rss) with headroom, nginx + the manager + uWSGI's
+    master (which holds the app when it is loaded before the fork), and each background
+    process at the app's size (most import it: manage.py commands, Celery, RQ). Without a
+    measurement, the typical Django app's numbers (WORKER_BUDGET, FIXED_OVERHEAD)."""
+
+    app_rss: int | None  # bytes, as the probe measured it
+    per_worker: int
+    fixed: int
+    per_background: int
+    background_count: int
+
+    @property
+    def background(self) -> int:
+        return self.per_background * self.background_count
+
+    def need(self, workers: int) -> int:
+        return self.fixed + self.background + workers * self.per_worker
+
+    def fits(self, limit: int) -> int:
+        """How many workers the limit holds beside everything else (may be 0 or less)."""
+        return (limit - self.fixed - self.background) // self.per_worker
+
+    def describe(self) -> str:
+        measured = (f"the app is {self.app_rss // MB} MB after import, a worker counted at {self.per_worker // MB} MB"
+                    if self.app_rss else f"a worker counted at {self.per_worker // MB} MB (the app's size not measured)")
+        parts = [measured, f"{self.fixed // MB} MB for nginx, uWSGI's master and the manager"]
+        if self.background_count:
+            plural = "es" if self.background_count > 1 else ""
+            parts.append(f"{self.background // MB} MB for {self.background_count} background process{plural}")
+        return ", ".join(parts)
+
+
+def memory_budget(config: Config, app: AppSpec | None, background: int) -> MemoryBudget:
+    rss = app.rss if app is not None else None
+    if not rss:
+        return MemoryBudget(None, WORKER_BUDGET, FIXED_OVERHEAD, WORKER_BUDGET, background)
+    master = 0 if config.app.lazy_apps else rss  # lazy-apps: the master never imports the app
+    return MemoryBudget(rss, max(MIN_WORKER, int(rss * WORKER_HEADROOM)), FIXED_OVERHEAD + master, rss, background)
+
+
+def memory_may_bind(config: Config, machine: Machine) -> bool:
+    """Whether the app's measured size could change the worker count: processes = auto and a
+    memory limit that holds fewer than 4x the CPU count of typical workers (a 512 MiB
+    container; not a host with gigabytes to spare). Measuring a Django app whole costs a
+    second import of it at start (0.45 s for the demo), so the start measures only then."""
+    if config.uwsgi.processes != "auto" or not machine.memory_limit:
+        return False
+    return (machine.memory_limit - FIXED_OVERHEAD) // WORKER_BUDGET < 4 * max(2, machine.cpus)
+
+
+def _processes(config: Config, machine: Machine, budget: MemoryBudget, notes: list[str]) -> int:
     if config.uwsgi.processes != "auto":
         return int(config.uwsgi.processes)
     by_cpu = max(2, machine.cpus)
     count = by_cpu
     if machine.memory_limit:
-        by_memory = max(1, (machine.memory_limit - FIXED_OVERHEAD) // WORKER_BUDGET)
-        count = min(by_cpu, by_memory)
+        by_memory = budget.fits(machine.memory_limit)
+        count = max(1, min(by_cpu, by_memory))
         notes.append(
             f"uwsgi.processes auto = {count} (cpus {machine.cpus} -> {by_cpu}; "
-            f"memory {machine.memory_limit // MB} MB fits {by_memory})"
+            f"memory {machine.memory_limit // MB} MB holds {max(0, by_memory)}: {budget.describe()})"
         )
     else:
         notes.append(f"uwsgi.processes auto = {count} (cpus {machine.cpus})")
@@ -613,6 +733,34 @@ def _uwsgi_options(loaded: LoadedConfig) -> tuple[tuple[str, str], ...]:
     return tuple(lines)
 
 
+def check_runtime_dir(runtime: Path, loaded: LoadedConfig) -> None:
+    """config.E050: the runtime dir is named unquoted in uwsgi.ini (where "%" and "$(" are
+    uWSGI's own expansions) and haproxy.cfg (where a space ends a word): only plain
+    characters. (nginx.conf quotes what it needs.)"""
+    odd = unplain(runtime)
+    if odd:
+        raise ConfigError([WsgistackError(
+            ids.CONFIG_E050,
+            f"the runtime dir {str(runtime)!r} (runtime_dir from {loaded.origin('runtime_dir')}) holds "
+            f"{', '.join(repr(c) for c in odd)}: uwsgi.ini and haproxy.cfg name it unquoted",
+            "give runtime_dir a path of letters, digits and . _ - + = , @ ~ / only, e.g. /run/myapp "
+            "(or leave it unset: the default, under /tmp, always is)",
+        )])
+
+
+def _check_served_dirs(locations: tuple[Location, ...], tls: TlsPlan | None) -> None:
+    """config.E050: nginx.conf quotes a static dir or a certificate path with a space or ";",
+    but no quoting carries "$" (a variable to nginx), a quote, a backslash or a control character."""
+    named = [(f"{loc.role} files for {loc.url}", loc.dir) for loc in locations]
+    if tls is not None:
+        named += [("tls certificate", tls.cert), ("tls key", tls.key)]
+    bad = [(what, path) for what, path in named if NGINX_UNQUOTABLE.search(str(path))]
+    if bad:
+        raise ConfigError([WsgistackError(
+            ids.CONFIG_E050, f"{what} {str(path)!r}: nginx.conf cannot name a path with $, a quote, a backslash or a "
+            "control character", "rename the directory (or point the setting at one without them)") for what, path in bad])
+
+
 def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, python: AppPython | None = None,
               host: HostFacts | None = None) -> Plan:
     """Pure: everything the renderer needs, derived from config, machine, app, the app's
@@ -623,6 +771,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     notes: list[str] = []
     paths = runtime_paths(loaded, machine.euid)
     _check_granian(loaded)
+    check_runtime_dir(paths.runtime, loaded)
 
     if config.role == "web" or (config.role == "app" and config.uwsgi.uri):
         # Split containers: the app binds where the web role connects (UWSGI_URI), e.g. a
@@ -647,7 +796,9 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
             ]
         )
 
-    processes = _processes(config, machine, notes)
+    background = background_processes(config)
+    budget = memory_budget(config, app, len(background))
+    processes = _processes(config, machine, budget, notes)
     # uWSGI refuses to start with a listen queue above net.core.somaxconn, and the kernel
     # would silently cap nginx's backlog there too: cap it, and say so.
     listen_wanted = DEFAULT_LISTEN if config.uwsgi.listen == "auto" else int(config.uwsgi.listen)
@@ -659,7 +810,8 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         )
     harakiri, nginx_timeout, router = _timeouts(config, str(loaded.origin("request_timeout")))
 
-    per_worker = (machine.memory_limit - FIXED_OVERHEAD) // processes if machine.memory_limit else 512 * MB
+    # Recycle a worker before the workers together outgrow what the limit leaves them.
+    per_worker = (machine.memory_limit - budget.fixed - budget.background) // processes if machine.memory_limit else 512 * MB
     reload_on_rss = config.uwsgi.reload_on_rss or int(min(1024, max(128, per_worker // MB)))
 
     nginx_workers = machine.cpus if config.server.worker_processes == "auto" else int(config.server.worker_processes)
@@ -688,6 +840,9 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         app_env["DJANGO_SETTINGS_MODULE"] = app.django_settings
     app_env.update(config.app.env)
     migrate = migrates_at_start(config, app, notes)  # before Plan(): its note goes in notes
+    locations = _locations(config, app, project, host)
+    tls = _tls_plan(config, project, host)
+    _check_served_dirs(locations, tls)
 
     return Plan(
         config=config,
@@ -704,7 +859,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         reload_on_rss_mb=reload_on_rss,
         nginx_workers=max(1, nginx_workers),
         max_body_bytes=parse_size(config.server.max_body_size),
-        locations=_locations(config, app, project, host),
+        locations=locations,
         nginx_user=who.nginx_user,
         uwsgi_user=who.user,
         socket_owner=who.socket_owner,
@@ -718,10 +873,10 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         uwsgi_max_vars=max_vars(header_buffer_kb(config.uwsgi.buffer_size)),
         uwsgi_options=_uwsgi_options(loaded),
         app_env=app_env,
-        background=background_processes(config),
+        background=background,
         notes=tuple(notes),
         python=python,
-        tls=_tls_plan(config, project, host),
+        tls=tls,
         migrate=migrate,
     )
 

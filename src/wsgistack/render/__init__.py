@@ -23,11 +23,25 @@ class RenderedFile:
     shared: bool = False  # read by the app's user too: its group (the file's mode says how much)
 
 
+def nginx_quote(value: object) -> str:
+    """A path (or a unix: address) as one nginx word: as it is when plain, else in double
+    quotes (a space, ";", "{" or "#" inside). The plan refuses what quoting cannot carry
+    (config.E050: "$", a quote, a backslash, a control character); reaching here is a bug."""
+    from wsgistack.layout import NGINX_UNQUOTABLE, PLAIN_PATH
+
+    text = str(value)
+    if PLAIN_PATH.fullmatch(text.removeprefix("unix:")):
+        return text
+    if NGINX_UNQUOTABLE.search(text):
+        raise ValueError(f"{text!r} cannot be written into nginx.conf")
+    return f'"{text}"'
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     """The one Jinja environment: templates/*.j2, StrictUndefined. One per process: building
     it and compiling the templates cost ~20 ms."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("wsgistack.render", "templates"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -35,6 +49,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["nginx_quote"] = nginx_quote
+    return env
 
 
 def write_files(files: list[RenderedFile], out_dir: Path, *, shared_gid: int = -1) -> list[Path]:

@@ -19,7 +19,9 @@ from wsgistack.layout import (
     TLS_DIR,
     TLS_PORT,
 )
+from wsgistack.config.model import Config
 from wsgistack.plan.image import DataDir, ProjectFacts, WsgistackSource
+from wsgistack.plan.stop import grace_for, graces
 from wsgistack.plan.stack import Upstream
 from wsgistack.render import RenderedFile, environment
 from wsgistack.render.dockerfile import DEFAULT_BASE
@@ -40,6 +42,9 @@ class ComposeOptions:
     env: tuple[tuple[str, str], ...] = ()  # extra environment for the app (single: the container)
     tls: str = "off"  # tls.mode for the container serving nginx (a volume keeps its certificates)
     tls_port: int = TLS_PORT
+    # What each service's stop may take (plan.stop.graces of the project's config): its
+    # stop_grace_period, so docker's SIGKILL never cuts a stop that is within its budgets.
+    grace: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ def render_compose(facts: ProjectFacts, options: ComposeOptions) -> RenderedFile
         "tls": options.tls,
         "tls_port": options.tls_port,
         "tls_dir": TLS_DIR,
+        "grace": {role: grace_for(options.grace, role) for role in ("all", "app", "web")},
+        "worker_grace": {name: grace_for(options.grace, f"worker:{name}") for name in facts.processes},
     }
     return RenderedFile("compose.yaml", environment().get_template("compose.yaml.j2").render(ctx))
 
@@ -133,6 +140,7 @@ class FleetOptions:
     base: str = DEFAULT_BASE  # the balancer image's base: the app image's, so the builder layers are shared
     node_port: int = FLEET_NODE_PORT  # host networking: node 1's port (node i: + i - 1)
     db_port: int = FLEET_DB_PORTS[0]  # host networking: the primary's port (the replica's: + 1)
+    grace: tuple[tuple[str, int], ...] = ()  # as ComposeOptions.grace, with the fleet's drain_delay
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,10 @@ def balancer_env(options: FleetOptions) -> dict[str, str]:
         "WSGISTACK_BALANCER__HOST": options.host if options.network == "host" else "0.0.0.0",
         "WSGISTACK_BALANCER__PORT": str(options.port),
         "WSGISTACK_BALANCER__STATS_PORT": str(options.stats_port),
+        # The balancer's image has no project file: it cannot know the names the nodes serve
+        # (their wsgistack.toml, env_file), so it refuses no Host itself and the nodes do (a
+        # client's unknown Host still never counts against a node: observe layer4).
+        "WSGISTACK_SERVER__SERVER_NAMES": "*",
     }
     if options.network == "bridge":
         env["WSGISTACK_BALANCER__RESOLVER"] = DOCKER_DNS
@@ -238,6 +250,8 @@ def render_fleet(facts: ProjectFacts, options: FleetOptions, source: WsgistackSo
         "stats_port": options.stats_port,
         "balancer_env": env,
         "drain_delay": FLEET_DRAIN_DELAY,
+        # A node drains, then stops nginx and uWSGI (and its background processes) within their budgets.
+        "node_grace": dict(options.grace).get("all") or dict(graces(Config(drain_delay=FLEET_DRAIN_DELAY)))["all"],
         "image_port": IMAGE_PORT,
         "data_dir": DATA_DIR,
         "secret_env": options.secret_env,

@@ -18,7 +18,9 @@ from wsgistack.layout import (
     TLS_PORT,
     WHEELS_DIR,
 )
+from wsgistack.config.model import Config
 from wsgistack.plan.image import AppRequirements, ProjectFacts, WsgistackSource
+from wsgistack.plan.stop import stop_plan
 from wsgistack.render import RenderedFile, environment
 
 from wsgistack.config.model import DEFAULT_BASE  # noqa: E402 (the image settings' default, declared once)
@@ -99,6 +101,7 @@ def render_dockerfile(facts: ProjectFacts, source: WsgistackSource, options: Doc
         "tls_dir": TLS_DIR,
         "tls_port": TLS_PORT,
         "workdir": facts.workdir,
+        "stop_grace": facts.stop_grace or stop_plan(Config()).grace,
     }
     return [
         RenderedFile("Dockerfile", env.get_template("Dockerfile.j2").render(ctx)),

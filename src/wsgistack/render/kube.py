@@ -2,7 +2,8 @@
 
 ``render_kube(config, facts) -> list[RenderedFile]``; ``wsgistack kube`` writes them. Every
 number that must agree with another is computed here, once: the grace period from the
-preStop pause and ``stop_timeout``, the probes' paths and Host from the server settings the
+preStop pause and the stop's own budget (plan/stop.py: nginx, then uWSGI, each within
+``stop_timeout``; a worker's process within its own), the probes' paths and Host from the server settings the
 pod receives in its ConfigMap, the startup budget from which the nginx container's upstream
 wait follows. The templates (render/templates/kube/) only place them, with the reason for
 each choice in a comment. docs/kubernetes.md explains them.
@@ -22,11 +23,13 @@ from wsgistack.config.model import Config
 from wsgistack.errors import ConfigError, WsgistackError
 from wsgistack.layout import IMAGE_PORT, IMAGE_RUNTIME_DIR, IMAGE_UID, SHARED_DIR, Paths
 from wsgistack.plan.image import ProjectFacts
+from wsgistack.plan.stop import stop_plan
 from wsgistack.render import RenderedFile, environment
 
 DRAIN_MARKER = PurePosixPath(Paths(Path(IMAGE_RUNTIME_DIR)).drain)  # readiness answers 503 while it exists
-# Seconds the kubelet gives the manager beyond pause + stop_timeout: its own exit, uWSGI's
-# master reaping the workers. The grace period is a deadline, so a margin costs nothing.
+# Seconds the kubelet gives the manager beyond pause + the longest stop (plan/stop.py, which
+# counts the wait for a SIGKILLed process already): the manager's own exit and cleanup. The
+# grace period is a deadline, so a margin costs nothing.
 GRACE_MARGIN = 5
 # split: the app container pauses this much longer than nginx, so uWSGI still accepts while
 # nginx passes on what it accepted just before it stopped.
@@ -179,7 +182,15 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
     split = kube.layout == "split"
     pause = kube.prestop_pause
     longest_pause = pause + (SPLIT_APP_EXTRA_PAUSE if split else 0)
-    grace = longest_pause + config.stop_timeout + GRACE_MARGIN
+    # What the pod's containers run when they stop: the background processes are in
+    # Deployments of their own, so the web container's stop is nginx's, then uWSGI's.
+    if split:
+        stops = [(pause, stop_plan(config, "web")), (pause + SPLIT_APP_EXTRA_PAUSE, stop_plan(config, "app"))]
+    else:
+        stops = [(pause, stop_plan(config, "all", run_processes=False))]
+    stop_total = max(p + s.total for p, s in stops) - longest_pause
+    stop_describe = " | ".join(s.describe(server_neutral=True) for _, s in stops)
+    grace = longest_pause + stop_total + GRACE_MARGIN
 
     # Data directories the app writes inside the image's read-only /app: collected static
     # files (emptyDir: each pod collects its own at start) and uploads.
@@ -200,7 +211,7 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
     workers = [
         Worker(proc, k8s_name(f"{name}-{proc}"),
                (("WSGISTACK_ROLE", "worker"), ("WSGISTACK_PROCESS", proc), ("WSGISTACK_RUNTIME_DIR", str(IMAGE_RUNTIME_DIR))),
-               config.stop_timeout + GRACE_MARGIN)  # the manager's whole stop fits stop_timeout
+               stop_plan(config, "worker", process=proc).total + GRACE_MARGIN)  # its own stop budget, and the margin
         for proc in sorted(config.processes)
     ]
     if not split:
@@ -248,6 +259,8 @@ def render_kube(config: Config, facts: ProjectFacts) -> list[RenderedFile]:
         "ready_path": server.ready_path,
         "drain_marker": str(DRAIN_MARKER),
         "stop_timeout": config.stop_timeout,
+        "stop_total": stop_total,
+        "stop_describe": stop_describe,
         "grace": grace,
         "longest_pause": longest_pause,
         "startup_period": STARTUP_PERIOD,

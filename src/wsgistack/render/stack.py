@@ -65,6 +65,9 @@ def _app_server(plan: Plan) -> ProcessSpec:
             drop_env_prefix="UWSGI_",
             cwd=str(plan.app.path),
             stop_signal="TERM",
+            # Its own budget, once nginx (which hands it the requests it finishes) has exited.
+            stop_timeout=float(plan.stop.budget("uwsgi")),
+            stop_after=("nginx",) if plan.runs_nginx else (),
             ready=_ready(plan.upstream.kind, plan.upstream.address, file=str(plan.paths.uwsgi_ready)),
             recycle=recycle,
         )
@@ -86,6 +89,8 @@ def _app_server(plan: Plan) -> ProcessSpec:
         user=plan.uwsgi_user or ("root" if plan.machine.is_root and plan.run_group else ""),
         group=plan.run_group or "",
         stop_signal="TERM",
+        stop_timeout=float(plan.stop.budget("granian")),
+        stop_after=("nginx",) if plan.runs_nginx else (),
         # Killed outright, the manager takes granian along: TERM, so its main process stops
         # its workers (the shim also ties each worker to it).
         death_signal="TERM",
@@ -120,8 +125,8 @@ def process_table(plan: Plan) -> ProcessTable:
             group=plan.run_group or "",
             restart=bg.restart,
             stop_signal=bg.stop_signal,
+            # Stopped beside nginx's drain, each within its own budget.
             stop_timeout=float(bg.stop_timeout),
-            stop_group="background",
         ))
     if plan.runs_ops:
         ops = plan.config.ops
@@ -138,7 +143,7 @@ def process_table(plan: Plan) -> ProcessTable:
             optional=True,
             restart="always",
             stop_signal="TERM",
-            stop_timeout=2.0,
+            stop_timeout=float(plan.stop.budget("ops")),
             ready=_ready("tcp", hosts.connect_address(ops.host, ops.port)),
         ))
     if plan.runs_nginx:
@@ -148,6 +153,7 @@ def process_table(plan: Plan) -> ProcessTable:
             cwd=str(plan.paths.runtime),
             # QUIT = graceful: stop accepting, finish in-flight requests, then exit.
             stop_signal="QUIT",
+            stop_timeout=float(plan.stop.budget("nginx")),
             death_signal="TERM",
             ready=_ready("tcp", hosts.connect_address(plan.config.server.host, plan.config.server.port)),
         ))
@@ -161,6 +167,7 @@ def process_table(plan: Plan) -> ProcessTable:
             # It retries a CA's refusal itself; a crash (a bug) is restarted with backoff.
             restart="on-failure",
             stop_signal="TERM",
+            stop_timeout=float(plan.stop.budget("acme")),
         ))
     if plan.termdrain:
         # Heroku: nginx reads SIGTERM as QUIT, uWSGI's workers leave it to their master. The
@@ -175,6 +182,7 @@ def process_table(plan: Plan) -> ProcessTable:
         cleanup=tuple(str(p) for p in plan.paths.transient + (plan.paths.granian_transient if plan.granian else ())),
         state_file=str(plan.paths.manager_state),
         log_format=plan.config.server.log_format,
+        log_file=str(plan.paths.log),
         # Drain before stop: readiness answers 503 (the shim sees the marker) while nginx and
         # uWSGI still serve, so a balancer takes the node out before it stops accepting.
         drain_file=str(plan.paths.drain) if plan.config.drain_delay else "",

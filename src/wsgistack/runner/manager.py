@@ -6,8 +6,10 @@ adds a config dialect and a second Python process. This manager does exactly the
 
 * starts the processes in order, waiting for each one's socket before the next;
 * relays their output line by line, prefixed with the process name;
-* on SIGTERM/SIGINT stops them gracefully in reverse order (nginx QUIT first, so it stops
-  accepting and finishes in-flight requests; then uWSGI TERM, which drains its workers);
+* on SIGTERM/SIGINT stops them gracefully, each within its own budget, in parallel except
+  where order matters: nginx QUIT first, so it stops accepting and finishes in-flight
+  requests, and uWSGI TERM (which drains its workers) once nginx has exited; background
+  processes, the ops listener and the renewer from the start, beside nginx's drain;
 * if any process exits on its own, stops the others and exits non-zero with the reason;
 * reaps orphans (it may be PID 1) and removes sockets and pidfiles it knows of.
 * recycles a uWSGI worker whose memory grew past its limit, checked from here on a timer
@@ -16,11 +18,13 @@ adds a config dialect and a second Python process. This manager does exactly the
 Background processes ([processes.NAME]: a scheduler, a queue worker) are more children of
 the same loop, with a restart policy: restarted with a growing delay when they exit; one
 that keeps crashing (``restart_limit`` quick exits in a row) stops the whole stack, non-zero,
-like a uWSGI death. They stop after nginx (in-flight requests may still queue work), each
-within its own stop_timeout, and their whole process group goes with them: no orphans.
+like a uWSGI death. They stop beside nginx (a queue keeps what in-flight requests still
+enqueue), each within its own stop_timeout, and their whole process group goes with them:
+no orphans. Every stop is logged with the time it took.
 
 The manager keeps a small JSON file of what runs (pids, restarts, states) for ``status``
-and the ops listener.
+and the ops listener, and a copy of every line it prints in a bounded, rotated file
+(contracts.LogFile) for ``wsgistack logs``.
 
 Usage: ``python -m wsgistack.runner.manager PROCESSES.json``.
 """
@@ -42,14 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from wsgistack.contracts import SECRET_ENV, ManagerState, ProcessState, ProcessTable, Ready, log_line
-from wsgistack.procfs import child_pids, memory_and_age, parent_of
+from wsgistack.contracts import KILL_GRACE, SECRET_ENV, LogFile, ManagerState, ProcessState, ProcessTable, Ready, log_line
+from wsgistack.procfs import child_pids, descendants, memory_and_age, parent_of
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 OPTIONAL_WAIT = 10.0  # seconds the start waits for an optional process (the ops listener) to be ready
 START_TIMEOUT = 60.0
-KILL_GRACE = 1.0  # stop_timeout (8 s) + this stays inside Docker's 10 s
 # Output (nginx's access log above all: a line per request) is relayed in batches: once
 # serving, the manager reads its children's pipes at most every RELAY_INTERVAL seconds,
 # from pipes enlarged to PIPE_SIZE so a busy nginx never waits for it. Waking up for every
@@ -146,6 +149,22 @@ def _valid_utf8(line: bytes) -> bytes:
 
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a child, its process group and every process below it: a descendant that
+    started a session of its own (RQ's work horse does) is not in the group, and would keep
+    running the job, and the pipe the manager reads, after its parent was killed."""
+    below = descendants(pid)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for other in below:
+        try:
+            os.kill(other, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def describe_status(status: int) -> str:
     if status < 0:
         return f"was killed by signal {signal.Signals(-status).name}"
@@ -175,12 +194,14 @@ class Child:
     user: str = ""
     group: str = ""
     env_prepend: dict[str, str] = field(default_factory=dict)
-    stop_timeout: float | None = None  # its own limit after the stop signal, then SIGKILL
-    stop_group: str = ""  # children sharing one are signalled together on stop
+    stop_timeout: float = 8.0  # its own budget after its stop signal, then SIGKILL
+    stop_after: tuple[str, ...] = ()  # signalled once these have exited (uWSGI after nginx)
     proc: subprocess.Popen[bytes] | None = None
     status: int | None = None
     buffer: bytes = b""
-    stop_sent_at: float | None = None
+    stop_sent_at: float | None = None  # when it got its stop signal (first time)
+    stop_resent_at: float | None = None
+    killed_at: float | None = None  # SIGKILLed past its budget
     became_ready: bool = False
     started_at: float = 0.0
     restarts: int = 0  # times it was started again after exiting
@@ -225,6 +246,8 @@ class Manager:
     reason: str = ""
     _signals: list[int] = field(default_factory=list)
     _drain_until: float | None = None  # draining before a stop (drain_delay): when it ends
+    _stop_began: float | None = None
+    _stop_deadline: float = float("inf")
 
     def __post_init__(self) -> None:
         for spec in self.table.processes:
@@ -243,8 +266,8 @@ class Manager:
                     user=spec.user,
                     group=spec.group,
                     env_prepend=dict(spec.env_prepend),
-                    stop_timeout=spec.stop_timeout,
-                    stop_group=spec.stop_group,
+                    stop_timeout=float(self.table.stop_timeout if spec.stop_timeout is None else spec.stop_timeout),
+                    stop_after=tuple(spec.stop_after),
                     recycle=dict(spec.recycle),
                     optional=spec.optional,
                 )
@@ -259,6 +282,8 @@ class Manager:
         self._selector: selectors.BaseSelector | None = None
         self.json_logs = self.table.log_format == "json"
         self._batch_output = True  # every pipe could be enlarged (see RELAY_INTERVAL)
+        # What `wsgistack logs` reads: the same bytes as our stdout, in the same order.
+        self.log_file = LogFile(self.table.log_file, self.table.log_limit) if self.table.log_file else None
 
     # --- output -------------------------------------------------------------------------
 
@@ -271,6 +296,15 @@ class Manager:
             self.out.flush()
         except (BrokenPipeError, ValueError):
             pass
+        if self.log_file is not None:
+            try:
+                self.log_file.write(data)
+            except OSError as exc:
+                # A full disk must not stop the site: the lines still reach stdout.
+                self.log_file.close()
+                self.log_file = None
+                self._write(log_line("wsgistack", f"stopped copying the output to {self.table.log_file}: {exc}",
+                                     self.json_logs, self.width))
 
     def _relay(self, child: Child, chunk: bytes, final: bool = False) -> None:
         child.buffer += chunk
@@ -308,7 +342,7 @@ class Manager:
         if child.proc is not None and child.proc.stdout is not None:  # a restart: finish the old pipe
             self._drain_pipe(child, selector)
         child.status = None
-        child.stop_sent_at = None
+        child.stop_sent_at = child.stop_resent_at = child.killed_at = None
         child.next_start = None
         child.started_at = time.monotonic()
         # uWSGI reads every UWSGI_* variable as one of its options (UWSGI_URI would be a
@@ -421,8 +455,7 @@ class Manager:
             elif not self.stopping and self._drain_until is None and self.table.drain_file:
                 self.begin_drain(signal.Signals(signum).name)
             elif not self.stopping and (self._drain_until is None or signum == signal.SIGINT):
-                self.say(f"{signal.Signals(signum).name} received: stopping gracefully (up to {self.stop_timeout:g}s)")
-                self.begin_stop()
+                self.begin_stop(f"{signal.Signals(signum).name} received")
             elif signum == signal.SIGINT and self.stopping:
                 self.say("second interrupt: killing everything now")
                 self._kill_all()
@@ -445,14 +478,14 @@ class Manager:
         child.last_exit = describe_status(child.status) if child.status is not None else None
         if child.restart and child.proc is not None:
             # What it started and left behind (its process group) goes with it: no orphans.
+            # (Its own descendants in another session are ours now, as subreaper: see _kill_tree.)
             try:
                 os.killpg(child.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         self._save_state()
         if self.stopping:
-            if child.status not in (0, None) and child.status != -child.stop_signal:
-                self.say(f"{child.name} {describe_status(child.status or 0)} while stopping")
+            self._stopped(child)
             return
         assert child.status is not None
         if child.restart:
@@ -465,8 +498,7 @@ class Manager:
         self.exit_code = child.status if child.status > 0 else 1
         self.reason = reason
         others = ", ".join(c.name for c in self.children if c.running) or "nothing else"
-        self.say(f"{self.reason}; stopping {others}")
-        self.begin_stop()
+        self.begin_stop(f"{self.reason}; stopping {others}")
 
     def _on_background_exit(self, child: Child) -> None:
         assert child.status is not None
@@ -513,57 +545,112 @@ class Manager:
             # Never through a link (the runtime dir is ours; O_NOFOLLOW all the same).
             os.close(os.open(table.drain_file, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
         except OSError as exc:
-            self.say(f"could not create the drain marker {table.drain_file}: {exc.strerror}; stopping now")
-            self.begin_stop()
+            self.begin_stop(f"could not create the drain marker {table.drain_file}: {exc.strerror}")
             return
         self._drain_until = time.monotonic() + table.drain_delay
         self.say(f"{why} received: draining for {table.drain_delay:g}s (readiness answers 503), then stopping gracefully "
                  "(Ctrl-C again: stop now)")
 
-    def begin_stop(self) -> None:
+    def begin_stop(self, why: str = "") -> None:
+        """Signal every process that waits for no other (nginx, the background processes, the
+        ops listener), each with its own budget; the rest follow as what they wait for exits
+        (see :meth:`_stop_next`). Says what gets how long, and the longest the stop can take."""
         self.stopping = True
-        self._stop_deadline = time.monotonic() + self.stop_timeout + KILL_GRACE
+        now = time.monotonic()
+        self._stop_began = now
         for child in self.children:
             child.next_start = None  # a pending restart is off
-        self._stop_next()
+        running = [c for c in self.children if c.running]
+        now_names = [c for c in running if not self._waits_for(c)]
+        later = [c for c in running if self._waits_for(c)]
+        plan = ", ".join(f"{c.name} (up to {c.stop_timeout:g}s)" for c in now_names)
+        for c in later:
+            plan += f"; {c.name} once {' and '.join(self._waits_for(c))} exited (up to {c.stop_timeout:g}s)"
+        longest = self._longest_stop(running)
+        # A safety net only: each process has its own deadline; this one is never reached
+        # unless the clock or a process misbehaves (an unkillable one in D state).
+        self._stop_deadline = now + longest + KILL_GRACE * (len(running) + 1)
+        if running:
+            head = f"{why}: stopping" if why else "stopping"
+            self.say(f"{head} {plan}; at most {longest:g}s in all")
+        elif why:
+            self.say(why)
+        self._stop_next(initial=True)
         self._save_state()
 
-    def _stop_next(self) -> None:
-        """Reverse start order, one at a time (nginx drains before uWSGI goes away); children
-        that share a stop group (background processes) are signalled together."""
+    def _waits_for(self, child: Child) -> list[str]:
+        """The processes ``child`` is stopped after, of those still running."""
+        return [c.name for c in self.children if c.name in child.stop_after and c is not child and c.running]
+
+    def _longest_stop(self, running: list[Child]) -> float:
+        """The longest a stop of these processes can take: the longest chain of budgets (a
+        process after the ones it waits for), each plus the wait for a SIGKILLed process."""
+        names = {c.name: c for c in running}
+        memo: dict[str, float] = {}
+
+        def finish(child: Child, seen: frozenset[str]) -> float:
+            if child.name not in memo:
+                before = [finish(names[n], seen | {child.name}) for n in child.stop_after if n in names and n not in seen]
+                memo[child.name] = max(before, default=0.0) + child.stop_timeout + KILL_GRACE
+            return memo[child.name]
+
+        return round(max((finish(c, frozenset()) for c in running), default=0.0), 3)
+
+    def _stop_next(self, initial: bool = False) -> None:
+        """Signal the processes whose turn it is (none of their stop_after runs any more), and
+        SIGKILL, with its process group, one that is past its own budget."""
         now = time.monotonic()
-        for child in self.children:  # past its own stop_timeout: no more waiting for it
-            if child.running and child.stop_sent_at is not None and child.stop_timeout is not None:
-                if now - child.stop_sent_at > child.stop_timeout and child.proc is not None:
-                    self.say(f"{child.name} did not stop within {child.stop_timeout:g}s: killing")
-                    child.stop_timeout = None
-                    try:
-                        os.killpg(child.proc.pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-        for last in reversed(self.children):
-            if last.running:
-                group = [c for c in self.children if c.running and (c is last or (last.stop_group and c.stop_group == last.stop_group))]
-                for child in group:
-                    # A process still starting may lose the signal: nginx's master records a QUIT
-                    # that arrives before it waits for signals, then sleeps until the next one.
-                    # It has no requests in flight yet, so repeating the signal is harmless.
-                    resend = not child.became_ready and child.stop_sent_at is not None and now - child.stop_sent_at > 0.5
-                    if (child.stop_sent_at is None or resend) and child.proc is not None:
-                        child.stop_sent_at = now
-                        try:
-                            os.kill(child.proc.pid, child.stop_signal)
-                        except ProcessLookupError:
-                            pass
-                return
+        for child in self.children:
+            if not child.running or child.proc is None:
+                continue
+            if child.stop_sent_at is not None:
+                if child.killed_at is None and now - child.stop_sent_at > child.stop_timeout:
+                    self.say(f"{child.name} did not stop within its {child.stop_timeout:g}s: killing it (SIGKILL)")
+                    child.killed_at = now
+                    _kill_tree(child.proc.pid)
+                    continue
+                # A process still starting may lose the signal: nginx's master records a QUIT
+                # that arrives before it waits for signals, then sleeps until the next one.
+                # It has no requests in flight yet, so repeating the signal is harmless.
+                if child.killed_at is None and not child.became_ready and now - (child.stop_resent_at or child.stop_sent_at) > 0.5:
+                    child.stop_resent_at = now
+                    self._signal(child, child.stop_signal)
+                continue
+            waits = self._waits_for(child)
+            if waits:
+                continue
+            if child.stop_after and not initial:
+                after = " and ".join(n for n in child.stop_after if any(c.name == n for c in self.children))
+                self.say(f"stopping {child.name} now that {after} exited (up to {child.stop_timeout:g}s)")
+            child.stop_sent_at = now
+            self._signal(child, child.stop_signal)
+
+    def _signal(self, child: Child, signum: signal.Signals) -> None:
+        assert child.proc is not None
+        try:
+            os.kill(child.proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _stopped(self, child: Child) -> None:
+        """A process that exited during the stop: how, and after how long (the truth, for the
+        log: what each process took of its budget)."""
+        if child.stop_sent_at is None:
+            what = describe_status(child.status or 0)
+            self.say(f"{child.name} {what} before its turn to stop")
+            return
+        took = time.monotonic() - child.stop_sent_at
+        if child.killed_at is not None:
+            self.say(f"{child.name} killed after {took:.2f}s (its budget: {child.stop_timeout:g}s)")
+        elif child.status in (0, -child.stop_signal):
+            self.say(f"{child.name} stopped in {took:.2f}s (its budget: {child.stop_timeout:g}s)")
+        else:
+            self.say(f"{child.name} {describe_status(child.status or 0)} while stopping, after {took:.2f}s")
 
     def _kill_all(self) -> None:
         for child in self.children:
             if child.running and child.proc is not None:
-                try:
-                    os.killpg(child.proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                _kill_tree(child.proc.pid)
 
     def _pump(self, selector: selectors.BaseSelector, timeout: float, batch: bool = False) -> None:
         """Relay what the children wrote. ``batch``: then wait RELAY_INTERVAL, so the next
@@ -596,6 +683,8 @@ class Manager:
             self.say(f"exiting with code {self.exit_code}: {self.reason}")
         else:
             self.say("stopped")
+        if self.log_file is not None:
+            self.log_file.close()
         return self.exit_code
 
     def _restart_due(self, selector: selectors.BaseSelector) -> float:
@@ -632,8 +721,7 @@ class Manager:
                     break
                 if time.monotonic() > deadline:
                     self.exit_code, self.reason = 1, f"{child.name} did not open {child.ready.describe()} within {START_TIMEOUT:g}s"
-                    self.say(self.reason)
-                    self.begin_stop()
+                    self.begin_stop(self.reason)
             child.became_ready = not self.stopping
             self._save_state()
         if not self.stopping:
@@ -646,8 +734,7 @@ class Manager:
             self._reap()
             self._handle_signals()
             if self._drain_until is not None and not self.stopping and time.monotonic() >= self._drain_until:
-                self.say("drained: stopping gracefully")
-                self.begin_stop()
+                self.begin_stop("drained")
             if not self.stopping:
                 self._recycle_bloated()
             if self.stopping:
@@ -655,7 +742,7 @@ class Manager:
                 if time.monotonic() > self._stop_deadline:
                     late = ", ".join(c.name for c in self.children if c.running)
                     if late:
-                        self.say(f"{late} did not stop within {self.stop_timeout:g}s: killing")
+                        self.say(f"{late} still running {time.monotonic() - self._stop_began:.1f}s into the stop: killing")
                     self._kill_all()
                     self._stop_deadline = float("inf")
             if not self._active(selector):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+STEP_MARKER = "##wsgistack-prestart-step "  # start/prestart.py reads it (a copy: this file imports nothing)
+
 
 def main(steps: list[str]) -> int:
     import django
@@ -15,6 +17,8 @@ def main(steps: list[str]) -> int:
 
     django.setup()
     for step in steps:
+        # Tells wsgistack which step the next lines are from (it streams them with its name).
+        print(STEP_MARKER + step, flush=True)
         if step == "collectstatic":
             call_command("collectstatic", interactive=False, verbosity=0)
         elif step == "migrate":

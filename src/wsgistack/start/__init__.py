@@ -44,7 +44,8 @@ from wsgistack.layout import runtime_paths as _runtime_paths
 from wsgistack.machine import INSTALL_NGINX_HINT, HostFacts, Machine, host_facts, run_as
 from wsgistack.machine import detect as detect_machine
 from wsgistack.plan.image import DataDir, ProjectFacts, image_name
-from wsgistack.plan.stack import Plan, make_plan
+from wsgistack.plan.stack import Plan, make_plan, memory_may_bind
+from wsgistack.plan.stop import stop_plan
 from wsgistack.render import RenderedFile, write_files
 from wsgistack.render.stack import render as render_stack
 from wsgistack.start.prestart import run_prestart
@@ -124,7 +125,8 @@ def app_path(loaded: LoadedConfig) -> Path:
 
 
 def detect(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], python: AppPython | None,
-           host: HostFacts | None = None, *, as_app_user: bool = True, say: Output | None = None) -> AppSpec | None:
+           host: HostFacts | None = None, *, as_app_user: bool = True, say: Output | None = None,
+           measure: bool | None = None) -> AppSpec | None:
     """The app (None for the web role): the one detection entry. It imports the app's code, so
     it runs as the user uWSGI will run as: as root, importing settings as root would create
     files (a generated secret key, a data dir) that the app's real user then cannot write."""
@@ -135,9 +137,12 @@ def detect(loaded: LoadedConfig, machine: Machine, env: Mapping[str, str], pytho
     user = run_as(config, machine, host).user if as_app_user else None
     if user:
         check_user_can_run(user, python.import_dirs, path)
+    if measure is None:  # the app's whole size, where it may decide the worker count (plan.stack)
+        measure = memory_may_bind(config, machine)
     return detect_app(path, target=config.app.target, django_settings=config.app.django_settings,
                       python=python.python, env={**env, **config.app.env}, user=user,
-                      server_names=config.server.server_names, timeout=config.app.import_timeout, say=say)
+                      server_names=config.server.server_names, timeout=config.app.import_timeout, say=say,
+                      measure=measure)
 
 
 find_app = detect
@@ -157,7 +162,7 @@ def detect_image(loaded: LoadedConfig, env: Mapping[str, str], python: str) -> t
 
 def plan(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | None = None,
          python: AppPython | None = None, data_dir: Path | None = None, uwsgi: bool = True,
-         say: Output | None = None) -> Plan:
+         say: Output | None = None, measure: bool | None = None) -> Plan:
     """Interpreter, app, host facts, then the pure plan. ``python``: the interpreter the caller
     knows already (reload: the one the stack runs); ``data_dir``: tls.data_dir's default the
     caller knows (reload: the start's); ``uwsgi``: check the app's uWSGI (once, before the
@@ -178,7 +183,7 @@ def plan(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | Non
     host = host_facts(loaded, machine, env)  # users' groups, real paths, the build record: make_plan reads nothing
     if data_dir is not None:
         host = dataclasses.replace(host, data_dir=data_dir)
-    app = detect(loaded, machine, env, python, host, say=say)
+    app = detect(loaded, machine, env, python, host, say=say, measure=measure)
     planned = make_plan(loaded, machine, app, python, host)
     tls = planned.tls
     if tls is not None and tls.mode == "acme":  # nginx serves HTTPS once the certificate is there
@@ -246,7 +251,7 @@ def doctor(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | N
     app_error: AppError | None = None
     try:
         python = find_python(loaded, env)
-        planned = plan(loaded, env=env, machine=machine, python=python, uwsgi=False)
+        planned = plan(loaded, env=env, machine=machine, python=python, uwsgi=False, measure=True)  # W103 needs the size
     except AppError as exc:
         app_error = exc
     files = render(planned) if planned is not None else None
@@ -304,7 +309,8 @@ def remember(planned: Plan, loaded: LoadedConfig, data_dir: Path) -> None:
         import pwd
 
         app_uid = pwd.getpwnam(planned.uwsgi_user).pw_uid
-    record.save(planned.paths, loaded, data_dir=data_dir, python=planned.python, app_uid=app_uid)
+    record.save(planned.paths, loaded, data_dir=data_dir, python=planned.python, app_uid=app_uid,
+                static_roots=planned.static_roots)
 
 
 # --- 6. prestart ------------------------------------------------------------------------------
@@ -415,10 +421,12 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
     app_server = "uwsgi"
     app_dir = PurePosixPath(".")
     error: WsgistackError | None = None
+    stop_grace = 0
     try:
         loaded = resolve(path, env={k: v for k, v in env.items() if k == "DJANGO_SETTINGS_MODULE"})
         processes = tuple(loaded.config.processes)
         app_server = loaded.config.server.app_server
+        stop_grace = stop_plan(loaded.config, "all").grace
         if app_path(loaded).is_relative_to(path):
             app_dir = PurePosixPath(app_path(loaded).relative_to(path).as_posix())
     except WsgistackError as exc:
@@ -451,6 +459,7 @@ def project_facts(path: Path, env: Mapping[str, str], *, detect_app_dirs: bool =
         notes.append(f"note: could not detect the app here ({error.id}: {error.message})")
     return ProjectFacts(path=path, name=image_name(path), app_kind=kind, data_dirs=tuple(dirs), notes=tuple(notes),
                         processes=processes, detected=detected, app_server=app_server, app_dir=app_dir,
+                        stop_grace=stop_grace,
                         error=None if error is None else error.render())
 
 

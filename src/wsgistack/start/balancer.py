@@ -8,6 +8,7 @@ from pathlib import Path
 
 from wsgistack import ids
 from wsgistack.config import LoadedConfig
+from wsgistack.config.sources import MASK
 from wsgistack.errors import MissingBinaryError, WsgistackError
 from wsgistack.machine import Machine
 from wsgistack.machine import detect as detect_machine
@@ -27,11 +28,14 @@ def check_config(plan: BalancerPlan, path: Path) -> None:
     assert plan.haproxy is not None
     out = subprocess.run([plan.haproxy, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
+        said = (out.stdout + out.stderr).strip()[-4000:]
+        if len(plan.stats_password) >= 4:  # HAProxy quotes the line it refuses: never the stats password
+            said = said.replace(plan.stats_password, MASK)
         raise WsgistackError(
             ids.BALANCER_E003,
             f"HAProxy refuses the rendered {path}",
             "this is a wsgistack bug unless a [balancer] setting is at fault: check the lines HAProxy names",
-            details=(out.stdout + out.stderr).strip()[-4000:],
+            details=said,
         )
 
 

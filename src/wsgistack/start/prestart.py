@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -76,6 +78,8 @@ def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None],
     assert plan.app is not None or not plan.config.app.prestart
     cwd = plan.app.path if plan.app else Path.cwd()
     child_env = {**env, **plan.app_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH", "")]))}
+    if plan.python is not None:  # as background processes see it: `python ...` is the app's interpreter
+        child_env["PATH"] = os.pathsep.join(filter(None, [os.path.dirname(plan.python.python), env.get("PATH", "")]))
     # Prestart steps run as the user uWSGI runs as, not as root: the files they create
     # (the SQLite database, collected static files, media dirs) must belong to whoever
     # serves them, and the app's code (migrations, settings) never runs as root. Chowning
@@ -91,27 +95,110 @@ def run_prestart(plan: Plan, env: Mapping[str, str], say: Callable[[str], None],
     for label, argv in steps:
         say(f"prestart: {label}" + (f" (as {plan.uwsgi_user})" if plan.uwsgi_user else ""))
         try:
-            proc = subprocess.run(argv, cwd=cwd, env=child_env, capture_output=True, text=True, check=False, **as_user)  # type: ignore[call-overload]
+            proc = subprocess.Popen(argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # type: ignore[call-overload]
+                                    stderr=subprocess.STDOUT, **as_user)
         except FileNotFoundError:
             raise PrestartError(ids.PRESTART_E001, f"prestart command not found: {argv[0]}", "check app.prestart") from None
         except PermissionError as exc:
             raise PrestartError(
                 ids.PRESTART_E001, f"prestart step {label!r} cannot start as {plan.uwsgi_user!r}: {exc}", hint
             ) from None
-        output = (proc.stdout + proc.stderr).strip()
-        if proc.returncode != 0:
+        output = stream_output(proc, _step_name(label, argv), _emitter(say))
+        returncode = proc.wait()
+        if returncode != 0:
             known = _known_failure(label, output, cwd, plan.uwsgi_user)
             if known is not None:
                 raise known
             raise PrestartError(
                 ids.PRESTART_E002,
-                f"prestart step {label!r} failed with exit code {proc.returncode}",
+                f"prestart step {label!r} failed with exit code {returncode}",
                 hint,
                 details=output[-4000:],
             )
-        if output:
-            for line in output.splitlines():
-                say(f"  {line}")
+
+
+# What djangoprestart.py prints before each Django step (standalone: it imports nothing of ours).
+STEP_MARKER = "##wsgistack-prestart-step "
+# A line still unfinished after this long is shown as it is (Django's migrate writes
+# "Applying app.0002_big..." and the " OK" only once that migration is done: minutes, maybe).
+PARTIAL_AFTER = 2.0
+KEEP_BYTES = 64 * 1024  # of the output, for the error's details and the known-failure checks
+
+
+def _step_name(label: str, argv: list[str]) -> str:
+    """The name a step's lines go out under: the Django step (collectstatic, migrate; the
+    helper names each as it begins), else the command's program (``manage.py`` for
+    ``python manage.py seed``, ``sh`` for ``sh -c ...``)."""
+    if " + " in label or label in ("collectstatic", "migrate"):
+        return label.split(" + ")[0]
+    words = [w for w in argv if not w.startswith("-")]
+    program = os.path.basename(words[0]) if words else "prestart"
+    if program.startswith("python") and len(words) > 1:
+        program = os.path.basename(words[1])
+    return program
+
+
+def _emitter(say: Callable[[str], None]) -> Callable[[str, str], None]:
+    """How a step's line is printed: as that step's own (``migrate | Applying ...``) when the
+    output is wsgistack's line printer (contracts.Say), else as one of wsgistack's lines."""
+    as_process = getattr(say, "as_process", None)
+    if callable(as_process):
+        return lambda name, text: as_process(name, text)
+    return lambda name, text: say(f"{name} | {text}")
+
+
+def stream_output(proc: subprocess.Popen[bytes], name: str, emit: Callable[[str, str], None]) -> str:
+    """Relay a step's output as it comes, line by line, with the step's name (a first migrate
+    of a large app was minutes of silence: the output was held until the step ended). A line
+    still unfinished after PARTIAL_AFTER seconds is shown as it is, and its rest when it ends.
+    Returns the end of the output (KEEP_BYTES), for the error's details."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    kept = bytearray()
+    pending = b""
+    pending_since = 0.0
+    continued = False  # the pending line's start was shown already
+
+    def show(raw: bytes, more: bool) -> None:
+        nonlocal name, continued
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        if not continued and text.startswith(STEP_MARKER):
+            name = text[len(STEP_MARKER):].strip() or name
+            return
+        if text or not continued:
+            emit(name, ("… " if continued else "") + text + (" …" if more else ""))
+        continued = more
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            wait = None if not pending else max(0.0, pending_since + PARTIAL_AFTER - time.monotonic())
+            ready = selector.select(wait)
+            chunk = b""
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                kept.extend(chunk)
+                del kept[:-KEEP_BYTES]
+                if not pending:
+                    pending_since = time.monotonic()
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    show(line, False)
+                if lines:
+                    pending_since = time.monotonic()
+            elif pending:  # unfinished for PARTIAL_AFTER seconds: show what there is
+                show(pending, True)
+                pending = b""
+    if pending:
+        show(pending, False)
+    proc.stdout.close()
+    return kept.decode("utf-8", "replace").replace(STEP_MARKER, "--- ").strip()
 
 
 _DENIED_RE = re.compile(r"Permission denied: '(/[^']+)'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from tests.unit.checks.conftest import MACHINE, MakeCtx, ids
+from tests.unit.checks.conftest import MACHINE, MakeCtx, flask_app, ids
 from wsgistack.checks import config
 
 
@@ -42,6 +42,29 @@ def test_workers_that_do_not_fit_in_memory(make_ctx: MakeCtx) -> None:
     assert ids(found) == ["config.W103"]
     assert "over the memory limit of 512 MB" in found[0].message
     assert "env WEB_CONCURRENCY" in found[0].obj
+
+
+def test_workers_are_counted_at_the_apps_measured_size_with_the_background_processes(make_ctx: MakeCtx, project: Path) -> None:
+    # Issue 24 item 4: "512 MB fits 6" for 200 MB workers, and a worker in the same container:
+    # processes were OOM-killed 6 times in 30 s and nothing was said.
+    from wsgistack.plan.stack import MB
+
+    big = dataclasses.replace(flask_app(project), rss=200 * MB)
+    eight = dataclasses.replace(MACHINE, cpus=8)
+    ctx = make_ctx({"WSGISTACK_PROCESSES__RQ__COMMAND": "rq worker"}, app=big, machine=eight)
+    assert ctx.plan.processes == 1  # auto: never 0, and...
+    assert any("uwsgi.processes auto = 1 (cpus 8 -> 8; memory 512 MB holds 0: the app is 200 MB after import, "
+               "a worker counted at 300 MB, 296 MB for nginx, uWSGI's master and the manager, 200 MB for 1 background "
+               "process)" in n for n in ctx.plan.notes), ctx.plan.notes
+    (found,) = config.workers_fit_in_memory(ctx)  # ...said to be too much
+    assert found.id == "config.W103"
+    assert "1 worker need about 796 MB" in found.message and "cannot hold even one worker" in found.message
+    # A 42 MB app (the Django demo's size) in 512 MB: 5 workers, not the budget's 6, and no warning.
+    demo = dataclasses.replace(flask_app(project), rss=42 * MB)
+    ctx = make_ctx(app=demo, machine=eight)
+    assert ctx.plan.processes == 5 and list(config.workers_fit_in_memory(ctx)) == []
+    # lazy_apps: uWSGI's master never imports the app, so it takes less.
+    assert make_ctx({"WSGISTACK_APP__LAZY_APPS": "true"}, app=demo, machine=eight).plan.processes == 6
 
 
 def test_reload_on_rss_above_the_memory_limit(make_ctx: MakeCtx) -> None:

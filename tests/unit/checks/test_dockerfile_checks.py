@@ -60,3 +60,33 @@ def test_hadolint_on_a_clean_dockerfile_passed_explicitly(make_ctx: MakeCtx, tmp
     ctx = make_ctx()
     ctx.dockerfile = path
     assert dockerfile.dockerfile_lint(ctx) == []
+
+
+def test_the_stop_budget_is_stated_and_short_compose_graces_are_found(make_ctx: MakeCtx, project: Path) -> None:
+    # Issue 24: a 30 s job pushed `docker stop` past Docker's 10 s (exit 137). doctor says what
+    # the stop needs and finds a compose service, or the Dockerfile's advice, that gives less.
+    from wsgistack.plan.image import ProjectFacts
+    from wsgistack.plan.stop import graces
+    from wsgistack.render.compose import ComposeOptions, render_compose
+
+    (project / "wsgistack.toml").write_text('[processes.rq]\ncommand = "rq worker"\nstop_timeout = 35\n')
+    found = dockerfile.stop_fits_the_container_grace(make_ctx())
+    assert ids(found) == ["docker.I007"]
+    assert "at most 36 s (nginx 8 s, then uwsgi 8 s; beside them: rq 35 s): give the container 38 s" in found[0].message
+    facts = ProjectFacts(path=project, name="shop", app_kind="django", data_dirs=(), processes=("rq",))
+    ctx = make_ctx()
+    good = render_compose(facts, ComposeOptions(image="shop", split=True, grace=graces(ctx.config))).content
+    (project / "compose.yaml").write_text(good)
+    assert ids(dockerfile.stop_fits_the_container_grace(ctx)) == ["docker.I007"]
+    # An older file (10 s everywhere), one service without any grace: Docker's 10 s.
+    stale = good.replace("stop_grace_period: 38s", "stop_grace_period: 10s").replace("    stop_grace_period: 11s\n", "", 1)
+    (project / "compose.yaml").write_text(stale)
+    found = dockerfile.stop_fits_the_container_grace(make_ctx())
+    messages = [f.message for f in found if f.id == "docker.W008"]
+    assert messages == [
+        "service app (app) may take 11 s to stop, but compose gives it 10 s (no stop_grace_period: Docker's default)",
+        "service worker-rq (worker) may take 38 s to stop, but compose gives it 10 s",
+    ]
+    (project / "Dockerfile").write_text("FROM x\n# docker run --stop-timeout 20\nSTOPSIGNAL SIGTERM\n")
+    found = dockerfile.stop_fits_the_container_grace(make_ctx())
+    assert "the Dockerfile advises --stop-timeout 20; this config needs 38 s" in [f.message for f in found]

@@ -44,12 +44,20 @@ def test_nginx_accepts_the_root_render(make_ctx: MakeCtx) -> None:
 
 @needs_nginx
 def test_nginx_rejecting_the_config_is_an_error_with_its_message(make_ctx: MakeCtx) -> None:
-    # A directory name with ";" ends the alias early: nginx sees an unknown directive.
-    ctx = make_ctx(locations=(Location("/files/", Path("/srv/a;b"), "extra"),))
+    # The same URL twice (only a hand-made plan can have it): nginx refuses a duplicate location.
+    ctx = make_ctx(locations=(Location("/files/", Path("/srv/a"), "extra"), Location("/files/", Path("/srv/b"), "extra")))
     found = nginx.nginx_accepts_config(ctx)
     assert ids(found) == ["nginx.E001"]
-    assert "unknown directive" in found[0].message
+    assert "duplicate location" in found[0].message
     assert "nginx.conf:" in found[0].message and "wsgistack-doctor-" not in found[0].message
+
+
+@needs_nginx
+def test_a_directory_name_with_spaces_or_semicolons_is_quoted(make_ctx: MakeCtx) -> None:
+    # It used to end the alias early ("unknown directive"): nginx.conf quotes such a path.
+    ctx = make_ctx(locations=(Location("/files/", Path("/srv/a;b c{d}#e"), "extra"),))
+    assert nginx.nginx_accepts_config(ctx) == []
+    assert 'alias "/srv/a;b c{d}#e/";' in ctx.rendered["nginx.conf"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -112,3 +112,14 @@ def test_a_static_location_that_serves_the_project(make_ctx: MakeCtx, project: P
     assert ids(found) == ["perms.E009"]
     assert found[0].obj == "/files/" and "contains the project" in found[0].message
     assert ids(security.static_not_project(make_ctx({"WSGISTACK_SERVER__STATIC": "/root/=/"}))) == ["perms.E009"]
+
+
+def test_an_ops_listener_open_to_other_machines_without_a_password_is_a_warning(make_ctx: MakeCtx) -> None:
+    opened = make_ctx({"WSGISTACK_OPS__PORT": "9100", "WSGISTACK_OPS__HOST": "0.0.0.0"})
+    [found] = security.ops_open_without_auth(opened)
+    assert found.id == "perms.W010" and "'0.0.0.0'" in found.message and "env WSGISTACK_OPS__HOST" in found.message
+    for env in ({"WSGISTACK_OPS__PORT": "9100"},  # loopback, the default
+                {"WSGISTACK_OPS__PORT": "9100", "WSGISTACK_OPS__HOST": "0.0.0.0", "WSGISTACK_OPS__BASIC_AUTH": "ops:pw"},
+                {"WSGISTACK_OPS__PORT": "0", "WSGISTACK_OPS__HOST": "0.0.0.0"},  # off
+                {"WSGISTACK_OPS__PORT": "9100", "WSGISTACK_OPS__HOST": "::1"}):
+        assert security.ops_open_without_auth(make_ctx(env)) == [], env

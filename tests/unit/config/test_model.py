@@ -35,7 +35,8 @@ def test_static_mapping_urls() -> None:
 
 
 def test_server_section() -> None:
-    assert "at least 1" in refused(ServerSection, worker_processes=0)
+    assert "between 1 and 1024" in refused(ServerSection, worker_processes=0)
+    assert "between 1 and 1024" in refused(ServerSection, worker_processes=100000)
     assert ServerSection(worker_processes="auto").worker_processes == "auto"
     assert "not a plain URL path" in refused(ServerSection, live_path="/a/../b")
     assert "different paths" in refused(ServerSection, live_path="/h", ready_path="/h")
@@ -48,8 +49,9 @@ def test_server_section() -> None:
 
 
 def test_uwsgi_section() -> None:
-    assert "at least 1" in refused(UwsgiSection, processes=0)
-    assert "at least 1" in refused(UwsgiSection, listen=0)
+    assert "between 1 and 1024" in refused(UwsgiSection, processes=0)
+    assert "between 1 and 1024" in refused(UwsgiSection, processes=10**26)
+    assert "between 1 and 65535" in refused(UwsgiSection, listen=0)
     assert UwsgiSection(processes="auto", listen=128).listen == 128
     assert "not a uWSGI option name" in refused(UwsgiSection, options={"Bad_Key": "1"})
     assert "spans lines" in refused(UwsgiSection, options={"route": "a\nb"})

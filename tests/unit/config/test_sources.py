@@ -301,6 +301,14 @@ def test_background_processes_from_file_and_env(tmp_path: Path) -> None:
     assert loaded.origin("processes.sendalerts.count").where == "env WSGISTACK_PROCESSES__SENDALERTS__COUNT"
 
 
+def test_a_background_process_may_take_longer_to_stop_than_the_requests(tmp_path: Path) -> None:
+    # Issue 24: a queue worker finishing a 30 s job stops beside nginx, on its own budget
+    # (the orchestrators' grace follows, plan/stop.py); it used to be refused (over stop_timeout).
+    write(tmp_path / "wsgistack.toml", '[processes.rq]\ncommand = "rq worker"\nstop_timeout = 35\n')
+    config = load_config(tmp_path, env={}).config
+    assert config.processes["rq"].stop_timeout == 35 and config.stop_timeout == 8
+
+
 @pytest.mark.parametrize(
     ("text", "env", "expect"),
     [
@@ -310,7 +318,7 @@ def test_background_processes_from_file_and_env(tmp_path: Path) -> None:
         ('[processes.nginx]\ncommand = "x"\n', {}, "processes (from wsgistack.toml): 'nginx' is a name wsgistack uses itself"),
         ('[processes.Bad]\ncommand = "x"\n', {}, "'Bad' is not a process name"),
         ('[processes.web]\ncommand = "x \'unclosed"\n', {}, "cannot split"),
-        ('[processes.jobs]\ncommand = "x"\nstop_timeout = 20\n', {}, "is longer than stop_timeout = 8"),
+        ('[processes.jobs]\ncommand = "x"\nstop_timeout = 301\n', {}, "processes.jobs.stop_timeout"),
         ('[processes.jobs]\ncommand = "x"\n', {"WSGISTACK_ROLE": "worker", "WSGISTACK_PROCESS": "other"}, "names none of [processes.*] (jobs)"),
     ],
 )
@@ -332,3 +340,24 @@ def test_procfiles_usual_worker_name_is_a_background_process() -> None:
     for taken in ("web", "ops", "acme"):
         with pytest.raises(ConfigError):
             load_config(Path("/nonexistent"), env={f"WSGISTACK_PROCESSES__{taken.upper()}__COMMAND": "x"})
+
+
+def test_absurd_sizes_are_refused_at_load_with_the_setting_named(tmp_path: Path) -> None:
+    """A typo must not reach the machine: 1e26 workers (TOML's float, which pydantic takes as
+    an int) or 100000 nginx workers are refused, each naming its setting and where it came from."""
+    (tmp_path / "wsgistack.toml").write_text("[uwsgi]\nprocesses = 1e18\n[server]\nworker_processes = 100000\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, env={"WSGISTACK_BALANCER__MAXCONN": "1000000", "WSGISTACK_UWSGI__LISTEN": "100000"})
+    text = caught.value.render()
+    for needle in ("uwsgi.processes (from wsgistack.toml): must be a whole number between 1 and 1024",
+                   "server.worker_processes (from wsgistack.toml): must be between 1 and 1024",
+                   'balancer.maxconn (from env WSGISTACK_BALANCER__MAXCONN="1000000"): must be between 0',
+                   "uwsgi.listen (from env WSGISTACK_UWSGI__LISTEN=\"100000\"): must be between 1 and 65535"):
+        assert needle in text, text
+    assert {p.id for p in caught.value.problems} == {"config.E001"}
+    (tmp_path / "wsgistack.toml").write_text("[uwsgi]\nprocesses = 1e26\n[server]\nworker_processes = 2.5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, env={})
+    text = caught.value.render()
+    assert "uwsgi.processes (from wsgistack.toml): must be a whole number between 1 and 1024" in text, text
+    assert "server.worker_processes (from wsgistack.toml): must be a whole number between 1 and 1024" in text, text

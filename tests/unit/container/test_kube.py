@@ -22,6 +22,7 @@ import yaml
 from tests.golden.test_kube import CASES, rendered
 from wsgistack.config import load_config
 from wsgistack.layout import IMAGE_UID
+from wsgistack.plan.stop import stop_plan
 from wsgistack.render.kube import probe_host, render_kube
 from wsgistack.errors import ConfigError
 
@@ -184,7 +185,12 @@ def test_graceful_rollout(case: str) -> None:
     for c in pod["containers"]:
         pause = _pause(c)
         assert pause >= config.kube.prestop_pause
-        assert pod["terminationGracePeriodSeconds"] > pause + config.stop_timeout, c["name"]
+        # The whole stop of what this container runs (nginx, then uWSGI, each with its own
+        # budget; no background process: those have Deployments of their own) fits.
+        role = {e["name"]: e["value"] for e in c["env"]}["WSGISTACK_ROLE"]
+        stop = stop_plan(config, role, run_processes=False)
+        assert stop.total >= config.stop_timeout * (2 if role == "all" else 1)
+        assert pod["terminationGracePeriodSeconds"] > pause + stop.total, c["name"]
     # whoever answers readiness marks itself draining first
     drains = [c for c in pod["containers"] if "drain" in " ".join(c["lifecycle"]["preStop"]["exec"]["command"])]
     assert len(drains) == 1
@@ -299,7 +305,8 @@ def test_background_processes_run_in_their_own_deployments(case: str) -> None:
         env = {e["name"]: e["value"] for e in c["env"]}
         assert env["WSGISTACK_ROLE"] == "worker"
         assert doc["spec"]["strategy"] == {"type": "Recreate"}  # a singleton never runs twice
-        assert pod["terminationGracePeriodSeconds"] > config.stop_timeout
+        budget = config.processes[process].stop_timeout or config.stop_timeout
+        assert pod["terminationGracePeriodSeconds"] > stop_plan(config, "worker", process=process).total > budget
         labels = doc["spec"]["template"]["metadata"]["labels"]
         assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert not web_selector.items() <= labels.items(), "the web Service/PDB must not select workers"

@@ -31,7 +31,7 @@ def server(log: Path, name: str = "server") -> dict[str, object]:
 
 def background(name: str, code: str, restart: str = "always", **extra: object) -> dict[str, object]:
     return {"name": name, "argv": [PY, "-u", "-c", code], "cwd": "/", "restart": restart,
-            "stop_signal": "TERM", "stop_group": "background", **extra}
+            "stop_signal": "TERM", **extra}
 
 
 def run(table: dict[str, object], after: float | None = None) -> tuple[int, str, Manager]:
@@ -95,7 +95,7 @@ def test_a_command_that_cannot_start_counts_as_a_crash(tmp_path: Path) -> None:
     assert "ghost cannot start: No such file or directory" in text
 
 
-def test_background_stops_after_the_server_it_follows_and_takes_its_children(tmp_path: Path) -> None:
+def test_background_stops_beside_the_front_server_and_takes_its_children(tmp_path: Path) -> None:
     log = tmp_path / "log"
     pidfile = tmp_path / "grandchild.pid"
     # A process that starts a child of its own and ignores TERM in it: on stop, the whole
@@ -108,11 +108,15 @@ def test_background_stops_after_the_server_it_follows_and_takes_its_children(tmp
         "signal.signal(signal.SIGTERM, stop)\nprint('up', flush=True)\n"
         "while True: time.sleep(0.05)\n"
     )
-    # Start order: app server, background, front server; stop order: front, background, app.
-    table = {"processes": [server(log, "app"), background("worker", code), server(log, "front")]}
+    # The front server (nginx) takes a second to drain; the background process is signalled
+    # beside it, not after it, and the app server (uWSGI) only once the front one has exited.
+    front = server(log, "front")
+    front["argv"] = [PY, "-u", "-c", str(front["argv"][-1]).replace("def stop(*_):\n", "def stop(*_):\n    time.sleep(1)\n")]
+    table = {"processes": [{**server(log, "app"), "stop_after": ["front"]}, background("worker", code), front]}
     rc, text, _ = run(table, after=1.0)
     assert rc == 0, text
-    assert log.read_text() == "front\nworker\napp\n"
+    assert log.read_text() == "worker\nfront\napp\n"
+    assert "stopping worker (up to 5s), front (up to 5s); app once front exited (up to 5s)" in text
     grandchild = int(pidfile.read_text())
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _alive(grandchild):
@@ -120,12 +124,33 @@ def test_background_stops_after_the_server_it_follows_and_takes_its_children(tmp
     assert not _alive(grandchild), "the background process's child outlived it"
 
 
+def test_a_slow_background_process_leaves_the_app_server_its_whole_budget(tmp_path: Path) -> None:
+    # Issue 24: a queue worker's warm shutdown took the shared budget and uWSGI was SIGKILLed.
+    # Here the background process takes its whole (longer) budget and is killed; the app
+    # server, which takes a while to stop after the front one, still stops by itself.
+    log = tmp_path / "log"
+    slow_app = server(log, "app")
+    slow_app["argv"] = [PY, "-u", "-c", str(slow_app["argv"][-1]).replace("def stop(*_):\n", "def stop(*_):\n    time.sleep(1.5)\n")]
+    table = {"stop_timeout": 2, "processes": [
+        {**slow_app, "stop_after": ["front"]},
+        background("jobs", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)",
+                   stop_timeout=3),
+        server(log, "front"),
+    ]}
+    rc, text, _ = run(table, after=1.0)
+    assert rc == 0, text
+    assert log.read_text() == "front\napp\n"
+    assert "jobs did not stop within its 3s: killing it (SIGKILL)" in text
+    assert "app stopped in " in text and "app killed" not in text
+    assert "front stopped in " in text
+
+
 def test_each_background_process_has_its_own_stop_timeout(tmp_path: Path) -> None:
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
     started = time.monotonic()
     rc, text, _ = run({"stop_timeout": 20, "processes": [background("stubborn", stubborn, stop_timeout=1)]}, after=0.5)
     assert time.monotonic() - started < 8
-    assert "stubborn did not stop within 1s: killing" in text
+    assert "stubborn did not stop within its 1s: killing it (SIGKILL)" in text
 
 
 def test_state_file_lists_processes_with_restarts(tmp_path: Path) -> None:

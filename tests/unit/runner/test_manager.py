@@ -53,18 +53,23 @@ def test_killed_child_is_reported_with_the_signal(tmp_path: Path) -> None:
     assert "app was killed by signal SIGKILL unexpectedly" in out.getvalue().decode()
 
 
-def test_stop_is_graceful_and_in_reverse_order(tmp_path: Path) -> None:
+def test_stop_is_graceful_and_waits_for_what_a_process_follows(tmp_path: Path) -> None:
     log = tmp_path / "order"
     out = io.BytesIO()
+    # first (uWSGI) is stopped after second (nginx) has exited.
     table = {"stop_timeout": 5, "processes": [
-        proc("first", sleeper(log, "first")),
+        {**proc("first", sleeper(log, "first")), "stop_after": ["second"]},
         proc("second", sleeper(log, "second"), stop="QUIT"),
     ]}
     # Give the children time to install their handlers before the stop begins.
     manager = Manager(as_table(table), out=out, on_ready=lambda m: threading.Timer(0.5, lambda: m._signals.append(signal.SIGTERM)).start())
     assert manager.run() == 0
     assert log.read_text() == "second\nfirst\n"
-    assert "stopped" in out.getvalue().decode()
+    text = out.getvalue().decode()
+    assert "stopping second (up to 5s); first once second exited (up to 5s); at most 12s in all" in text
+    assert "stopping first now that second exited (up to 5s)" in text
+    assert "second stopped in " in text and "first stopped in " in text
+    assert text.rstrip().endswith("stopped")
 
 
 def test_a_process_that_ignores_stop_is_killed_after_the_timeout(tmp_path: Path) -> None:
@@ -75,7 +80,9 @@ def test_a_process_that_ignores_stop_is_killed_after_the_timeout(tmp_path: Path)
     started = time.monotonic()
     manager.run()
     assert time.monotonic() - started < 10
-    assert "did not stop within 1s: killing" in out.getvalue().decode()
+    text = out.getvalue().decode()
+    assert "stubborn did not stop within its 1s: killing it (SIGKILL)" in text
+    assert "stubborn killed after " in text
 
 
 def test_waits_for_readiness_before_starting_the_next(tmp_path: Path) -> None:

@@ -10,12 +10,25 @@ the app's Host validation nor its database can mark every node down at once: 200
 from any worker (the app is loaded and a worker was free), 503 "draining" while the drain
 marker (/run/ws/drain) exists.
 
+It does no work nobody waits for: a request that waited in uWSGI's queue until nginx gave up
+on it (33 s), or whose connection nginx has closed meanwhile (its client left, or it
+timed out), is answered 503 at once, without the app. A burst of abandoned requests then
+drains from the queue in moments, instead of keeping every worker busy for minutes.
+
 And it gives the app's log records the request's id (docs/operations.md).
 """
 
 import contextvars
 import logging
 import os
+import select
+import sys
+import time
+
+try:  # inside uWSGI: the request's own connection, to see whether nginx still waits on it
+    from uwsgi import connection_fd as _connection_fd
+except ImportError:  # imported outside uWSGI (granian, a check, a test)
+    _connection_fd = None
 
 # The request's id (nginx's X-Request-ID) on every log record made while the app handles it:
 # the app's log format can show it as %(request_id)s. Set after the record is made, so a
@@ -38,9 +51,54 @@ from mysite.wsgi import application as _app
 _READY_PATH = "/_wsgistack/ready"
 _DRAIN_MARKER = "/run/ws/drain"
 _HEADERS = [("Content-Type", "text/plain"), ("Cache-Control", "no-store")]
+# nginx waits this long for the app server's answer (uwsgi_read_timeout, proxy_read_timeout)
+# from when it handed the request over (WSGISTACK_REQUEST_START, its $msec): a request that
+# waited longer has no one waiting for it.
+_NGINX_WAITS = 33
+_GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(select, "POLLRDHUP", 0x2000)
+_skipped = {"count": 0, "since": 0.0}
+
+
+def _abandoned(environ):
+    """Why nobody waits for this request any more, or None: it waited past nginx's timeout,
+    or nginx closed its connection (the client left, or nginx gave up). One poll(2) with a
+    zero timeout: a few microseconds."""
+    start = environ.get("WSGISTACK_REQUEST_START")
+    if start:
+        try:
+            waited = time.time() - float(start)
+        except ValueError:
+            waited = 0.0
+        if waited > _NGINX_WAITS:
+            return f"it waited {waited:.1f} s for a worker, and nginx gives up after {_NGINX_WAITS} s"
+    if _connection_fd is not None:
+        poller = select.poll()
+        try:
+            poller.register(_connection_fd(), _GONE)
+            if poller.poll(0):
+                return "nginx closed its connection while it waited for a worker (the client left or timed out)"
+        except (OSError, ValueError):
+            pass
+    return None
+
+
+def _skip(why, start_response):
+    """Answer 503 without the app, and say so at most once a minute per worker (with a count):
+    a burst of thousands must not flood the log."""
+    _skipped["count"] += 1
+    now = time.monotonic()
+    if now - _skipped["since"] >= 60:
+        print(f"wsgistack: skipped {_skipped['count']} request(s) nobody waits for any more; the last: {why}",
+              file=sys.stderr, flush=True)
+        _skipped.update(count=0, since=now)
+    start_response("503 Service Unavailable", _HEADERS + [("Retry-After", "1")])
+    return [b"abandoned: nobody waits for this request any more\n"]
 
 
 def application(environ, start_response):
+    why = _abandoned(environ)
+    if why is not None:
+        return _skip(why, start_response)
     if environ.get("PATH_INFO") != _READY_PATH:
         token = _request_id.set(environ.get("HTTP_X_REQUEST_ID") or "-")
         try:
