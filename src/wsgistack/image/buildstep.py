@@ -148,10 +148,11 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
 
 def _link_duplicates(root: Path, project: Path, python: str) -> int:
     """Store each collected file once. Collected static files are copies: of the project's
-    own files (hard-linked to them: /app is one layer), of files shipped in the app's
-    packages (Django's admin: symbolic links into the venv, owned like their targets, which
-    nginx's ``disable_symlinks if_not_owner`` accepts), and of each other (manifest storage
-    keeps ``app.js`` beside ``app.<hash>.js``: hard-linked). Returns bytes saved."""
+    own files and of files shipped in the app's packages (Django's admin, in the venv), and
+    of each other (manifest storage keeps ``app.js`` beside ``app.<hash>.js``): each is
+    hard-linked, never a symbolic link, since nginx follows none below a static directory
+    (``server.static_symlinks = "never"``, the default). A link that cannot be made (another
+    file system) leaves the copy. Returns bytes saved."""
     import hashlib
 
     def key(path: Path) -> tuple[int, str]:
@@ -181,16 +182,15 @@ def _link_duplicates(root: Path, project: Path, python: str) -> int:
             k = key(path)
             source = sources.get(k)
             tmp = path.with_name(f".{name}.wsgistack-link")
-            if source is not None and source.is_relative_to(project):
-                os.link(source, tmp)
-            elif source is not None:
-                os.symlink(source, tmp)
-            elif first.setdefault(k, path) != path:
-                os.link(first[k], tmp)
-            else:
+            if source is None and first.setdefault(k, path) == path:
+                continue
+            try:
+                os.link(source if source is not None else first[k], tmp)
+            except OSError:  # another file system: the copy stays
                 continue
             os.replace(tmp, path)
-            saved += k[0]
+            if source is None or source.is_relative_to(project):  # a venv file is copied up into this layer
+                saved += k[0]
     return saved
 
 

@@ -31,12 +31,16 @@ def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
     assert written.app_path == str(project)
     assert (static / "staticfiles.json").is_file() and (static / STAMP).is_file()
     assert any("starts skip collectstatic" in n for n in notes), notes
-    # Collected copies are stored once: package files are symbolic links into the venv, the
-    # project's own are hard links to it (both copies manifest storage keeps), and the app
-    # cannot change the project's file through them (root's, not group-writable).
+    # Collected copies are stored once: package files and the project's own are hard links to
+    # their sources (both copies manifest storage keeps), never symbolic links (nginx follows
+    # none under server.static_symlinks = "never"), and the app cannot change the project's
+    # file through them (root's, not group-writable).
+    import django
+
     js = next(static.glob("admin/js/vendor/jquery/jquery.min.*.js"))
-    assert js.is_symlink() and js.resolve() == (static / "admin/js/vendor/jquery/jquery.min.js").resolve()
-    assert "site-packages/django/contrib/admin/static" in str(js.resolve())
+    shipped = Path(django.__file__).parent / "contrib/admin/static/admin/js/vendor/jquery/jquery.min.js"
+    assert not js.is_symlink() and js.samefile(shipped) and js.samefile(static / "admin/js/vendor/jquery/jquery.min.js")
+    assert not any(p.is_symlink() for p in static.rglob("*"))
     png = next(static.glob("posts/logo.*.png"))
     assert png.samefile(project / "posts" / "static" / "posts" / "logo.png")
     assert png.stat().st_uid == 0 and png.stat().st_mode & 0o022 == 0
