@@ -147,7 +147,8 @@ def test_a_slow_worker_and_a_long_job_stop_beside_nginx_within_their_own_budgets
                                                                                 server: str) -> None:
     """Issue 24 item 1: a worker whose warm shutdown finishes a job longer than stop_timeout
     (8 s) stops beside nginx's drain on its own budget; uWSGI, stopped once nginx exited,
-    gets its own: nobody is SIGKILLed, the job and the request in flight both finish."""
+    gets what nginx left of stop_timeout: nobody is SIGKILLed, the job and the request in
+    flight both finish."""
     app = shared_dir(tmp_path, "proj")
     shutil.copy(EXAMPLES / "hello" / "hello.py", app / "hello.py")
     (app / "jobs.py").write_text(JOBS)
@@ -166,7 +167,8 @@ def test_a_slow_worker_and_a_long_job_stop_beside_nginx_within_their_own_budgets
     request.join(30)
     assert result.get("status") == 200
     log = stack.log()
-    assert f"stopping jobs (up to 20s), nginx (up to 8s); {server} once nginx exited (up to 8s); at most 21s in all" in log
+    # nginx and the app server share stop_timeout (8 s, from the stop's start); the job its own.
+    assert f"stopping jobs (up to 20s), nginx (up to 6s); {server} once nginx exited (until 8s from now); at most 21s in all" in log
     assert "jobs | job done" in log and "jobs | worker exiting" in log
     assert "kill" not in "".join(line for line in log.splitlines() if line.startswith("wsgistack |"))
     for name in ("nginx", server, "jobs"):

@@ -62,7 +62,8 @@ W006 = declare(
 I007 = declare(
     "docker.I007",
     INFO,
-    "how long a stop of this stack can take, each process within its own budget: the container's stop grace",
+    "a stop of this stack can take longer than Docker's default 10 s (each process within its own budget): the "
+    "container's stop grace must be longer",
     "give the container at least that long: docker run --stop-timeout N / docker stop -t N (Docker waits 10 s by "
     "default); the compose files and Kubernetes manifests wsgistack writes set it",
 )
@@ -164,8 +165,10 @@ def stop_fits_the_container_grace(ctx: CheckContext) -> list[Finding]:
     files' stop_grace_period (10 s when unset) and the Dockerfile's advice."""
     config = ctx.config
     image = stop_plan(config, "all")
-    found = [I007(f"a stop takes at most {image.total} s ({image.describe()}): give the container {image.grace} s",
-                  obj="stop_timeout, processes.*.stop_timeout")]
+    found = []
+    if image.grace > DOCKER_DEFAULT_STOP:  # a plain `docker run` would SIGKILL it: say how long to give
+        found.append(I007(f"a stop takes at most {image.total} s ({image.describe()}): give the container {image.grace} s",
+                          obj="stop_timeout, processes.*.stop_timeout"))
     project = ctx.loaded.project_dir
     for file_name in COMPOSE_FILES:
         path = project / file_name

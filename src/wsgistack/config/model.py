@@ -685,8 +685,9 @@ class Config(_Section):
     )
     stop_timeout: int = Field(
         8, ge=1, le=300,
-        description="seconds in-flight requests get to finish on stop: nginx's budget, then uWSGI's own once nginx has "
-        "exited (each background process has its own, processes.NAME.stop_timeout)",
+        description="seconds nginx and the app server get to stop, from the stop's start: nginx's in-flight requests "
+        "get all but 2 of them, the app server (stopped once nginx has exited) the rest; the default 8 fits Docker's "
+        "10 s (each background process has its own, processes.NAME.stop_timeout)",
     )
     drain_delay: int = Field(
         0,

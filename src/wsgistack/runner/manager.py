@@ -565,7 +565,7 @@ class Manager:
         later = [c for c in running if self._waits_for(c)]
         plan = ", ".join(f"{c.name} (up to {c.stop_timeout:g}s)" for c in now_names)
         for c in later:
-            plan += f"; {c.name} once {' and '.join(self._waits_for(c))} exited (up to {c.stop_timeout:g}s)"
+            plan += f"; {c.name} once {' and '.join(self._waits_for(c))} exited (until {c.stop_timeout:g}s from now)"
         longest = self._longest_stop(running)
         # A safety net only: each process has its own deadline; this one is never reached
         # unless the clock or a process misbehaves (an unkillable one in D state).
@@ -589,22 +589,24 @@ class Manager:
         memo: dict[str, float] = {}
 
         def finish(child: Child, seen: frozenset[str]) -> float:
-            if child.name not in memo:
+            if child.name not in memo:  # every deadline counts from the stop's start (plan/stop.py)
                 before = [finish(names[n], seen | {child.name}) for n in child.stop_after if n in names and n not in seen]
-                memo[child.name] = max(before, default=0.0) + child.stop_timeout + KILL_GRACE
+                memo[child.name] = max(max(before, default=0.0), child.stop_timeout + KILL_GRACE)
             return memo[child.name]
 
         return round(max((finish(c, frozenset()) for c in running), default=0.0), 3)
 
     def _stop_next(self, initial: bool = False) -> None:
         """Signal the processes whose turn it is (none of their stop_after runs any more), and
-        SIGKILL, with its process group, one that is past its own budget."""
+        SIGKILL, with its process group, one that is past its own budget: counted from the
+        stop's start, so a process whose turn comes late gets what is left of it."""
         now = time.monotonic()
+        began = self._stop_began if self._stop_began is not None else now
         for child in self.children:
             if not child.running or child.proc is None:
                 continue
             if child.stop_sent_at is not None:
-                if child.killed_at is None and now - child.stop_sent_at > child.stop_timeout:
+                if child.killed_at is None and now - began > child.stop_timeout:
                     self.say(f"{child.name} did not stop within its {child.stop_timeout:g}s: killing it (SIGKILL)")
                     child.killed_at = now
                     _kill_tree(child.proc.pid)
@@ -621,7 +623,8 @@ class Manager:
                 continue
             if child.stop_after and not initial:
                 after = " and ".join(n for n in child.stop_after if any(c.name == n for c in self.children))
-                self.say(f"stopping {child.name} now that {after} exited (up to {child.stop_timeout:g}s)")
+                left = max(0.0, child.stop_timeout - (now - began))
+                self.say(f"stopping {child.name} now that {after} exited (up to {left:.1f}s: until {child.stop_timeout:g}s)")
             child.stop_sent_at = now
             self._signal(child, child.stop_signal)
 
@@ -641,9 +644,9 @@ class Manager:
             return
         took = time.monotonic() - child.stop_sent_at
         if child.killed_at is not None:
-            self.say(f"{child.name} killed after {took:.2f}s (its budget: {child.stop_timeout:g}s)")
+            self.say(f"{child.name} killed after {took:.2f}s (its budget: {child.stop_timeout:g}s into the stop)")
         elif child.status in (0, -child.stop_signal):
-            self.say(f"{child.name} stopped in {took:.2f}s (its budget: {child.stop_timeout:g}s)")
+            self.say(f"{child.name} stopped in {took:.2f}s (its budget: {child.stop_timeout:g}s into the stop)")
         else:
             self.say(f"{child.name} {describe_status(child.status or 0)} while stopping, after {took:.2f}s")
 

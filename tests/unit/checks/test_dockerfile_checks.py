@@ -72,21 +72,27 @@ def test_the_stop_budget_is_stated_and_short_compose_graces_are_found(make_ctx: 
     (project / "wsgistack.toml").write_text('[processes.rq]\ncommand = "rq worker"\nstop_timeout = 35\n')
     found = dockerfile.stop_fits_the_container_grace(make_ctx())
     assert ids(found) == ["docker.I007"]
-    assert "at most 36 s (nginx 8 s, then uwsgi 8 s; beside them: rq 35 s): give the container 38 s" in found[0].message
+    assert "at most 36 s (nginx 6 s, then uwsgi until 8 s; beside them: rq 35 s): give the container 37 s" in found[0].message
     facts = ProjectFacts(path=project, name="shop", app_kind="django", data_dirs=(), processes=("rq",))
     ctx = make_ctx()
     good = render_compose(facts, ComposeOptions(image="shop", split=True, grace=graces(ctx.config))).content
     (project / "compose.yaml").write_text(good)
     assert ids(dockerfile.stop_fits_the_container_grace(ctx)) == ["docker.I007"]
-    # An older file (10 s everywhere), one service without any grace: Docker's 10 s.
-    stale = good.replace("stop_grace_period: 38s", "stop_grace_period: 10s").replace("    stop_grace_period: 11s\n", "", 1)
+    # An older file: the worker without a grace (Docker's 10 s). The app and web services'
+    # 10 s stops fit Docker's default with or without one.
+    assert good.count("stop_grace_period: 10s") == 2 and good.count("stop_grace_period: 37s") == 1
+    stale = good.replace("    stop_grace_period: 37s\n", "", 1).replace("    stop_grace_period: 10s\n", "", 1)
     (project / "compose.yaml").write_text(stale)
     found = dockerfile.stop_fits_the_container_grace(make_ctx())
     messages = [f.message for f in found if f.id == "docker.W008"]
     assert messages == [
-        "service app (app) may take 11 s to stop, but compose gives it 10 s (no stop_grace_period: Docker's default)",
-        "service worker-rq (worker) may take 38 s to stop, but compose gives it 10 s",
+        "service worker-rq (worker) may take 37 s to stop, but compose gives it 10 s (no stop_grace_period: Docker's default)",
     ]
+    # Without a long background process, the default stop fits Docker's 10 s: nothing to say.
+    (project / "wsgistack.toml").write_text("")
+    (project / "compose.yaml").unlink()
+    assert dockerfile.stop_fits_the_container_grace(make_ctx()) == []
+    (project / "wsgistack.toml").write_text('[processes.rq]\ncommand = "rq worker"\nstop_timeout = 35\n')
     (project / "Dockerfile").write_text("FROM x\n# docker run --stop-timeout 20\nSTOPSIGNAL SIGTERM\n")
     found = dockerfile.stop_fits_the_container_grace(make_ctx())
-    assert "the Dockerfile advises --stop-timeout 20; this config needs 38 s" in [f.message for f in found]
+    assert "the Dockerfile advises --stop-timeout 20; this config needs 37 s" in [f.message for f in found]

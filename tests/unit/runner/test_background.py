@@ -116,7 +116,7 @@ def test_background_stops_beside_the_front_server_and_takes_its_children(tmp_pat
     rc, text, _ = run(table, after=1.0)
     assert rc == 0, text
     assert log.read_text() == "worker\nfront\napp\n"
-    assert "stopping worker (up to 5s), front (up to 5s); app once front exited (up to 5s)" in text
+    assert "stopping worker (up to 5s), front (up to 5s); app once front exited (until 5s from now)" in text
     grandchild = int(pidfile.read_text())
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _alive(grandchild):

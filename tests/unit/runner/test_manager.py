@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sys
 import threading
@@ -66,8 +67,9 @@ def test_stop_is_graceful_and_waits_for_what_a_process_follows(tmp_path: Path) -
     assert manager.run() == 0
     assert log.read_text() == "second\nfirst\n"
     text = out.getvalue().decode()
-    assert "stopping second (up to 5s); first once second exited (up to 5s); at most 12s in all" in text
-    assert "stopping first now that second exited (up to 5s)" in text
+    # Each deadline counts from the stop's start: first gets what second left of its 5 s.
+    assert "stopping second (up to 5s); first once second exited (until 5s from now); at most 6s in all" in text
+    assert re.search(r"stopping first now that second exited \(up to [0-9.]+s: until 5s\)", text), text
     assert "second stopped in " in text and "first stopped in " in text
     assert text.rstrip().endswith("stopped")
 
@@ -83,6 +85,28 @@ def test_a_process_that_ignores_stop_is_killed_after_the_timeout(tmp_path: Path)
     text = out.getvalue().decode()
     assert "stubborn did not stop within its 1s: killing it (SIGKILL)" in text
     assert "stubborn killed after " in text
+
+
+def test_a_follower_of_a_killed_process_is_killed_at_its_own_deadline_from_the_stop(tmp_path: Path) -> None:
+    """nginx (front) hangs past its budget with a request; uWSGI (app), stopped after it, has
+    until its own deadline counted from the stop's start, not a fresh budget of its own: the
+    whole chain fits stop_timeout plus the wait for a SIGKILLed process (Docker's 10 s)."""
+    out = io.BytesIO()
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
+    table = {"stop_timeout": 3, "processes": [
+        {**proc("app", stubborn), "stop_after": ["front"]},
+        {**proc("front", stubborn), "stop_timeout": 2},
+    ]}
+    manager = Manager(as_table(table), out=out, on_ready=lambda m: threading.Timer(0.3, lambda: m._signals.append(signal.SIGTERM)).start())
+    manager.run()
+    text = out.getvalue().decode()
+    assert "stopping front (up to 2s); app once front exited (until 3s from now); at most 4s in all" in text
+    assert "front did not stop within its 2s: killing it (SIGKILL)" in text
+    assert "app did not stop within its 3s: killing it (SIGKILL)" in text
+    # Its turn came after front's 2 s: what it was given is what is left of its 3 s, at most 1 s
+    # (a loaded machine only makes it less), not 3 s of its own.
+    left = float(re.search(r"stopping app now that front exited \(up to ([0-9.]+)s: until 3s\)", text).group(1))  # type: ignore[union-attr]
+    assert left <= 1.0, text
 
 
 def test_waits_for_readiness_before_starting_the_next(tmp_path: Path) -> None:
