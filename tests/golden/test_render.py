@@ -225,7 +225,7 @@ BALANCER_CASES = {
     # The nodes' workers known (maxconn auto = 4 x 2), unknown Hosts answered 421, nginx's name forms.
     "balancer-workers-421": {
         "WSGISTACK_BALANCER__NODES": "10.0.0.11:8000 10.0.0.12:8000", "WSGISTACK_UWSGI__PROCESSES": "4",
-        "WSGISTACK_UWSGI__THREADS": "2", "WSGISTACK_SERVER__UNKNOWN_HOST": "421",
+        "WSGISTACK_UWSGI__THREADS": "2", "WSGISTACK_BALANCER__MAXCONN": "auto", "WSGISTACK_SERVER__UNKNOWN_HOST": "421",
         "WSGISTACK_SERVER__SERVER_NAMES": ".example.org mail.* shop.example.com",
     },
 }

@@ -292,9 +292,10 @@ def test_a_burst_beyond_every_worker_marks_no_node_down_and_another_client_gets_
     """Busy is not down. Measured before: a 1,000-connection burst marked all 3 nodes down at
     once (readiness, answered by a worker, timed out behind the queue) and 171 of 300 requests
     from another client got 503. Now readiness stays 200 ("busy") while every worker works, and
-    the balancer queues: maxconn auto = the nodes' 2 workers each in flight, the rest in
-    HAProxy's queue; with maxconn 0 the nodes' own queues hold them, and their readiness says busy."""
-    if maxconn != "auto":
+    the nodes queue: with maxconn 0 (the default) the nodes' own queues hold them, and their
+    readiness says busy; maxconn auto = the nodes' 2 workers each in flight, the rest in
+    HAProxy's queue."""
+    if maxconn != "0":
         fleet.balancer.stop()
         fleet.balancer = start_balancer(fleet.tmp_path, fleet.app_dir, fleet.nodes, env={"WSGISTACK_BALANCER__MAXCONN": maxconn})
         wait_until(lambda: set(node_states(fleet.balancer).values()) == {"UP"} and len(node_states(fleet.balancer)) == 3,

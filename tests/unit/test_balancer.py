@@ -176,6 +176,9 @@ def test_a_relay_that_cannot_reach_the_socket_is_balancer_e006(tmp_path: Path) -
 
 def test_maxconn_auto_is_the_nodes_workers_when_the_config_says_them() -> None:
     nodes = {"WSGISTACK_BALANCER__NODES": "10.0.0.1:80"}
+    # The default is no limit (HAProxy 2.6 kept requests queued past a rollout's drain with one).
+    assert plan_for({**nodes, "WSGISTACK_UWSGI__PROCESSES": "4"}).server_maxconn == 0
+    nodes["WSGISTACK_BALANCER__MAXCONN"] = "auto"
     plan = plan_for({**nodes, "WSGISTACK_UWSGI__PROCESSES": "4", "WSGISTACK_UWSGI__THREADS": "2"})
     assert plan.server_maxconn == 8 and "balancer.maxconn auto = 8 per node" in plan.notes[0]
     # Sized on each node from its own CPUs: unknown here, so no limit, and a note says how to queue.

@@ -595,10 +595,12 @@ class BalancerSection(_Section):
     slowstart: int = Field(10, ge=0, le=3600, description="seconds over which a node coming back ramps up to its full share")
     retries: int = Field(3, ge=0, le=20, description="attempts after a failed one (on another node: redispatch)")
     maxconn: int | Literal["auto"] = Field(
-        "auto",
+        0,
         description="requests a node gets at once; more wait in HAProxy's queue for a free node (up to the request "
         "timeout) instead of queueing behind a busy one; auto = the nodes' uWSGI workers, uwsgi.processes x "
-        "uwsgi.threads (give the balancer the nodes' wsgistack.toml); 0 = no limit",
+        "uwsgi.threads (give the balancer the nodes' wsgistack.toml); 0 (default) = no limit: the nodes queue in their "
+        "listen queues and stay ready while busy (with a limit, HAProxy 2.6 left requests in its queue until timeout "
+        "queue after a rollout's drain: docs/several-nodes.md)",
     )
     resolver: str = Field(
         "",
