@@ -196,3 +196,32 @@ def test_a_static_dir_with_a_space_is_quoted_and_one_with_a_dollar_is_refused() 
     with pytest.raises(ConfigError) as caught:
         plan_for({"WSGISTACK_SERVER__STATIC": "/files/=/srv/$document_root"})
     assert caught.value.problems[0].id == "config.E050"
+
+
+def test_nginx_follows_links_only_in_the_static_dir_the_images_build_linked() -> None:
+    """server.static_symlinks = "never": no link is followed below a static directory (a
+    root-owned link a checkout brought would serve /etc/passwd), except in the directory the
+    image's build record (root's) names as holding the build's own links into the venv: there
+    a link is followed when its owner owns the target (one the app's user makes serves only
+    the app's own files). Media never follows one."""
+    from wsgistack.app.spec import AppSpec, StaticDir
+    from wsgistack.contracts import BuildRecord
+    from wsgistack.machine import HostFacts
+    from wsgistack.render.stack import render
+
+    app = AppSpec(kind="django", module="demo.wsgi", attr="application", path=Path("/app"),
+                  static=(StaticDir("/static/", Path("/app/var/static")), StaticDir("/media/", Path("/app/var/media"), "media")))
+    loaded = load_config(Path("/app"), env={})
+
+    def conf(build: BuildRecord | None) -> str:
+        plan = make_plan(loaded, MACHINE, app, host=HostFacts(build=build))
+        text = next(f.content for f in render(plan) if f.path == "nginx.conf")
+        return text[text.index("location ^~ /static/"):text.index("location ^~ /media/")]
+
+    assert "disable_symlinks on from=$document_root;" in conf(None)
+    collected = {"dir": "/app/var/static", "stamp": "x", "settings": "demo.settings"}
+    assert "disable_symlinks on from=$document_root;" in conf(BuildRecord(static_collected=collected))
+    linked = conf(BuildRecord(static_collected={**collected, "links": "packages"}))
+    assert "disable_symlinks if_not_owner from=$document_root;" in linked
+    other = conf(BuildRecord(static_collected={**collected, "dir": "/elsewhere", "links": "packages"}))
+    assert "disable_symlinks on from=$document_root;" in other

@@ -18,6 +18,9 @@ class StaticDir:
     dir: Path
     role: Literal["static", "media", "extra"] = "static"
     immutable: bool = False  # hashed file names (Django's manifest storage): cache them for a year
+    # The image's build step linked package files (root's links to root's files in the venv)
+    # into it: nginx follows a link there when its owner owns the target (if_not_owner).
+    build_links: bool = False
 
 
 @dataclass(frozen=True)

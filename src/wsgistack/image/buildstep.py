@@ -133,9 +133,11 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
         if proc.returncode == 0:
             stamp = uuid.uuid4().hex
             (static_root / COLLECTED_STAMP).write_text(stamp + "\n", encoding="utf-8")
-            saved = _link_duplicates(static_root, project, python)
+            saved, linked = _link_duplicates(static_root, project, python, notes)
             _chown_tree(static_root, uid)
             record["static_collected"] = {"dir": str(static_root), "stamp": stamp, "settings": spec.django_settings}
+            if linked:  # root's links to root's package files: nginx follows those (if_not_owner) here only
+                record["static_collected"]["links"] = "packages"
             count = sum(len(files) for _d, _s, files in os.walk(static_root))
             notes.append(f"static files collected into {static_root} ({count} files; {saved / 1e6:.1f} MB of copies "
                          "linked to their sources): starts skip collectstatic")
@@ -146,13 +148,16 @@ def build_step(project: Path, env: Mapping[str, str], uid: int) -> tuple[dict[st
     return record, notes
 
 
-def _link_duplicates(root: Path, project: Path, python: str) -> int:
+def _link_duplicates(root: Path, project: Path, python: str, notes: list[str]) -> tuple[int, bool]:
     """Store each collected file once. Collected static files are copies: of the project's
-    own files and of files shipped in the app's packages (Django's admin, in the venv), and
-    of each other (manifest storage keeps ``app.js`` beside ``app.<hash>.js``): each is
-    hard-linked, never a symbolic link, since nginx follows none below a static directory
-    (``server.static_symlinks = "never"``, the default). A link that cannot be made (another
-    file system) leaves the copy. Returns bytes saved."""
+    own files (hard-linked to them: /app is one layer), of files shipped in the app's
+    packages (Django's admin: symbolic links into the venv, root's like their targets; the
+    venv is another layer, which a hard link would copy), and of each other (manifest storage
+    keeps ``app.js`` beside ``app.<hash>.js``: hard-linked). Any other symbolic link in the
+    directory (one a checkout brought) is removed and said: nginx follows a link here only
+    when its owner owns the target too (the build record names the directory), so a
+    root-owned link to /etc/passwd must not be left in it. Returns (bytes saved, whether it
+    made links into the packages)."""
     import hashlib
 
     def key(path: Path) -> tuple[int, str]:
@@ -173,25 +178,38 @@ def _link_duplicates(root: Path, project: Path, python: str) -> int:
                 if path.is_file() and not path.is_symlink():
                     sources.setdefault(key(path), path)
     first: dict[tuple[int, str], Path] = {}
+    made: set[Path] = set()
     saved = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in sorted(files):
             path = Path(dirpath, name)
-            if path.is_symlink() or not path.is_file() or name == COLLECTED_STAMP:
+            if path.is_symlink():
+                continue  # swept below
+            if not path.is_file() or name == COLLECTED_STAMP:
                 continue
             k = key(path)
             source = sources.get(k)
             tmp = path.with_name(f".{name}.wsgistack-link")
-            if source is None and first.setdefault(k, path) == path:
-                continue
-            try:
-                os.link(source if source is not None else first[k], tmp)
-            except OSError:  # another file system: the copy stays
+            if source is not None and source.is_relative_to(project):
+                os.link(source, tmp)
+            elif source is not None:
+                os.symlink(source, tmp)
+                made.add(path)
+            elif first.setdefault(k, path) != path:
+                os.link(first[k], tmp)
+            else:
                 continue
             os.replace(tmp, path)
-            if source is None or source.is_relative_to(project):  # a venv file is copied up into this layer
-                saved += k[0]
-    return saved
+            saved += k[0]
+    for dirpath, dirs, files in os.walk(root):
+        for name in [*files, *dirs]:
+            path = Path(dirpath, name)
+            if path.is_symlink() and path not in made:
+                target = os.readlink(path)
+                path.unlink()
+                notes.append(f"removed the symbolic link {path} -> {target} from the collected static files: the "
+                             "build links only package files there (nginx would follow it)")
+    return saved, bool(made)
 
 
 def _write(project: Path, record: dict[str, Any], notes: list[str] | None = None) -> None:

@@ -31,16 +31,16 @@ def test_detects_makes_writable_collects_and_records(tmp_path: Path) -> None:
     assert written.app_path == str(project)
     assert (static / "staticfiles.json").is_file() and (static / STAMP).is_file()
     assert any("starts skip collectstatic" in n for n in notes), notes
-    # Collected copies are stored once: package files and the project's own are hard links to
-    # their sources (both copies manifest storage keeps), never symbolic links (nginx follows
-    # none under server.static_symlinks = "never"), and the app cannot change the project's
-    # file through them (root's, not group-writable).
-    import django
-
+    # Collected copies are stored once: package files are symbolic links into the venv (root's,
+    # a hard link cannot cross the venv's layer), the project's own are hard links to it (both
+    # copies manifest storage keeps), and the app cannot change the project's file through them
+    # (root's, not group-writable). The record says the directory holds the build's links:
+    # nginx follows those there (if_not_owner), nowhere else.
     js = next(static.glob("admin/js/vendor/jquery/jquery.min.*.js"))
-    shipped = Path(django.__file__).parent / "contrib/admin/static/admin/js/vendor/jquery/jquery.min.js"
-    assert not js.is_symlink() and js.samefile(shipped) and js.samefile(static / "admin/js/vendor/jquery/jquery.min.js")
-    assert not any(p.is_symlink() for p in static.rglob("*"))
+    assert js.is_symlink() and js.resolve() == (static / "admin/js/vendor/jquery/jquery.min.js").resolve()
+    assert "site-packages/django/contrib/admin/static" in str(js.resolve())
+    assert js.lstat().st_uid == js.resolve().stat().st_uid
+    assert record["static_collected"]["links"] == "packages"
     png = next(static.glob("posts/logo.*.png"))
     assert png.samefile(project / "posts" / "static" / "posts" / "logo.png")
     assert png.stat().st_uid == 0 and png.stat().st_mode & 0o022 == 0
@@ -193,3 +193,24 @@ def test_the_first_deploys_checks_are_kept_for_the_restarts_without_migrate(tmp_
     first = _restart_key(build, cache, request, {"SECRET_KEY": "k", "WSGISTACK_APP__MIGRATE": "true"}, "python")
     assert first == _restart_key(build, cache, request, {"SECRET_KEY": "k"}, "python")
     assert first != _restart_key(build, cache, request, {"SECRET_KEY": "k", "DATABASE_URL": "x"}, "python")
+
+
+def test_a_link_a_checkout_brought_into_static_root_is_removed_and_said(tmp_path: Path) -> None:
+    """The attacker's checkout: a symbolic link inside STATIC_ROOT to a root-owned file. In the
+    image that directory follows root's links (if_not_owner, for the build's own links into
+    the venv), so the build removes every link it did not make, and says so."""
+    project = tmp_path / "app"
+    shutil.copytree(EXAMPLES / "django_demo", project, ignore=shutil.ignore_patterns("__pycache__", "var"))
+    planted = project / "var" / "static" / "passwd.css"
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to("/etc/passwd")
+    (project / "var" / "static" / "sub").symlink_to("/etc")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "WSGISTACK", "DEMO"))}
+    env["DATA_DIR"] = str(tmp_path / "data")
+    record, notes = build_step(project, env, os.getuid())
+    assert record["static_collected"]["links"] == "packages"
+    assert not planted.is_symlink() and not planted.exists() and not (project / "var" / "static" / "sub").exists()
+    removed = [n for n in notes if n.startswith("removed the symbolic link")]
+    assert len(removed) == 2 and any("passwd.css -> /etc/passwd" in n for n in removed), notes
+    links = [p for p in (project / "var" / "static").rglob("*") if p.is_symlink()]
+    assert links and all("site-packages" in os.readlink(p) for p in links)
