@@ -225,3 +225,11 @@ def test_nginx_follows_links_only_in_the_static_dir_the_images_build_linked() ->
     assert "disable_symlinks if_not_owner from=$document_root;" in linked
     other = conf(BuildRecord(static_collected={**collected, "dir": "/elsewhere", "links": "packages"}))
     assert "disable_symlinks on from=$document_root;" in other
+    # A split image's web role serves the shared volume named by server.static (compose's
+    # WSGISTACK_SERVER__STATIC): the same directory, the same rule.
+    web = load_config(Path("/app"), env={"WSGISTACK_ROLE": "web", "UWSGI_URI": "127.0.0.1:3031",
+                                         "WSGISTACK_SERVER__STATIC": "/static/=/app/var/static /media/=/app/var/media"})
+    plan = make_plan(web, MACHINE, None, host=HostFacts(build=BuildRecord(static_collected={**collected, "links": "packages"})))
+    text = next(f.content for f in render(plan) if f.path == "nginx.conf")
+    assert "disable_symlinks if_not_owner from=$document_root;" in text[text.index("location ^~ /static/"):text.index("location ^~ /media/")]
+    assert text.count("disable_symlinks if_not_owner") == 1

@@ -635,13 +635,15 @@ def _locations(config: Config, app: AppSpec | None, project: Path, host: HostFac
         real = host.real_paths.get(directory) or Path(os.path.normpath(directory))
         found[mapping.url] = StaticDir(mapping.url, real, "extra")
     hashed = app is not None and app.kind == "django"
-    # The image's build record (root's) names the static dir whose package copies it linked.
+    # The image's build record (root's) names the static dir whose package copies it linked:
+    # detected (role all) or named by server.static (the web role of a split image serves the
+    # shared volume mounted there).
     collected = host.build.static_collected if host.build is not None else None
     linked = Path(collected["dir"]) if collected and collected.get("links") == "packages" else None
     # Longest prefix first, so /static/admin/ would win over /static/ in a reader's eye too.
     return tuple(
         dataclasses.replace(s, immutable=hashed and s.role == "static",
-                            build_links=s.role == "static" and linked is not None and s.dir == linked)
+                            build_links=linked is not None and s.dir == linked)
         for s in sorted(found.values(), key=lambda s: (-len(s.url), s.url))
     )
 
