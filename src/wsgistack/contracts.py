@@ -467,6 +467,13 @@ class OpsSettings(Contract):
     nginx_ports: tuple[int, ...] = ()
     uwsgi_stats: str | None = None
     uwsgi_socket: str | None = None
+    # Drain from the page (POST /drain, behind auth): the marker the listener may write (in the
+    # app's private dir, which the readiness shim also reads), and the one `wsgistack drain` writes.
+    app_drain: str | None = None
+    drain: str | None = None
+    # Beside `wsgistack balance`: HAProxy's runtime API, for the page's view of the nodes.
+    haproxy_socket: str | None = None
+    haproxy_backend: str = "nodes"
     summary: dict[str, str] = field(default_factory=dict)
     # server.app_server = "granian": its workers' status files (the shim's); its pid is the
     # manager's child "granian" (manager_state).

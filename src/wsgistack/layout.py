@@ -70,6 +70,9 @@ class Paths:
     # sending new requests before the node stops or reloads).
     drain = property(lambda self: self.runtime / "drain")
     guard = property(lambda self: self.runtime / "wsgistack_guard.py")
+    # The same, made by the status page (the ops listener runs as the app's user, who may make
+    # its own readiness fail anyway): `status` shows either, `undrain` removes both.
+    app_drain = property(lambda self: self.private / "drain")
     stats = property(lambda self: self.private / "stats.sock")
     uwsgi_pid = property(lambda self: self.private / "uwsgi.pid")
     fifo = property(lambda self: self.private / "uwsgi.fifo")
@@ -150,10 +153,13 @@ class BalancerPaths:
     config = property(lambda self: self.runtime / "haproxy.cfg")
     socket = property(lambda self: self.runtime / "haproxy.sock")  # the runtime API (admin level)
     processes = property(lambda self: self.runtime / "processes.json")
+    # The process manager's live view and the ops listener's settings (ops.port beside HAProxy).
+    manager_state = property(lambda self: self.runtime / "manager.json")
+    ops_conf = property(lambda self: self.runtime / "ops.json")
 
     @property
     def transient(self) -> tuple[Path, ...]:
-        return (self.socket,)
+        return (self.socket, self.manager_state)
 
 
 def balancer_paths(loaded: LoadedConfig, euid: int) -> BalancerPaths:

@@ -20,11 +20,19 @@ from wsgistack.procfs import worker_respawns
 @click.command()
 @project_argument
 @click.option("--json", "as_json", is_flag=True, help="print the app server's stats as JSON (uWSGI's own; granian's workers)")
+@click.option("--watch", "-w", is_flag=True, help="a live view (uwsgitop-like): workers, req/s, queue, processes; Ctrl-C to stop")
+@click.option("--interval", type=click.FloatRange(0.2, 60), default=2.0, show_default=True, help="--watch: seconds between views")
+@click.option("--count", "frames", type=click.IntRange(1), default=None, help="--watch: stop after this many views")
 @config_options
-def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) -> None:
+def command(path: Path, as_json: bool, watch: bool, interval: float, frames: int | None, config_file: Path | None,
+            **params: Any) -> None:
     """Show whether nginx, uWSGI and the background processes are running, and per-worker uWSGI stats."""
     # Only the paths, from the config: no app import, no plan.
-    st = ops.status(ops.locate(path, overrides(params), config_file, os.environ))
+    paths = ops.locate(path, overrides(params), config_file, os.environ)
+    if watch:
+        _watch(paths, interval, frames)
+        return
+    st = ops.status(paths)
     if as_json:
         click.echo(json.dumps(
             {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "app_server": st.app_server, "draining": st.draining,
@@ -73,3 +81,72 @@ def command(path: Path, as_json: bool, config_file: Path | None, **params: Any) 
         sys.exit(1)
 
 
+
+
+def _watch(paths: Any, interval: float, frames: int | None) -> None:
+    """uwsgitop's view, from `status`'s own reads: one screen every ``interval`` seconds, each
+    worker's requests per second from the difference between two views."""
+    import time
+
+    clear = sys.stdout.isatty()
+    previous: dict[int, int] = {}
+    before = time.monotonic()
+    shown = 0
+    try:
+        while frames is None or shown < frames:
+            st = ops.status(paths)
+            now = time.monotonic()
+            text = watch_view(st, previous, now - before if shown else 0.0)
+            previous = {w["pid"]: int(w.get("requests") or 0) for w in (st.stats or {}).get("workers", [])}
+            before = now
+            click.echo(("\x1b[H\x1b[2J" if clear else "") + text, nl=not clear)
+            shown += 1
+            if frames is not None and shown >= frames:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def watch_view(st: ops.Status, previous: dict[int, int], elapsed: float) -> str:
+    """One screen of the live view (a pure function of two reads, for tests)."""
+    import time
+
+    now = time.time()
+    manager_since = min((p["since"] for p in st.processes if p.get("since")), default=None)
+    up = _duration(now - manager_since) if manager_since else "-"
+    workers = (st.stats or {}).get("workers", [])
+    rates = {w["pid"]: (int(w.get("requests") or 0) - previous[w["pid"]]) / elapsed
+             for w in workers if elapsed > 0 and w["pid"] in previous}
+    total_rate = sum(max(0.0, r) for r in rates.values())
+    total = sum(int(w.get("requests") or 0) for w in workers)
+    busy = sum(1 for w in workers if w.get("status") == "busy")
+    queue = f"{st.listen_queue[0]}/{st.listen_queue[1]}" if st.listen_queue else "-"
+    server = "granian" if st.app_server == "granian" else "uWSGI"
+    lines = [
+        f"wsgistack {time.strftime('%H:%M:%S')}  up {up}  {st.runtime_dir}" + ("  DRAINING" if st.draining else ""),
+        f"nginx {st.nginx_pid or 'not running'}  {server} {st.uwsgi_pid or 'not running'}  workers {busy}/{len(workers)} busy  "
+        f"req/s {total_rate:.1f}  requests {total}  listen queue {queue}",
+        "",
+        f"{'WID':>3} {'%':>5} {'PID':>7} {'REQ':>8} {'RPS':>7} {'EXC':>5} {'STATUS':<9} {'AVG ms':>7} {'RSS MB':>7} {'RESPWN':>6} {'HARAKIRI':>8}",
+    ]
+    for w in workers:
+        share = 100.0 * int(w.get("requests") or 0) / total if total else 0.0
+        rate = rates.get(w["pid"])
+        lines.append(
+            f"{w.get('id', '?'):>3} {share:>5.1f} {w['pid']:>7} {int(w.get('requests') or 0):>8} "
+            f"{'-' if rate is None else f'{max(0.0, rate):.1f}':>7} {int(w.get('exceptions') or 0):>5} {str(w.get('status', '?')):<9} "
+            f"{(w.get('avg_rt') or 0) / 1000:>7.1f} {(w.get('rss') or 0) / 1048576:>7.1f} {worker_respawns(w):>6} "
+            f"{int(w.get('harakiri_count') or 0):>8}")
+    others = [p for p in st.processes if p.get("kind") == "background" or p["name"] not in ("nginx", "uwsgi", "granian")]
+    if others:
+        lines += ["", f"{'PROCESS':<16} {'STATE':<9} {'PID':>7} {'RESTARTS':>8}  LAST EXIT"]
+        for p in others:
+            lines.append(f"{p['name']:<16} {p['state']:<9} {p.get('pid') or '-':>7} {p.get('restarts', 0):>8}  {p.get('last_exit') or '-'}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, m, s = seconds // 3600, seconds % 3600 // 60, seconds % 60
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"

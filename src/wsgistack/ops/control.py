@@ -114,7 +114,7 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
         uwsgi_pid=uwsgi_pid,
         stats=found,
         processes=tuple(dataclasses.asdict(p) for p in manager.processes) if manager else (),
-        draining=paths.drain.exists(),
+        draining=paths.drain.exists() or paths.app_drain.exists(),
         manager_pid=manager.manager_pid if manager else None,
         app_server="granian" if granian_pid else "uwsgi",
         listen_queue=queue,
@@ -447,4 +447,5 @@ def drain(paths: Paths) -> str:
 def undrain(paths: Paths) -> str:
     """Remove the drain marker: readiness answers 200 again."""
     paths.drain.unlink(missing_ok=True)
+    paths.app_drain.unlink(missing_ok=True)  # the status page's (unlink never follows a link)
     return "ready again: readiness answers 200"

@@ -23,6 +23,8 @@ import collections
 import hashlib
 import hmac
 import json
+import os
+import secrets
 import signal
 import socket
 import sys
@@ -32,6 +34,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -117,6 +120,9 @@ class State:
             maxlen=max(2, int(settings.get("history", 600) / interval))
         )
         self.started = time.time()
+        # Sent with the page's POSTs (drain, undrain) in a header a page of another origin
+        # cannot set without a CORS preflight, which this listener never answers: CSRF.
+        self.csrf = secrets.token_urlsafe(24)
 
     def count_many(self, parsed: list[tuple[str, float | None, float]]) -> None:
         with self.lock:
@@ -171,6 +177,67 @@ class State:
         sockets = stats.get("sockets") or [{}]
         return int(stats.get("listen_queue") or 0), int(sockets[0].get("max_queue") or 0)
 
+    def draining(self) -> dict[str, bool] | None:
+        """Which drain markers exist: the page's (app_drain) and `wsgistack drain`'s."""
+        page, cli = self.settings.get("app_drain"), self.settings.get("drain")
+        if not page and not cli:
+            return None
+        return {"page": bool(page and os.path.lexists(page)), "cli": bool(cli and os.path.lexists(cli))}
+
+    def set_drain(self, on: bool) -> dict[str, bool] | None:
+        """The page's drain marker, in the app's private dir (never through a link)."""
+        path = self.settings.get("app_drain")
+        if not path:
+            raise ValueError("this listener has no drain marker (no app server beside it)")
+        if on:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        return self.draining()
+
+    def balancer(self) -> dict[str, Any] | None:
+        """Beside `wsgistack balance`: each node as HAProxy's `show stat` has it (state, check,
+        sessions, retries, redispatches, errors), and the frontend's totals."""
+        path = self.settings.get("haproxy_socket")
+        if not path:
+            return None
+        from pathlib import Path
+
+        from wsgistack.ops.balance import RuntimeAPI
+
+        try:
+            rows = RuntimeAPI(Path(path), timeout=2.0).stats()
+        except WsgistackError as exc:
+            return {"error": exc.message, "nodes": []}
+        backend = self.settings.get("haproxy_backend", "nodes")
+        number = lambda row, key: int(row.get(key) or 0)  # noqa: E731
+        nodes = [{
+            "name": r["svname"], "address": r.get("addr", ""), "state": r.get("status", ""),
+            "check": (r.get("check_status") or "").strip("* "), "weight": number(r, "weight"),
+            "sessions": number(r, "scur"), "max_sessions": number(r, "smax"), "total": number(r, "stot"),
+            "queue": number(r, "qcur"), "retries": number(r, "wretr"), "redispatches": number(r, "wredis"),
+            "errors": number(r, "eresp") + number(r, "econ"), "since": number(r, "lastchg"),
+        } for r in rows if r.get("pxname") == backend and r.get("svname") not in ("FRONTEND", "BACKEND")]
+        front = next((r for r in rows if r.get("svname") == "FRONTEND" and r.get("pxname") == "web"), {})
+        back = next((r for r in rows if r.get("svname") == "BACKEND" and r.get("pxname") == backend), {})
+        return {"nodes": nodes, "backend": backend,
+                "frontend": {"sessions": number(front, "scur"), "total": number(front, "stot"), "rate": number(front, "rate"),
+                             "retries": number(back, "wretr"), "redispatches": number(back, "wredis")}}
+
+    def set_node(self, node: str, state: str) -> None:
+        from pathlib import Path
+
+        from wsgistack.ops.balance import RuntimeAPI
+
+        names = {n["name"] for n in (self.balancer() or {}).get("nodes", [])}
+        if node not in names:
+            raise ValueError(f"no node {node!r} in the balancer")
+        RuntimeAPI(Path(self.settings["haproxy_socket"]), timeout=2.0).set_state(
+            self.settings.get("haproxy_backend", "nodes"), node, state)
+
     def connections(self) -> int | None:
         ports = self.settings.get("nginx_ports") or []
         return established(ports) if ports else None
@@ -179,6 +246,7 @@ class State:
         with self.lock:
             total = sum(self.requests.values())
             errors = self.requests.get("5xx", 0)
+            by_class = dict(self.requests)
             window, self.window = self.window, []
         window.sort()
         stats = self.uwsgi()
@@ -201,10 +269,26 @@ class State:
             "rss_mb": round(sum(w.get("rss", 0) for w in workers) / 1048576, 1) if stats else None,
             "connections": self.connections(),
         }
+        # Beside the balancer: its clients' requests per second and open sessions.
+        balancer = self.balancer() if self.settings.get("haproxy_socket") else None
+        if balancer is not None and "frontend" in balancer:
+            sample["bal_total"] = balancer["frontend"]["total"]
+            sample["bal_sessions"] = balancer["frontend"]["sessions"]
+            sample["bal_rps"] = 0.0
+            if previous is not None and previous.get("bal_total") is not None:
+                dt = max(1e-3, now - previous["t"])
+                sample["bal_rps"] = round(max(0, sample["bal_total"] - previous["bal_total"]) / dt, 2)
+        # Each status class's count so far, and its rate since the last sample (r2xx: 2xx/s).
+        sample["by_class"] = by_class
+        for cls in (*STATUS_CLASSES, "other"):
+            sample["r" + cls] = 0.0
         if previous is not None:
             dt = max(1e-3, now - previous["t"])
             sample["rps"] = round(max(0, total - previous["requests"]) / dt, 2)
             sample["error_rate"] = round(max(0, errors - previous["errors"]) / dt, 2)
+            before = previous.get("by_class", {})
+            for cls, count in by_class.items():
+                sample["r" + cls] = round(max(0, count - before.get(cls, 0)) / dt, 2)
         with self.lock:
             self.history.append(sample)
         return sample
@@ -224,11 +308,21 @@ class State:
             for w in (stats or {}).get("workers", [])
         ]
         queue = self.queue(stats)
+        now = time.time()
+        settings = self.settings
         return {
-            "time": time.time(),
-            "app_server": "granian" if self.settings.get("granian_workers") else "uwsgi",
-            "summary": self.settings.get("summary", {}),
+            "time": now,
+            "app_server": "granian" if settings.get("granian_workers") else "uwsgi",
+            "summary": settings.get("summary", {}),
             "requests": requests,
+            "total": sum(requests.values()),
+            "uptime": {"stack": round(now - manager["started"], 1) if manager else None,
+                       "listener": round(now - self.started, 1)},
+            "draining": self.draining(),
+            # Drain and undrain from the page: only behind ops.basic_auth (and with the token).
+            "controls": bool(settings.get("auth")) and bool(settings.get("app_drain") or settings.get("haproxy_socket")),
+            "csrf": self.csrf if settings.get("auth") else None,
+            "balancer": self.balancer(),
             "listen_queue": queue[0] if queue else None,
             "listen_queue_limit": queue[1] if queue else None,
             "listen_queue_overflows": stats.get("listen_queue_errors") if stats else None,
@@ -371,6 +465,42 @@ def make_handler(state: State, registry: CollectorRegistry) -> type[BaseHTTPRequ
                 self._send(200, json.dumps(state.status()).encode(), "application/json")
             else:
                 self._send(404, b"not found: /metrics, /status, /status.json\n", "text/plain")
+
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            """Drain/undrain from the page. Only behind ops.basic_auth; each POST carries the
+            page's token in X-Wsgistack-Token (another origin's page can neither read the token
+            nor send that header without a CORS preflight, never answered here), and an Origin,
+            when the browser sends one, must be this listener's own."""
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(min(length, 4096))
+            if not auth:
+                self._json(403, {"error": "drain from the page needs ops.basic_auth (set it to turn the buttons on)"})
+                return
+            if not authorized(self.headers.get("Authorization")):
+                self._send(401, b"authentication required\n", "text/plain", {"WWW-Authenticate": 'Basic realm="wsgistack ops"'})
+                return
+            token = self.headers.get("X-Wsgistack-Token", "")
+            origin = self.headers.get("Origin")
+            if not hmac.compare_digest(token.encode(), state.csrf.encode()) or (
+                    origin is not None and origin != f"http://{self.headers.get('Host', '')}"):
+                self._json(403, {"error": "refused: not from this listener's page (its token, its origin)"})
+                return
+            path, _, query = self.path.partition("?")
+            params = {k: v[-1] for k, v in parse_qs(query).items()}
+            try:
+                if path in ("/drain", "/undrain"):
+                    self._json(200, {"draining": state.set_drain(path == "/drain")})
+                elif path in ("/balancer/drain", "/balancer/ready"):
+                    state.set_node(params.get("node", ""), "drain" if path.endswith("drain") else "ready")
+                    self._json(200, {"balancer": state.balancer()})
+                else:
+                    self._json(404, {"error": "POST /drain, /undrain, /balancer/drain?node=, /balancer/ready?node="})
+            except (ValueError, OSError, WsgistackError) as exc:
+                self._json(409, {"error": getattr(exc, "message", None) or str(exc)})
+
+        def _json(self, code: int, data: dict[str, Any]) -> None:
+            self._send(code, json.dumps(data).encode(), "application/json")
 
         def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
             self.send_response(code)

@@ -57,6 +57,7 @@ class BalancerPlan:
     # Host header, or "" for any ("*"): the balancer refuses the rest itself.
     host_regex: str = ""
     notes: tuple[str, ...] = ()
+    python: str = "python3"  # wsgistack's own interpreter: the ops listener beside HAProxy (ops.port)
 
     @property
     def bind(self) -> str:
@@ -182,6 +183,7 @@ def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
         server_maxconn=maxconn,
         host_regex=host_pattern(server.server_names),
         notes=tuple(notes),
+        python=machine.python,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wsgistack import __version__, hosts
-from wsgistack.contracts import Health, ProcessSpec, ProcessTable, Ready
+from wsgistack.contracts import Health, OpsSettings, ProcessSpec, ProcessTable, Ready
 from wsgistack.plan.balancer import BalancerPlan
 from wsgistack.render import RenderedFile, environment
 
@@ -11,22 +11,51 @@ from wsgistack.render import RenderedFile, environment
 def balancer_process_table(plan: BalancerPlan) -> ProcessTable:
     """HAProxy for the process manager: in the foreground (-db), logging to stdout."""
     host, port = hosts.split(hosts.connect_address(plan.config.balancer.host, plan.config.balancer.port))
+    processes = [
+        ProcessSpec(
+            name="haproxy",
+            argv=(plan.haproxy or "haproxy", "-db", "-f", str(plan.paths.config)),
+            cwd=str(plan.paths.runtime),
+            # USR1 = soft stop: stop listening, let in-flight requests finish (hard-stop-after).
+            stop_signal="USR1",
+            death_signal="TERM",
+            ready=Ready(tcp_host=host, tcp_port=port),
+        ),
+    ]
+    ops = plan.config.ops
+    if ops.port:
+        # The status page's view of the nodes (HAProxy's runtime API), beside HAProxy: as the
+        # starter (the runtime API is its own), restarted if it dies, never taking the balancer down.
+        ops_host, ops_port = hosts.split(hosts.connect_address(ops.host, ops.port))
+        processes.append(ProcessSpec(
+            name="ops",
+            argv=(plan.python, "-m", "wsgistack.ops.listener", str(plan.paths.ops_conf)),
+            cwd=str(plan.paths.runtime),
+            restart="always",
+            stop_signal="TERM",
+            stop_timeout=2.0,
+            ready=Ready(tcp_host=ops_host, tcp_port=ops_port),
+        ))
     return ProcessTable(
         runtime_dir=str(plan.paths.runtime),
         stop_timeout=float(plan.config.stop_timeout),
         url=plan.url,
         cleanup=tuple(str(p) for p in plan.paths.transient),
-        processes=(
-            ProcessSpec(
-                name="haproxy",
-                argv=(plan.haproxy or "haproxy", "-db", "-f", str(plan.paths.config)),
-                cwd=str(plan.paths.runtime),
-                # USR1 = soft stop: stop listening, let in-flight requests finish (hard-stop-after).
-                stop_signal="USR1",
-                death_signal="TERM",
-                ready=Ready(tcp_host=host, tcp_port=port),
-            ),
-        ),
+        processes=tuple(processes),
+        state_file=str(plan.paths.manager_state) if ops.port else "",
+    )
+
+
+def balancer_ops_settings(plan: BalancerPlan) -> OpsSettings:
+    """The ops listener beside HAProxy: no nginx, no app server; the nodes from the runtime API."""
+    from wsgistack.render.stack import ops_auth
+
+    ops, balancer = plan.config.ops, plan.config.balancer
+    return OpsSettings(
+        host=ops.host, port=ops.port, manager_state=str(plan.paths.manager_state), history=ops.history, interval=2,
+        auth=ops_auth(ops.basic_auth, plan.paths.runtime), haproxy_socket=str(plan.paths.socket),
+        summary={"role": "balancer", "url": plan.url, "nodes": " ".join(balancer.nodes),
+                 "stats page": plan.stats_url, "runtime dir": str(plan.paths.runtime)},
     )
 
 
@@ -41,8 +70,11 @@ def render_balancer(plan: BalancerPlan) -> list[RenderedFile]:
     """haproxy.cfg (mode 600: it may hold the stats password), the process table and
     health.json (the container's HEALTHCHECK)."""
     ctx = {"plan": plan, "version": __version__}
-    return [
+    files = [
         RenderedFile("haproxy.cfg", environment().get_template("haproxy.cfg.j2").render(ctx), 0o600),
         RenderedFile(ProcessTable.FILE, balancer_process_table(plan).text()),
         RenderedFile(Health.FILE, balancer_health(plan).text()),
     ]
+    if plan.config.ops.port:
+        files.append(RenderedFile(OpsSettings.FILE, balancer_ops_settings(plan).text(), 0o600))
+    return files

@@ -233,20 +233,25 @@ def renewer_settings(plan: Plan) -> RenewerSettings:
     )
 
 
+def ops_auth(basic_auth: str, runtime: object) -> OpsAuth | None:
+    """ops.basic_auth as the listener keeps it: a PBKDF2 hash, never the password."""
+    import hashlib
+
+    if not basic_auth:
+        return None
+    user, _, password = basic_auth.partition(":")
+    # Deterministic salt (rendering is pure): unique per runtime dir and user.
+    salt = hashlib.sha256(f"wsgistack-ops:{runtime}:{user}".encode()).hexdigest()[:32]
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 100_000).hex()
+    return OpsAuth(user=user, salt=salt, iterations=100_000, hash=digest)
+
+
 def ops_settings(plan: Plan) -> OpsSettings:
     """What the ops listener (wsgistack.ops.listener) reads: where to listen and look, and the
     configuration summary its page shows. The basic-auth password is stored as a PBKDF2 hash,
     in a file only the app's user and the starter may read (mode 0640, the app's group)."""
-    import hashlib
-
     ops = plan.config.ops
-    auth = None
-    if ops.basic_auth:
-        user, _, password = ops.basic_auth.partition(":")
-        # Deterministic salt (rendering is pure): unique per runtime dir and user.
-        salt = hashlib.sha256(f"wsgistack-ops:{plan.paths.runtime}:{user}".encode()).hexdigest()[:32]
-        digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 100_000).hex()
-        auth = OpsAuth(user=user, salt=salt, iterations=100_000, hash=digest)
+    auth = ops_auth(ops.basic_auth, plan.paths.runtime)
     ports = [plan.config.server.port] + ([plan.tls.port] if plan.tls is not None else [])
     config = plan.config
     summary = {
@@ -273,6 +278,8 @@ def ops_settings(plan: Plan) -> OpsSettings:
         uwsgi_stats=str(plan.paths.stats) if plan.runs_uwsgi and config.uwsgi.stats and not plan.granian else None,
         uwsgi_socket=plan.upstream.address if plan.runs_uwsgi and plan.upstream.kind == "unix" else None,
         manager_state=str(plan.paths.manager_state),
+        app_drain=str(plan.paths.app_drain) if plan.runs_uwsgi else None,
+        drain=str(plan.paths.drain) if plan.runs_uwsgi else None,
         summary={k: v for k, v in summary.items() if v is not None},
         granian_workers=str(plan.paths.workers_dir) if plan.runs_uwsgi and plan.granian else None,
     )

@@ -8,7 +8,7 @@ The app: shop:create_app(). The factory is called once, here.
 Before the app, it answers the readiness path, /_wsgistack/ready, so that neither
 the app's Host validation nor its database can mark every node down at once: 200 "ready"
 from any worker (the app is loaded and a worker was free), 503 "draining" while the drain
-marker (/run/ws/drain) exists.
+marker (/run/ws/drain, or the status page's /run/ws/private/drain) exists.
 
 It does no work nobody waits for: a request that waited in uWSGI's queue until nginx gave up
 on it (33 s), or whose connection nginx has closed meanwhile (its client left, or it
@@ -52,6 +52,7 @@ _app = _factory()
 
 _READY_PATH = "/_wsgistack/ready"
 _DRAIN_MARKER = "/run/ws/drain"
+_APP_DRAIN_MARKER = "/run/ws/private/drain"  # the status page's drain
 _HEADERS = [("Content-Type", "text/plain"), ("Cache-Control", "no-store")]
 # nginx waits this long for the app server's answer (uwsgi_read_timeout, proxy_read_timeout)
 # from when it handed the request over (WSGISTACK_REQUEST_START, its $msec): a request that
@@ -107,7 +108,7 @@ def application(environ, start_response):
             return _app(environ, start_response)
         finally:
             _request_id.reset(token)
-    if os.path.exists(_DRAIN_MARKER):
+    if os.path.exists(_DRAIN_MARKER) or os.path.exists(_APP_DRAIN_MARKER):
         start_response("503 Service Unavailable", _HEADERS + [("Retry-After", "5")])
         return [b"draining\n"]
     start_response("200 OK", _HEADERS)

@@ -8,7 +8,7 @@ The app: mysite.wsgi:application.
 Before the app, it answers the readiness path, /_wsgistack/ready, so that neither
 the app's Host validation nor its database can mark every node down at once: 200 "ready"
 from any worker (the app is loaded and a worker was free), 503 "draining" while the drain
-marker (/run/ws/drain) exists.
+marker (/run/ws/drain, or the status page's /run/ws/private/drain) exists.
 
 It does no work nobody waits for: a request that waited inside granian for a thread until
 nginx gave up on it (33 s, from nginx's stamp in X-Wsgistack-Cgi) is answered 503 at
@@ -62,6 +62,7 @@ from mysite.wsgi import application as _app
 
 _READY_PATH = "/_wsgistack/ready"
 _DRAIN_MARKER = "/run/ws/drain"
+_APP_DRAIN_MARKER = "/run/ws/private/drain"  # the status page's drain
 _HEADERS = [("Content-Type", "text/plain"), ("Cache-Control", "no-store")]
 # nginx waits this long for the app server's answer (uwsgi_read_timeout, proxy_read_timeout)
 # from when it handed the request over (WSGISTACK_REQUEST_START, its $msec): a request that
@@ -264,7 +265,7 @@ def application(environ, start_response):
         return _skip(why, start_response)
     path = environ.get("PATH_INFO")
     if path == _READY_PATH:
-        if os.path.exists(_DRAIN_MARKER):
+        if os.path.exists(_DRAIN_MARKER) or os.path.exists(_APP_DRAIN_MARKER):
             start_response("503 Service Unavailable", _HEADERS + [("Retry-After", "5")])
             return [b"draining\n"]
         start_response("200 OK", _HEADERS)
