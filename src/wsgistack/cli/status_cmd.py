@@ -20,7 +20,7 @@ from wsgistack.procfs import worker_respawns
 @click.command()
 @project_argument
 @click.option("--json", "as_json", is_flag=True, help="print the app server's stats as JSON (uWSGI's own; granian's workers)")
-@click.option("--watch", "-w", is_flag=True, help="a live view (uwsgitop-like): workers, req/s, queue, processes; Ctrl-C to stop")
+@click.option("--watch", is_flag=True, help="a live view (uwsgitop-like): workers, req/s, queue, processes; Ctrl-C to stop")
 @click.option("--interval", type=click.FloatRange(0.2, 60), default=2.0, show_default=True, help="--watch: seconds between views")
 @click.option("--count", "frames", type=click.IntRange(1), default=None, help="--watch: stop after this many views")
 @config_options
