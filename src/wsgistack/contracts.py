@@ -131,6 +131,24 @@ def open_trusted(path: Path | str, trust: Trust) -> int:
     return fd
 
 
+def marker_exists(path: Path | str, trust: Trust) -> bool:
+    """Whether a marker is there (a file whose existence is all it says, e.g. private/drain),
+    believed under the trust rule without opening or following it: its directory checked, then
+    ``lstat``: a regular file owned by a trusted user and writable by nobody else. A link,
+    another kind of file or another owner raises trust.E001 (the reader says it was refused)."""
+    check_dir(Path(path).parent, trust)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise unreadable(path, exc.strerror or str(exc)) from None
+    if stat.S_ISLNK(info.st_mode):
+        raise untrusted(path, "it is a symbolic link")
+    _check(path, info, trust)
+    return True
+
+
 def read_bytes(path: Path | str, trust: Trust) -> bytes:
     """The file's bytes, once the trust rule holds for it and its directory."""
     with os.fdopen(open_trusted(path, trust), "rb") as fh:

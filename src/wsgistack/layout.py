@@ -111,7 +111,8 @@ class Paths:
     def transient(self) -> tuple[Path, ...]:
         """What a run leaves behind and the next one must not find: cleared before a start,
         removed by the process manager after a stop."""
-        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.manager_state)
+        return (self.socket, self.nginx_pid, self.uwsgi_pid, self.fifo, self.stats, self.uwsgi_ready, self.drain, self.app_drain,
+                self.manager_state)
 
     @property
     def granian_transient(self) -> tuple[Path, ...]:

@@ -134,6 +134,37 @@ def test_a_write_never_follows_a_link(tmp_path: Path) -> None:
     assert victim.read_text() == "keep" and RestartCache.read(target).findings == "x"
 
 
+def test_a_marker_is_believed_by_lstat_only_a_planted_one_is_refused(tmp_path: Path) -> None:
+    """private/drain (the status page's): its existence is what it says; a link (even to a
+    file that exists), a directory or a file others may write there is refused, not believed."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    marker = private / "drain"
+    assert contracts.marker_exists(marker, Trust.me()) is False
+    marker.touch(mode=0o644)
+    assert contracts.marker_exists(marker, Trust.me()) is True
+    marker.chmod(0o666)
+    with pytest.raises(WsgistackError) as exc:
+        contracts.marker_exists(marker, Trust.me())
+    assert exc.value.id == "trust.E001" and "others may write" in exc.value.message
+    marker.unlink()
+    (tmp_path / "root-file").write_text("x")
+    marker.symlink_to(tmp_path / "root-file")
+    with pytest.raises(WsgistackError) as exc:
+        contracts.marker_exists(marker, Trust.me())
+    assert exc.value.id == "trust.E001" and "symbolic link" in exc.value.message
+    marker.unlink()
+    marker.mkdir()
+    with pytest.raises(WsgistackError) as exc:
+        contracts.marker_exists(marker, Trust.me())
+    assert exc.value.id == "trust.E001" and "not a regular file" in exc.value.message
+    marker.rmdir()
+    private.chmod(0o777)
+    with pytest.raises(WsgistackError) as exc:
+        contracts.marker_exists(marker, Trust.me())
+    assert exc.value.id == "trust.E001"
+
+
 def test_a_pidfile_is_believed_only_for_a_child_of_the_given_parent(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from wsgistack.cli.console import Console, Table
+from wsgistack.cli.console import Console, Table, note
 
 from wsgistack.cli.options import config_options, overrides, project_argument
 from wsgistack.ops import control as ops
@@ -33,6 +33,8 @@ def command(path: Path, as_json: bool, watch: bool, interval: float, frames: int
         _watch(paths, interval, frames)
         return
     st = ops.status(paths)
+    for why in st.refused:
+        note(f"not believed: {why}")
     if as_json:
         click.echo(json.dumps(
             {"nginx_pid": st.nginx_pid, "uwsgi_pid": st.uwsgi_pid, "app_server": st.app_server, "draining": st.draining,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsgistack import ids
+from wsgistack import contracts, ids
 from wsgistack.app import interpreter
 from wsgistack.config import record
 from wsgistack.config.envvars import env_name
@@ -63,7 +63,9 @@ class Status:
     # The process manager's table: every process it runs (background ones included), with
     # state and restarts; empty when no manager runs there.
     processes: tuple[dict[str, Any], ...] = ()
-    draining: bool = False  # the drain marker exists: readiness answers 503 (`wsgistack drain`)
+    draining: bool = False  # a drain marker exists: readiness answers 503 (`wsgistack drain`, or the status page's)
+    # What status saw but did not believe (a planted page drain marker: trust.E001's message).
+    refused: tuple[str, ...] = ()
     manager_pid: int | None = None
     app_server: str = "uwsgi"  # which one runs (uwsgi_pid is its pid): "uwsgi" or "granian"
     # The app server's listen queue (waiting, capacity): the kernel's for its unix socket,
@@ -108,17 +110,32 @@ def status(where: Paths | Plan, stats: bool = True) -> Status:
         queue = listen_queue(str(paths.socket))
         if queue is None and found is not None and "sockets" in found:
             queue = (int(found.get("listen_queue") or 0), int(((found.get("sockets") or [{}])[0]).get("max_queue") or 0))
+    page_drained, refused = _page_drain(paths)
     return Status(
         runtime_dir=str(paths.runtime),
+        refused=refused,
         nginx_pid=nginx_pid,
         uwsgi_pid=uwsgi_pid,
         stats=found,
         processes=tuple(dataclasses.asdict(p) for p in manager.processes) if manager else (),
-        draining=paths.drain.exists() or paths.app_drain.exists(),
+        draining=paths.drain.exists() or page_drained,
         manager_pid=manager.manager_pid if manager else None,
         app_server="granian" if granian_pid else "uwsgi",
         listen_queue=queue,
     )
+
+
+def _page_drain(paths: Paths) -> tuple[bool, tuple[str, ...]]:
+    """The status page's drain marker (private/drain: the ops listener, the app's user, makes
+    it), believed only under the trust rule: a regular file of the app's user (or ours), no
+    link, in a directory no one else writes. Anything else there is not believed (and said)."""
+    try:
+        owners = frozenset({_app_uid(paths), os.geteuid()})
+        return contracts.marker_exists(paths.app_drain, contracts.Trust(owners)), ()
+    except FileNotFoundError:  # no private/ (nothing ran here yet)
+        return False, ()
+    except WsgistackError as exc:
+        return False, (exc.message,)
 
 
 def _require_running(paths: Paths) -> Status:
@@ -447,5 +464,10 @@ def drain(paths: Paths) -> str:
 def undrain(paths: Paths) -> str:
     """Remove the drain marker: readiness answers 200 again."""
     paths.drain.unlink(missing_ok=True)
-    paths.app_drain.unlink(missing_ok=True)  # the status page's (unlink never follows a link)
+    # The status page's, in the app's private dir: unlink removes the entry itself (a planted
+    # link is removed, never followed); a directory planted there is refused, not removed.
+    try:
+        paths.app_drain.unlink(missing_ok=True)
+    except IsADirectoryError:
+        raise untrusted(paths.app_drain, "it is a directory, not the status page's marker") from None
     return "ready again: readiness answers 200"
