@@ -228,6 +228,12 @@ BALANCER_CASES = {
         "WSGISTACK_UWSGI__THREADS": "2", "WSGISTACK_BALANCER__MAXCONN": "auto", "WSGISTACK_SERVER__UNKNOWN_HOST": "421",
         "WSGISTACK_SERVER__SERVER_NAMES": ".example.org mail.* shop.example.com",
     },
+    # The ops listener beside HAProxy (ops.port): its process, its ops.json (the runtime API,
+    # the password only as a hash), and the manager's state file it reads.
+    "balancer-ops": {
+        "WSGISTACK_BALANCER__NODES": "10.0.0.11:8000 10.0.0.12:8000", "WSGISTACK_OPS__PORT": "9100",
+        "WSGISTACK_OPS__BASIC_AUTH": "ops:s3cret",
+    },
 }
 
 

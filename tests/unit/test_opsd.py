@@ -110,3 +110,95 @@ def _registry(state: opsd.State) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(opsd.Collector(state))  # type: ignore[arg-type]
     return registry
+
+
+# --- the status page's drain marker and the balancer's listener (issue 24 item 6) -----------------
+
+
+def test_status_believes_the_page_drain_marker_only_as_the_app_users_regular_file(tmp_path: Path) -> None:
+    """private/drain is the app's user's (the ops listener makes it): `status` (root) looks at
+    it with lstat under the trust rule; a planted link, even to a file that exists, is not
+    believed and is said; `undrain` removes a link itself, never its target."""
+    from wsgistack.layout import Paths
+    from wsgistack.ops import control
+
+    paths = Paths(tmp_path / "rt")
+    paths.runtime.mkdir()
+    paths.private.mkdir(mode=0o700)
+    assert control.status(paths).draining is False
+    paths.app_drain.touch(mode=0o644)
+    st = control.status(paths)
+    assert st.draining is True and st.refused == ()
+    paths.app_drain.unlink()
+    victim = tmp_path / "root-only"
+    victim.write_text("keep")
+    paths.app_drain.symlink_to(victim)
+    st = control.status(paths)
+    assert st.draining is False and "symbolic link" in st.refused[0]
+    control.undrain(paths)
+    assert not paths.app_drain.is_symlink() and victim.read_text() == "keep"
+    paths.app_drain.mkdir()
+    try:
+        control.undrain(paths)
+        raise AssertionError("a directory at private/drain was removed or ignored")
+    except control.WsgistackError as exc:
+        assert exc.id == "trust.E001"
+    assert paths.app_drain.is_dir()
+
+
+def test_the_listener_makes_its_marker_never_through_a_link(tmp_path: Path) -> None:
+    marker, cli = tmp_path / "drain", tmp_path / "cli-drain"
+    state = opsd.State({"app_drain": str(marker), "drain": str(cli), "manager_state": str(tmp_path / "none.json")})
+    assert state.draining() == {"page": False, "cli": False}
+    assert state.set_drain(True) == {"page": True, "cli": False}
+    assert state.set_drain(False) == {"page": False, "cli": False}
+    victim = tmp_path / "victim"
+    marker.symlink_to(victim)
+    try:
+        state.set_drain(True)
+        raise AssertionError("the marker was made through a link")
+    except OSError:
+        pass
+    assert not victim.exists()
+
+
+def test_the_balancers_listener_is_rendered_beside_haproxy_without_the_password(tmp_path: Path) -> None:
+    from wsgistack.plan.balancer import make_balancer_plan
+    from wsgistack.render.balancer import render_balancer
+
+    machine = Machine(cpus=2, memory_limit=None, somaxconn=4096, euid=1000, nginx=None, python="/x/python",
+                      haproxy="/usr/sbin/haproxy")
+    env = {"WSGISTACK_RUNTIME_DIR": str(tmp_path / "rt"), "WSGISTACK_BALANCER__NODES": "127.0.0.1:8001 127.0.0.1:8002"}
+    files = {f.path: f for f in render_balancer(make_balancer_plan(load_config(tmp_path, env=env), machine))}
+    assert "ops.json" not in files
+    assert [p["name"] for p in json.loads(files["processes.json"].content)["processes"]] == ["haproxy"]
+    env.update(WSGISTACK_OPS__PORT="9100", WSGISTACK_OPS__BASIC_AUTH="ops:s3cret")
+    files = {f.path: f for f in render_balancer(make_balancer_plan(load_config(tmp_path, env=env), machine))}
+    table = json.loads(files["processes.json"].content)
+    ops = next(p for p in table["processes"] if p["name"] == "ops")
+    assert ops["argv"] == ["/x/python", "-m", "wsgistack.ops.listener", str(tmp_path / "rt" / "ops.json")]
+    assert table["state_file"] == str(tmp_path / "rt" / "manager.json")
+    settings = json.loads(files["ops.json"].content)
+    assert settings["haproxy_socket"] == str(tmp_path / "rt" / "haproxy.sock") and settings["summary"]["role"] == "balancer"
+    assert files["ops.json"].mode == 0o600
+    assert not any("s3cret" in f.content for f in files.values())  # a PBKDF2 hash only
+
+
+def test_watch_view_is_uwsgitop_like() -> None:
+    import time
+
+    from wsgistack.cli.status_cmd import watch_view
+    from wsgistack.ops.control import Status
+
+    workers = [{"id": 1, "pid": 11, "requests": 30, "status": "busy", "avg_rt": 2500, "rss": 20 << 20},
+               {"id": 2, "pid": 12, "requests": 10, "status": "idle", "avg_rt": 1000, "rss": 10 << 20}]
+    st = Status(runtime_dir="/rt", nginx_pid=5, uwsgi_pid=6, stats={"workers": workers}, draining=True,
+                processes=({"name": "tick", "kind": "background", "state": "running", "pid": 9, "restarts": 0,
+                            "since": time.time() - 75},), listen_queue=(3, 100))
+    screen = watch_view(st, {11: 20, 12: 10}, 2.0)
+    first, second = screen.splitlines()[:2]
+    assert "up 1m1" in first and "DRAINING" in first
+    assert "workers 1/2 busy" in second and "req/s 5.0" in second and "requests 40" in second and "listen queue 3/100" in second
+    row = next(line for line in screen.splitlines() if line.split()[:1] == ["1"])
+    assert row.split()[:8] == ["1", "75.0", "11", "30", "5.0", "0", "busy", "2.5"]
+    assert "tick" in screen
