@@ -122,6 +122,17 @@ def test_nothing_the_app_user_writes_makes_root_act(tmp_path: Path, stacks: list
         assert http(stack.url + "/_wsgistack/ready").status == 503
         assert wsgistack("undrain", str(project), *rt_args).returncode == 0
         assert http(stack.url + "/_wsgistack/ready").status == 200
+
+        # The status page's drain marker (private/drain, the ops listener's, as the app's user)
+        # planted as a link to root's file: status does not believe it and says so, undrain
+        # removes the link and never touches its target.
+        as_user(app_user, f"import os; os.symlink({str(victim)!r}, {str(private / 'drain')!r})")
+        status = wsgistack("status", str(project), "--json", *rt_args)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["draining"] is False
+        assert "not believed" in status.stderr and "symbolic link" in status.stderr, status.stderr
+        assert wsgistack("undrain", str(project), *rt_args).returncode == 0
+        assert not os.path.lexists(private / "drain")
         assert stack.stop() == 0  # and a stop
 
         assert not pwned.exists(), "root ran the app user's program"
