@@ -266,3 +266,72 @@ def test_run_and_reload_print_no_secret(tmp_path: Path, stacks: list[Stack]) -> 
     assert SECRET not in reload.stdout + reload.stderr
     assert stack.stop() == 0
     assert SECRET not in stack.log()
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/haproxy").exists(), reason="haproxy not installed (make test installs it)")
+def test_rollout_believes_nothing_the_app_user_wrote_on_a_node(tmp_path: Path) -> None:
+    """`wsgistack rollout` (root, through a real balancer) reloads each node: the app's user of
+    the first node plants an interpreter record naming its own program, the node's pidfile naming a
+    root process outside the stack and its FIFO as a link to root's file. The rollout stops
+    at that node with the refusal's id; nothing ran as root, no signal reached the canary,
+    the file is untouched, and the node still serves."""
+    from tests.integration.fleet import NODE_HOSTS, common_port, copy_app, node_runtime_base, node_states, start_balancer, start_node, wait_until
+
+    app_user = worker_user()
+    assert app_user is not None
+    canary, canary_log = root_canary(tmp_path)
+    procs = []
+    try:
+        victim = shared_dir(tmp_path, "victim") / "precious.txt"
+        victim.write_text("root's own file\n")
+        victim.chmod(0o644)
+        pwned = shared_dir(tmp_path, "pwned") / "ran-as-root"
+        app_dir = copy_app(tmp_path)
+        port = common_port()
+        node, other = (start_node(tmp_path, app_dir, NODE_HOSTS[i], port, i + 1, {}) for i in range(2))
+        procs += [node, other]
+        balancer = start_balancer(tmp_path, app_dir, [node, other])
+        procs.append(balancer)
+        wait_until(lambda: node_states(balancer) == {"node1": "UP", "node2": "UP"}, 60, "both nodes UP at the balancer", procs)
+        private = node.runtime_dir / "private"
+        assert private.stat().st_uid == pwd.getpwnam(app_user).pw_uid
+
+        attack = as_user(app_user, f"""
+            import json, os
+            private = {str(private)!r}
+            evil = os.path.join(private, "evil-python")
+            open(evil, "w").write("#!/bin/sh\\ntouch {pwned}\\nexec /usr/bin/python3 \\"$@\\"\\n")
+            os.chmod(evil, 0o755)
+            for name, data in (("app-python.json", json.dumps({{"python": evil, "why": "planted"}})),
+                               ("start.json", json.dumps({{"version": 2, "settings": {{}}, "python": evil}})),
+                               ("uwsgi.pid", "{canary.pid}\\n")):
+                path = os.path.join(private, name)
+                if os.path.lexists(path):
+                    os.unlink(path)
+                open(path, "w").write(data)
+            fifo = os.path.join(private, "uwsgi.fifo")
+            os.unlink(fifo)
+            os.symlink({str(victim)!r}, fifo)
+        """)
+        assert attack.returncode == 0, attack.stderr
+
+        done = wsgistack("rollout", str(app_dir), "--runtime-dir", str(balancer.runtime_dir),
+                         "--node-runtime-dir", str(node_runtime_base(tmp_path) / "{host}"), "--node", node.address,
+                         "--node", other.address, "--ready-timeout", "20")
+        print(done.stdout, done.stderr)
+        assert done.returncode != 0, done.stdout + done.stderr
+        assert "trust.E001" in done.stdout + done.stderr, done.stdout + done.stderr
+        assert "evil-python" not in (node.runtime_dir / "uwsgi.ini").read_text()
+        assert not pwned.exists(), "root ran the app user's program"
+        assert victim.read_text() == "root's own file\n"
+        assert http(f"http://{node.address}/", host="localhost").status == 200  # the node still serves
+        assert "v1 node2" in http(f"http://{other.address}/", host="localhost").body.decode()  # not rolled past the refusal
+        assert node.stop() == 0
+        time.sleep(0.3)
+        assert not canary_log.exists(), f"a signal reached a process outside the stack: {canary_log.read_text()}"
+        assert canary.poll() is None
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        canary.kill()
+        canary.wait()
