@@ -224,7 +224,8 @@ def test_variant_overrides_real_settings_and_applies_every_ablation(hello_ctx: s
 
     plain_ctx = stacks.StackContext(**{**hello_ctx.__dict__, "workdir": hello_ctx.workdir.with_name("plain")})
     wsgistack_stack()(plain_ctx)
-    logless = tuple(a for a in ABLATIONS if a != "log_writes")  # that one edits the access log, off here
+    # log_writes edits the access log, off here; three edit what only granian's stack renders.
+    logless = tuple(a for a in ABLATIONS if a not in ("log_writes", *GRANIAN_ONLY))
     wsgistack_stack("v", {"server.access_log": "false", "server.worker_processes": "2"}, logless)(hello_ctx)
     plain, run = plain_ctx.workdir / "run", hello_ctx.workdir / "run"
     conf, before = (run / "nginx.conf").read_text(), (plain / "nginx.conf").read_text()
@@ -239,6 +240,26 @@ def test_variant_overrides_real_settings_and_applies_every_ablation(hello_ctx: s
     assert "add_header X-Request-ID" in before and "add_header X-Request-ID" not in conf
     assert "disable_symlinks" in before and "disable_symlinks" not in conf
     assert (run / "wsgistack_app.py").read_text().rstrip().endswith("application = _app  # bench ablation: no readiness wrapper")
+
+
+GRANIAN_ONLY = ("granian_entries", "proxy_scrub", "proxy_forwarded")
+
+
+def test_granian_ablations_edit_its_upstream_and_proxy_headers(hello_ctx: stacks.StackContext) -> None:
+    import re
+
+    from wsgistack_bench.adapter import wsgistack_stack
+
+    wsgistack_stack("g", {"server.app_server": "granian"}, (*GRANIAN_ONLY, "sent_once", "shim"))(hello_ctx)
+    run = hello_ctx.workdir / "run"
+    conf, params = (run / "nginx.conf").read_text(), (run / "proxy_params").read_text()
+    assert re.search(r"upstream wsgistack_granian \{(.*?)\}", conf, re.S).group(1).count("server ") == 1
+    assert "wsgistack_sent_once) {" not in conf
+    sets = [line for line in params.splitlines() if line.startswith("proxy_set_header")]
+    assert 'proxy_set_header Connection "";' in sets  # the kept upstream connection stays
+    assert not [line for line in sets if line.endswith('"";') and "Connection" not in line]
+    assert not [line for line in sets if "X-Forwarded" in line or "X-Real-IP" in line]
+    assert any("X-Wsgistack-Cgi" in line for line in sets) and any("X-Request-ID" in line for line in sets)
 
 
 def test_the_log_writes_ablation_buffers_the_access_log(hello_ctx: stacks.StackContext) -> None:

@@ -94,6 +94,18 @@ ABLATIONS: dict[str, tuple[str, Edit, str]] = {
     # at least every 100 ms; the process manager reads its pipe every 100 ms anyway).
     "log_writes": ("nginx.conf", _sub(r"access_log /dev/stdout wsgistack;", "access_log /dev/stdout wsgistack buffer=64k flush=100ms;",
                                       count=1), "one write per access log line (buffered instead)"),
+    # The methods sent once (issue 20: PUT/DELETE never replayed): the `if` and its redirect.
+    "sent_once": ("nginx.conf", _sub(r"^\s*if \(\$wsgistack_sent_once\) \{\n\s*return 418;\n\s*\}\n\s*error_page 418 = @wsgistack_once;\n", "",
+                                     count=1), "the methods-sent-once redirect (PUT/DELETE to the upstream listed once)"),
+    # granian: the keep-alive upstream's repeated entries (one per retry-able idle connection).
+    "granian_entries": ("nginx.conf", _sub(r"(upstream wsgistack_granian \{\n(\s*server [^\n]*\n))\2+", r"\1", count=1),
+                        "the granian upstream's repeated entries (one instead)"),
+    # granian: the empty proxy_set_header lines that drop client-sent forwarding headers.
+    "proxy_scrub": ("proxy_params", _sub(r'^proxy_set_header (?!Connection )[A-Za-z-]+ "";\n', ""),
+                    "the empty proxy headers that drop client-sent forwarding headers (granian)"),
+    # granian: the forwarding headers the app gets (its environ comes from X-Wsgistack-Cgi).
+    "proxy_forwarded": ("proxy_params", _sub(r"^proxy_set_header (?:X-Forwarded-(?:Host|Proto|For)|X-Real-IP) [^;]*;\n", ""),
+                        "X-Forwarded-Host/-Proto/-For and X-Real-IP to granian"),
     # The shim keeps loading the app (and the log-record hook); requests go to the app directly.
     "shim": ("wsgistack_app.py", _sub(r"\Z", "\n\napplication = _app  # bench ablation: no readiness wrapper\n",
                                       count=1), "the readiness/request-id wrapper around the app"),
