@@ -56,10 +56,8 @@ def test_worker_role_runs_one_background_process_alone(run_container: type[Conta
     assert "nginx" not in docker("exec", c.name, "sh", "-c", "cat /proc/[0-9]*/comm").stdout
     health = docker("exec", c.name, *HEALTHCHECK, check=False)  # the image's own HEALTHCHECK command
     assert health.returncode == 0, health.stderr
-    started = time.monotonic()
     docker("stop", "-t", "10", c.name)
-    assert time.monotonic() - started < 10
-    assert c.wait_exit(5) == 0, c.logs()
+    assert c.wait_exit(5) == 0, c.logs()  # 0, not 137: it stopped within Docker's 10 s, not killed
 
 
 def test_split_compose_runs_each_background_process_in_its_own_worker(

@@ -654,15 +654,15 @@ def test_upload_limit_answers_413_before_the_app_is_touched(tmp_path: Path, stac
     assert "by=length" not in uwsgi_log(stack.log()) and "by=chunks" not in uwsgi_log(stack.log())
 
 
-def _trickle(port: int, first: bytes, then: bytes, every: float, limit: float) -> float:
-    """Send ``first``, then one byte of ``then`` per ``every`` seconds; seconds until nginx hung up
-    (or ``limit`` if it was still listening then)."""
+def _trickle(port: int, first: bytes, then: bytes, every: float, limit: float) -> float | None:
+    """Send ``first``, then one byte of ``then`` per ``every`` seconds; seconds until nginx hung up,
+    or None if it was still listening after ``limit`` seconds (the client's patience)."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=limit) as sock:
         sock.sendall(first)
         for byte in then:
             if time.monotonic() - started > limit:
-                return limit
+                return None
             try:
                 sock.sendall(bytes([byte]))
                 sock.settimeout(every)
@@ -672,7 +672,7 @@ def _trickle(port: int, first: bytes, then: bytes, every: float, limit: float) -
                 continue
             except OSError:
                 return time.monotonic() - started
-    return limit
+    return None
 
 
 def test_slow_clients_are_cut_off_by_header_and_body_timeouts(tmp_path: Path, stacks: list[Stack],
@@ -681,11 +681,15 @@ def test_slow_clients_are_cut_off_by_header_and_body_timeouts(tmp_path: Path, st
     slowloris = (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n", b"X-a: " + b"b" * 100)
     bare = naive_stack(tmp_path, proj)  # nginx's default client_header_timeout: 60 s
     naive.append(bare)
-    assert _trickle(bare.port, *slowloris, every=0.5, limit=5) == 5
+    assert _trickle(bare.port, *slowloris, every=0.5, limit=5) is None  # still listening
 
     stack = start(tmp_path, stacks, proj, WSGISTACK_SERVER__CLIENT_HEADER_TIMEOUT="2",
                   WSGISTACK_SERVER__CLIENT_BODY_TIMEOUT="2")
-    assert 1.5 < _trickle(stack.port, *slowloris, every=0.5, limit=5) < 4
+    # nginx hangs up (within the client's 30 s of patience), and not before its 2 s (a lower
+    # bound: a loaded machine only makes it later; no upper bound on a duration is asserted).
+    cut = _trickle(stack.port, *slowloris, every=0.5, limit=30)
+    print(f"slowloris cut off after {cut} s (client_header_timeout 2 s)")
+    assert cut is not None and cut > 1.5, cut
     # The body timeout is between two reads: a body that stops arriving is cut off too.
     stalled = (b"POST /upload-size HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\nabc", b"")
     started = time.monotonic()
@@ -695,7 +699,8 @@ def test_slow_clients_are_cut_off_by_header_and_body_timeouts(tmp_path: Path, st
             reply = sock.recv(4096)
         except ConnectionResetError:  # reset_timedout_connection: nginx frees it at once
             reply = b""
-    assert 1.5 < time.monotonic() - started < 4
+    # Cut off (the socket's own 10 s timeout would raise instead), not before the 2 s.
+    assert time.monotonic() - started > 1.5
     assert reply == b"" or reply.startswith(b"HTTP/1.1 408")
 
 
@@ -717,9 +722,8 @@ def test_request_buffering_keeps_slow_uploads_away_from_the_workers(tmp_path: Pa
     uploader = threading.Thread(target=slow_upload)
     uploader.start()
     time.sleep(0.5)
-    started = time.monotonic()
     assert get(stack.port, "/healthz").status == 200
-    assert time.monotonic() - started < 1.0  # served while the upload still trickles in
+    assert "upload" not in result  # served while the upload still trickles in (its answer comes later)
     uploader.join(20)
     assert result["upload"].status == 200 and result["upload"].json()["received"] == 30
 
@@ -940,11 +944,12 @@ def test_bursts_far_larger_than_the_workers_are_queued_not_502(tmp_path: Path, s
 
 def _give_up_after(port: int, n: int, path: str, patience: float) -> Counter[str]:
     """``n`` clients at once, each waiting ``patience`` seconds for its answer, then leaving
-    (a browser's user pressing stop, a client library's timeout)."""
-    async def one() -> str:
+    (a browser's user pressing stop, a client library's timeout). ``path`` may name the client's
+    number as ``{i}``."""
+    async def one(i: int) -> str:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            writer.write(f"GET {path.format(i=i)} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
             try:
                 data = await asyncio.wait_for(reader.read(), patience)
@@ -957,7 +962,7 @@ def _give_up_after(port: int, n: int, path: str, patience: float) -> Counter[str
             return type(exc).__name__
 
     async def main() -> Counter[str]:
-        return Counter(await asyncio.gather(*(one() for _ in range(n))))
+        return Counter(await asyncio.gather(*(one(i) for i in range(n))))
 
     return asyncio.run(main())
 
@@ -973,18 +978,24 @@ def test_work_nobody_waits_for_is_not_done(tmp_path: Path, stacks: list[Stack]) 
     burst = 400  # 400 x 1 s on 2 workers: 200 s of work, were it done
     # The clients leave after 1 s; or they wait, and nginx gives up at 8 s (504, or the shim's
     # 503 for a request that reached a worker just after: both say "too slow").
+    # Each request leaves a marker when it reaches the app: what the workers really ran.
     for patience, expected in ((1.0, ("gave up",)), (30.0, ("504", "503"))):
+        marks = shared_dir(tmp_path, f"reached-{patience:g}")
+        marks.chmod(0o777)  # the app's user writes the markers
         started = time.monotonic()
-        result = _give_up_after(stack.port, burst, "/slow?seconds=1", patience)
+        result = _give_up_after(stack.port, burst, f"/slow?seconds=1&started={marks}/{{i}}", patience)
         gave_up = time.monotonic() - started
         assert sum(result[e] for e in expected) >= burst * 0.9, result  # the burst really was abandoned
         fresh = time.monotonic()
         reply = get(stack.port, "/healthz", source="127.0.0.1")
         took = time.monotonic() - fresh
+        ran = len(list(marks.iterdir()))
         print(f"burst of {burst} x 1 s, clients wait {patience} s: {dict(result)} after {gave_up:.1f} s; "
-              f"then a fresh request: {reply.status} in {took:.2f} s")
+              f"then a fresh request: {reply.status} in {took:.2f} s; the app ran {ran} of the {burst}")
         assert reply.status == 200, (reply.status, took)
-        assert took < timeout, took  # within the request timeout: the queue did not outlast the timeout chain
+        # The fresh request was answered with the burst's work mostly not done: the queue was
+        # not worked through (that took 200 s of the workers' time before).
+        assert ran <= burst // 4, ran
     assert wait_for(lambda: "nobody waits for any more" in stack.log())
 
 
@@ -1172,14 +1183,12 @@ def test_a_crashed_worker_is_respawned(tmp_path: Path, stacks: list[Stack], serv
 def test_a_broken_app_fails_the_start_instead_of_serving_errors(tmp_path: Path, lazy: str, server: str) -> None:
     proj = project(tmp_path)
     env = clean_env(HARDENING_BREAK_IN_UWSGI="1", WSGISTACK_APP__LAZY_APPS=lazy, **granian(server))
-    started = time.monotonic()
     stack = start_stack(tmp_path, proj, env=env, wait=False)
-    code = stack.proc.wait(30)
+    code = stack.proc.wait(60)  # it fails by itself (no duration asserted)
     log = stack.log()
     assert code != 0, log
     assert "RuntimeError: deliberately broken" in log
     assert "nginx |" not in log and "serving http" not in log  # nginx never started in front of it
-    assert time.monotonic() - started < 15, log
 
 
 def test_an_unknown_uwsgi_option_is_an_error(tmp_path: Path, stacks: list[Stack]) -> None:
