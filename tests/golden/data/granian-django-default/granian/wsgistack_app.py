@@ -68,23 +68,28 @@ _HEADERS = [("Content-Type", "text/plain"), ("Cache-Control", "no-store")]
 # from when it handed the request over (WSGISTACK_REQUEST_START, its $msec): a request that
 # waited longer has no one waiting for it.
 _NGINX_WAITS = 33
+_POLL_AFTER = 0.2  # seconds in the queue before the connection is looked at
 _GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(select, "POLLRDHUP", 0x2000)
 _skipped = {"count": 0, "since": 0.0}
 
 
 def _abandoned(environ):
     """Why nobody waits for this request any more, or None: it waited past nginx's timeout,
-    or nginx closed its connection (the client left, or nginx gave up). One poll(2) with a
-    zero timeout: a few microseconds."""
+    or nginx closed its connection (the client left, or nginx gave up). The connection is
+    looked at (one poll(2) with a zero timeout, 0.5 µs) only for a request that waited in the
+    queue longer than _POLL_AFTER, or whose wait is unknown: one taken at once has a client
+    that is all but certainly still there, and the abandoned bursts this is for wait far
+    longer (a client that left sooner costs one request)."""
     start = environ.get("WSGISTACK_REQUEST_START")
+    waited = None
     if start:
         try:
             waited = time.time() - float(start)
         except ValueError:
-            waited = 0.0
-        if waited > _NGINX_WAITS:
+            waited = None
+        if waited is not None and waited > _NGINX_WAITS:
             return f"it waited {waited:.1f} s for a worker, and nginx gives up after {_NGINX_WAITS} s"
-    if _connection_fd is not None:
+    if _connection_fd is not None and (waited is None or waited > _POLL_AFTER):
         poller = select.poll()
         try:
             poller.register(_connection_fd(), _GONE)
