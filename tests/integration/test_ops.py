@@ -280,6 +280,16 @@ def application(environ, start_response):
 """
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Change a file as an editor or a deploy does, in one step: with lazy_apps a worker may be
+    importing the module at this very moment, and a half-written file would fail its import
+    (need-app then stops uWSGI: a CI run saw it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+
+
 def test_a_reload_lets_12s_requests_finish_and_chain_needs_lazy_apps(tmp_path: Path, stacks: list[Stack]) -> None:
     """Issue 24 item 2: uWSGI's reload mercy was 8 s (stop_timeout) while request_timeout is
     30 s: a 12 s POST got a 502, a 12 s GET was killed and run again by nginx's retry."""
@@ -323,7 +333,7 @@ def test_a_reload_lets_12s_requests_finish_and_chain_needs_lazy_apps(tmp_path: P
     print(f"a request arriving during the reload waited {waited:.1f}s")
 
     # --chain without lazy_apps used to exit 0 and keep the old code: refused, nothing done.
-    (project / "app.py").write_text(LONG_APP.replace('"v1"', '"v2"'))
+    replace_file(project / "app.py", LONG_APP.replace('"v1"', '"v2"'))
     chain = cli("reload", str(project), *rt, "--chain")
     assert chain.returncode == 2, chain.stdout + chain.stderr
     assert "error[ops.E005]" in chain.stderr and "app.lazy_apps" in chain.stderr
@@ -337,7 +347,7 @@ def test_a_reload_lets_12s_requests_finish_and_chain_needs_lazy_apps(tmp_path: P
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "app.lazy_apps: false -> true (wsgistack.toml)" in applied.stdout
     assert http(stack.url + "/", timeout=60).body == b"v2"
-    (project / "app.py").write_text(LONG_APP.replace('"v1"', '"v3"'))
+    replace_file(project / "app.py", LONG_APP.replace('"v1"', '"v3"'))
     chained = cli("reload", str(project), *rt, "--chain")
     assert chained.returncode == 0, chained.stdout + chained.stderr
     assert "chain reload requested" in chained.stdout

@@ -174,6 +174,10 @@ def test_put_and_delete_are_treated_like_post_and_not_replayed(stack: Stack, met
     charge): the node sends PUT and DELETE once, as the balancer does (docs/several-nodes.md).
     nginx itself would replay them (measured: a PUT whose worker died ran twice)."""
     rid = f"{method.lower()}-1"
+    # The previous case killed a worker 3 s ago: granian exits when a worker it respawned dies
+    # within 5.5 s (its crash-loop rule), so wait until every worker is older than that (a CI
+    # run lost the module's granian stack here, and the next test found no app server).
+    settle_workers(stack.runtime_dir)
     thread, result = in_background(
         lambda: http(f"{stack.url}/?id={rid}&seconds=2", data=b"x" * 100, method=method, timeout=30)
     )
