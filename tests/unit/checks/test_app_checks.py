@@ -152,3 +152,29 @@ def test_every_start_says_when_django_would_answer_every_request_with_an_error(m
     # the slow path (Django's own checks) does not say W105 again when detection did
     ctx = make_ctx(app=dc.replace(django_app(project), debug=False, allowed_hosts=("localhost",), rejected_hosts=("x",)))
     assert "app.W105" not in ids(app.django_findings(ctx, answer(rejected_hosts=["x"])))
+
+
+def test_an_empty_secret_key_is_said_with_the_other_facts_and_names_the_variable_not_read(
+        make_ctx: MakeCtx, project: Path) -> None:
+    """Issue 21 (Wagtail's production settings set no SECRET_KEY): a start stopped at app.E103
+    did not say the empty key, and the next one said only "less than 50 characters" although the
+    container had -e SECRET_KEY=<a long key>: the settings did not read it. Detection knows it."""
+    import dataclasses as dc
+
+    from tests.unit.checks.conftest import django_app
+
+    spec = dc.replace(django_app(project), django_settings="mysite.settings.production", debug=False,
+                      allowed_hosts=(), rejected_hosts=("localhost",), secret_key_set=False)
+    ctx = make_ctx(app=spec, deploy=True)
+    assert ids(app.django_serves(ctx)) == ["app.E103", "app.E102"]  # both, in the same start
+    said = app.django_serves(ctx)[1]
+    assert "empty" in said.message and "mysite.settings.production" in said.message
+    assert "os.environ['SECRET_KEY']" in said.hint and "does not read" not in said.hint
+    ctx.env["SECRET_KEY"] = "k" * 60  # the start has the variable: the settings do not read it
+    hint = app.django_serves(ctx)[1].hint
+    assert "the environment has SECRET_KEY, which mysite.settings.production does not read" in hint
+    assert "k" * 60 not in hint
+    # Django's own W009 for it is not said twice; a set key, or outside deploy mode, says nothing here
+    assert "app.E102" not in ids(app.django_findings(ctx, answer(("security.W009", 30))))
+    assert "app.E102" not in ids(app.django_serves(make_ctx(app=dc.replace(spec, secret_key_set=True), deploy=True)))
+    assert "app.E102" not in ids(app.django_serves(make_ctx(app=spec)))
