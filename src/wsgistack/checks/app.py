@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wsgistack.app.interpreter import helper_argv
+from wsgistack.app.spec import AppSpec
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, Level, declare
 from wsgistack.checks.registry import register
@@ -166,6 +167,25 @@ def django_serves(ctx: CheckContext) -> list[Finding]:
     return found
 
 
+# What projects call their production settings beside the development ones (a settings package).
+PRODUCTION_NAMES = ("production", "prod")
+
+
+def production_settings(app: AppSpec) -> str | None:
+    """The production settings module beside the one a start used, when it is a settings
+    package's other module (Wagtail's template: manage.py picks mysite.settings.dev, and
+    mysite.settings.production is next to it). Looks at files only; None when there is none."""
+    module = app.django_settings or ""
+    package, _, name = module.rpartition(".")
+    if not package or name in PRODUCTION_NAMES:
+        return None
+    directory = app.path.joinpath(*package.split("."))
+    for other in PRODUCTION_NAMES:
+        if (directory / f"{other}.py").is_file():
+            return f"{package}.{other}"
+    return None
+
+
 # The variables a settings module usually reads its key from.
 SECRET_KEY_VARIABLES = ("SECRET_KEY", "DJANGO_SECRET_KEY")
 
@@ -292,7 +312,12 @@ def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:
             continue  # said by django_serves (E102, an empty key), from the detection's own facts
         escalated = ESCALATED.get(django_id) if ctx.deploy else None
         if escalated is not None:
-            found.append(escalated(text, obj=obj, origin_id=django_id))
+            better = production_settings(app) if escalated in (E101, E102) and app is not None else None
+            hint = None if better is None else (
+                f"{escalated.hint}; the settings in use are {app.django_settings}, and the project has {better}: "  # type: ignore[union-attr]
+                f"DJANGO_SETTINGS_MODULE={better} (or [app] django_settings = {better!r} in wsgistack.toml, with which "
+                "the image also collects static files at build)")
+            found.append(escalated(text, obj=obj, origin_id=django_id, hint=hint))
             continue
         declared = E110 if level >= Level.ERROR else W110 if level == Level.WARNING else I110
         hint = msg["hint"] or DJANGO_HINTS.get(django_id) or None

@@ -178,3 +178,30 @@ def test_an_empty_secret_key_is_said_with_the_other_facts_and_names_the_variable
     assert "app.E102" not in ids(app.django_findings(ctx, answer(("security.W009", 30))))
     assert "app.E102" not in ids(app.django_serves(make_ctx(app=dc.replace(spec, secret_key_set=True), deploy=True)))
     assert "app.E102" not in ids(app.django_serves(make_ctx(app=spec)))
+
+
+def test_debug_in_a_settings_package_points_at_its_production_module(make_ctx: MakeCtx, project: Path) -> None:
+    """Issue 21 (Wagtail's template): manage.py picks mysite.settings.dev, so the image's start
+    got app.E101 (DEBUG) and app.E102 (the dev key); the hints said how to write settings, not
+    that mysite.settings.production is right there."""
+    import dataclasses as dc
+
+    from tests.unit.checks.conftest import django_app
+
+    package = project / "mysite" / "settings"
+    package.mkdir(parents=True)
+    for name in ("__init__", "base", "dev"):
+        (package / f"{name}.py").write_text("")
+    spec = dc.replace(django_app(project), django_settings="mysite.settings.dev")
+    ctx = make_ctx(app=spec, deploy=True)
+    answered = answer(("security.W018", 30), ("security.W009", 30), ("security.W004", 30))
+    assert all("mysite.settings.production" not in f.hint for f in app.django_findings(ctx, answered))
+    (package / "production.py").write_text("from .base import *\n")
+    by_id = {f.id: f for f in app.django_findings(ctx, answered)}
+    for ours in ("app.E101", "app.E102"):
+        assert "DJANGO_SETTINGS_MODULE=mysite.settings.production" in by_id[ours].hint
+    assert by_id["app.E101"].hint.startswith(app.E101.hint) and by_id["app.E102"].hint.startswith(app.E102.hint)
+    assert "production" not in by_id["app.W110"].hint
+    # already the production settings: nothing to point at
+    assert app.production_settings(dc.replace(spec, django_settings="mysite.settings.production")) is None
+    assert app.production_settings(dc.replace(spec, django_settings="settings")) is None
