@@ -225,3 +225,20 @@ def test_an_app_that_hangs_at_import_times_out_with_its_stack(tmp_path: Path) ->
     assert 'slow.py", line 4 in connect' in err.details and 'slow.py", line 6' in err.details, err.details
     assert "def probe_target" not in err.details and len(err.details) < 6100  # the app's stack, not the probe's source
     assert heard and heard[0].startswith("waiting for the app's import (slow:app, pid ")
+
+
+def test_detection_says_whether_djangos_secret_key_is_set_never_the_key(tmp_path: Path) -> None:
+    """Issue 21: Wagtail's production settings set no SECRET_KEY; detection tells the start
+    (app.E102 beside app.E103), reporting only whether there is one."""
+    settings = "SECRET_KEY = {key!r}\nINSTALLED_APPS = []\nWSGI_APPLICATION = 'site_.wsgi.application'\nALLOWED_HOSTS = []\n"
+    files = {
+        "manage.py": "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site_.settings')\n"
+                     "from django.core.management import execute_from_command_line\n",
+        "site_/__init__.py": "",
+        "site_/wsgi.py": "from django.core.wsgi import get_wsgi_application\napplication = get_wsgi_application()\n",
+    }
+    empty = project(tmp_path / "empty", {**files, "site_/settings.py": settings.format(key="")})
+    assert detect_app(empty, env=ENV, measure=False).secret_key_set is False
+    given = project(tmp_path / "given", {**files, "site_/settings.py": settings.format(key="s3cr3t-" * 8)})
+    spec = detect_app(given, env=ENV, measure=False)
+    assert spec.secret_key_set is True and "s3cr3t" not in repr(spec)

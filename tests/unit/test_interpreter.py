@@ -30,7 +30,7 @@ def test_order_app_python_then_virtual_env_then_project_venv_then_our_own(tmp_pa
     project.mkdir()
     own = "/opt/wsgistack/bin/python"
     assert choose(load_config(project), {}, own) == (own, "wsgistack's own interpreter (no app.python, VIRTUAL_ENV, "
-                                                          "or .venv/venv in the project)")
+                                                          "or .venv/venv/env in the project)")
     venv = fake_venv(project / "venv")
     assert choose(load_config(project), {}, own) == (str(venv), f"the virtualenv venv in the project ({project / 'venv'})")
     dot_venv = fake_venv(project / ".venv")
@@ -115,3 +115,18 @@ def test_the_oldest_pyuwsgi_is_one_fact() -> None:
 
     deps = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
     assert f"pyuwsgi>={MIN_PYUWSGI_TEXT}" in deps
+
+
+def test_wagtails_tutorial_env_is_the_projects_virtualenv_when_it_is_one(tmp_path: Path) -> None:
+    """Issue 21: Wagtail's tutorial makes the venv as env/ (`python -m venv mysite/env`); it was
+    not looked for, so wsgistack's own interpreter ran the probe (app.E007: "Django is not
+    installed"). env/ counts only as a real virtualenv (its pyvenv.cfg), after .venv and venv."""
+    project = tmp_path / "mysite"
+    project.mkdir()
+    own = "/opt/wsgistack/bin/python"
+    env_python = fake_venv(project / "env")
+    assert choose(load_config(project), {}, own)[0] == own  # bin/python alone: a directory named env, not a venv
+    (project / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert choose(load_config(project), {}, own) == (str(env_python), f"the virtualenv env in the project ({project / 'env'})")
+    venv = fake_venv(project / "venv")
+    assert choose(load_config(project), {}, own)[0] == str(venv)  # venv before env

@@ -253,6 +253,7 @@ def detect_app(
         storage=tuple((path / w).resolve() for w in result.get("storage", [])),
         databases=tuple((str(alias), str(engine)) for alias, engine in result.get("databases", [])),
         debug=result.get("debug"),
+        secret_key_set=result.get("secret_key_set"),
         allowed_hosts=tuple(result["allowed_hosts"]) if "allowed_hosts" in result else None,
         rejected_hosts=tuple(result["rejected_hosts"]) if "rejected_hosts" in result else None,
         rss=int(result["rss"]) if isinstance(result.get("rss"), int) and result["rss"] > 0 and result.get(

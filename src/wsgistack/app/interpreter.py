@@ -7,7 +7,8 @@ app's interpreter is, in this order:
 1. ``app.python`` (env ``WSGISTACK_APP__PYTHON``, CLI ``--python``): an interpreter or a
    virtualenv directory;
 2. the active virtualenv (``VIRTUAL_ENV``);
-3. a ``.venv`` or ``venv`` in the project;
+3. a ``.venv``, ``venv`` or ``env`` in the project (``env`` only with a ``pyvenv.cfg``: Wagtail's
+   and other tutorials make ``env/``, a name some projects give a directory of env files);
 4. the interpreter wsgistack itself runs on (wsgistack installed into the app's venv).
 
 Nothing of wsgistack is imported there: the helpers that run inside it (:mod:`wsgistack.standalone.probe`,
@@ -95,6 +96,10 @@ class AppPython:
         return version is not None and version < MIN_PYUWSGI
 
 
+# The virtualenvs looked for in the project (and app.path), in this order.
+PROJECT_VENVS = (".venv", "venv", "env")
+
+
 def _is_python(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
@@ -129,10 +134,10 @@ def choose(loaded: LoadedConfig, env: Mapping[str, str], own: str | None = None)
         return str(_in_venv(Path(venv))), f"the active virtualenv (VIRTUAL_ENV={venv})"
     app_dir = config.app.path if config.app.path.is_absolute() else project / config.app.path
     for directory in dict.fromkeys((project, app_dir.resolve())):
-        for name in (".venv", "venv"):
-            if _is_python(_in_venv(directory / name)):
+        for name in PROJECT_VENVS:
+            if _is_python(_in_venv(directory / name)) and (name != "env" or (directory / name / "pyvenv.cfg").is_file()):
                 return str(_in_venv(directory / name)), f"the virtualenv {name} in the project ({directory / name})"
-    return own or sys.executable, "wsgistack's own interpreter (no app.python, VIRTUAL_ENV, or .venv/venv in the project)"
+    return own or sys.executable, "wsgistack's own interpreter (no app.python, VIRTUAL_ENV, or .venv/venv/env in the project)"
 
 
 def helper_argv(python: str, helper: str, *args: str, isolated: bool = False) -> list[str]:

@@ -39,6 +39,7 @@ class AppSpec:
     storage: tuple[Path, ...] = ()
     databases: tuple[tuple[str, str], ...] = ()  # Django: (alias, ENGINE) of each database in settings.DATABASES
     debug: bool | None = None  # Django's DEBUG (None: not known, not Django)
+    secret_key_set: bool | None = None  # Django's SECRET_KEY is not empty (None: not known, not Django); never the key
     allowed_hosts: tuple[str, ...] | None = None  # Django's ALLOWED_HOSTS as set
     rejected_hosts: tuple[str, ...] | None = None  # the server names ALLOWED_HOSTS refuses (None: not asked)
     rss: int | None = None  # bytes resident once imported, measured by the probe (None: not measured)

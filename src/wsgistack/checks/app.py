@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wsgistack.app.interpreter import helper_argv
+from wsgistack.app.spec import AppSpec
 from wsgistack.checks.context import CheckContext
 from wsgistack.checks.messages import ERROR, INFO, WARNING, Finding, Level, declare
 from wsgistack.checks.registry import register
@@ -159,9 +160,50 @@ def django_serves(ctx: CheckContext) -> list[Finding]:
             f"server.server_names lists {', '.join(app.rejected_hosts)}, which ALLOWED_HOSTS = {list(app.allowed_hosts or ())!r} "
             "rejects" + (": every request through nginx would be answered 400" if every else ""),
             obj="ALLOWED_HOSTS"))
+    if ctx.deploy and app.secret_key_set is False:
+        found.append(_empty_secret_key(ctx, app.django_settings or "the settings"))
     if app.staticfiles and not any(s.role == "static" for s in app.static):
         found.append(W111(obj="STATIC_ROOT"))
     return found
+
+
+# What projects call their production settings beside the development ones (a settings package).
+PRODUCTION_NAMES = ("production", "prod")
+
+
+def production_settings(app: AppSpec) -> str | None:
+    """The production settings module beside the one a start used, when it is a settings
+    package's other module (Wagtail's template: manage.py picks mysite.settings.dev, and
+    mysite.settings.production is next to it). Looks at files only; None when there is none."""
+    module = app.django_settings or ""
+    package, _, name = module.rpartition(".")
+    if not package or name in PRODUCTION_NAMES:
+        return None
+    directory = app.path.joinpath(*package.split("."))
+    for other in PRODUCTION_NAMES:
+        if (directory / f"{other}.py").is_file():
+            return f"{package}.{other}"
+    return None
+
+
+# The variables a settings module usually reads its key from.
+SECRET_KEY_VARIABLES = ("SECRET_KEY", "DJANGO_SECRET_KEY")
+
+
+def _empty_secret_key(ctx: CheckContext, settings: str) -> Finding:
+    """An empty SECRET_KEY, said with the other facts of detection (E103 stopped a start before
+    Django's checks said it, so the next start found it). When this start's environment has the
+    variable, the settings do not read it: that is the fix, not "a longer key"."""
+    env = {**ctx.env, **(ctx.plan.app_env if ctx.plan else {})}
+    given = [name for name in SECRET_KEY_VARIABLES if env.get(name)]
+    read = f"SECRET_KEY = os.environ[{(given or ['SECRET_KEY'])[0]!r}] (with import os)"
+    if given:
+        hint = f"the environment has {given[0]}, which {settings} does not read: add {read} to it"
+    else:
+        hint = (f"read it from the environment in {settings}, {read}, and give each start a long random one "
+                "(e.g. docker run -e SECRET_KEY=...): python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+    return E102(f"Django's SECRET_KEY is empty: {settings} sets none, and sessions, CSRF tokens and signed data need it",
+                obj="SECRET_KEY", hint=hint)
 
 
 @register()
@@ -266,9 +308,16 @@ def django_findings(ctx: CheckContext, result: dict[str, Any]) -> list[Finding]:
         obj = "" if msg["obj"] in ("", "None", "?") else msg["obj"]
         if django_id == "security.W020" and known_hosts and app is not None and app.debug is False:
             continue  # said by django_serves (E103), from the detection's own facts
+        if django_id == "security.W009" and ctx.deploy and app is not None and app.secret_key_set is False:
+            continue  # said by django_serves (E102, an empty key), from the detection's own facts
         escalated = ESCALATED.get(django_id) if ctx.deploy else None
         if escalated is not None:
-            found.append(escalated(text, obj=obj, origin_id=django_id))
+            better = production_settings(app) if escalated in (E101, E102) and app is not None else None
+            hint = None if better is None else (
+                f"{escalated.hint}; the settings in use are {app.django_settings}, and the project has {better}: "  # type: ignore[union-attr]
+                f"DJANGO_SETTINGS_MODULE={better} (or [app] django_settings = {better!r} in wsgistack.toml, with which "
+                "the image also collects static files at build)")
+            found.append(escalated(text, obj=obj, origin_id=django_id, hint=hint))
             continue
         declared = E110 if level >= Level.ERROR else W110 if level == Level.WARNING else I110
         hint = msg["hint"] or DJANGO_HINTS.get(django_id) or None

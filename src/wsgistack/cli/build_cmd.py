@@ -27,8 +27,8 @@ from wsgistack.cli.options import project_dir_argument
 def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bool, keep_dockerfile: bool,
             **params: Any) -> None:
     """Build the image for the app in PATH (Dockerfile from `wsgistack dockerfile`)."""
-    from wsgistack.image.build import docker_binary, docker_build
-    from wsgistack.plan.image import image_name
+    from wsgistack.image.build import docker_binary, docker_build, engine_has_bridge
+    from wsgistack.plan.image import image_name, run_command
 
     docker_binary()  # fail first, before writing anything, when there is no docker
     from wsgistack.render.dockerfile import OWN_DOCKERFILE
@@ -60,7 +60,12 @@ def command(path: Path, tag: str | None, network: str, no_cache: bool, plain: bo
         note(f"removed the previous build of {result.tag} ({len(result.removed)} untagged images)")
     click.echo(f"built {result.tag} in {result.seconds:.1f}s ({result.cached_steps} of {result.steps} steps cached{size})")
     volume = f"{image_name(path)}-data"
-    click.echo(f"run it: docker run --rm -p 8080:8080 -v {volume}:/data {result.tag}", err=True)
+    bridge = engine_has_bridge()
+    click.echo(f"run it: {run_command(result.tag, volume, bridge)}", err=True)
+    if bridge is False:
+        note("this Docker engine has no bridge network, so -p cannot publish a port: the container shares the "
+             "host's network and binds PORT itself (http://127.0.0.1:8080; WSGISTACK_SERVER__HOST=127.0.0.1 "
+             "keeps it on loopback)")
     note(f"the named volume keeps $DATA_DIR (/data) across containers; a one-off command (python manage.py "
          f"createsuperuser, flask init-db) runs in the app's directory with: docker run --rm -it -v {volume}:/data "
          f"{result.tag} COMMAND [ARGS], or docker exec -it CONTAINER COMMAND in a running one")

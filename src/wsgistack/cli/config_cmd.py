@@ -51,4 +51,4 @@ def command(path: Path, origin: bool, as_json: bool, show_secrets: bool, **param
     if origin and loaded.config.role != "web":
         python, why = choose(loaded, os.environ)
         click.echo(f"app interpreter: {python}\n  chosen: {why}\n  order: app.python (--python, WSGISTACK_APP__PYTHON), "
-                   "VIRTUAL_ENV, .venv/venv in the project, wsgistack's own interpreter")
+                   "VIRTUAL_ENV, .venv/venv/env in the project, wsgistack's own interpreter")

@@ -95,7 +95,7 @@ class AppSection(_Section):
     python: str = Field(
         "",
         description="the app's Python interpreter or virtualenv (relative to the project), where uWSGI (pyuwsgi) runs it "
-        "(default: VIRTUAL_ENV, then a .venv/venv in the project, then wsgistack's own interpreter)", json_schema_extra=flag("--python")
+        "(default: VIRTUAL_ENV, then a .venv/venv/env in the project, then wsgistack's own interpreter)", json_schema_extra=flag("--python")
     )
     django_settings: str = Field("", description="Django settings module (default: from manage.py)")
     collectstatic: bool = Field(True, description="Django: run collectstatic --noinput before start", json_schema_extra=flag("--collectstatic", "run"))

@@ -51,6 +51,15 @@ def image_name(path: Path) -> str:
     return name or "app"
 
 
+def run_command(tag: str, volume: str, bridge: bool | None, port: int = 8080) -> str:
+    """The `docker run` that serves a built image on this engine: ``-p`` publishes a port only
+    through a bridge network; an engine without one (``bridge`` False) needs host networking,
+    where the container binds ``PORT`` itself. ``bridge`` None (no engine answered): ``-p``."""
+    if bridge is False:
+        return f"docker run --rm --network host -e PORT={port} -v {volume}:/data {tag}"
+    return f"docker run --rm -e PORT={port} -p {port}:{port} -v {volume}:/data {tag}"
+
+
 
 
 @dataclass(frozen=True)

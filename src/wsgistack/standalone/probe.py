@@ -101,15 +101,20 @@ def _flask_writes(app: Any) -> list[str]:
 
 
 def _hosts(settings: Any, server_names: list[str]) -> dict[str, Any]:
-    """DEBUG, ALLOWED_HOSTS and the server names Django would refuse (its own validate_host,
+    """DEBUG, whether SECRET_KEY is set, ALLOWED_HOSTS and the server names Django would refuse (its own validate_host,
     with the hosts Django allows itself when DEBUG is on and ALLOWED_HOSTS is empty): a start
     whose every request is a 400 is said before anything serves."""
     from django.http.request import validate_host
 
     allowed = [str(h) for h in settings.ALLOWED_HOSTS]
     effective = allowed or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    try:  # only whether there is one, never the key: Django raises ImproperlyConfigured for an empty one
+        secret_key_set = bool(settings.SECRET_KEY)
+    except Exception:  # noqa: BLE001
+        secret_key_set = False
     return {
         "debug": bool(settings.DEBUG),
+        "secret_key_set": secret_key_set,
         "allowed_hosts": allowed,
         "rejected_hosts": [h for h in server_names if "*" not in h and not validate_host(h.lower(), effective)],
     }

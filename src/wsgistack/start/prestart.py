@@ -203,6 +203,12 @@ def stream_output(proc: subprocess.Popen[bytes], name: str, emit: Callable[[str,
 
 _DENIED_RE = re.compile(r"Permission denied: '(/[^']+)'")
 
+# The settings line every hint about a SQLite database in the data directory gives. It needs
+# `os` (and `Path`), which settings do not always import (Wagtail's template imports only Path):
+# a line pasted without it fails the next build or start with a NameError.
+SQLITE_IN_DATA_DIR = ("with import os and from pathlib import Path at the top of the settings, "
+                      "DATABASES NAME = Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3'")
+
 
 def _known_failure(label: str, output: str, project: Path, user: str | None) -> PrestartError | None:
     """The two failures a read-only project directory causes (the image's /app), each with
@@ -214,8 +220,7 @@ def _known_failure(label: str, output: str, project: Path, user: str | None) -> 
             f"prestart step {label!r}: SQLite is unable to open the database file: its directory is missing or "
             f"not writable by {who} (in the image the code directory /app is read-only, as it should be)",
             "keep the database in the data directory: $DATA_DIR (/data in the image, a volume: docker run -v "
-            "myapp-data:/data IMAGE), e.g. DATABASES NAME = Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3'; "
-            "running locally, make the database's directory writable",
+            f"myapp-data:/data IMAGE), e.g. {SQLITE_IN_DATA_DIR}; running locally, make the database's directory writable",
             details=output[-4000:],
         )
     denied = _DENIED_RE.search(output)

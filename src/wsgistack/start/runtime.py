@@ -22,7 +22,7 @@ from wsgistack.contracts import ManagerState, RestartCache, Trust, read_pidfile
 from wsgistack.errors import WsgistackError
 from wsgistack.plan.stack import Plan
 from wsgistack.runner.manager import is_ready
-from wsgistack.start.prestart import collects_static
+from wsgistack.start.prestart import SQLITE_IN_DATA_DIR, collects_static
 
 Output = Callable[[str], None]
 
@@ -273,8 +273,8 @@ def check_writable(plan: Plan) -> None:
     hints = []
     if code:
         databases = [p for p in code if p in plan.app.writes]
-        where = (" and in the settings NAME = Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3', started with "
-                 "DATA_DIR=/srv/data") if databases else ", pointing the app's setting for it there"
+        where = (f" and, {SQLITE_IN_DATA_DIR}, started with DATA_DIR=/srv/data") if databases \
+            else ", pointing the app's setting for it there"
         hints.append(
             f"{', '.join(map(str, code))} holds the app's code: never make it the app's; move "
             f"{'the SQLite database' if databases else 'what the app writes there'} to a directory of its own that "
@@ -320,8 +320,7 @@ def _in_image_hint(plan: Plan, blocked: list[Path]) -> str | None:
     if databases:
         hints.append(
             "the code directory is read-only in the image, as it should be: keep the SQLite database in the data "
-            "directory, $DATA_DIR (/data, a volume: docker run -v myapp-data:/data IMAGE), e.g. DATABASES NAME = "
-            "Path(os.environ.get('DATA_DIR', BASE_DIR)) / 'db.sqlite3'"
+            f"directory, $DATA_DIR (/data, a volume: docker run -v myapp-data:/data IMAGE), e.g. {SQLITE_IN_DATA_DIR}"
         )
     if others:
         hints.append("the code directory is read-only in the image (chown cannot help): rebuild with "

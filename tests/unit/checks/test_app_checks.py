@@ -152,3 +152,56 @@ def test_every_start_says_when_django_would_answer_every_request_with_an_error(m
     # the slow path (Django's own checks) does not say W105 again when detection did
     ctx = make_ctx(app=dc.replace(django_app(project), debug=False, allowed_hosts=("localhost",), rejected_hosts=("x",)))
     assert "app.W105" not in ids(app.django_findings(ctx, answer(rejected_hosts=["x"])))
+
+
+def test_an_empty_secret_key_is_said_with_the_other_facts_and_names_the_variable_not_read(
+        make_ctx: MakeCtx, project: Path) -> None:
+    """Issue 21 (Wagtail's production settings set no SECRET_KEY): a start stopped at app.E103
+    did not say the empty key, and the next one said only "less than 50 characters" although the
+    container had -e SECRET_KEY=<a long key>: the settings did not read it. Detection knows it."""
+    import dataclasses as dc
+
+    from tests.unit.checks.conftest import django_app
+
+    spec = dc.replace(django_app(project), django_settings="mysite.settings.production", debug=False,
+                      allowed_hosts=(), rejected_hosts=("localhost",), secret_key_set=False)
+    ctx = make_ctx(app=spec, deploy=True)
+    assert ids(app.django_serves(ctx)) == ["app.E103", "app.E102"]  # both, in the same start
+    said = app.django_serves(ctx)[1]
+    assert "empty" in said.message and "mysite.settings.production" in said.message
+    assert "os.environ['SECRET_KEY']" in said.hint and "does not read" not in said.hint
+    ctx.env["SECRET_KEY"] = "k" * 60  # the start has the variable: the settings do not read it
+    hint = app.django_serves(ctx)[1].hint
+    assert "the environment has SECRET_KEY, which mysite.settings.production does not read" in hint
+    assert "k" * 60 not in hint
+    # Django's own W009 for it is not said twice; a set key, or outside deploy mode, says nothing here
+    assert "app.E102" not in ids(app.django_findings(ctx, answer(("security.W009", 30))))
+    assert "app.E102" not in ids(app.django_serves(make_ctx(app=dc.replace(spec, secret_key_set=True), deploy=True)))
+    assert "app.E102" not in ids(app.django_serves(make_ctx(app=spec)))
+
+
+def test_debug_in_a_settings_package_points_at_its_production_module(make_ctx: MakeCtx, project: Path) -> None:
+    """Issue 21 (Wagtail's template): manage.py picks mysite.settings.dev, so the image's start
+    got app.E101 (DEBUG) and app.E102 (the dev key); the hints said how to write settings, not
+    that mysite.settings.production is right there."""
+    import dataclasses as dc
+
+    from tests.unit.checks.conftest import django_app
+
+    package = project / "mysite" / "settings"
+    package.mkdir(parents=True)
+    for name in ("__init__", "base", "dev"):
+        (package / f"{name}.py").write_text("")
+    spec = dc.replace(django_app(project), django_settings="mysite.settings.dev")
+    ctx = make_ctx(app=spec, deploy=True)
+    answered = answer(("security.W018", 30), ("security.W009", 30), ("security.W004", 30))
+    assert all("mysite.settings.production" not in f.hint for f in app.django_findings(ctx, answered))
+    (package / "production.py").write_text("from .base import *\n")
+    by_id = {f.id: f for f in app.django_findings(ctx, answered)}
+    for ours in ("app.E101", "app.E102"):
+        assert "DJANGO_SETTINGS_MODULE=mysite.settings.production" in by_id[ours].hint
+    assert by_id["app.E101"].hint.startswith(app.E101.hint) and by_id["app.E102"].hint.startswith(app.E102.hint)
+    assert "production" not in by_id["app.W110"].hint
+    # already the production settings: nothing to point at
+    assert app.production_settings(dc.replace(spec, django_settings="mysite.settings.production")) is None
+    assert app.production_settings(dc.replace(spec, django_settings="settings")) is None

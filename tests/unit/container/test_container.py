@@ -242,3 +242,16 @@ def test_split_compose_shares_what_the_app_writes_with_its_workers_never_with_ng
     assert {"uploads", "static", "socket"} <= set(split["volumes"])
     single = yaml.safe_load(render_compose(facts, ComposeOptions(image="img")).content)
     assert single["services"]["web"]["volumes"] == ["uploads:/app/proj/uploads"]
+
+
+def test_the_run_it_line_fits_the_engine_host_networking_without_a_bridge() -> None:
+    """Issue 21: `-p 8080:8080` publishes nothing on an engine without a bridge network (the
+    container came up healthy and no request reached it); there the line uses the host's network."""
+    from wsgistack.plan.image import run_command
+
+    without = run_command("shop", "shop-data", bridge=False)
+    assert without == "docker run --rm --network host -e PORT=8080 -v shop-data:/data shop"
+    assert "-p " not in without
+    for bridge in (True, None):  # a bridge, or no engine answered: the usual form
+        assert run_command("shop", "shop-data", bridge=bridge) == \
+            "docker run --rm -e PORT=8080 -p 8080:8080 -v shop-data:/data shop"
