@@ -6,6 +6,7 @@ from wsgistack import __version__, hosts
 from wsgistack.contracts import Health, OpsSettings, ProcessSpec, ProcessTable, Ready
 from wsgistack.plan.balancer import BalancerPlan
 from wsgistack.render import RenderedFile, environment
+from wsgistack.render.stack import ops_auth, ops_process
 
 
 def balancer_process_table(plan: BalancerPlan) -> ProcessTable:
@@ -25,17 +26,8 @@ def balancer_process_table(plan: BalancerPlan) -> ProcessTable:
     ops = plan.config.ops
     if ops.port:
         # The status page's view of the nodes (HAProxy's runtime API), beside HAProxy: as the
-        # starter (the runtime API is its own), restarted if it dies, never taking the balancer down.
-        ops_host, ops_port = hosts.split(hosts.connect_address(ops.host, ops.port))
-        processes.append(ProcessSpec(
-            name="ops",
-            argv=(plan.python, "-m", "wsgistack.ops.listener", str(plan.paths.ops_conf)),
-            cwd=str(plan.paths.runtime),
-            restart="always",
-            stop_signal="TERM",
-            stop_timeout=2.0,
-            ready=Ready(tcp_host=ops_host, tcp_port=ops_port),
-        ))
+        # starter (the runtime API is its own), the same listener as beside a stack.
+        processes.append(ops_process(plan.python, plan.paths.ops_conf, plan.paths.runtime, ops.host, ops.port, 2.0))
     return ProcessTable(
         runtime_dir=str(plan.paths.runtime),
         stop_timeout=float(plan.config.stop_timeout),
@@ -48,8 +40,6 @@ def balancer_process_table(plan: BalancerPlan) -> ProcessTable:
 
 def balancer_ops_settings(plan: BalancerPlan) -> OpsSettings:
     """The ops listener beside HAProxy: no nginx, no app server; the nodes from the runtime API."""
-    from wsgistack.render.stack import ops_auth
-
     ops, balancer = plan.config.ops, plan.config.balancer
     return OpsSettings(
         host=ops.host, port=ops.port, manager_state=str(plan.paths.manager_state), history=ops.history, interval=2,

@@ -135,17 +135,8 @@ def process_table(plan: Plan) -> ProcessTable:
         # venv under /root, 0700) is readable to it, and becomes the app's user itself once its
         # imports are done and its sockets bound (ops.listener.drop_privileges).
         run_as = ("--as", f"{plan.ops_user}:{plan.run_group or ''}") if plan.ops_user else ()
-        processes.append(ProcessSpec(
-            name="ops",
-            argv=(machine.python, "-m", "wsgistack.ops.listener", str(plan.paths.ops_conf), *run_as),
-            cwd=str(plan.paths.runtime),
-            # Restarted if it fails, never waited for: it only observes, so it never takes the site down.
-            optional=True,
-            restart="always",
-            stop_signal="TERM",
-            stop_timeout=float(plan.stop.budget("ops")),
-            ready=_ready("tcp", hosts.connect_address(ops.host, ops.port)),
-        ))
+        processes.append(ops_process(machine.python, plan.paths.ops_conf, plan.paths.runtime, ops.host, ops.port,
+                                     float(plan.stop.budget("ops")), run_as))
     if plan.runs_nginx:
         processes.append(ProcessSpec(
             name="nginx",
@@ -187,6 +178,24 @@ def process_table(plan: Plan) -> ProcessTable:
         # uWSGI still serve, so a balancer takes the node out before it stops accepting.
         drain_file=str(plan.paths.drain) if plan.config.drain_delay else "",
         drain_delay=float(plan.config.drain_delay),
+    )
+
+
+def ops_process(python: str, conf: object, runtime: object, host: str, port: int, stop_timeout: float,
+                run_as: tuple[str, ...] = ()) -> ProcessSpec:
+    """The ops listener (wsgistack.ops.listener) under the process manager, beside a stack or
+    beside HAProxy: wsgistack's own interpreter (prometheus_client is wsgistack's, not the
+    app's), restarted if it fails and never waited for: it only observes, so it never takes
+    the site (or the balancer) down."""
+    return ProcessSpec(
+        name="ops",
+        argv=(python, "-m", "wsgistack.ops.listener", str(conf), *run_as),
+        cwd=str(runtime),
+        optional=True,
+        restart="always",
+        stop_signal="TERM",
+        stop_timeout=stop_timeout,
+        ready=_ready("tcp", hosts.connect_address(host, port)),
     )
 
 
