@@ -201,15 +201,10 @@ class State:
     def balancer(self) -> dict[str, Any] | None:
         """Beside `wsgistack balance`: each node as HAProxy's `show stat` has it (state, check,
         sessions, retries, redispatches, errors), and the frontend's totals."""
-        path = self.settings.get("haproxy_socket")
-        if not path:
+        if not self.settings.get("haproxy_socket"):
             return None
-        from pathlib import Path
-
-        from wsgistack.ops.balance import RuntimeAPI
-
         try:
-            rows = RuntimeAPI(Path(path), timeout=2.0).stats()
+            rows = self._haproxy().stats()
         except WsgistackError as exc:
             return {"error": exc.message, "nodes": []}
         backend = self.settings.get("haproxy_backend", "nodes")
@@ -227,16 +222,19 @@ class State:
                 "frontend": {"sessions": number(front, "scur"), "total": number(front, "stot"), "rate": number(front, "rate"),
                              "retries": number(back, "wretr"), "redispatches": number(back, "wredis")}}
 
-    def set_node(self, node: str, state: str) -> None:
+    def _haproxy(self) -> Any:
+        """HAProxy's runtime API (ops.balance.RuntimeAPI) on the balancer's socket."""
         from pathlib import Path
 
         from wsgistack.ops.balance import RuntimeAPI
 
+        return RuntimeAPI(Path(self.settings["haproxy_socket"]), timeout=2.0)
+
+    def set_node(self, node: str, state: str) -> None:
         names = {n["name"] for n in (self.balancer() or {}).get("nodes", [])}
         if node not in names:
             raise ValueError(f"no node {node!r} in the balancer")
-        RuntimeAPI(Path(self.settings["haproxy_socket"]), timeout=2.0).set_state(
-            self.settings.get("haproxy_backend", "nodes"), node, state)
+        self._haproxy().set_state(self.settings.get("haproxy_backend", "nodes"), node, state)
 
     def connections(self) -> int | None:
         ports = self.settings.get("nginx_ports") or []
