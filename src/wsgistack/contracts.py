@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -665,13 +666,28 @@ def rotated(path: Path | str) -> Path:
     return path.with_name(path.name + ".1")
 
 
+# When the manager wrote a line to its LogFile: UTC, microseconds, a fixed width (so the
+# text sorts as the time does), then one space and the line as stdout had it. What `wsgistack
+# logs --node` merges several nodes' lines by (their clocks, so keep them in sync: NTP).
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) ")
+STAMP_WIDTH = len("2026-01-01T00:00:00.000000Z ")
+
+
+def log_stamp(now: float | None = None) -> str:
+    """The time ``now`` (default: this instant) as a LogFile line's stamp, without its space."""
+    now = time.time() if now is None else now
+    seconds = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((now - seconds) * 1e6):06d}Z"
+
+
 class LogFile:
-    """The process manager's own copy of the lines it prints (its stdout, byte for byte), for
-    `wsgistack logs` (ops/logs.py): in the runtime dir's state/ (the starter's, 0700), owned
-    by the manager's user, mode 0600, never through a link. It holds nothing stdout does not.
-    Lines are appended in the order the manager relays them. Once a write would take it past
-    ``limit`` bytes it is renamed to ``NAME.1`` (replacing the older one) and begun anew: at
-    most two files of ``limit`` bytes (plus one batch)."""
+    """The process manager's own copy of the lines it prints, for `wsgistack logs`
+    (ops/logs.py): in the runtime dir's state/ (the starter's, 0700), owned by the manager's
+    user, mode 0600, never through a link. Each line is stdout's, byte for byte, after the time
+    it was written (STAMP): it holds nothing else stdout does not. Lines are appended in the
+    order the manager relays them. Once a write would take it past ``limit`` bytes it is
+    renamed to ``NAME.1`` (replacing the older one) and begun anew: at most two files of
+    ``limit`` bytes (plus one batch)."""
 
     def __init__(self, path: Path | str, limit: int) -> None:
         self.path = Path(path)
@@ -689,10 +705,17 @@ class LogFile:
             os.fchmod(fd, 0o600)
         self._fd, self._size = fd, info.st_size
 
-    def write(self, data: bytes) -> None:
-        """Append ``data`` (whole lines), rotating first when it would not fit. Raises OSError."""
+    def write(self, data: bytes, now: float | None = None) -> None:
+        """Append ``data`` (whole lines; a last line without its newline gets one), each line
+        stamped with ``now`` (default: this instant), rotating first when it would not fit.
+        Raises OSError."""
         if not data:
             return
+        stamp = log_stamp(now).encode() + b" "
+        *lines, rest = data.split(b"\n")
+        if rest:
+            lines.append(rest)
+        data = b"".join(stamp + line + b"\n" for line in lines)
         if self._fd is None:
             self._open()
         if self._size and self._size + len(data) > self.limit:

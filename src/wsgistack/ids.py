@@ -164,6 +164,13 @@ OPS_E006 = declare("ops.E006", "the stack's log file is not there or not readabl
                    "same --runtime-dir, and run as the user that started it")
 OPS_E007 = declare("ops.E007", "not a request id", "give the id from the X-Request-ID response header "
                    "(up to 200 of A-Z a-z 0-9 . _ : @ / + = -)")
+OPS_E008 = declare("ops.E008", "`logs --node` has no way to the nodes' lines",
+                   "for nodes on this machine give each one's runtime dir: --node-runtime-dir /srv/rt/{host}; for nodes "
+                   "elsewhere a command that runs `wsgistack logs` there: --command 'ssh {host} wsgistack logs /srv/app {args}'")
+OPS_E009 = declare("ops.E009", "a node's lines could not be read (the others are shown)",
+                   "check that node's runtime dir or command (run it by hand), and that its stack runs")
+OPS_E010 = declare("ops.E010", "not a node address for --node", "give host:port as `wsgistack balance --node` does "
+                   "(e.g. --node 10.0.0.11:8000), or --node alone for every node in balancer.nodes, after PATH")
 PRESTART_E001 = declare("prestart.E001", "a prestart step could not start", "check app.prestart, and that the app's user can run it")
 PRESTART_E002 = declare("prestart.E002", "a prestart step failed", "fix the problem its output shows, or switch the step off")
 PRESTART_E003 = declare("prestart.E003", "SQLite is unable to open the database file (its directory is missing or not writable)",

@@ -95,6 +95,85 @@ def test_balancer_spreads_requests_sets_request_id_and_forwarded_headers(fleet: 
     assert "evil.test" not in str(seen_by_app["HTTP_X_FORWARDED_HOST"])
 
 
+def test_logs_node_merges_every_nodes_lines_in_time_order(fleet: Fleet) -> None:
+    """`wsgistack logs --node` (issue 24 item 8): every node's lines in the order of their
+    stamps, each after its node's name; the balancer's request id finds a request's lines on
+    whichever node served it; the same through --command (what ssh would run there), and
+    --follow prints a new request's line from the node that served it."""
+    base = node_runtime_base(fleet.tmp_path)
+    served = {}
+    for _ in range(6):
+        resp = http(fleet.url + "/")
+        _, node, rid = resp.body.decode().split()
+        served[rid.removeprefix("rid=")] = node
+    assert set(served.values()) == {"node1", "node2", "node3"}
+    env = clean_env(WSGISTACK_BALANCER__NODES=",".join(n.address for n in fleet.nodes))
+
+    def logs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*WSGISTACK, "logs", str(fleet.app_dir), *args], capture_output=True, text=True, env=env,
+                              cwd=fleet.tmp_path, timeout=120)
+
+    deadline = time.monotonic() + 15  # the managers relay in batches; bounded, not a timing assertion
+    while True:
+        found = logs("--node", "--node-runtime-dir", f"{base}/{{host}}", "--timestamps")
+        assert found.returncode == 0, found.stderr
+        lines = found.stdout.splitlines()
+        if all(any(f"id={rid}" in line for line in lines) for rid in served) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    stamps = [line.split(" ", 1)[0] for line in lines]
+    assert stamps == sorted(stamps) and all(re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]{15}Z", s) for s in stamps), lines[:5]
+    assert {line.split(" ", 2)[1] for line in lines} == {"node1", "node2", "node3"}
+    for rid, node in served.items():
+        [access] = [line for line in lines if f"id={rid}" in line]
+        assert access.split(" ", 2)[1] == node and "nginx |" in access and '"GET / HTTP/1.1" 200' in access, access
+    # One request's lines, from the node that served it: by the runtime dirs and by a command.
+    rid, node = next(iter(served.items()))
+    by_dir = logs("--node", "--node-runtime-dir", f"{base}/{{host}}", "--request-id", rid)
+    command = f"{' '.join(WSGISTACK)} logs {fleet.app_dir} --runtime-dir {base}/{{host}} {{args}}"
+    by_command = logs("--node", "--command", command, "--request-id", rid)
+    assert by_dir.returncode == 0 and by_command.returncode == 0, (by_dir.stderr, by_command.stderr)
+    assert by_dir.stdout == by_command.stdout and by_dir.stdout.startswith(f"{node} |"), (by_dir.stdout, by_command.stdout)
+    assert len(by_dir.stdout.splitlines()) == 1
+    # A node whose lines cannot be read is said; the others are still shown.
+    partial = logs("--node", "--node", "127.0.0.9:1", "--node-runtime-dir", f"{base}/{{host}}")
+    assert partial.returncode != 0 and "ops.E010" in partial.stderr
+    gone = logs("--node", fleet.nodes[0].address, "--node", "127.0.0.9:1", "--node-runtime-dir", f"{base}/{{host}}", "-n", "3")
+    assert gone.returncode == 1 and "ops.E006" in gone.stderr and "node2 (127.0.0.9:1)" in gone.stderr
+    assert len(gone.stdout.splitlines()) == 3 and all(l.startswith("node1 |") for l in gone.stdout.splitlines())
+    # --follow through the command channel: a new request's line arrives from its node.
+    follower = subprocess.Popen([*WSGISTACK, "logs", str(fleet.app_dir), "--node", "--command", command, "-f", "-n", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=fleet.tmp_path)
+    try:
+        time.sleep(1)  # the followers have opened their files (bounded wait, not an assertion)
+        resp = http(fleet.url + "/")
+        _, node, rid = resp.body.decode().split()
+        rid = rid.removeprefix("rid=")
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        assert follower.stdout is not None
+        selector.register(follower.stdout, selectors.EVENT_READ)
+        seen = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(f"id={rid}" in line for line in seen):
+            if selector.select(timeout=1):
+                seen.append(follower.stdout.readline())
+        [line] = [line for line in seen if f"id={rid}" in line]
+        assert line.startswith(f"{node} |") and "nginx |" in line, seen
+    finally:
+        follower.send_signal(signal.SIGINT)
+        try:
+            follower.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode in (0, 1, -signal.SIGINT), follower.stderr.read() if follower.stderr else ""
+    # Nothing of the followers is left: each node's `wsgistack logs -f` ended with ours.
+    left = subprocess.run(["pgrep", "-f", f"logs {fleet.app_dir} --runtime-dir"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
+
+
 def test_stats_page_lists_nodes_and_state_and_metrics(fleet: Fleet) -> None:
     page = http(f"http://127.0.0.1:{fleet.balancer.stats_port}/")  # type: ignore[attr-defined]
     assert page.status == 200

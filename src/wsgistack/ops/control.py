@@ -269,6 +269,15 @@ def locate(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path 
     return runtime_paths(located)
 
 
+def balancer_nodes(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
+                   env: Mapping[str, str]) -> tuple[str, ...]:
+    """balancer.nodes from the config (and, of the shell's environment, only its own
+    variable): the nodes `wsgistack logs --node` reads."""
+    name = env_name("balancer.nodes")
+    located = load_config(project, env={name: env[name]} if name in env else {}, cli=cli, config_file=config_file)
+    return located.config.balancer.nodes
+
+
 @dataclass(frozen=True)
 class Reload:
     """A reload, resolved and rendered, not yet applied."""

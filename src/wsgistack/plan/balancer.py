@@ -144,6 +144,11 @@ def _servers(addresses: tuple[str, ...], prefix: str) -> tuple[Server, ...]:
     return tuple(Server(f"{prefix}{i}", *split_address(a)) for i, a in enumerate(addresses, start=1))
 
 
+def node_servers(addresses: tuple[str, ...]) -> tuple[Server, ...]:
+    """balancer.nodes as HAProxy names them (node1, node2, ... in the order given)."""
+    return _servers(addresses, "node")
+
+
 def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
     """Pure: everything haproxy.cfg and the process table need."""
     config = loaded.config
@@ -170,7 +175,7 @@ def make_balancer_plan(loaded: LoadedConfig, machine: Machine) -> BalancerPlan:
         config=config,
         paths=paths,
         haproxy=machine.haproxy,
-        servers=_servers(balancer.nodes, "node"),
+        servers=node_servers(balancer.nodes),
         check_path=server.ready_path,
         live_path=server.live_path,
         check_host=_check_host(config),
