@@ -282,7 +282,7 @@ class Manager:
         self._selector: selectors.BaseSelector | None = None
         self.json_logs = self.table.log_format == "json"
         self._batch_output = True  # every pipe could be enlarged (see RELAY_INTERVAL)
-        # What `wsgistack logs` reads: the same bytes as our stdout, in the same order.
+        # What `wsgistack logs` reads: our stdout's lines in the same order, each after when we wrote it.
         self.log_file = LogFile(self.table.log_file, self.table.log_limit) if self.table.log_file else None
 
     # --- output -------------------------------------------------------------------------
