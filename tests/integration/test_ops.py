@@ -358,6 +358,58 @@ def test_a_reload_lets_12s_requests_finish_and_chain_needs_lazy_apps(tmp_path: P
     assert {http(stack.url + "/").body for _ in range(10)} == {b"v3"}
 
 
+def test_a_granian_reload_lets_12s_requests_finish(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Issue 24 item 2 on the second app server (issue 25: every guarantee on both): granian's
+    reload drains each worker and kills it only past --workers-kill-timeout (request_timeout),
+    so a 12 s POST and a 12 s GET in flight both finish, each runs once, and a request arriving
+    during the reload is answered."""
+    project = shared_dir(tmp_path, "proj")
+    (project / "app.py").write_text(LONG_APP)
+    runs = app_writable(shared_dir(tmp_path, "runs")) / "runs.log"
+    (project / "wsgistack.toml").write_text(f'[app]\ntarget = "app:application"\nenv = {{ RUNS_LOG = "{runs}" }}\n')
+    env = server_env("granian")
+    stack = start_stack(tmp_path, project, env=env, ready_path="/")
+    stacks.append(stack)
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    processes = json.loads((stack.runtime_dir / "processes.json").read_text())["processes"]
+    [granian] = [p for p in processes if p["name"] == "granian"]
+    assert granian["argv"][granian["argv"].index("--workers-kill-timeout") + 1] == "30"
+    before = {w["pid"] for w in json.loads(cli("status", str(project), *rt, "--json", env=env).stdout)["stats"]["workers"]}
+    results: dict[str, int | str] = {}
+
+    def call(key: str, method: str) -> None:
+        try:
+            results[key] = http(f"{stack.url}/slow?seconds=12&id={key}", method=method,
+                                data=b"x" * 1000 if method == "POST" else None, timeout=60).status
+        except OSError as exc:
+            results[key] = str(exc)
+
+    threads = [threading.Thread(target=call, args=("post", "POST")), threading.Thread(target=call, args=("get", "GET"))]
+    for t in threads:
+        t.start()
+    # At least one in a worker's thread; the other may wait inside the same worker (granian
+    # takes a kept connection's next request whether or not its thread is free).
+    wait_in_flight(stack.runtime_dir, count=1)
+    time.sleep(0.5)
+    rl = cli("reload", str(project), *rt, env=env)
+    assert rl.returncode == 0, rl.stdout + rl.stderr
+    assert "then granian replaces them one at a time" in rl.stdout
+    arriving = http(stack.url + "/", timeout=60).status
+    for t in threads:
+        t.join(60)
+    assert results == {"post": 200, "get": 200} and arriving == 200, (results, arriving)
+    lines = runs.read_text().splitlines()
+    assert sorted(line.rsplit(" ", 1)[0] for line in lines) == ["GET get", "POST post"], lines  # each ran once
+    deadline = time.monotonic() + 60  # granian replaces its workers in the background; bounded
+    while time.monotonic() < deadline:
+        after = {w["pid"] for w in json.loads(cli("status", str(project), *rt, "--json", env=env).stdout)["stats"]["workers"]}
+        if after and after.isdisjoint(before):
+            break
+        time.sleep(0.5)
+    assert after and after.isdisjoint(before), (before, after)
+    assert "SIGKILL" not in stack.log() and "ran past request_timeout" not in stack.log()
+
+
 def test_reload_diff_and_dry_run_show_each_file_and_what_only_a_restart_applies(tmp_path: Path, stacks: list[Stack]) -> None:
     """Issue 24 item 7: `reload` said "updated nginx.conf". --dry-run prints the setting changes
     and a unified diff of each rendered file and applies nothing; --diff prints it and applies;
