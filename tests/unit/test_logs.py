@@ -278,3 +278,44 @@ def test_the_cli_reads_every_node_of_the_config_or_those_given(tmp_path: Path) -
         assert result.exit_code != 0 and wanted in result.output, (args, result.output)
     down = runner.invoke(main, ["logs", str(tmp_path), "--node", "--node-runtime-dir", f"{base}/{{host}}/nope"])
     assert down.exit_code == 1 and "ops.E006" in down.output and "2 of 2 nodes' lines could not be read" in down.output
+
+
+def test_a_killed_follower_leaves_no_node_command_behind(tmp_path: Path) -> None:
+    """`logs --node -f` SIGKILLed (no finally runs): each node's command still goes with it
+    (PR_SET_PDEATHSIG), instead of following forever in a session of its own."""
+    import signal
+    import subprocess
+
+    pidfile = tmp_path / "node.pid"
+    code = (
+        "import sys; from wsgistack.ops import logs\n"
+        "sources = logs.sources(logs.nodes(['127.0.0.2:8000']), command=sys.argv[1])\n"
+        "for line in logs.fleet_follow(sources): print(line, flush=True)\n"
+    )
+    command = f"echo $$ > {pidfile}; exec sleep 300 # {{args}}"
+    follower = subprocess.Popen([sys.executable, "-c", code, command])
+    try:
+        deadline = time.monotonic() + 30  # bounded waits, not timing assertions
+        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        node = int(pidfile.read_text())
+        assert running(node)
+        follower.send_signal(signal.SIGKILL)
+        follower.wait(10)
+        while running(node) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(node)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan may be reparented to this test
+    process, which a Manager run in-process made a child subreaper, and wait unreaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")

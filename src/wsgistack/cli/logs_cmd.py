@@ -84,11 +84,14 @@ def _fleet(path: Path, request_id: str | None, follow: bool, last: int, timestam
         for line in stack_logs.fleet_lines(sources, request_id, last, timestamps, failed):
             click.echo(line)
     else:
+        lines = stack_logs.fleet_follow(sources, request_id, last, timestamps=timestamps, failed=failed)
         try:
-            for line in stack_logs.fleet_follow(sources, request_id, last, timestamps=timestamps, failed=failed):
+            for line in lines:
                 click.echo(line)
         except KeyboardInterrupt:
             pass
+        finally:
+            lines.close()  # ends every node's command now, wherever Ctrl-C came
     if failures:
         click.echo(f"{len(failures)} of {len(sources)} nodes' lines could not be read", err=True)
         sys.exit(1)

@@ -265,6 +265,9 @@ class FileSource:
     def poll(self) -> list[Line]:
         return self._tail.poll() if self._tail is not None else []
 
+    def signal_end(self) -> None:
+        pass
+
     def close(self) -> None:
         if self._tail is not None:
             self._tail.close()
@@ -316,9 +319,10 @@ class CommandSource:
 
     @staticmethod
     def _spawn(command: str, stderr: int | None = None) -> subprocess.Popen[bytes]:
-        # Its own process group: ending it ends what the shell started (ssh, docker exec).
+        # Its own process group: ending it ends what the shell started (ssh, docker exec); and
+        # it goes when we go, however we end (a SIGKILLed `logs -f` leaves no follower behind).
         return subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=stderr,  # noqa: S602 - the user's
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
 
     def poll(self) -> list[Line]:
         if self._proc is None or self._proc.stdout is None:
@@ -350,12 +354,29 @@ class CommandSource:
         return WsgistackError(ids.OPS_E009, f"{self.node.name} ({self.node.address}): `{command}` {what}",
                               details="\n".join(said))
 
+    def signal_end(self) -> None:
+        if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def close(self) -> None:
         if self._proc is not None:
             _end(self._proc)
             if self._proc.stdout is not None:
                 self._proc.stdout.close()
             self._proc = None
+
+
+def _die_with_parent() -> None:
+    """In a node's command, before its shell starts: SIGTERM when `wsgistack logs` exits."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:
@@ -469,6 +490,8 @@ def fleet_follow(found: Sequence[Source], request_id: str | None = None, last: i
             if not batch:
                 time.sleep(poll)
     finally:
+        for source in found:  # every node's command is told at once, then each is waited for
+            source.signal_end()
         for source in found:
             source.close()
 
