@@ -143,8 +143,11 @@ def test_logs_node_merges_every_nodes_lines_in_time_order(fleet: Fleet) -> None:
     assert len(gone.stdout.splitlines()) == 3 and all(l.startswith("node1 |") for l in gone.stdout.splitlines())
     # --follow through the command channel: a new request's line arrives from its node.
     errors = open(fleet.tmp_path / "follower.err", "w+b")  # noqa: SIM115 - closed below; a file: no pipe to wait on
+    # Ctrl-C as a terminal delivers it: SIGINT at its default (a CI job run in the background
+    # inherits it ignored, and Python then never turns it into KeyboardInterrupt).
     follower = subprocess.Popen([*WSGISTACK, "logs", str(fleet.app_dir), "--node", "--command", command, "-f", "-n", "5"],
-                                stdout=subprocess.PIPE, stderr=errors, env=env, cwd=fleet.tmp_path)
+                                stdout=subprocess.PIPE, stderr=errors, env=env, cwd=fleet.tmp_path,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert follower.stdout is not None
     os.set_blocking(follower.stdout.fileno(), False)
     out = b""
