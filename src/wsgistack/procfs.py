@@ -7,6 +7,7 @@ a socket, not a link, in a directory of its owner's.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import socket
@@ -16,6 +17,24 @@ from pathlib import Path
 from typing import Any
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def prctl(option: int, value: int) -> None:
+    """prctl(2), best effort (not Linux: nothing)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def die_with_parent(signum: int) -> None:
+    """For a child, before it execs: ``signum`` when the process that started it goes, however
+    it goes (PR_SET_PDEATHSIG)."""
+    prctl(PR_SET_PDEATHSIG, signum)
 
 
 def rss_bytes(pid: int) -> int:

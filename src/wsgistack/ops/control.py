@@ -264,18 +264,22 @@ def locate(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path 
     else in this shell is the stack's."""
     from wsgistack.start import runtime_paths
 
-    name = env_name("runtime_dir")
-    located = load_config(project, env={name: env[name]} if name in env else {}, cli=cli, config_file=config_file)
-    return runtime_paths(located)
+    return runtime_paths(_config_with(project, cli, config_file, env, "runtime_dir"))
 
 
 def balancer_nodes(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
                    env: Mapping[str, str]) -> tuple[str, ...]:
     """balancer.nodes from the config (and, of the shell's environment, only its own
     variable): the nodes `wsgistack logs --node` reads."""
-    name = env_name("balancer.nodes")
-    located = load_config(project, env={name: env[name]} if name in env else {}, cli=cli, config_file=config_file)
-    return located.config.balancer.nodes
+    return _config_with(project, cli, config_file, env, "balancer.nodes").config.balancer.nodes
+
+
+def _config_with(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None, env: Mapping[str, str],
+                 setting: str) -> LoadedConfig:
+    """The config from the flags and the config file, and of the shell's environment only
+    ``setting``'s own variable."""
+    name = env_name(setting)
+    return load_config(project, env={name: env[name]} if name in env else {}, cli=cli, config_file=config_file)
 
 
 @dataclass(frozen=True)

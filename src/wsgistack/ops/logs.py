@@ -27,6 +27,7 @@ file.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import os
@@ -44,6 +45,7 @@ from wsgistack import hosts, ids
 from wsgistack.contracts import STAMP, Trust, open_trusted, rotated
 from wsgistack.errors import UsageError, WsgistackError
 from wsgistack.layout import Paths
+from wsgistack.procfs import die_with_parent
 
 # The characters nginx keeps in a request id (docs/operations.md, "One request id").
 ID_CHARS = re.compile(r"[A-Za-z0-9._:@/+=-]{1,200}")
@@ -103,6 +105,23 @@ def parse(raw: Iterable[str], stamp: str = "") -> list[Line]:
     return out
 
 
+class Assembler:
+    """Bytes as they come (a file being appended to, a command's output) into complete
+    :class:`Line` s: a line's start waits for its end; a line without a stamp takes the one
+    of the line before it, across chunks."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._stamp = ""
+
+    def feed(self, data: bytes) -> list[Line]:
+        *complete, self._pending = (self._pending + data).split(b"\n")
+        found = parse((raw.decode("utf-8", "replace") for raw in complete), self._stamp)
+        if found:
+            self._stamp = found[-1].stamp
+        return found
+
+
 def show(line: Line, timestamps: bool = False, node: str = "", width: int = 0) -> str:
     """A line to print: as stdout had it; with ``node``, after the node's name (inside a JSON
     object as ``"node"``); with ``timestamps``, after its stamp ("-" for a line without)."""
@@ -150,8 +169,7 @@ class Tail:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
         self._fd: int | None = None
-        self._pending = b""
-        self._stamp = ""
+        self._lines = Assembler()
 
     def start(self) -> list[Line]:
         _reachable(self.paths)
@@ -163,7 +181,7 @@ class Tail:
             older = _read(rotated(self.paths.log))
         except FileNotFoundError:
             older = b""
-        return self._complete(older + _read_new(self._fd))
+        return self._lines.feed(older + _read_new(self._fd))
 
     def poll(self) -> list[Line]:
         found: list[Line] = []
@@ -175,19 +193,12 @@ class Tail:
                     return found
             data = _read_new(self._fd)
             if data:
-                found += self._complete(data)
+                found += self._lines.feed(data)
                 continue
             if not _replaced(self._fd, self.paths.log):
                 return found
             os.close(self._fd)
             self._fd = None
-
-    def _complete(self, data: bytes) -> list[Line]:
-        *complete, self._pending = (self._pending + data).split(b"\n")
-        found = parse((raw.decode("utf-8", "replace") for raw in complete), self._stamp)
-        if found:
-            self._stamp = found[-1].stamp
-        return found
 
     def close(self) -> None:
         if self._fd is not None:
@@ -254,6 +265,7 @@ class FileSource:
     def __init__(self, node: Node, paths: Paths) -> None:
         self.node, self.paths = node, paths
         self._tail: Tail | None = None
+        self.failure: WsgistackError | None = None  # a file does not end (its errors are raised)
 
     def read(self, request_id: str | None, last: int) -> list[Line]:
         return read(self.paths, request_id, last)
@@ -281,8 +293,7 @@ class CommandSource:
     def __init__(self, node: Node, template: str) -> None:
         self.node, self.template = node, template
         self._proc: subprocess.Popen[bytes] | None = None
-        self._tail = b""
-        self._stamp = ""
+        self._lines = Assembler()
         self.failure: WsgistackError | None = None
 
     def command(self, request_id: str | None, last: int, follow: bool) -> str:
@@ -308,7 +319,8 @@ class CommandSource:
             _end(proc)
         if proc.returncode != 0:
             raise self._failed(command, f"exited with {proc.returncode}", err)
-        return parse(out.decode("utf-8", "replace").splitlines())
+        keep = request_filter(request_id)  # the node filtered them too; an older wsgistack there may not have
+        return [line for line in parse(out.decode("utf-8", "replace").splitlines()) if keep(line.text)]
 
     def start(self, request_id: str | None, last: int) -> list[Line]:
         self._command = self.command(request_id, last, True)
@@ -322,7 +334,8 @@ class CommandSource:
         # Its own process group: ending it ends what the shell started (ssh, docker exec); and
         # it goes when we go, however we end (a SIGKILLed `logs -f` leaves no follower behind).
         return subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=stderr,  # noqa: S602 - the user's
-                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=functools.partial(die_with_parent, signal.SIGTERM))
 
     def poll(self) -> list[Line]:
         if self._proc is None or self._proc.stdout is None:
@@ -338,10 +351,7 @@ class CommandSource:
                 ended = True
                 break
             chunks.append(chunk)
-        *complete, self._tail = (self._tail + b"".join(chunks)).split(b"\n")
-        found = parse((raw.decode("utf-8", "replace") for raw in complete), self._stamp)
-        if found:
-            self._stamp = found[-1].stamp
+        found = self._lines.feed(b"".join(chunks))
         if ended:
             code = self._proc.wait()
             self._proc.stdout.close()
@@ -367,16 +377,6 @@ class CommandSource:
             if self._proc.stdout is not None:
                 self._proc.stdout.close()
             self._proc = None
-
-
-def _die_with_parent() -> None:
-    """In a node's command, before its shell starts: SIGTERM when `wsgistack logs` exits."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:
@@ -434,16 +434,16 @@ def fleet_lines(found: Sequence[Source], request_id: str | None = None, last: in
     """Every node's lines (those naming ``request_id``), merged by their stamps, each node's
     in its own order where they tie; the ``last`` of them when > 0. A node that cannot be
     read is given to ``failed`` (its error: ops.E006/E009, trust.E001) and left out."""
-    keep = request_filter(request_id)
+    request_filter(request_id)  # ops.E007 before any node is asked
     width = _width(found)
     per_node: list[list[tuple[str, Line]]] = []
     for source in found:
         try:
-            got = source.read(request_id, last)
+            got = source.read(request_id, last)  # filtered by the source, its last lines only
         except WsgistackError as exc:
             failed(_named(source, exc))
             continue
-        per_node.append([(source.node.name, line) for line in got if keep(line.text)])
+        per_node.append([(source.node.name, line) for line in got])
     merged: Iterable[tuple[str, Line]] = heapq.merge(*per_node, key=lambda item: item[1].stamp)
     kept = deque(merged, maxlen=last) if last > 0 else merged
     return [show(line, timestamps, name, width) for name, line in kept]
@@ -481,7 +481,7 @@ def fleet_follow(found: Sequence[Source], request_id: str | None = None, last: i
                     failed(_named(source, exc))
                     live.remove(source)
                     continue
-                if isinstance(source, CommandSource) and source.failure is not None:
+                if source.failure is not None:
                     failed(source.failure)
                     live.remove(source)
             batch.sort(key=lambda item: item[1].stamp)  # stable: each node's own order on a tie

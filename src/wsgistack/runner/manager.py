@@ -31,7 +31,6 @@ Usage: ``python -m wsgistack.runner.manager PROCESSES.json``.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import os
@@ -47,10 +46,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from wsgistack.contracts import KILL_GRACE, SECRET_ENV, LogFile, ManagerState, ProcessState, ProcessTable, Ready, log_line
-from wsgistack.procfs import child_pids, descendants, memory_and_age, parent_of
+from wsgistack.procfs import PR_SET_CHILD_SUBREAPER, child_pids, descendants, die_with_parent, memory_and_age, parent_of, prctl
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 OPTIONAL_WAIT = 10.0  # seconds the start waits for an optional process (the ops listener) to be ready
 START_TIMEOUT = 60.0
 # Output (nginx's access log above all: a line per request) is relayed in batches: once
@@ -65,18 +62,11 @@ F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python >= 3.10 on Linux has the name)
 RESTART_BACKOFF_MAX = 30.0
 
 
-def _prctl(option: int, value: int) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: best effort only
-        pass
-
-
 def _child_setup(death_signal: signal.Signals = signal.SIGKILL) -> None:
     # If the manager is killed outright (SIGKILL), take the children with it. nginx gets a
     # TERM, so its master stops its workers too (they are not its children's children to
     # the kernel: killed outright, the master would leave them serving as orphans).
-    _prctl(PR_SET_PDEATHSIG, death_signal)
+    die_with_parent(death_signal)
 
 
 def is_ready(ready: Ready) -> bool:
@@ -671,7 +661,7 @@ class Manager:
             time.sleep(RELAY_INTERVAL)
 
     def run(self) -> int:
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         selector = selectors.DefaultSelector()
         try:
