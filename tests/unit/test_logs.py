@@ -276,6 +276,9 @@ def test_the_cli_reads_every_node_of_the_config_or_those_given(tmp_path: Path) -
                          (["--node", "--node-runtime-dir", "x", "--command", "y"], "ops.E008")):
         result = runner.invoke(main, ["logs", str(tmp_path), *args])
         assert result.exit_code != 0 and wanted in result.output, (args, result.output)
+    # A command that cannot be filled in is the caller's mistake, said once (not a failure per node).
+    bad = runner.invoke(main, ["logs", str(tmp_path), "--node", "--command", "echo {nope}"])
+    assert bad.exit_code == 2 and bad.output.count("ops.E008") == 1 and "KeyError('nope')" in bad.output, bad.output
     down = runner.invoke(main, ["logs", str(tmp_path), "--node", "--node-runtime-dir", f"{base}/{{host}}/nope"])
     assert down.exit_code == 1 and "ops.E006" in down.output and "2 of 2 nodes' lines could not be read" in down.output
 

@@ -413,7 +413,10 @@ def sources(found: Sequence[Node], runtime_dir: str = "", command: str = "") -> 
         raise UsageError(ids.OPS_E008, "`logs --node` needs either --node-runtime-dir or --command"
                          + (", not both" if runtime_dir else ""))
     if command:
-        return [CommandSource(node, command) for node in found]
+        out = [CommandSource(node, command) for node in found]
+        if out:
+            out[0].command(None, 0, False)  # a template that cannot be filled in: ops.E008 once, before any node
+        return out
     out: list[Source] = []
     for node in found:
         try:
