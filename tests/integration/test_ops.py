@@ -235,7 +235,7 @@ def test_reload_after_the_config_file_was_removed(tmp_path: Path, stacks: list[S
     (project / "wsgistack.toml").unlink()
     rl = cli("reload", str(project), "--runtime-dir", str(stack.runtime_dir))
     assert rl.returncode == 0, rl.stdout + rl.stderr
-    assert "uwsgi.threads: 2 -> 1 (default)" in rl.stdout
+    assert "uwsgi.threads: 2 -> auto (default)" in rl.stdout
     assert http(stack.url + "/hello").status == 200
 
 

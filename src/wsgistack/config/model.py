@@ -21,6 +21,13 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Sane bounds, refused at load with the setting's name: a typo (1e26, 100000) must not reach
 # the machine as a fork bomb or a config nginx refuses. Far above what any one machine runs.
 MAX_UWSGI_PROCESSES = 1024
+MAX_THREADS = 256
+_UWSGI_TOPS = {"processes": MAX_UWSGI_PROCESSES, "threads": MAX_THREADS, "listen": 65535}
+# uwsgi.threads = "auto": uWSGI's workers take a request only when free (the rest wait in the
+# kernel's queue for any free worker), and threads gain nothing there; a granian worker takes
+# connections while busy, so with one thread a slow request stalls those queued behind it, and
+# four threads were 15-25 % cheaper per Django request (docs/benchmarks.md, *Threads for granian*).
+AUTO_THREADS = {"uwsgi": 1, "granian": 4}
 MAX_NGINX_WORKERS = 1024
 
 
@@ -242,7 +249,12 @@ class ServerSection(_Section):
 class UwsgiSection(_Section):
     processes: int | Literal["auto"] = Field("auto", description="worker processes (env WEB_CONCURRENCY; 1-1024, or auto)",
                                             json_schema_extra=flag("--processes", aliases=("-w", "--workers")))
-    threads: int = Field(1, ge=1, le=256, description="threads per worker", json_schema_extra=flag("--threads"))
+    threads: int | Literal["auto"] = Field(
+        "auto",
+        description="threads per worker (1-256, or auto: 1 with uWSGI, 4 with granian, whose workers take requests "
+        "while busy; docs/benchmarks.md)",
+        json_schema_extra=flag("--threads"),
+    )
     socket: Literal["unix", "tcp"] = Field("unix", description="how Nginx reaches uWSGI", json_schema_extra=flag("--socket"))
     tcp_host: str = Field("127.0.0.1", description="uWSGI TCP address when socket = tcp")
     tcp_port: int = Field(8001, ge=1, le=65535, description="uWSGI TCP port when socket = tcp")
@@ -273,16 +285,15 @@ class UwsgiSection(_Section):
         description='extra uWSGI options, e.g. {"max-worker-lifetime" = 3600}; strict mode makes a misspelt one fail the start',
     )
 
-    @field_validator("processes", "listen", mode="before")
+    @field_validator("processes", "threads", "listen", mode="before")
     @classmethod
     def _huge(cls, v: object, info: ValidationInfo) -> object:
-        top = MAX_UWSGI_PROCESSES if info.field_name == "processes" else 65535
-        return _bounded_float(v, 1, top)
+        return _bounded_float(v, 1, _UWSGI_TOPS[info.field_name])
 
-    @field_validator("processes", "listen")
+    @field_validator("processes", "threads", "listen")
     @classmethod
     def _positive_or_auto(cls, v: int | str, info: ValidationInfo) -> int | str:
-        top = MAX_UWSGI_PROCESSES if info.field_name == "processes" else 65535
+        top = _UWSGI_TOPS[info.field_name]
         if isinstance(v, int) and not 1 <= v <= top:
             raise ValueError(f'must be between 1 and {top}, or "auto"')
         return v
@@ -735,6 +746,12 @@ class Config(_Section):
         if isinstance(v, int) and not 2 <= v <= 3600:
             raise ValueError('must be between 2 and 3600 seconds, or "auto"')
         return v
+
+    @property
+    def worker_threads(self) -> int:
+        """uwsgi.threads resolved: the number given, or "auto" for the app server (AUTO_THREADS)."""
+        threads = self.uwsgi.threads
+        return AUTO_THREADS[self.server.app_server] if threads == "auto" else int(threads)
 
 
 # Platforms whose router closes a request after a fixed time; our timeouts must end first.

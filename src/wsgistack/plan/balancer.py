@@ -134,9 +134,9 @@ def _server_maxconn(config: Config, notes: list[str]) -> int:
                      "set uwsgi.processes (in the nodes' wsgistack.toml, which the balancer reads too) or balancer.maxconn "
                      "to queue requests at the balancer for the first free node")
         return 0
-    workers = int(config.uwsgi.processes) * config.uwsgi.threads
+    workers = int(config.uwsgi.processes) * config.worker_threads
     notes.append(f"balancer.maxconn auto = {workers} per node (uwsgi.processes {config.uwsgi.processes} x threads "
-                 f"{config.uwsgi.threads}); more requests wait in HAProxy's queue for the first free node")
+                 f"{config.worker_threads}); more requests wait in HAProxy's queue for the first free node")
     return workers
 
 

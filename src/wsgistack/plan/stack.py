@@ -857,7 +857,7 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
         paths=paths,
         upstream=upstream,
         processes=processes,
-        threads=config.uwsgi.threads,
+        threads=config.worker_threads,
         listen=listen,
         harakiri=harakiri,
         nginx_timeout=nginx_timeout,

@@ -22,8 +22,9 @@ def granian_argv(plan: Plan) -> tuple[str, ...]:
     """granian's command line (server.app_server = "granian"), every setting that shapes it
     spelled out. Run as a module of the app's interpreter, as the app's user (the manager
     switches users: granian has no option of its own for it), on a unix socket only nginx's
-    workers (the same user) can use. One blocking thread per worker by default (uwsgi.threads):
-    a pool of them costs context switches per request below saturation (docs/benchmarks.md)."""
+    workers (the same user) can use. Four blocking threads per worker by default (uwsgi.threads
+    = "auto"): a granian worker takes requests while busy, and one thread makes them wait behind a
+    slow one; two cost more than one or four (the GIL's hand-off, docs/benchmarks.md)."""
     assert plan.python is not None and plan.app is not None
     paths = plan.paths
     argv = [

@@ -58,6 +58,18 @@ def test_uwsgi_section() -> None:
     assert UwsgiSection(options={"harakiri-verbose": True}).options == {"harakiri-verbose": True}
 
 
+def test_threads_auto_follows_the_app_server() -> None:
+    # A granian worker takes requests while busy: four threads, so that a slow one does not stall
+    # them (docs/benchmarks.md, *Threads for granian*); uWSGI's workers gain nothing from threads.
+    assert UwsgiSection().threads == "auto" and Config().worker_threads == 1
+    assert Config(server={"app_server": "granian"}).worker_threads == 4
+    assert Config(server={"app_server": "granian"}, uwsgi={"threads": 1}).worker_threads == 1
+    assert Config(uwsgi={"threads": 8}).worker_threads == 8
+    assert "between 1 and 256" in refused(UwsgiSection, threads=0)
+    assert "between 1 and 256" in refused(UwsgiSection, threads=257)
+    assert "between 1 and 256" in refused(UwsgiSection, threads=1e26)
+
+
 def test_sizes() -> None:
     assert parse_size("10M") == 10 * 1024**2 and parse_size("512k") == 512 * 1024 and parse_size(7) == 7
     for bad in ("10X", "-1", True, -5):
