@@ -51,6 +51,14 @@ def test_term_drain_library_is_used_on_heroku_only_and_missing_it_is_a_warning()
     assert not any("term-drain" in n for n in plan_for({}).notes)
 
 
+def test_threads_auto_is_said_for_granian_and_a_given_count_is_kept() -> None:
+    granian = {"WSGISTACK_SERVER__APP_SERVER": "granian", "UWSGI_URI": "unix:/srv/run/app.sock"}
+    plan = plan_for(granian)
+    assert plan.threads == 4 and any(n.startswith("uwsgi.threads auto = 4 (granian") for n in plan.notes), plan.notes
+    assert plan_for({}).threads == 1
+    assert plan_for({**granian, "UWSGI_THREADS": "2"}).threads == 2
+
+
 def test_max_requests_are_staggered_across_workers() -> None:
     plan = plan_for({"WSGISTACK_UWSGI__MAX_REQUESTS": "1000", "WEB_CONCURRENCY": "4"})
     assert plan.max_requests_delta == 125

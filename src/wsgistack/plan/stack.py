@@ -805,6 +805,9 @@ def make_plan(loaded: LoadedConfig, machine: Machine, app: AppSpec | None, pytho
     background = background_processes(config)
     budget = memory_budget(config, app, len(background))
     processes = _processes(config, machine, budget, notes)
+    if config.uwsgi.threads == "auto" and config.server.app_server == "granian":
+        notes.append(f"uwsgi.threads auto = {config.worker_threads} (granian: a worker takes requests while it is busy, "
+                     "and these answer beside a slow one; docs/granian.md)")
     # uWSGI refuses to start with a listen queue above net.core.somaxconn, and the kernel
     # would silently cap nginx's backlog there too: cap it, and say so.
     listen_wanted = DEFAULT_LISTEN if config.uwsgi.listen == "auto" else int(config.uwsgi.listen)
