@@ -441,7 +441,7 @@ def test_reload_diff_and_dry_run_show_each_file_and_what_only_a_restart_applies(
     dry = cli("reload", str(project), *rt, "--dry-run", env=env)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     out = dry.stdout
-    assert "  uwsgi.threads: 1 -> 2 (wsgistack.toml)" in out
+    assert "  uwsgi.threads: auto -> 2 (wsgistack.toml)" in out
     assert "  stop_timeout: 8 -> 20 (wsgistack.toml) [not applied: needs a restart]" in out
     assert "--- uwsgi.ini (running)\n+++ uwsgi.ini (after the reload)\n" in out
     assert "\n-threads = 1\n+threads = 2\n" in out
