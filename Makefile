@@ -24,6 +24,8 @@ help:
 # git (a user's checkout). Installed with apt-get when we are root (waiting up to 10 minutes
 # for another apt's dpkg lock); otherwise the exact command is printed and make stops. Each
 # line: a command or file that shows the package is there, then the package(s).
+# apt-get's DPkg::Lock::Timeout covers dpkg's lock, not the lists lock `apt-get update` takes:
+# on a fresh machine an apt started at boot holds that one, so update is retried (10 minutes).
 DEMO_DEPS = nginx:nginx-light
 TEST_DEPS = gcc:gcc /usr/include/signal.h:libc6-dev haproxy:haproxy mariadbd:mariadb-server \
             pebble:pebble chromium:chromium chromedriver:chromium-driver \
@@ -39,7 +41,13 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
-	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+	    tries=0; \
+	    until apt-get -o DPkg::Lock::Timeout=600 update -qq; do \
+	      tries=$$((tries + 1)); \
+	      if [ $$tries -ge 60 ]; then echo "apt-get update kept failing (another apt holding its lists lock?)"; exit 1; fi; \
+	      echo "apt-get update failed (another apt may hold /var/lib/apt/lists/lock): again in 10 s ($$tries/60)"; sleep 10; \
+	    done; \
+	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
 	      install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
 	    echo "missing system packages:$$missing"; \
