@@ -410,6 +410,36 @@ def test_a_granian_reload_lets_12s_requests_finish(tmp_path: Path, stacks: list[
     assert "SIGKILL" not in stack.log() and "ran past request_timeout" not in stack.log()
 
 
+def test_a_reload_says_when_a_restart_would_run_the_same(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Found trying issue 25's new default as a user: with granian, uwsgi.threads = "auto" runs
+    four threads, and a reload that spelled it 4 said "needs a restart" although a restart would
+    run the same; a count that differs still says so, with the table a restart would run."""
+    project = shared_dir(tmp_path, "proj")
+    (project / "app.py").write_text(LONG_APP)
+    config = '[app]\ntarget = "app:application"\n'
+    (project / "wsgistack.toml").write_text(config)
+    env = server_env("granian")
+    stack = start_stack(tmp_path, project, env=env, ready_path="/")
+    stacks.append(stack)
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    table = (stack.runtime_dir / "processes.json").read_text()
+    (project / "wsgistack.toml").write_text(config + "[uwsgi]\nthreads = 4\n")
+    same = cli("reload", str(project), *rt, "--dry-run", env=env)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "  uwsgi.threads: auto -> 4 (wsgistack.toml) [the same as what runs: a restart would change nothing]" in same.stdout
+    assert "needs a restart" not in same.stdout and "processes.json" not in same.stdout, same.stdout
+
+    (project / "wsgistack.toml").write_text(config + "[uwsgi]\nthreads = 8\n")
+    other = cli("reload", str(project), *rt, "--dry-run", env=env)
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert "  uwsgi.threads: auto -> 8 (wsgistack.toml) [not applied: needs a restart]" in other.stdout
+    # The diff shows the table a restart would run (not the running one again).
+    assert "# processes.json: changes, but only a restart applies it" in other.stdout
+    assert "\n-        \"4\",\n+        \"8\",\n" in other.stdout, other.stdout
+    assert (stack.runtime_dir / "processes.json").read_text() == table  # a dry run writes nothing
+    assert http(stack.url + "/").status == 200
+
+
 def test_reload_diff_and_dry_run_show_each_file_and_what_only_a_restart_applies(tmp_path: Path, stacks: list[Stack]) -> None:
     """Issue 24 item 7: `reload` said "updated nginx.conf". --dry-run prints the setting changes
     and a unified diff of each rendered file and applies nothing; --diff prints it and applies;

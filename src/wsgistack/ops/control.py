@@ -299,6 +299,10 @@ class Reload:
     restart_files: tuple[RenderedFile, ...] = ()
     restart_notes: tuple[str, ...] = ()
     static_roots: tuple[str, ...] = ()  # what the start prepared (kept in the record)
+    # The settings only a restart applies that changed, but whose new values render the same
+    # files as the running ones (uwsgi.threads "auto" -> 4 where auto is 4): a restart would
+    # change nothing, so they are not marked as waiting for one.
+    same_when_restarted: bool = False
 
     def diff(self) -> list[str]:
         """A unified diff of each rendered file a reload would change, against the running one;
@@ -336,8 +340,9 @@ class Reload:
     def lines(self) -> list[str]:
         """What changes, one line each: setting, old -> new, source."""
         restart_only = next_start(self.plan.granian)
-        return [str(c) + (" [not applied: needs a restart]" if c.setting in restart_only else "")
-                for c in self.changes]
+        mark = (" [the same as what runs: a restart would change nothing]" if self.same_when_restarted
+                else " [not applied: needs a restart]")
+        return [str(c) + (mark if c.setting in restart_only else "") for c in self.changes]
 
 
 def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_file: Path | None,
@@ -381,6 +386,16 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
                         data_dir=rec.data_dir)
     plan = started.plan
     changed = tuple(f for f in started.files if not _same(plan.paths.runtime / f.path, f.content))
+    # What a restart would run: the kept settings with their new values (render is pure; the
+    # app is not imported again). Its table is what the restart diff shows, and when it renders
+    # the same files as the kept values, a restart would change nothing.
+    restarted = started.files
+    if kept:
+        try:
+            restarted = start.render(start.replan(plan, wanted, env=env))
+        except WsgistackError:  # a combination only a start could refuse (role = balancer): said by the start
+            kept = {}
+    same_when_restarted = bool(kept) and {f.path: f.content for f in restarted} == {f.path: f.content for f in started.files}
     return Reload(
         loaded=loaded,
         plan=plan,
@@ -391,9 +406,11 @@ def prepare_reload(project: Path, cli: Mapping[str, tuple[Any, str]], config_fil
         data_dir=rec.data_dir,
         app_uid=found.app_uid,
         env=dict(env),
-        restart_files=tuple(f for f in changed if f.path == "processes.json"),
+        restart_files=tuple(f for f in restarted
+                            if f.path == "processes.json" and not _same(plan.paths.runtime / f.path, f.content)),
         restart_notes=tuple(_restart_notes(plan, changes, found.static_roots)),
         static_roots=found.static_roots,
+        same_when_restarted=same_when_restarted,
     )
 
 

@@ -184,11 +184,23 @@ def plan(loaded: LoadedConfig, *, env: Mapping[str, str], machine: Machine | Non
     if data_dir is not None:
         host = dataclasses.replace(host, data_dir=data_dir)
     app = detect(loaded, machine, env, python, host, say=say, measure=measure)
-    planned = make_plan(loaded, machine, app, python, host)
+    return _acme_ready(make_plan(loaded, machine, app, python, host))
+
+
+def _acme_ready(planned: Plan) -> Plan:
+    """With tls.mode = "acme", nginx serves HTTPS once the certificate is there."""
     tls = planned.tls
-    if tls is not None and tls.mode == "acme":  # nginx serves HTTPS once the certificate is there
+    if tls is not None and tls.mode == "acme":
         planned = dataclasses.replace(planned, tls=dataclasses.replace(tls, ready=tls.cert.is_file() and tls.key.is_file()))
     return planned
+
+
+def replan(planned: Plan, loaded: LoadedConfig, *, env: Mapping[str, str]) -> Plan:
+    """The plan of another config for the app ``planned`` found, on its machine and interpreter
+    (no second import of the app): what the start would run with ``loaded`` instead (reload:
+    whether a setting only a restart applies would change anything)."""
+    host = dataclasses.replace(host_facts(loaded, planned.machine, env), data_dir=planned.data_dir)
+    return _acme_ready(make_plan(loaded, planned.machine, planned.app, planned.python, host))
 
 
 # --- 3. render --------------------------------------------------------------------------------
