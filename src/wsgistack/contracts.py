@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from wsgistack import ids
-from wsgistack.procfs import parent_of
+from wsgistack.procfs import alive, parent_of
 from wsgistack.errors import WsgistackError
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -429,13 +429,7 @@ class ManagerState(Contract):
 
     @property
     def alive(self) -> bool:
-        try:
-            os.kill(self.manager_pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return alive(self.manager_pid)  # (an exited manager its parent has not reaped is not)
 
 
 def read_pidfile(path: Path | str, trust: Trust, parent: int | None = None) -> int | None:
@@ -449,13 +443,7 @@ def read_pidfile(path: Path | str, trust: Trust, parent: int | None = None) -> i
         return None
     if pid <= 1 or (parent is not None and parent_of(pid) != parent):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return pid
+    return pid if alive(pid) else None
 
 
 # --- the settings of the processes beside nginx and uWSGI ---------------------------------------

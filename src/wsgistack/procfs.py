@@ -87,13 +87,21 @@ def memory_and_age(pid: int) -> tuple[float, float] | None:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (it exited, its parent has not reaped it yet) does not;
+    another user's process does (kill(2) says EPERM)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:  # gone meanwhile; with no /proc at all, kill(2)'s answer
+        return not os.path.isdir("/proc/self")
+    except (OSError, IndexError):
         return True
-    return True
+    return state not in ("Z", "X")
 
 
 def read_uwsgi_stats(path: str, timeout: float = 2.0) -> dict[str, Any]:

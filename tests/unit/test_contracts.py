@@ -182,6 +182,30 @@ def test_a_pidfile_is_believed_only_for_a_child_of_the_given_parent(tmp_path: Pa
         child.wait()
 
 
+def test_an_exited_process_its_parent_has_not_reaped_is_not_alive(tmp_path: Path) -> None:
+    """A zombie still answers kill(pid, 0): a pidfile or a manager state naming one is a stack
+    that stopped (status said "running" and stop waited for a manager that had exited)."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        os.kill(child.pid, 0)  # the kernel still has it
+        pidfile = tmp_path / "x.pid"
+        pidfile.write_text(f"{child.pid}\n")
+        assert contracts.read_pidfile(pidfile, Trust.me(), parent=os.getpid()) is None
+        state = next(s for s in SAMPLES if isinstance(s, ManagerState))
+        assert not dataclasses.replace(state, manager_pid=child.pid).alive
+        assert dataclasses.replace(state, manager_pid=os.getpid()).alive
+    finally:
+        child.wait()
+
+
 def test_every_contract_is_in_the_samples() -> None:
     declared = {c for c in vars(contracts).values() if isinstance(c, type) and issubclass(c, Contract) and c is not Contract}
     assert declared == {type(s) for s in SAMPLES}
