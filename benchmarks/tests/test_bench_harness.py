@@ -145,6 +145,26 @@ def test_cpu_split_by_process_kind() -> None:
     assert summarise(samples)[("w", "hello c32")].cpu_split_us == pytest.approx({"nginx": 10.0, "uwsgi": 20.0})
 
 
+def test_granian_run_as_a_module_is_split_as_granian() -> None:
+    """wsgistack runs `python3 -m granian` (its comm is python3), the bare stack the granian
+    script: both are granian in the split, so the two stacks' columns compare."""
+    import subprocess
+    import sys
+
+    from wsgistack_bench.procs import _kind
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m", "granian"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        comm = Path(f"/proc/{child.pid}/comm").read_text().strip()
+        assert _kind(comm, child.pid) == "granian"
+        assert _kind(comm, other.pid) == comm
+    finally:
+        for p in (child, other):
+            p.kill()
+            p.wait()
+
+
 def test_issue_15_checks_per_round_ratios_and_static_cost() -> None:
     from wsgistack_bench.harness import round_ratio
 

@@ -156,6 +156,8 @@ def _kind(comm: str, pid: int) -> str:
         return "manager"
     if b"uwsgi" in cmdline:
         return "uwsgi"
+    if comm.startswith("granian") or b"\0-m\0granian\0" in cmdline:  # wsgistack runs `python -m granian`
+        return "granian"
     return comm.split()[0] if comm.strip() else "other"
 
 
