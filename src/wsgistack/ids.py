@@ -171,6 +171,11 @@ OPS_E009 = declare("ops.E009", "a node's lines could not be read (the others are
                    "check that node's runtime dir or command (run it by hand), and that its stack runs")
 OPS_E010 = declare("ops.E010", "not a node address for --node", "give host:port as `wsgistack balance --node` does "
                    "(e.g. --node 10.0.0.11:8000), or --node alone for every node in balancer.nodes, after PATH")
+OPS_E011 = declare("ops.E011", "the stack did not stop within --wait (its manager still runs)",
+                   "wait and run `wsgistack stop` again (a stop already under way goes on), give a longer --wait, "
+                   "or look at `wsgistack logs` for what it waits for")
+OPS_E012 = declare("ops.E012", "the stack runs as another user: this user may not signal its manager",
+                   "run `wsgistack stop` as the user that started it (a stack root started: sudo wsgistack stop)")
 PRESTART_E001 = declare("prestart.E001", "a prestart step could not start", "check app.prestart, and that the app's user can run it")
 PRESTART_E002 = declare("prestart.E002", "a prestart step failed", "fix the problem its output shows, or switch the step off")
 PRESTART_E003 = declare("prestart.E003", "SQLite is unable to open the database file (its directory is missing or not writable)",

@@ -86,6 +86,17 @@ def memory_and_age(pid: int) -> tuple[float, float] | None:
     return (resident / (1024 * 1024), uptime - started / _TICKS) if resident else None
 
 
+def started_at(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch), or None if it is gone."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22
+        # The boot's wall time from the uptime (to 10 ms; /proc/stat's btime is whole seconds).
+        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return boot + ticks / _TICKS
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs: a zombie (it exited, its parent has not reaped it yet) does not;
     another user's process does (kill(2) says EPERM)."""

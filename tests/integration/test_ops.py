@@ -487,3 +487,59 @@ def test_reload_diff_and_dry_run_show_each_file_and_what_only_a_restart_applies(
     assert "threads = 2\n" in (stack.runtime_dir / "uwsgi.ini").read_text()
     assert (stack.runtime_dir / "processes.json").read_text() == files["processes.json"]  # the running table
     assert http(stack.url + "/healthz").status == 200
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_stop_from_another_shell_finishes_the_requests_in_flight(tmp_path: Path, stacks: list[Stack], server: str) -> None:
+    """`wsgistack stop` (found missing trying the wheel as a user: "No such command 'stop'")
+    stops a stack as Ctrl-C in its own shell would: a request in the app finishes (200), the
+    manager exits, and then nothing answers."""
+    stack = start_stack(tmp_path, EXAMPLES / "hello", env=server_env(server))
+    stacks.append(stack)
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    result: dict[str, int | str] = {}
+
+    def slow() -> None:
+        try:
+            result["status"] = http(stack.url + "/slow?seconds=2", timeout=30).status
+        except OSError as exc:
+            result["status"] = str(exc)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    wait_in_flight(stack.runtime_dir)
+    stopped = cli("stop", str(EXAMPLES / "hello"), *rt, "--wait", "30")
+    thread.join(30)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "SIGTERM to its manager" in stopped.stdout and "stopped in " in stopped.stdout
+    assert result.get("status") == 200, result
+    assert stack.proc.wait(timeout=10) == 0
+    with pytest.raises(OSError):
+        http(stack.url + "/hello", timeout=5)
+    again = cli("stop", str(EXAMPLES / "hello"), *rt)
+    assert again.returncode == 1 and "error[ops.E001]: nothing is running in" in again.stderr, again.stderr
+
+
+def test_stop_never_signals_a_process_that_took_a_stale_managers_pid(tmp_path: Path, stacks: list[Stack]) -> None:
+    """The attacker's case: the manager's state names a pid the kernel has since given to
+    another process (a stale file, or the pid reused after a crash). `stop` must not send that
+    process SIGTERM: it started after the manager the state describes."""
+    stack = start_stack(tmp_path, EXAMPLES / "hello")
+    stacks.append(stack)
+    rt = ["--runtime-dir", str(stack.runtime_dir)]
+    state_file = stack.runtime_dir / "manager.json"
+    state = json.loads(state_file.read_text())
+    stack.proc.send_signal(signal.SIGKILL)  # the manager is gone; its children die with it
+    stack.proc.wait(timeout=10)
+    time.sleep(1.1)  # the newcomer starts visibly later than the manager did
+    newcomer = subprocess.Popen(["sleep", "60"])
+    try:
+        state["manager_pid"] = newcomer.pid
+        state_file.write_text(json.dumps(state))  # as root's own file, the way the manager writes it
+        refused = cli("stop", str(EXAMPLES / "hello"), *rt)
+        assert refused.returncode == 1 and "error[ops.E001]: nothing is running in" in refused.stderr, refused.stderr
+        time.sleep(0.5)
+        assert newcomer.poll() is None  # never signalled
+    finally:
+        newcomer.kill()
+        newcomer.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from wsgistack.procfs import listen_queue, unix_listen_queues, worker_respawns
+from wsgistack.procfs import listen_queue, started_at, unix_listen_queues, worker_respawns
 
 
 def test_the_kernel_counts_the_connections_waiting_on_a_unix_listener(tmp_path: Path) -> None:
@@ -30,3 +30,23 @@ def test_respawns_do_not_count_the_first_spawn() -> None:
     assert worker_respawns({"respawn_count": 1}) == 0
     assert worker_respawns({"respawn_count": 3}) == 2
     assert worker_respawns({}) == 0
+
+
+def test_a_process_started_later_says_so() -> None:
+    """`stop` believes the manager's pid only for a process that began no later than the
+    manager's state says it did: a later process has a later start (an order, not a time)."""
+    import os
+    import subprocess
+    import time
+
+    mine = started_at(os.getpid())
+    assert mine is not None and mine <= time.time()
+    before = time.time()
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        later = started_at(child.pid)
+        assert later is not None and later > mine and later >= before - 0.05
+    finally:
+        child.kill()
+        child.wait()
+    assert started_at(child.pid) is None

@@ -10,6 +10,7 @@ import errno
 import os
 import signal
 import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from wsgistack.layout import Paths
 from wsgistack.machine import Machine
 from wsgistack.plan.stack import Plan
 from wsgistack.render import RenderedFile, write_files
-from wsgistack.procfs import child_pids, listen_queue, read_granian_stats, read_uwsgi_stats, with_rss
+from wsgistack.procfs import alive, child_pids, listen_queue, read_granian_stats, read_uwsgi_stats, started_at, with_rss
 from wsgistack.contracts import ManagerState, Trust, untrusted
 
 NOT_RUNNING_HINT = "start it with `wsgistack run` (same directory and settings), or pass the same --runtime-dir"
@@ -480,6 +481,35 @@ def _ignored_env(env: Mapping[str, str], loaded: LoadedConfig) -> list[str]:
             f"({loaded.origin(dotted)}): change it with a reload flag or in the config file"
         )
     return notes
+
+
+def stop(paths: Paths, timeout: float, say: Callable[[str], None] = lambda _line: None) -> str:
+    """Stop the stack in ``paths`` as Ctrl-C in its `wsgistack run` would: SIGTERM to its
+    process manager (nginx stops first, then the app server finishes its requests, each within
+    its stop budget), then wait up to ``timeout`` seconds (`stop --wait`) for the manager to exit. The pid is the
+    manager's own state file's (owner-checked), believed only while that process started no
+    later than the state says the manager did: a pid the kernel gave to another process since
+    is never signalled."""
+    manager = read_manager_state(paths)
+    begun = started_at(manager.manager_pid) if manager else None
+    if manager is None or begun is None or begun > manager.started + 0.25:  # (the manager set it after it began)
+        raise WsgistackError(ids.OPS_E001, f"nothing is running in {paths.runtime}", NOT_RUNNING_HINT)
+    pid = manager.manager_pid
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return f"stopped (the manager, pid {pid}, had exited)"
+    except PermissionError:
+        raise WsgistackError(ids.OPS_E012, f"the stack in {paths.runtime} runs as another user (its manager, pid {pid}): "
+                             "this user may not signal it") from None
+    say(f"stopping the stack in {paths.runtime} (SIGTERM to its manager, pid {pid})")
+    t0 = time.monotonic()
+    while alive(pid):
+        if time.monotonic() - t0 > timeout:
+            raise WsgistackError(ids.OPS_E011, f"the stack in {paths.runtime} is still stopping after {timeout:g} s "
+                                 f"(its manager, pid {pid}, runs)")
+        time.sleep(0.1)
+    return f"stopped in {time.monotonic() - t0:.1f}s"
 
 
 def drain(paths: Paths) -> str:
