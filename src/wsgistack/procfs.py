@@ -46,11 +46,16 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the ")" that ends comm: field N of proc(5) is at
+    index N - 3 (state 0, ppid 1, starttime 19). Raises OSError when the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def parent_of(pid: int) -> int | None:
     """A live process's parent pid, or None when it is gone."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        return int(text.rsplit(")", 1)[1].split()[1])
+        return int(_stat(pid)[1])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -78,7 +83,7 @@ def descendants(pid: int) -> list[int]:
 def memory_and_age(pid: int) -> tuple[float, float] | None:
     """(RSS in MB, seconds since it started) of a live process, or None if it is gone."""
     try:
-        started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22
+        started = int(_stat(pid)[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
@@ -89,7 +94,7 @@ def memory_and_age(pid: int) -> tuple[float, float] | None:
 def started_at(pid: int) -> float | None:
     """When ``pid`` started (seconds since the epoch), or None if it is gone."""
     try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22
+        ticks = int(_stat(pid)[19])
         # The boot's wall time from the uptime (to 10 ms; /proc/stat's btime is whole seconds).
         boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -107,7 +112,7 @@ def alive(pid: int) -> bool:
     except PermissionError:
         pass
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = _stat(pid)[0]
     except FileNotFoundError:  # gone meanwhile; with no /proc at all, kill(2)'s answer
         return not os.path.isdir("/proc/self")
     except (OSError, IndexError):

@@ -102,10 +102,10 @@ def _register() -> None:
     from wsgistack.cli import drain_cmd
 
     main.add_command(drain_cmd.drain, "drain")
+    main.add_command(drain_cmd.undrain, "undrain")
     from wsgistack.cli import stop_cmd
 
     main.add_command(stop_cmd.command, "stop")
-    main.add_command(drain_cmd.undrain, "undrain")
     from wsgistack.cli import logs_cmd
 
     main.add_command(logs_cmd.command, "logs")
