@@ -156,6 +156,14 @@ class Container:
         out = docker("logs", self.name, check=False)
         return out.stdout + out.stderr
 
+    def logs_with(self, text: str, timeout: float = 10) -> str:
+        """The logs once they contain ``text`` (or after ``timeout``): the process manager
+        relays its children's output in batches, up to 0.1 s after they write it (Stack.log_with)."""
+        deadline = time.monotonic() + timeout
+        while text not in (out := self.logs()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return out
+
     def close(self) -> None:
         docker("rm", "-f", "-v", self.name, check=False)
 
