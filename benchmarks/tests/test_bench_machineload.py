@@ -176,3 +176,101 @@ def test_the_server_cpus_busy_time_checks_the_accounting() -> None:
     assert summarise(results.samples)[("s", "hello c32")].accounted == pytest.approx(0.5)
     (warning,) = report.load_warnings(results)
     assert "s / hello c32 (50%)" in warning and "does not see" in warning
+
+
+# --- the server core's own speed (machineload.CoreProbe) ----------------------------------------
+
+
+def test_the_core_probe_times_its_piece_on_the_cpu_it_is_pinned_to() -> None:
+    import os
+    import time
+
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    with machineload.CoreProbe((cpu,), interval_s=0.0, work=2_000) as core:
+        while len(core.pieces_ms) < 5:
+            time.sleep(0.01)
+    assert core.median_ms is not None and core.median_ms > 0
+    with machineload.CoreProbe(()) as none:  # no pinned server CPUs: nothing is timed
+        pass
+    assert none.median_ms is None
+    assert machineload.slower_by(1.1, 1.0) == pytest.approx(0.1)
+    assert machineload.slower_by(None, 1.0) is None
+
+
+class _FakeCore:
+    """A core probe whose n-th use reports the n-th of ``values`` (ms)."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+
+    def __call__(self, _cpus: object) -> "_FakeCore":
+        self.median_ms = self.values.pop(0)
+        return self
+
+    def __enter__(self) -> "_FakeCore":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+
+def test_a_sample_taken_while_the_core_ran_slow_is_measured_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsgistack_bench import report
+
+    _fake_snapshots(monkeypatch, [0.0, 0.0, 0.0, 0.0, 0.0])
+    calls = []
+
+    def load() -> LoadResult:
+        calls.append(1)
+        return LoadResult(1000 * len(calls), 1.0, 1.0, 2.0, 0, 0, "wrk")
+
+    options = BenchOptions(load_policy=LoadPolicy(max_other_cpus=0.25), noisy_retries=2, max_core_slowdown=0.08,
+                           server_cpus=(0,))
+    scenario = Scenario("hello c32", "hello", "/hello", 32)
+    fastest = {("s", "hello c32"): 1.0}  # the twin ran at 1.0 ms earlier in the run
+    messages: list[str] = []
+    sample = measure_sample(_stack(), "s", scenario, 1, options, load, messages.append, pause_s=0,
+                            fastest_core=fastest, probe=_FakeCore([1.30, 1.02]))
+    assert len(calls) == 2 and sample.attempts == 2
+    assert sample.core_ms == 1.02 and not sample.slow and sample.result.requests == 2000
+    assert "ran 30% slower than its fastest" in messages[0]
+
+    # Slow on every attempt: the least slow is kept, marked, and the report says so.
+    calls.clear()
+    options = BenchOptions(load_policy=LoadPolicy(max_other_cpus=0.25), noisy_retries=1, max_core_slowdown=0.08,
+                           server_cpus=(0,))
+    slow = measure_sample(_stack(), "s-twin", scenario, 2, options, load, lambda _m: None, pause_s=0,
+                          fastest_core=fastest, probe=_FakeCore([1.5, 1.2]))
+    assert slow.slow and slow.core_ms == 1.2 and slow.attempts == 2
+    results = BenchResults(options=options, scenarios=[scenario], stacks={"hello": ["s", "s-twin"]},
+                           samples=[sample, slow])
+    (warning,) = report.load_warnings(results)
+    assert "1 of 2 samples" in warning and "s-twin / hello c32" in warning and "8%" in warning
+    assert report.to_json(results)["samples"][1]["slow"] is True
+    assert summarise(results.samples)[("s-twin", "hello c32")].slow_rounds == 1
+
+
+def test_the_report_says_how_many_rounds_twins_within_3_percent_need() -> None:
+    from wsgistack_bench import report
+
+    def sample(stack: str, rnd: int, cpu_s: float, core_ms: float) -> Sample:
+        return Sample(stack, "hello c32", rnd, LoadResult(100_000, 3.0, 1.0, 2.0, 0, 0, "wrk"), cpu_s,
+                      core_ms=core_ms)
+
+    # Each stack's CPU per request moves 5 % round to round (40, 42, 44 µs: cv 4.8 %).
+    samples = [sample(stack, rnd, cpu, 1.0 + rnd / 100) for stack in ("s", "s-twin")
+               for rnd, cpu in enumerate((4.0, 4.2, 4.4))]
+    noise = harness.round_noise(samples, 0.03)
+    assert noise is not None and noise.rounds == 3
+    assert noise.spread == pytest.approx(0.0476, abs=1e-3)
+    assert noise.expected_twin_difference == pytest.approx(0.0487, abs=1e-3)
+    assert noise.rounds_needed == 8  # (1.2533 * sqrt(2) * 0.0476 / 0.03)^2 = 7.9
+    assert harness.round_noise(samples[:1]) is None  # one round: nothing to say
+    (twins,) = harness.twin_agreement(summarise(samples))
+    assert twins.core_ms == pytest.approx(1.01) and twins.twin_core_ms == pytest.approx(1.01)
+    results = BenchResults(options=BenchOptions(), scenarios=[Scenario("hello c32", "hello", "/", 32)],
+                           stacks={"hello": ["s", "s-twin"]}, samples=samples)
+    text = report.markdown(results, [], "s")
+    assert "| core ms | twin's |" in text and "| 1.010 | 1.010 |" in text
+    assert "moved by 4.8% in this run" in text and "it takes about 8 rounds" in text
+    assert report.to_json(results)["round_noise"]["rounds_needed"] == 8

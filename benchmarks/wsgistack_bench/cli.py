@@ -171,13 +171,18 @@ def _cpus(value: str | None) -> tuple[int, ...]:
                    "sample taken meanwhile is taken again (--noisy-retries) and marked")
 @click.option("--allow-busy", is_flag=True, help="measure on a busy machine anyway (results are marked)")
 @click.option("--noisy-retries", type=click.IntRange(0, 10), default=2, show_default=True)
+@click.option("--max-core-slowdown", type=click.FloatRange(0, 10), default=0.15, show_default=True,
+              help="a sample during which the server core ran this much slower (0.15 = 15 %) than the fastest "
+                   "seen for the same stack and scenario is taken again (--noisy-retries) and marked slow")
+@click.option("--no-core-probe", is_flag=True,
+              help="do not time the fixed piece of work on the server CPUs during each sample")
 def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: tuple[str, ...], rounds: int, duration: int, warmup: int,
             connections: str, static: bool, burst: bool, burst_connections: int, burst_rounds: int,
             burst_stacks: str | None, slow_ms: int, quick: bool, hello_dir: Path, django_dir: Path,
             server_cpus: str | None, load_cpus: str | None, headers: tuple[str, ...], no_wrk: bool,
             markdown_path: Path | None, json_path: Path | None, keep_workdir: bool,
             twins: tuple[str, ...], granians: tuple[str, ...], think: str, max_other_cpus: float,
-            allow_busy: bool, noisy_retries: int) -> None:
+            allow_busy: bool, noisy_retries: int, max_core_slowdown: float, no_core_probe: bool) -> None:
     """Benchmark wsgistack against reference stacks, interleaved, medians over rounds."""
     console = Console(stderr=True, width=160)
     # A TERM (a timeout, a killed job) unwinds like Ctrl-C: run_bench's finally stops every
@@ -211,6 +216,7 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: 
         memory_app="django" if which in ("django", "all") else "hello",
         load_policy=machineload.LoadPolicy(max_other_cpus=max_other_cpus, allow_busy=allow_busy),
         noisy_retries=noisy_retries,
+        max_core_slowdown=None if no_core_probe else max_core_slowdown, core_probe=not no_core_probe,
     )
     workroot = Path(tempfile.mkdtemp(prefix="wsgistack-bench-"))
     apps = _apps(which, hello_dir, django_dir, workroot)

@@ -12,6 +12,7 @@ processes through :mod:`.procs`.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -64,6 +65,11 @@ class BenchOptions:
     memory_app: str = "django"
     load_policy: machineload.LoadPolicy = machineload.LoadPolicy()
     noisy_retries: int = 2  # a sample taken while other work was busy is taken again, this often
+    # The server core's speed (machineload.CoreProbe) is timed during every sample; one taken
+    # while the core ran more than this much slower than the fastest seen for the same stack and
+    # scenario in this run is taken again (within noisy_retries). None: time it, never retake.
+    max_core_slowdown: float | None = 0.15
+    core_probe: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,10 @@ class Sample:
     interference: machineload.Interference | None = None
     attempts: int = 1
     noisy: bool = False  # still over the load policy's threshold after the retries
+    # Median CPU ms of the core probe's fixed piece of work on the server CPUs during the sample
+    # (machineload.CoreProbe): how fast the core itself ran. None: not timed (no pinning).
+    core_ms: float | None = None
+    slow: bool = False  # the core ran slower than max_core_slowdown allows, even after the retries
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -128,6 +138,12 @@ class Summary:
     noisy_rounds: int = 0  # rounds measured while the machine was busier than the load policy allows
     other_cpus_max: float | None = None  # the busiest of those rounds: CPUs of other work
     accounted: float | None = None  # median of Sample.accounted
+    # The core probe: median over rounds of its piece's CPU ms, and the rounds still slow
+    # after their retries. Not a correction: beside a busy stack the probe tracks the stack's
+    # own CPU time per request weakly (r 0.24-0.38 over 14 samples, docs/benchmarks.md), so it
+    # only finds the episodes when the core itself was far slower.
+    core_ms: float | None = None
+    slow_rounds: int = 0
 
 
 @dataclass
@@ -172,7 +188,12 @@ def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
     noisy: dict[tuple[str, str], int] = {}
     other: dict[tuple[str, str], list[float]] = {}
     accounted: dict[tuple[str, str], list[float]] = {}
+    core: dict[tuple[str, str], list[float]] = {}
+    slow: dict[tuple[str, str], int] = {}
     for s in samples:
+        if s.core_ms is not None:
+            core.setdefault((s.stack, s.scenario), []).append(s.core_ms)
+        slow[(s.stack, s.scenario)] = slow.get((s.stack, s.scenario), 0) + int(s.slow)
         grouped.setdefault((s.stack, s.scenario), []).append(s.result)
         noisy[(s.stack, s.scenario)] = noisy.get((s.stack, s.scenario), 0) + int(s.noisy)
         if s.interference is not None:
@@ -200,11 +221,18 @@ def summarise(samples: Iterable[Sample]) -> dict[tuple[str, str], Summary]:
             noisy_rounds=noisy.get((stack, scenario), 0),
             other_cpus_max=max(other[(stack, scenario)]) if (stack, scenario) in other else None,
             accounted=statistics.median(accounted[(stack, scenario)]) if (stack, scenario) in accounted else None,
+            core_ms=statistics.median(core[(stack, scenario)]) if (stack, scenario) in core else None,
+            slow_rounds=slow.get((stack, scenario), 0),
         )
     return out
 
 
 TWIN_SUFFIX = "-twin"
+
+
+def twin_family(stack: str) -> str:
+    """A stack and its twin share one name here (``wg-twin`` -> ``wg``)."""
+    return stack[: -len(TWIN_SUFFIX)] if stack.endswith(TWIN_SUFFIX) else stack
 
 
 @dataclass(frozen=True)
@@ -214,6 +242,8 @@ class TwinAgreement:
     scenario: str
     cpu_us: float
     twin_cpu_us: float
+    core_ms: float | None = None  # each one's core probe (Summary.core_ms)
+    twin_core_ms: float | None = None
 
     @property
     def difference(self) -> float:
@@ -229,8 +259,44 @@ def twin_agreement(summaries: Mapping[tuple[str, str], Summary]) -> list[TwinAgr
             continue
         original = summaries.get((stack[: -len(TWIN_SUFFIX)], scenario))
         if original and original.cpu_us and twin.cpu_us:
-            out.append(TwinAgreement(original.stack, scenario, original.cpu_us, twin.cpu_us))
+            out.append(TwinAgreement(original.stack, scenario, original.cpu_us, twin.cpu_us,
+                                     original.core_ms, twin.core_ms))
     return out
+
+
+@dataclass(frozen=True)
+class RoundNoise:
+    """How much one stack's CPU per request moves from round to round, and what that allows.
+
+    Two identical stacks measured over ``rounds`` rounds each have medians about
+    ``expected_twin_difference`` apart (one standard deviation: 1.2533 x spread / sqrt(rounds)
+    for each median, sqrt(2) for their difference); the resolution needs ``rounds_needed``."""
+
+    spread: float  # pooled coefficient of variation of CPU µs/req over rounds, every (stack, scenario)
+    rounds: int
+    resolution: float
+
+    @property
+    def expected_twin_difference(self) -> float:
+        return 1.2533 * math.sqrt(2) * self.spread / math.sqrt(self.rounds)
+
+    @property
+    def rounds_needed(self) -> int:
+        return max(1, math.ceil((1.2533 * math.sqrt(2) * self.spread / self.resolution) ** 2))
+
+
+def round_noise(samples: Iterable[Sample], resolution: float = 0.03) -> RoundNoise | None:
+    """The run's round-to-round spread of CPU per request (pooled over every stack and scenario
+    with two rounds or more), or None when no stack ran twice."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for s in samples:
+        if (us := s.cpu_us_per_request) is not None:
+            groups.setdefault((s.stack, s.scenario), []).append(us)
+    cvs = [statistics.stdev(v) / statistics.mean(v) for v in groups.values() if len(v) >= 2]
+    if not cvs:
+        return None
+    rounds = round(statistics.median(len(v) for v in groups.values() if len(v) >= 2))
+    return RoundNoise(math.sqrt(statistics.mean(cv * cv for cv in cvs)), rounds, resolution)
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -586,34 +652,54 @@ def check_machine(results: BenchResults, policy: machineload.LoadPolicy, progres
 
 
 def measure_sample(stack: procs.RunningStack, name: str, scenario: Scenario, rnd: int, options: BenchOptions,
-                   load: Callable[[], LoadResult], progress: Progress, pause_s: float = 2.0) -> Sample:
-    """One round of one scenario on one stack: the load, the stack's CPU time by process, and
-    the other work on the machine meanwhile. A sample taken while the machine was busier than
-    the load policy allows is taken again (up to ``options.noisy_retries`` times after a pause);
-    the quietest attempt is kept, and marked noisy when even it was over the threshold."""
+                   load: Callable[[], LoadResult], progress: Progress, pause_s: float = 2.0,
+                   fastest_core: dict[tuple[str, str], float] | None = None,
+                   probe: Callable[[Sequence[int]], machineload.CoreProbe] = machineload.CoreProbe) -> Sample:
+    """One round of one scenario on one stack: the load, the stack's CPU time by process, the
+    other work on the machine meanwhile, and how fast the server core itself ran. A sample
+    taken while the machine was busier than the load policy allows, or while the core ran
+    slower than ``options.max_core_slowdown`` allows against the fastest seen for this stack
+    (and its twin) and scenario in the run (``fastest_core``, kept by the caller), is taken
+    again (up to ``options.noisy_retries`` times after a pause); the best attempt is kept, and
+    marked noisy or slow when even it was over a threshold."""
     policy = options.load_policy
+    family = (twin_family(name), scenario.name)
+    cpus = options.server_cpus if options.core_probe else ()
     best: Sample | None = None
+    best_rank: tuple[int, float, float] | None = None
     for attempt in range(1, options.noisy_retries + 2):
         cpu_before = procs.cpu_by_process(stack.pids)
         machine_before = machineload.snapshot()
-        try:
-            result = load()
-        except LoadError as exc:
-            # A stack that dies mid-run must show up as failing, not vanish.
-            progress(f"round {rnd} {scenario.name} {name}: load failed: {exc}")
-            result = LoadResult(0, options.duration_s, 0.0, 0.0, 1, 0, "failed")
+        with probe(cpus) as core:
+            try:
+                result = load()
+            except LoadError as exc:
+                # A stack that dies mid-run must show up as failing, not vanish.
+                progress(f"round {rnd} {scenario.name} {name}: load failed: {exc}")
+                result = LoadResult(0, options.duration_s, 0.0, 0.0, 1, 0, "failed")
         cpu_after = procs.cpu_by_process(stack.pids)
         split = {k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in {*cpu_before, *cpu_after}}
         other = machineload.interference(machine_before, machineload.snapshot(), sum(split.values()),
                                          server_cpus=options.server_cpus)
+        core_ms = core.median_ms
         noisy = policy.too_busy(other)
-        sample = Sample(name, scenario.name, rnd, result, sum(split.values()), split, other, attempt, noisy)
-        if best is None or best.interference is None or other.other_cpus < best.interference.other_cpus:
-            best = sample
-        if not noisy or attempt > options.noisy_retries:
+        slowdown = None
+        if fastest_core is not None and core_ms is not None:
+            fastest_core[family] = min(fastest_core.get(family, core_ms), core_ms)
+            slowdown = machineload.slower_by(core_ms, fastest_core[family])
+        slow = (options.max_core_slowdown is not None and slowdown is not None
+                and slowdown > options.max_core_slowdown)
+        sample = Sample(name, scenario.name, rnd, result, sum(split.values()), split, other, attempt, noisy,
+                        core_ms, slow)
+        rank = (int(noisy) + int(slow), other.other_cpus, slowdown or 0.0)
+        if best_rank is None or rank < best_rank:
+            best, best_rank = sample, rank
+        if not (noisy or slow) or attempt > options.noisy_retries:
             break
-        progress(f"round {rnd} {scenario.name} {name}: {other.other_cpus:.2f} CPUs busy with other work "
-                 f"(threshold {policy.max_other_cpus:g}): measuring again in {pause_s:g} s")
+        why = (f"{other.other_cpus:.2f} CPUs busy with other work (threshold {policy.max_other_cpus:g})" if noisy
+               else f"the server core ran {slowdown:.0%} slower than its fastest in this run "
+                    f"(threshold {options.max_core_slowdown:.0%})")
+        progress(f"round {rnd} {scenario.name} {name}: {why}: measuring again in {pause_s:g} s")
         time.sleep(pause_s)
     assert best is not None
     return replace(best, attempts=attempt)
@@ -626,6 +712,7 @@ def _run_app(app: AppTarget, running: Mapping[str, procs.RunningStack], scenario
         for name, stack in running.items():
             if scenario.runs_on(name):
                 _load(stack, scenario, options, options.warmup_s, workroot)
+    fastest_core: dict[tuple[str, str], float] = {}
     for rnd in range(1, options.rounds + 1):
         for scenario in mine:
             for name, stack in running.items():
@@ -634,14 +721,16 @@ def _run_app(app: AppTarget, running: Mapping[str, procs.RunningStack], scenario
                 sample = measure_sample(
                     stack, name, scenario, rnd, options,
                     lambda stack=stack, scenario=scenario: _load(stack, scenario, options, options.duration_s, workroot),
-                    progress)
+                    progress, fastest_core=fastest_core)
                 results.samples.append(sample)
                 cpu, result = sample.cpu_us_per_request, sample.result
                 other = sample.interference.other_cpus if sample.interference else float("nan")
                 progress(f"round {rnd}/{options.rounds} {scenario.name:<22} {name:<18} "
                          f"{result.rps:9.0f} req/s p99 {result.p99_ms:6.1f} ms "
                          f"cpu {'-' if cpu is None else f'{cpu:6.1f}'} us/req err {result.errors} "
-                         f"non2xx {result.non2xx} other {other:.2f} CPUs{' NOISY' if sample.noisy else ''}")
+                         f"non2xx {result.non2xx} other {other:.2f} CPUs"
+                         + ("" if sample.core_ms is None else f" core {sample.core_ms:.3f} ms")
+                         + (" NOISY" if sample.noisy else "") + (" SLOW" if sample.slow else ""))
     if app.name == options.memory_app:
         for name, stack in running.items():
             results.memory[f"{app.name}/{name}"] = procs.stack_memory(stack)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import resource
+import statistics
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -168,3 +170,74 @@ class LoadPolicy:
                 f"{machine.idle_window.seconds:.1f} s before the run (threshold {self.max_other_cpus:g}; "
                 f"load average {machine.loadavg[0]:.2f} on {machine.cpus} CPUs)")
         return problems
+
+
+# --- the server core's own speed ---------------------------------------------------------------
+#
+# On a virtual machine the same work does not always take the same CPU time: a fixed Python
+# loop pinned to one vCPU here took 15.1 to 27.5 ms a piece, second by second, for periods of
+# up to 10 s, while /proc/stat showed no steal and nothing else running (the host's other
+# tenants share the physical core; measured 2026-12-08, docs/benchmarks.md). A stack's CPU time
+# per request moves with it (correlation 0.83 over 12 samples of one stack), which no load
+# check inside the machine can see. So every sample also times a fixed piece of work on the
+# server CPUs while the stack runs: its CPU time (not its wall time, which the busy core's
+# scheduling would decide) says how fast the core was.
+
+PROBE_WORK = 20_000  # loop iterations a piece: about 0.9 ms of CPU here
+PROBE_INTERVAL_S = 0.05  # a piece every 50 ms: under 2 % of a server CPU
+
+
+def reference_work(n: int = PROBE_WORK) -> int:
+    """The fixed piece of work: pure-Python arithmetic, what the servers' Python code does most."""
+    x = 0
+    for i in range(n):
+        x += i * i % 7
+    return x
+
+
+class CoreProbe:
+    """Times :func:`reference_work` on each of ``cpus`` every ``interval_s`` while in the ``with``
+    block (a thread per CPU, pinned to it). :attr:`pieces_ms` holds the CPU time of each piece."""
+
+    def __init__(self, cpus: Sequence[int], interval_s: float = PROBE_INTERVAL_S, work: int = PROBE_WORK) -> None:
+        self.cpus = tuple(cpus)
+        self.interval_s = interval_s
+        self.work = work
+        self.pieces_ms: list[float] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _run(self, cpu: int) -> None:
+        try:
+            os.sched_setaffinity(0, {cpu})  # 0: this thread only
+        except OSError:
+            return
+        reference_work(self.work)  # warm: the first piece pays for the bytecode cache
+        while not self._stop.is_set():
+            start = time.thread_time()
+            reference_work(self.work)
+            self.pieces_ms.append((time.thread_time() - start) * 1000)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "CoreProbe":
+        for cpu in self.cpus:
+            thread = threading.Thread(target=self._run, args=(cpu,), name=f"core-probe-{cpu}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    @property
+    def median_ms(self) -> float | None:
+        return statistics.median(self.pieces_ms) if len(self.pieces_ms) >= 5 else None
+
+
+def slower_by(core_ms: float | None, fastest_ms: float | None) -> float | None:
+    """How much slower the core ran than at its fastest: 0.10 = the same work took 10 % longer."""
+    if core_ms is None or not fastest_ms:
+        return None
+    return core_ms / fastest_ms - 1

@@ -12,12 +12,15 @@ from rich.table import Table
 
 import shlex
 
+from . import machineload
 from .harness import (
     CEILING,
     BenchResults,
     Summary,
     TargetCheck,
+    TWIN_RESOLUTION,
     ratio,
+    round_noise,
     serial_bound,
     summarise,
     twin_agreement,
@@ -42,6 +45,8 @@ class Row:
     noisy_rounds: int = 0  # rounds measured on a machine busier than the load policy allows
     other_cpus_max: float | None = None  # CPUs of other work in the busiest round
     accounted: float | None = None  # the stack's CPU ÷ the server CPUs' busy time (median)
+    core_ms: float | None = None  # the core probe's piece, median CPU ms (harness.Summary)
+    slow_rounds: int = 0
 
 
 def rows(results: BenchResults) -> list[Row]:
@@ -69,6 +74,7 @@ def _row(summary: Summary, ceiling: Summary | None) -> Row:
         cpu_spread=(f"{min(summary.cpu_us_values):.1f}–{max(summary.cpu_us_values):.1f}"
                     if summary.cpu_us_values else ""),
         noisy_rounds=summary.noisy_rounds, other_cpus_max=summary.other_cpus_max, accounted=summary.accounted,
+        core_ms=summary.core_ms, slow_rounds=summary.slow_rounds,
     )
 
 
@@ -96,6 +102,14 @@ def load_warnings(results: BenchResults) -> list[str]:
                    f"even after {results.options.noisy_retries} retries: {', '.join(where[:8])}"
                    + (f" and {len(where) - 8} more" if len(where) > 8 else "") + ". Medians that include them are not comparable "
                    "with a quiet run (CPU per request depends on the rate a stack is driven at).")
+    slow = [s for s in results.samples if s.slow]
+    if slow:
+        where = sorted({f"{s.stack} / {s.scenario}" for s in slow})
+        out.append(f"{len(slow)} of {len(results.samples)} samples ran while the server core itself was more than "
+                   f"{results.options.max_core_slowdown:.0%} slower than at its fastest in this run (the core probe), "
+                   f"even after {results.options.noisy_retries} retries: {', '.join(where[:8])}"
+                   + (f" and {len(where) - 8} more" if len(where) > 8 else "") + ". Compare the CPU µs/req "
+                   "at core speed, or measure again.")
     return out
 
 
@@ -110,7 +124,7 @@ def _fmt_cpu(value: float | None) -> str:
 def table(results: BenchResults) -> Table:
     t = Table(title="wsgistack bench: medians over rounds")
     for col in ("scenario", "stack", "req/s", "÷ ceiling", "CPU µs/req", "p50 ms", "p99 ms", "errors", "non-2xx",
-                "rounds", "other CPUs"):
+                "rounds", "other CPUs", "core ms"):
         t.add_column(col, justify="left" if col in ("scenario", "stack") else "right")
     previous = None
     for r in rows(results):
@@ -121,7 +135,8 @@ def table(results: BenchResults) -> Table:
                   f"{r.p99_ms:.2f}", f"[red]{r.errors}[/]" if bad else "0",
                   f"[red]{r.non2xx}[/]" if r.non2xx else "0", str(r.rounds),
                   "–" if r.other_cpus_max is None else
-                  (f"[red]{r.other_cpus_max:.2f}[/]" if r.noisy_rounds else f"{r.other_cpus_max:.2f}"))
+                  (f"[red]{r.other_cpus_max:.2f}[/]" if r.noisy_rounds else f"{r.other_cpus_max:.2f}"),
+                  "–" if r.core_ms is None else (f"[red]{r.core_ms:.3f}[/]" if r.slow_rounds else f"{r.core_ms:.3f}"))
     return t
 
 
@@ -175,24 +190,42 @@ def markdown(results: BenchResults, checks: Sequence[TargetCheck], primary: str)
         "outside the stack, the load generator and the harness during the sample (/proc/stat); "
         "a sample over the threshold is measured again, the quietest attempt kept. Accounted: the "
         "stack's CPU time ÷ the busy time of the server CPUs (about 100 % when nothing else runs "
-        "there and no process or thread of the stack escapes the accounting).", "",
+        "there and no process or thread of the stack escapes the accounting). Core ms: while each "
+        "sample runs, a fixed piece of Python work is timed (its own CPU time) on the server CPUs every "
+        f"{machineload.PROBE_INTERVAL_S * 1000:g} ms; on a virtual machine the core itself runs slower at "
+        "times, invisibly to /proc/stat, and every stack's CPU per request with it. A sample whose core "
+        + ("ran more than " + f"{o.max_core_slowdown:.0%}" + " slower than the fastest seen for the same stack (and its "
+           "twin) and scenario is measured again. " if o.max_core_slowdown is not None else "speed is only recorded. ")
+        + "The probe is a gate, not a correction: beside a busy stack it tracks the stack's own round-to-round "
+        "spread only weakly.", "",
         "## Throughput, CPU per request and latency", "",
         "| scenario | stack | req/s | ÷ ceiling | CPU µs/req | p50 ms | p99 ms | errors | non-2xx | req/s range "
-        "| CPU µs/req range | accounted | other work, max CPUs | noisy rounds |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU µs/req range | accounted | other work, max CPUs | noisy rounds | core ms | slow rounds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows(results):
         other = "–" if r.other_cpus_max is None else f"{r.other_cpus_max:.2f}"
         accounted = "–" if r.accounted is None else f"{r.accounted:.0%}"
         lines.append(f"| {r.scenario} | {r.stack} | {r.rps:,.0f} | {_fmt_ratio(r.to_ceiling)} | {_fmt_cpu(r.cpu_us)} | "
                      f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.non2xx} | {r.spread} | {r.cpu_spread} | "
-                     f"{accounted} | {other} | {r.noisy_rounds or ''} |")
+                     f"{accounted} | {other} | {r.noisy_rounds or ''} | "
+                     f"{'–' if r.core_ms is None else f'{r.core_ms:.3f}'} | {r.slow_rounds or ''} |")
     twins = twin_agreement(summarise(results.samples))
     if twins:
         lines += ["", "## Method validation: the same stack twice in one run", "",
-                  "| scenario | stack | CPU µs/req | twin's | difference |", "|---|---|---:|---:|---:|"]
+                  "| scenario | stack | CPU µs/req | twin's | difference | core ms | twin's |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
         for t in twins:
-            lines.append(f"| {t.scenario} | {t.stack} | {t.cpu_us:.1f} | {t.twin_cpu_us:.1f} | {t.difference:.1%} |")
+            lines.append(f"| {t.scenario} | {t.stack} | {t.cpu_us:.1f} | {t.twin_cpu_us:.1f} | {t.difference:.1%} | "
+                         f"{'–' if t.core_ms is None else f'{t.core_ms:.3f}'} | "
+                         f"{'–' if t.twin_core_ms is None else f'{t.twin_core_ms:.3f}'} |")
+    noise = round_noise(results.samples, TWIN_RESOLUTION)
+    if noise is not None:
+        lines += ["", f"Round to round, one stack's CPU µs/req moved by {noise.spread:.1%} in this run (pooled "
+                  f"coefficient of variation over every stack and scenario). With {noise.rounds} rounds, two identical "
+                  f"stacks' medians are then expected about {noise.expected_twin_difference:.1%} apart (one standard "
+                  f"deviation); for {noise.resolution:.0%} it takes about {noise.rounds_needed} rounds "
+                  "(`--rounds`)."]
     summaries = summarise(results.samples)
     kinds = sorted({k for x in summaries.values() for k in x.cpu_split_us})
     if kinds:
@@ -264,9 +297,13 @@ def to_json(results: BenchResults, checks: Sequence[TargetCheck] = ()) -> dict[s
                      "cpu_split_s": dict(s.cpu_split or {}),
                      "interference": s.interference.to_dict() if s.interference else None,
                      "accounted": s.accounted,
-                     "attempts": s.attempts, "noisy": s.noisy}
+                     "attempts": s.attempts, "noisy": s.noisy, "core_ms": s.core_ms, "slow": s.slow}
                     for s in results.samples],
         "summary": [dataclasses.asdict(r) for r in rows(results)],
+        "round_noise": (None if (noise := round_noise(results.samples, TWIN_RESOLUTION)) is None else
+                        {"spread": noise.spread, "rounds": noise.rounds,
+                         "expected_twin_difference": noise.expected_twin_difference,
+                         "rounds_needed": noise.rounds_needed}),
         "bursts": [{"stack": b.stack, "app": b.app, "round": b.round, **b.result.to_dict()}
                    for b in results.bursts],
         "memory": {k: [dataclasses.asdict(m) for m in v] for k, v in results.memory.items()},
