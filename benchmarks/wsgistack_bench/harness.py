@@ -266,13 +266,15 @@ def twin_agreement(summaries: Mapping[tuple[str, str], Summary]) -> list[TwinAgr
 
 @dataclass(frozen=True)
 class RoundNoise:
-    """How much one stack's CPU per request moves from round to round, and what that allows.
+    """How much a stack's CPU per request moves from round to round on one scenario, and what
+    that allows.
 
     Two identical stacks measured over ``rounds`` rounds each have medians about
     ``expected_twin_difference`` apart (one standard deviation: 1.2533 x spread / sqrt(rounds)
     for each median, sqrt(2) for their difference); the resolution needs ``rounds_needed``."""
 
-    spread: float  # pooled coefficient of variation of CPU µs/req over rounds, every (stack, scenario)
+    scenario: str
+    spread: float  # pooled coefficient of variation of CPU µs/req over rounds, every stack of the scenario
     rounds: int
     resolution: float
 
@@ -285,18 +287,22 @@ class RoundNoise:
         return max(1, math.ceil((1.2533 * math.sqrt(2) * self.spread / self.resolution) ** 2))
 
 
-def round_noise(samples: Iterable[Sample], resolution: float = 0.03) -> RoundNoise | None:
-    """The run's round-to-round spread of CPU per request (pooled over every stack and scenario
-    with two rounds or more), or None when no stack ran twice."""
-    groups: dict[tuple[str, str], list[float]] = {}
+def round_noise(samples: Iterable[Sample], resolution: float = 0.03) -> list[RoundNoise]:
+    """Per scenario, the round-to-round spread of CPU per request (pooled over its stacks that
+    ran two rounds or more), in the order the scenarios first appear."""
+    groups: dict[str, dict[str, list[float]]] = {}
     for s in samples:
         if (us := s.cpu_us_per_request) is not None:
-            groups.setdefault((s.stack, s.scenario), []).append(us)
-    cvs = [statistics.stdev(v) / statistics.mean(v) for v in groups.values() if len(v) >= 2]
-    if not cvs:
-        return None
-    rounds = round(statistics.median(len(v) for v in groups.values() if len(v) >= 2))
-    return RoundNoise(math.sqrt(statistics.mean(cv * cv for cv in cvs)), rounds, resolution)
+            groups.setdefault(s.scenario, {}).setdefault(s.stack, []).append(us)
+    out = []
+    for scenario, stacks in groups.items():
+        runs = [v for v in stacks.values() if len(v) >= 2]
+        if not runs:
+            continue
+        cvs = [statistics.stdev(v) / statistics.mean(v) for v in runs]
+        out.append(RoundNoise(scenario, math.sqrt(statistics.mean(cv * cv for cv in cvs)),
+                              round(statistics.median(len(v) for v in runs)), resolution))
+    return out
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

@@ -220,12 +220,17 @@ def markdown(results: BenchResults, checks: Sequence[TargetCheck], primary: str)
                          f"{'–' if t.core_ms is None else f'{t.core_ms:.3f}'} | "
                          f"{'–' if t.twin_core_ms is None else f'{t.twin_core_ms:.3f}'} |")
     noise = round_noise(results.samples, TWIN_RESOLUTION)
-    if noise is not None:
-        lines += ["", f"Round to round, one stack's CPU µs/req moved by {noise.spread:.1%} in this run (pooled "
-                  f"coefficient of variation over every stack and scenario). With {noise.rounds} rounds, two identical "
-                  f"stacks' medians are then expected about {noise.expected_twin_difference:.1%} apart (one standard "
-                  f"deviation); for {noise.resolution:.0%} it takes about {noise.rounds_needed} rounds "
-                  "(`--rounds`)."]
+    if noise:
+        lines += ["", "## Enough rounds? How far one stack's CPU per request moves from round to round", "",
+                  "Spread: the coefficient of variation over rounds, pooled over the scenario's stacks. Two "
+                  "identical stacks' medians are then expected this far apart (one standard deviation, "
+                  "1.2533 x spread x sqrt(2 / rounds)); the last column is the rounds a twin difference of "
+                  f"{TWIN_RESOLUTION:.0%} would take.", "",
+                  "| scenario | spread | rounds | expected twin difference | rounds for "
+                  f"{TWIN_RESOLUTION:.0%} |", "|---|---:|---:|---:|---:|"]
+        for n in noise:
+            lines.append(f"| {n.scenario} | {n.spread:.1%} | {n.rounds} | {n.expected_twin_difference:.1%} | "
+                         f"{n.rounds_needed} |")
     summaries = summarise(results.samples)
     kinds = sorted({k for x in summaries.values() for k in x.cpu_split_us})
     if kinds:
@@ -300,10 +305,9 @@ def to_json(results: BenchResults, checks: Sequence[TargetCheck] = ()) -> dict[s
                      "attempts": s.attempts, "noisy": s.noisy, "core_ms": s.core_ms, "slow": s.slow}
                     for s in results.samples],
         "summary": [dataclasses.asdict(r) for r in rows(results)],
-        "round_noise": (None if (noise := round_noise(results.samples, TWIN_RESOLUTION)) is None else
-                        {"spread": noise.spread, "rounds": noise.rounds,
-                         "expected_twin_difference": noise.expected_twin_difference,
-                         "rounds_needed": noise.rounds_needed}),
+        "round_noise": [{"scenario": n.scenario, "spread": n.spread, "rounds": n.rounds,
+                         "expected_twin_difference": n.expected_twin_difference, "rounds_needed": n.rounds_needed}
+                        for n in round_noise(results.samples, TWIN_RESOLUTION)],
         "bursts": [{"stack": b.stack, "app": b.app, "round": b.round, **b.result.to_dict()}
                    for b in results.bursts],
         "memory": {k: [dataclasses.asdict(m) for m in v] for k, v in results.memory.items()},
