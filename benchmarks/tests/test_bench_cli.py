@@ -49,3 +49,12 @@ def test_report_says_what_each_stack_ran_and_which_conclusions_lack_twins() -> N
     target = next(t for t in data["targets"] if t["name"] == "Django ÷ granian+Nginx")
     assert target["twins_resolved"] is False
     assert tuple(target["rests_on"][1]) == ("granian-nginx", "django c32")
+
+
+def test_pages_narrow_the_scenarios_and_an_unknown_page_is_named() -> None:
+    scenarios = [Scenario("django c32", "django", "/", 32), Scenario("django-hello c32", "django", "/hello", 32),
+                 Scenario("django-hello c256", "django", "/hello", 256), Scenario("static 1k nginx", "hello", "/s", 32)]
+    assert [s.name for s in cli.only_pages(scenarios, "django-hello")] == [
+        "django-hello c32", "django-hello c256", "static 1k nginx"]
+    with pytest.raises(click.BadParameter, match=r"no such page among the apps measured: dj \(pages: django, django-hello\)"):
+        cli.only_pages(scenarios, "django-hello,dj")

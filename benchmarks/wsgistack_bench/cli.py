@@ -32,6 +32,16 @@ DEFAULT_STACKS = (
 BENCH_SECRET = "wsgistack-bench-not-a-secret-" + "x" * 40
 
 
+def only_pages(scenarios: list[harness.Scenario], pages: str) -> list[harness.Scenario]:
+    """The scenarios of the pages named (``hello,django-hello``); the static files' stay."""
+    wanted = {p.strip() for p in pages.split(",") if p.strip()}
+    known = {s.name.split()[0] for s in scenarios if not s.name.startswith("static ")}
+    if unknown := sorted(wanted - known):
+        raise click.BadParameter(f"no such page among the apps measured: {', '.join(unknown)} "
+                                 f"(pages: {', '.join(sorted(known))})", param_hint="--pages")
+    return [s for s in scenarios if s.name.startswith("static ") or s.name.split()[0] in wanted]
+
+
 def _apps(which: str, hello_dir: Path, django_dir: Path, workroot: Path) -> list[stacks.AppTarget]:
     apps = []
     if which in ("hello", "all"):
@@ -174,6 +184,8 @@ def _cpus(value: str | None) -> tuple[int, ...]:
 @click.option("--max-core-slowdown", type=click.FloatRange(0, 10), default=0.15, show_default=True,
               help="a sample during which the server core ran this much slower (0.15 = 15 %) than the fastest "
                    "seen for the same stack and scenario is taken again (--noisy-retries) and marked slow")
+@click.option("--pages", default=None, metavar="PAGE,...",
+              help="measure only these pages of the apps (hello, django, django-hello; default: every page)")
 @click.option("--no-core-probe", is_flag=True,
               help="do not time the fixed piece of work on the server CPUs during each sample")
 def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: tuple[str, ...], rounds: int, duration: int, warmup: int,
@@ -182,7 +194,8 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: 
             server_cpus: str | None, load_cpus: str | None, headers: tuple[str, ...], no_wrk: bool,
             markdown_path: Path | None, json_path: Path | None, keep_workdir: bool,
             twins: tuple[str, ...], granians: tuple[str, ...], think: str, max_other_cpus: float,
-            allow_busy: bool, noisy_retries: int, max_core_slowdown: float, no_core_probe: bool) -> None:
+            allow_busy: bool, noisy_retries: int, max_core_slowdown: float, no_core_probe: bool,
+            pages: str | None) -> None:
     """Benchmark wsgistack against reference stacks, interleaved, medians over rounds."""
     console = Console(stderr=True, width=160)
     # A TERM (a timeout, a killed job) unwinds like Ctrl-C: run_bench's finally stops every
@@ -222,6 +235,12 @@ def command(which: str, stack_list: str, candidates: tuple[str, ...], variants: 
     apps = _apps(which, hello_dir, django_dir, workroot)
     scenarios = [dataclasses.replace(s, headers=(*s.headers, *headers))
                  for s in harness.default_scenarios(apps, primary_order, conns, static=static, think_ms=think_ms)]
+    if pages:
+        try:
+            scenarios = only_pages(scenarios, pages)
+        except click.BadParameter:
+            shutil.rmtree(workroot, ignore_errors=True)
+            raise
     try:
         results = harness.run_bench(apps, builders, scenarios, options, workroot, harness.free_ports(),
                                     progress=lambda msg: console.print(msg, markup=False, highlight=False))
