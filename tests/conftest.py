@@ -12,6 +12,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -159,6 +160,27 @@ def http(url: str, *, host: str | None = None, headers: dict[str, str] | None = 
             return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
     except urllib.error.HTTPError as err:
         return Response(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
+
+
+class InBackground:
+    """One request on a thread of its own, started at once (a slow request a reload, a stop or
+    a drain must let finish): :meth:`outcome` waits for it and gives its status, or the error's
+    text for a request that got no response (None: still running after ``wait``)."""
+
+    def __init__(self, url: str, *, method: str | None = None, data: bytes | None = None, timeout: float = 60) -> None:
+        self._outcome: int | str | None = None
+        self._thread = threading.Thread(target=self._run, args=(url, method, data, timeout), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str, method: str | None, data: bytes | None, timeout: float) -> None:
+        try:
+            self._outcome = http(url, method=method, data=data, timeout=timeout).status
+        except OSError as exc:
+            self._outcome = f"{type(exc).__name__}: {exc}"
+
+    def outcome(self, wait: float = 60) -> int | str | None:
+        self._thread.join(wait)
+        return self._outcome
 
 
 def load(url: str, count: int, *, clients: int = 16, method: str = "GET", data: bytes | None = None,

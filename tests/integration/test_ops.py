@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import (
     EXAMPLES,
     SERVERS,
+    InBackground,
     WSGISTACK,
     Stack,
     app_writable,
@@ -48,9 +49,7 @@ def test_status_reports_workers_and_reload_keeps_serving(tmp_path: Path, stacks:
     assert len(old_workers) >= 2
 
     # A request in flight during the reload still completes.
-    result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.update(status=http(stack.url + "/slow?seconds=1").status))
-    thread.start()
+    request = InBackground(stack.url + "/slow?seconds=1", timeout=10)
     wait_in_flight(stack.runtime_dir)  # proves the request is in the app when the reload comes
     # No --port here: reload reuses the options `run` was started with.
     rl = cli("reload", str(EXAMPLES / "hello"), *rt)
@@ -59,8 +58,7 @@ def test_status_reports_workers_and_reload_keeps_serving(tmp_path: Path, stacks:
         assert "workers drain for 2.5s, then granian replaces them one at a time" in rl.stdout
     else:
         assert "graceful reload requested" in rl.stdout
-    thread.join(10)
-    assert result.get("status") == 200
+    assert request.outcome(10) == 200
     statuses = [http(stack.url + "/hello").status for _ in range(20)]
     assert statuses == [200] * 20
     deadline = time.monotonic() + 30
@@ -303,18 +301,8 @@ def test_a_reload_lets_12s_requests_finish_and_chain_needs_lazy_apps(tmp_path: P
     assert "worker-reload-mercy = 32\n" in (stack.runtime_dir / "uwsgi.ini").read_text()
     before = {w["pid"] for w in json.loads(cli("status", str(project), *rt, "--json").stdout)["stats"]["workers"]}
 
-    results: dict[str, int | str] = {}
-
-    def call(key: str, method: str) -> None:
-        try:
-            results[key] = http(f"{stack.url}/slow?seconds=12&id={key}", method=method,
-                                data=b"x" * 1000 if method == "POST" else None, timeout=60).status
-        except OSError as exc:
-            results[key] = str(exc)
-
-    threads = [threading.Thread(target=call, args=("post", "POST")), threading.Thread(target=call, args=("get", "GET"))]
-    for t in threads:
-        t.start()
+    requests = {"post": InBackground(f"{stack.url}/slow?seconds=12&id=post", method="POST", data=b"x" * 1000),
+                "get": InBackground(f"{stack.url}/slow?seconds=12&id=get", method="GET")}
     wait_in_flight(stack.runtime_dir, count=2)
     rl = cli("reload", str(project), *rt)
     assert rl.returncode == 0, rl.stdout + rl.stderr
@@ -323,8 +311,7 @@ def test_a_reload_lets_12s_requests_finish_and_chain_needs_lazy_apps(tmp_path: P
     started = time.monotonic()
     assert http(stack.url + "/", timeout=60).status == 200
     waited = time.monotonic() - started
-    for t in threads:
-        t.join(60)
+    results = {key: request.outcome(60) for key, request in requests.items()}
     assert results == {"post": 200, "get": 200}, results
     lines = runs.read_text().splitlines()
     assert sorted(line.rsplit(" ", 1)[0] for line in lines) == ["GET get", "POST post"], lines  # each ran once
@@ -375,18 +362,8 @@ def test_a_granian_reload_lets_12s_requests_finish(tmp_path: Path, stacks: list[
     [granian] = [p for p in processes if p["name"] == "granian"]
     assert granian["argv"][granian["argv"].index("--workers-kill-timeout") + 1] == "30"
     before = {w["pid"] for w in json.loads(cli("status", str(project), *rt, "--json", env=env).stdout)["stats"]["workers"]}
-    results: dict[str, int | str] = {}
-
-    def call(key: str, method: str) -> None:
-        try:
-            results[key] = http(f"{stack.url}/slow?seconds=12&id={key}", method=method,
-                                data=b"x" * 1000 if method == "POST" else None, timeout=60).status
-        except OSError as exc:
-            results[key] = str(exc)
-
-    threads = [threading.Thread(target=call, args=("post", "POST")), threading.Thread(target=call, args=("get", "GET"))]
-    for t in threads:
-        t.start()
+    requests = {"post": InBackground(f"{stack.url}/slow?seconds=12&id=post", method="POST", data=b"x" * 1000),
+                "get": InBackground(f"{stack.url}/slow?seconds=12&id=get", method="GET")}
     # At least one in a worker's thread; the other may wait inside the same worker (granian
     # takes a kept connection's next request whether or not its thread is free).
     wait_in_flight(stack.runtime_dir, count=1)
@@ -395,8 +372,7 @@ def test_a_granian_reload_lets_12s_requests_finish(tmp_path: Path, stacks: list[
     assert rl.returncode == 0, rl.stdout + rl.stderr
     assert "then granian replaces them one at a time" in rl.stdout
     arriving = http(stack.url + "/", timeout=60).status
-    for t in threads:
-        t.join(60)
+    results = {key: request.outcome(60) for key, request in requests.items()}
     assert results == {"post": 200, "get": 200} and arriving == 200, (results, arriving)
     lines = runs.read_text().splitlines()
     assert sorted(line.rsplit(" ", 1)[0] for line in lines) == ["GET get", "POST post"], lines  # each ran once
@@ -497,22 +473,13 @@ def test_stop_from_another_shell_finishes_the_requests_in_flight(tmp_path: Path,
     stack = start_stack(tmp_path, EXAMPLES / "hello", env=server_env(server))
     stacks.append(stack)
     rt = ["--runtime-dir", str(stack.runtime_dir)]
-    result: dict[str, int | str] = {}
-
-    def slow() -> None:
-        try:
-            result["status"] = http(stack.url + "/slow?seconds=2", timeout=30).status
-        except OSError as exc:
-            result["status"] = str(exc)
-
-    thread = threading.Thread(target=slow)
-    thread.start()
+    request = InBackground(stack.url + "/slow?seconds=2", timeout=30)
     wait_in_flight(stack.runtime_dir)
     stopped = cli("stop", str(EXAMPLES / "hello"), *rt, "--wait", "30")
-    thread.join(30)
+    status = request.outcome(30)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert "SIGTERM to its manager" in stopped.stdout and "stopped in " in stopped.stdout
-    assert result.get("status") == 200, result
+    assert status == 200, status
     assert stack.proc.wait(timeout=10) == 0
     with pytest.raises(OSError):
         http(stack.url + "/hello", timeout=5)

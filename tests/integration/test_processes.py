@@ -8,14 +8,13 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import (
-    EXAMPLES, SERVERS, WSGISTACK, Stack, clean_env, http, server_env, shared_dir, start_stack, wait_in_flight, worker_user,
+    EXAMPLES, SERVERS, WSGISTACK, InBackground, Stack, clean_env, http, server_env, shared_dir, start_stack, wait_in_flight, worker_user,
 )
 
 pytestmark = pytest.mark.integration
@@ -159,13 +158,10 @@ def test_a_slow_worker_and_a_long_job_stop_beside_nginx_within_their_own_budgets
     stack = start_stack(tmp_path, app, ready_path="/", env=server_env(server))
     stacks.append(stack)
     stack.log_with("jobs | job started")
-    result: dict[str, int] = {}
-    request = threading.Thread(target=lambda: result.update(status=http(stack.url + "/slow?seconds=2", timeout=30).status))
-    request.start()
+    request = InBackground(stack.url + "/slow?seconds=2", timeout=30)
     wait_in_flight(stack.runtime_dir)
     assert stack.stop(timeout=60) == 0
-    request.join(30)
-    assert result.get("status") == 200
+    assert request.outcome(30) == 200
     log = stack.log()
     # nginx and the app server share stop_timeout (8 s, from the stop's start); the job its own.
     assert f"stopping jobs (up to 20s), nginx (up to 6s); {server} once nginx exited (until 8s from now); at most 21s in all" in log
