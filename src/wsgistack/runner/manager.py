@@ -118,12 +118,6 @@ def _read_available(fd: int, limit: int = 4 * PIPE_SIZE) -> tuple[bytes, bool]:
     return b"".join(chunks), False
 
 
-
-
-
-
-
-
 def _valid_utf8(line: bytes) -> bytes:
     try:
         line.decode("utf-8")
