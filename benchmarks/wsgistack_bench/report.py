@@ -16,6 +16,7 @@ from . import machineload
 from .harness import (
     CEILING,
     BenchResults,
+    Sample,
     Summary,
     TargetCheck,
     TWIN_RESOLUTION,
@@ -95,22 +96,23 @@ def load_warnings(results: BenchResults) -> list[str]:
                    "on the server CPUs, or the stack has processes or threads the harness does not see.")
     noisy = [s for s in results.samples if s.noisy]
     if noisy:
-        where = sorted({f"{s.stack} / {s.scenario}" for s in noisy})
         worst = max(s.interference.other_cpus for s in noisy if s.interference)
         out.append(f"{len(noisy)} of {len(results.samples)} samples ran while more than "
                    f"{results.options.load_policy.max_other_cpus:g} CPUs did other work (up to {worst:.2f}), "
-                   f"even after {results.options.noisy_retries} retries: {', '.join(where[:8])}"
-                   + (f" and {len(where) - 8} more" if len(where) > 8 else "") + ". Medians that include them are not comparable "
+                   f"even after {results.options.noisy_retries} retries: {_where(noisy)}. Medians that include them are not comparable "
                    "with a quiet run (CPU per request depends on the rate a stack is driven at).")
     slow = [s for s in results.samples if s.slow]
     if slow:
-        where = sorted({f"{s.stack} / {s.scenario}" for s in slow})
         out.append(f"{len(slow)} of {len(results.samples)} samples ran while the server core itself was more than "
                    f"{results.options.max_core_slowdown:.0%} slower than at its fastest in this run (the core probe), "
-                   f"even after {results.options.noisy_retries} retries: {', '.join(where[:8])}"
-                   + (f" and {len(where) - 8} more" if len(where) > 8 else "") + ". Compare the CPU µs/req "
-                   "at core speed, or measure again.")
+                   f"even after {results.options.noisy_retries} retries: {_where(slow)}. Measure again.")
     return out
+
+
+def _where(samples: Sequence[Sample]) -> str:
+    """The stacks and scenarios of ``samples``, at most eight named."""
+    where = sorted({f"{s.stack} / {s.scenario}" for s in samples})
+    return ", ".join(where[:8]) + (f" and {len(where) - 8} more" if len(where) > 8 else "")
 
 
 def _fmt_ratio(value: float | None) -> str:
