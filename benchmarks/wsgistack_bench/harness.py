@@ -257,7 +257,7 @@ def twin_agreement(summaries: Mapping[tuple[str, str], Summary]) -> list[TwinAgr
     for (stack, scenario), twin in summaries.items():
         if not stack.endswith(TWIN_SUFFIX):
             continue
-        original = summaries.get((stack[: -len(TWIN_SUFFIX)], scenario))
+        original = summaries.get((twin_family(stack), scenario))
         if original and original.cpu_us and twin.cpu_us:
             out.append(TwinAgreement(original.stack, scenario, original.cpu_us, twin.cpu_us,
                                      original.core_ms, twin.core_ms))

@@ -177,11 +177,13 @@ class LoadPolicy:
 # On a virtual machine the same work does not always take the same CPU time: a fixed Python
 # loop pinned to one vCPU here took 15.1 to 27.5 ms a piece, second by second, for periods of
 # up to 10 s, while /proc/stat showed no steal and nothing else running (the host's other
-# tenants share the physical core; measured 2026-12-08, docs/benchmarks.md). A stack's CPU time
-# per request moves with it (correlation 0.83 over 12 samples of one stack), which no load
+# tenants share the physical core; measured 2026-12-08, docs/benchmarks.md), which no load
 # check inside the machine can see. So every sample also times a fixed piece of work on the
 # server CPUs while the stack runs: its CPU time (not its wall time, which the busy core's
-# scheduling would decide) says how fast the core was.
+# scheduling would decide) says how fast the core was. It finds the stretches when the core
+# was far slower (the harness measures those samples again); a stack's smaller round-to-round
+# moves it tracks only weakly (r 0.83 in one set of 12 samples, 0.24-0.38 in another of 14),
+# so no figure is scaled by it.
 
 PROBE_WORK = 20_000  # loop iterations a piece: about 0.9 ms of CPU here
 PROBE_INTERVAL_S = 0.05  # a piece every 50 ms: under 2 % of a server CPU
